@@ -1,0 +1,1 @@
+//! Micro-benchmark of the GraphQL half (start-up, introspection latency, queries/s).

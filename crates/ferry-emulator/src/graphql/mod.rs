@@ -1,0 +1,64 @@
+//! The GraphQL half: a dynamic schema built from the SDL, generic resolvers over the
+//! record store, mutations, attachments and rate limiting.
+
+pub mod attachments;
+pub(crate) mod model;
+mod seed;
+
+pub use seed::{parse_seed_text, SeedSummary};
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::{Emulator, EmulatorError};
+use model::{base_name, Kind, Model};
+
+/// Parsed SDL and the executable schema.
+pub(crate) struct GraphqlState {
+    pub(crate) model: Arc<Model>,
+}
+
+impl GraphqlState {
+    pub(crate) fn from_sdl(sdl: &str) -> Result<Self, EmulatorError> {
+        let model = Arc::new(Model::parse(sdl)?);
+        Ok(GraphqlState { model })
+    }
+
+    /// Whether `name` is an object type with an `id` (a storable record type).
+    pub(crate) fn is_record_type(&self, name: &str) -> bool {
+        self.model.is_record_type(name)
+    }
+
+    /// Map `@wireValue` spellings of enum fields to their GraphQL names (other values unchanged).
+    pub(crate) fn normalize_enum_value(&self, typename: &str, field: &str, v: &Value) -> Value {
+        let Some(f) = self.model.get(typename).and_then(|t| t.fields.get(field)) else {
+            return v.clone();
+        };
+        let ty = base_name(&f.ty);
+        if self.model.kind(ty) != Some(Kind::Enum) {
+            return v.clone();
+        }
+        normalize_enum_json(&self.model, ty, v)
+    }
+}
+
+fn normalize_enum_json(model: &Model, enum_type: &str, v: &Value) -> Value {
+    match v {
+        Value::String(s) => match model.enum_name(enum_type, s) {
+            Some(n) => Value::String(n.to_string()),
+            None => v.clone(),
+        },
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| normalize_enum_json(model, enum_type, x))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Routes of the GraphQL half (`POST /`, `POST /graphql`, attachment upload/download).
+pub fn router() -> axum::Router<Arc<Emulator>> {
+    axum::Router::new()
+}
