@@ -6,7 +6,7 @@
 
 pub mod bench;
 pub mod graphql;
-// `pub mod rest;` is added by the REST half once `src/rest/mod.rs` exists.
+pub mod rest;
 pub mod state;
 
 pub use state::*;
@@ -113,7 +113,7 @@ pub async fn build(config: EmulatorConfig) -> Result<Arc<Emulator>, EmulatorErro
 
 /// The full axum router: GraphQL and attachment routes (and the REST half's router).
 pub fn router(emu: Arc<Emulator>) -> axum::Router {
-    graphql::router().with_state(emu)
+    graphql::router().merge(rest::router(&emu)).with_state(emu)
 }
 
 /// Serve on `listener` until `shutdown` resolves.

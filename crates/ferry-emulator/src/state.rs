@@ -571,6 +571,8 @@ pub struct Emulator {
     pub(crate) limiter: RateLimiter,
     pub(crate) attachments: crate::graphql::attachments::AttachmentStore,
     pub(crate) gql: crate::graphql::GraphqlState,
+    /// Private state of the REST/webhook half.
+    pub rest: crate::rest::RestState,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -601,6 +603,7 @@ impl Emulator {
             limiter: RateLimiter::default(),
             attachments: Default::default(),
             gql,
+            rest: Default::default(),
         }
     }
 
