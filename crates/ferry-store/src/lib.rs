@@ -1,1 +1,111 @@
-//! ferry-store
+//! Ferry's durable store.
+//!
+//! [`Store`] is the storage interface used by the executor and the server: jobs (insert with
+//! deduplication, claim with concurrency keys, checkpoints with step records, recovery and re-runs),
+//! a namespaced key/value store with TTL and single-flight locks. It is object safe
+//! (`Arc<dyn Store>`), so other back ends (PostgreSQL) can be added without touching callers.
+//!
+//! [`SqliteStore`] is the embedded implementation (SQLite in WAL mode through `sqlx`). All writes
+//! are **group-committed**: a single writer task owns the write connection, drains every queued
+//! write command (up to [`StoreOptions::max_batch`]), runs them in one transaction and answers each
+//! caller only after `COMMIT`. Reads use a separate pool of read-only connections.
+//!
+//! Storage conventions: timestamps are INTEGER milliseconds since the Unix epoch (UTC), JSON
+//! values are TEXT, job ids are 16-byte UUID BLOBs.
+
+mod error;
+mod sqlite;
+mod types;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+pub use types::{
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, LogLine, NewJob,
+    StepRecord, StepStatus, StoreOptions,
+};
+
+/// The durable storage interface of Ferry.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Durably insert a job (group-committed); returns only after COMMIT.
+    ///
+    /// Deduplication: if a job with the same (solution, runbook, dedup_key) exists, nothing is
+    /// stored and [`InsertOutcome::Duplicate`] names the existing job. Inserting an id that already
+    /// exists is a [`StoreError::Conflict`].
+    async fn insert_job(&self, job: NewJob) -> Result<InsertOutcome, StoreError>;
+
+    /// Claim the next runnable job and mark it Running with a lease (`lease_until = now + lease`).
+    ///
+    /// Runnable: Waiting with `next_run_at <= now` (earliest first), otherwise the oldest Queued
+    /// job that does not wait for its concurrency key. Jobs sharing a concurrency key run one at a
+    /// time in insertion order; a Waiting or Running job keeps holding its key. Increments
+    /// `attempts`, sets `started_at` on the first claim and clears `next_run_at`.
+    /// Returns `None` if nothing is runnable.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<JobRecord>, StoreError>;
+
+    /// In one transaction: append the step record (if any; its `seq` is assigned by the store as
+    /// the next number for the job) and update the job's state, status, next_run_at and error.
+    /// `finished_at` is set when the new status is terminal, which also releases the concurrency
+    /// key to the next job; Waiting, Queued and terminal statuses clear the lease.
+    /// Group-committed. [`StoreError::NotFound`] for an unknown job, [`StoreError::Invalid`] for
+    /// a Waiting checkpoint without `next_run_at`.
+    async fn checkpoint(&self, cp: Checkpoint) -> Result<(), StoreError>;
+
+    /// Fetch one job.
+    async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+
+    /// List jobs, newest first, with filters and paging (see [`JobFilter`]).
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;
+
+    /// All steps of a job in order.
+    async fn job_steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError>;
+
+    /// Put Running jobs back to Queued, keeping their state so the executor resumes from the last
+    /// checkpoint. With `all_running` every Running job is recovered (start-up of the only
+    /// process); otherwise only those whose lease has expired. Returns how many.
+    async fn recover_interrupted(&self, all_running: bool) -> Result<u64, StoreError>;
+
+    /// Reset a Failed job to Queued with the given fresh state (re-run); clears error,
+    /// started_at, finished_at and next_run_at and keeps the step history.
+    /// [`StoreError::Conflict`] if the job is not Failed, [`StoreError::NotFound`] if unknown.
+    async fn requeue_job(&self, id: JobId, state: Value) -> Result<(), StoreError>;
+
+    /// Earliest `next_run_at` among Waiting jobs (the scheduler sleeps until then).
+    async fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Number of jobs per status, for every status (zeros included), in [`JobStatus::ALL`] order.
+    async fn count_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError>;
+
+    /// Read a value of the connection store; expired values read as `None`.
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Value>, StoreError>;
+
+    /// Write a value (stored as given; callers encrypt). `ttl` of `None` never expires.
+    async fn kv_put(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError>;
+
+    /// Delete a value (no error if absent).
+    async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Single-flight lock (spec §2.10): succeeds if the key is free, expired, or already held by
+    /// the same `token` (which extends it). Returns whether the lock is now held by `token`.
+    async fn lock_acquire(&self, key: &str, token: &str, ttl: Duration)
+        -> Result<bool, StoreError>;
+
+    /// Release a lock; only the owner token can. Returns whether a lock was released.
+    async fn lock_release(&self, key: &str, token: &str) -> Result<bool, StoreError>;
+}

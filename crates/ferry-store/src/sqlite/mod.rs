@@ -1,0 +1,393 @@
+//! The embedded SQLite implementation of [`Store`].
+
+mod rows;
+mod writer;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, JOB_COLS, STEP_COLS};
+use self::writer::{CheckpointRow, InsertRow, Msg, Op, Reply, StepRow};
+use crate::{
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, NewJob, StepRecord,
+    Store, StoreError, StoreOptions,
+};
+
+/// Capacity of the writer's command queue (callers wait when it is full).
+const QUEUE_CAPACITY: usize = 16_384;
+/// Connections in the read pool.
+const READ_CONNECTIONS: u32 = 4;
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite-backed [`Store`] (WAL mode, group-committed writes).
+///
+/// Durability: with the default `synchronous=NORMAL` a commit survives a crash or `kill -9` of the
+/// process; with [`StoreOptions::sync_full`] every commit is fsync'ed and also survives power loss.
+///
+/// Cloning is cheap and shares the same writer and read pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    read: SqlitePool,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Open (creating the file and its parent directories if needed) and migrate the database at
+    /// `path`, and start the writer task. Must be called inside a Tokio runtime.
+    pub async fn open(path: &Path, opts: StoreOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+        }
+        let base = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if opts.sync_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .disable_statement_logging();
+
+        let mut conn: SqliteConnection = base.clone().create_if_missing(true).connect().await?;
+        sqlx::migrate!().run(&mut conn).await?;
+
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .min_connections(0)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .connect_with(base.pragma("query_only", "ON"))
+            .await?;
+
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let handle = tokio::spawn(writer::run(conn, rx, opts.max_batch));
+        tracing::debug!(path = %path.display(), sync_full = opts.sync_full, "store opened");
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                tx,
+                read,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Finish the queued writes, stop the writer and close all connections. Later calls fail
+    /// with [`StoreError::Closed`]. Idempotent.
+    pub async fn close(&self) {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        if self.inner.tx.send(Msg::Shutdown(ack_tx)).await.is_ok() {
+            let _ = ack_rx.await;
+        }
+        if let Some(handle) = self.inner.writer.lock().await.take() {
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "store writer task ended abnormally");
+            }
+        }
+        self.inner.read.close().await;
+    }
+
+    /// Send a write command and wait for its committed result.
+    async fn write(&self, op: Op) -> Result<Reply, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Cmd(op, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn unexpected(reply: &Reply) -> StoreError {
+    let kind = match reply {
+        Reply::Insert(_) => "insert",
+        Reply::Claim(_) => "claim",
+        Reply::Unit => "unit",
+        Reply::Count(_) => "count",
+        Reply::Bool(_) => "bool",
+    };
+    StoreError::Corrupt(format!("writer answered with an unexpected {kind} reply"))
+}
+
+fn now_ms() -> i64 {
+    to_ms(Utc::now())
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn insert_job(&self, job: NewJob) -> Result<InsertOutcome, StoreError> {
+        let row = InsertRow {
+            id: job.id,
+            solution: job.solution,
+            runbook: job.runbook,
+            trigger_output: serde_json::to_string(&job.trigger_output)?,
+            context_id: job.context_id,
+            concurrency_key: job.concurrency_key,
+            dedup_key: job.dedup_key,
+            state: serde_json::to_string(&job.state)?,
+            now: now_ms(),
+        };
+        match self.write(Op::Insert(row)).await? {
+            Reply::Insert(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let now = to_ms(now);
+        let op = Op::Claim {
+            worker: worker.to_owned(),
+            now,
+            lease_until: now.saturating_add(dur_ms(lease)),
+        };
+        match self.write(op).await? {
+            Reply::Claim(job) => Ok(job),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn checkpoint(&self, cp: Checkpoint) -> Result<(), StoreError> {
+        if cp.status == JobStatus::Waiting && cp.next_run_at.is_none() {
+            return Err(StoreError::Invalid(
+                "a Waiting checkpoint needs next_run_at".into(),
+            ));
+        }
+        let step = match cp.step {
+            None => None,
+            Some(s) => Some(StepRow {
+                step_id: s.step_id,
+                invocation: s.invocation,
+                status: s.status.as_str(),
+                input: serde_json::to_string(&s.input)?,
+                outputs: serde_json::to_string(&s.outputs)?,
+                logs: serde_json::to_string(&s.logs)?,
+                error: s.error,
+                started_at: to_ms(s.started_at),
+                finished_at: to_ms(s.finished_at),
+            }),
+        };
+        let row = CheckpointRow {
+            job_id: cp.job_id,
+            step,
+            state: serde_json::to_string(&cp.state)?,
+            status: cp.status.as_str(),
+            terminal: cp.status.is_terminal(),
+            next_run_at: cp.next_run_at.map(to_ms),
+            error: cp.error,
+            now: now_ms(),
+        };
+        match self.write(Op::Checkpoint(row)).await? {
+            Reply::Unit => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.inner.read)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
+        let limit = filter.effective_limit();
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {JOB_COLS} FROM jobs WHERE 1 = 1"));
+        if let Some(s) = &filter.solution {
+            qb.push(" AND solution = ").push_bind(s.clone());
+        }
+        if let Some(r) = &filter.runbook {
+            qb.push(" AND runbook = ").push_bind(r.clone());
+        }
+        if let Some(st) = filter.status {
+            qb.push(" AND status = ").push_bind(st.as_str());
+        }
+        if let Some(c) = &filter.context_id {
+            qb.push(" AND context_id = ").push_bind(c.clone());
+        }
+        if let Some(b) = filter.before_seq {
+            qb.push(" AND seq < ").push_bind(b);
+        }
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = qb.build().fetch_all(&self.inner.read).await?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = jobs.len() > limit as usize;
+        jobs.truncate(limit as usize);
+        let next_before_seq = if more {
+            jobs.last().map(|j| j.seq)
+        } else {
+            None
+        };
+        Ok(JobPage {
+            jobs,
+            next_before_seq,
+        })
+    }
+
+    async fn job_steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
+        let sql = format!("SELECT {STEP_COLS} FROM steps WHERE job_id = ?1 ORDER BY seq");
+        let rows = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&self.inner.read)
+            .await?;
+        rows.iter().map(step_from_row).collect()
+    }
+
+    async fn recover_interrupted(&self, all_running: bool) -> Result<u64, StoreError> {
+        let op = Op::Recover {
+            all_running,
+            now: now_ms(),
+        };
+        match self.write(op).await? {
+            Reply::Count(n) => {
+                if n > 0 {
+                    tracing::info!(jobs = n, "recovered interrupted jobs");
+                }
+                Ok(n)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn requeue_job(&self, id: JobId, state: Value) -> Result<(), StoreError> {
+        let op = Op::Requeue {
+            id,
+            state: serde_json::to_string(&state)?,
+            now: now_ms(),
+        };
+        match self.write(op).await? {
+            Reply::Unit => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let ms: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_run_at) FROM jobs WHERE status = 'waiting'")
+                .fetch_one(&self.inner.read)
+                .await?;
+        ms.map(from_ms).transpose()
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+            .fetch_all(&self.inner.read)
+            .await?;
+        let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            let status: String = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            let status = JobStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown job status {status:?}")))?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+                slot.1 = n;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM kv WHERE ns = ?1 AND key = ?2 \
+             AND (expires_at IS NULL OR expires_at > ?3)",
+        )
+        .bind(ns)
+        .bind(key)
+        .bind(now_ms())
+        .fetch_optional(&self.inner.read)
+        .await?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+    }
+
+    async fn kv_put(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let op = Op::KvPut {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+            value: serde_json::to_string(value)?,
+            expires_at: ttl.map(|t| now_ms().saturating_add(dur_ms(t))),
+        };
+        match self.write(op).await? {
+            Reply::Unit => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
+        let op = Op::KvDelete {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+        };
+        match self.write(op).await? {
+            Reply::Unit => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn lock_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let op = Op::LockAcquire {
+            key: key.to_owned(),
+            token: token.to_owned(),
+            now,
+            expires_at: now.saturating_add(dur_ms(ttl)),
+        };
+        match self.write(op).await? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn lock_release(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+        let op = Op::LockRelease {
+            key: key.to_owned(),
+            token: token.to_owned(),
+        };
+        match self.write(op).await? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! The group-commit writer: one task owns the write connection and runs every queued write
+//! command of a batch in one transaction.
+//!
+//! Failure isolation: every command is either a single SQL statement or a sequence whose
+//! statements after the first cannot fail for command-specific reasons. SQLite backs out only the
+//! failing *statement* on a constraint error and keeps the transaction open, so a command that
+//! fails that way (duplicate id, unknown job, ...) fails alone while the rest of the batch
+//! commits. Any other error (I/O, a failed COMMIT) rolls the whole batch back and every command
+//! is retried in its own transaction, so each caller gets its own outcome.
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows::{job_cols, job_from_row};
+use crate::{InsertOutcome, JobId, JobRecord, StoreError};
+
+/// A job insert, with JSON already encoded by the caller.
+pub(crate) struct InsertRow {
+    pub id: JobId,
+    pub solution: String,
+    pub runbook: String,
+    pub trigger_output: String,
+    pub context_id: Option<String>,
+    pub concurrency_key: Option<String>,
+    pub dedup_key: Option<String>,
+    pub state: String,
+    pub now: i64,
+}
+
+/// A step to append, with JSON already encoded.
+pub(crate) struct StepRow {
+    pub step_id: String,
+    pub invocation: i64,
+    pub status: &'static str,
+    pub input: String,
+    pub outputs: String,
+    pub logs: String,
+    pub error: Option<String>,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+/// A checkpoint, with JSON already encoded.
+pub(crate) struct CheckpointRow {
+    pub job_id: JobId,
+    pub step: Option<StepRow>,
+    pub state: String,
+    pub status: &'static str,
+    pub terminal: bool,
+    pub next_run_at: Option<i64>,
+    pub error: Option<String>,
+    pub now: i64,
+}
+
+/// A write operation.
+pub(crate) enum Op {
+    Insert(InsertRow),
+    Claim {
+        worker: String,
+        now: i64,
+        lease_until: i64,
+    },
+    Checkpoint(CheckpointRow),
+    Recover {
+        all_running: bool,
+        now: i64,
+    },
+    Requeue {
+        id: JobId,
+        state: String,
+        now: i64,
+    },
+    KvPut {
+        ns: String,
+        key: String,
+        value: String,
+        expires_at: Option<i64>,
+    },
+    KvDelete {
+        ns: String,
+        key: String,
+    },
+    LockAcquire {
+        key: String,
+        token: String,
+        now: i64,
+        expires_at: i64,
+    },
+    LockRelease {
+        key: String,
+        token: String,
+    },
+}
+
+/// Result of a write operation.
+pub(crate) enum Reply {
+    Insert(InsertOutcome),
+    Claim(Option<JobRecord>),
+    Unit,
+    Count(u64),
+    Bool(bool),
+}
+
+pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, StoreError>>;
+
+/// A message to the writer task.
+pub(crate) enum Msg {
+    Cmd(Op, ReplyTx),
+    /// Finish the queued commands, close the connection, then acknowledge.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The writer task body.
+pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+    let max_batch = max_batch.max(1);
+    let mut batch: Vec<(Op, ReplyTx)> = Vec::with_capacity(max_batch);
+    loop {
+        let mut shutdown = None;
+        match rx.recv().await {
+            None => break,
+            Some(Msg::Shutdown(ack)) => shutdown = Some(ack),
+            Some(Msg::Cmd(op, tx)) => {
+                batch.push((op, tx));
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(Msg::Cmd(op, tx)) => batch.push((op, tx)),
+                        Ok(Msg::Shutdown(ack)) => {
+                            shutdown = Some(ack);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&mut conn, &mut batch).await;
+        }
+        if let Some(ack) = shutdown {
+            // Refuse whatever arrived after the shutdown request.
+            rx.close();
+            while let Some(msg) = rx.recv().await {
+                if let Msg::Cmd(_, tx) = msg {
+                    let _ = tx.send(Err(StoreError::Closed));
+                }
+            }
+            close(conn).await;
+            let _ = ack.send(());
+            return;
+        }
+    }
+    close(conn).await;
+}
+
+async fn close(conn: SqliteConnection) {
+    if let Err(e) = conn.close().await {
+        tracing::warn!(error = %e, "closing the store's write connection failed");
+    }
+}
+
+async fn exec_sql(conn: &mut SqliteConnection, sql: &str) -> Result<(), StoreError> {
+    sqlx::query(sql).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Run a batch in one transaction and answer every caller.
+async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<(Op, ReplyTx)>) {
+    if batch.len() == 1 {
+        if let Some((op, tx)) = batch.pop() {
+            let res = run_single(conn, &op).await;
+            let _ = tx.send(res);
+        }
+        return;
+    }
+    tracing::trace!(size = batch.len(), "group commit");
+    let mut results: Vec<Result<Reply, StoreError>> = Vec::with_capacity(batch.len());
+    let mut broken: Option<StoreError> = None;
+    match exec_sql(conn, "BEGIN IMMEDIATE").await {
+        Err(e) => broken = Some(e),
+        Ok(()) => {
+            for (op, _) in batch.iter() {
+                match exec_op(conn, op).await {
+                    Err(e) if !e.is_command_local() => {
+                        broken = Some(e);
+                        break;
+                    }
+                    r => results.push(r),
+                }
+            }
+            if broken.is_none() {
+                if let Err(e) = exec_sql(conn, "COMMIT").await {
+                    broken = Some(e);
+                }
+            }
+            if broken.is_some() {
+                let _ = exec_sql(conn, "ROLLBACK").await;
+            }
+        }
+    }
+    if let Some(e) = broken {
+        tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying each command alone");
+        for (op, tx) in batch.drain(..) {
+            let res = run_single(conn, &op).await;
+            let _ = tx.send(res);
+        }
+        return;
+    }
+    for ((_, tx), res) in batch.drain(..).zip(results) {
+        let _ = tx.send(res);
+    }
+}
+
+/// Run one command in its own transaction.
+async fn run_single(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
+    exec_sql(conn, "BEGIN IMMEDIATE").await?;
+    match exec_op(conn, op).await {
+        Ok(reply) => match exec_sql(conn, "COMMIT").await {
+            Ok(()) => Ok(reply),
+            Err(e) => {
+                let _ = exec_sql(conn, "ROLLBACK").await;
+                Err(e)
+            }
+        },
+        Err(e) => {
+            let _ = exec_sql(conn, "ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation))
+}
+
+fn is_fk_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
+}
+
+/// Execute one command inside the open transaction.
+async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
+    match op {
+        Op::Insert(row) => insert(conn, row).await.map(Reply::Insert),
+        Op::Claim {
+            worker,
+            now,
+            lease_until,
+        } => claim(conn, worker, *now, *lease_until)
+            .await
+            .map(Reply::Claim),
+        Op::Checkpoint(cp) => checkpoint(conn, cp).await.map(|()| Reply::Unit),
+        Op::Recover { all_running, now } => {
+            let res = sqlx::query(
+                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
+                 updated_at = ?1 WHERE status = 'running' AND (?2 OR lease_until IS NULL OR lease_until < ?1)",
+            )
+            .bind(now)
+            .bind(all_running)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Reply::Count(res.rows_affected()))
+        }
+        Op::Requeue { id, state, now } => {
+            requeue(conn, *id, state, *now).await.map(|()| Reply::Unit)
+        }
+        Op::KvPut {
+            ns,
+            key,
+            value,
+            expires_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            )
+            .bind(ns)
+            .bind(key)
+            .bind(value)
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Reply::Unit)
+        }
+        Op::KvDelete { ns, key } => {
+            sqlx::query("DELETE FROM kv WHERE ns = ?1 AND key = ?2")
+                .bind(ns)
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Reply::Unit)
+        }
+        Op::LockAcquire {
+            key,
+            token,
+            now,
+            expires_at,
+        } => {
+            let res = sqlx::query(
+                "INSERT INTO locks (key, token, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at \
+                 WHERE locks.expires_at <= ?4 OR locks.token = excluded.token",
+            )
+            .bind(key)
+            .bind(token)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Reply::Bool(res.rows_affected() > 0))
+        }
+        Op::LockRelease { key, token } => {
+            let res = sqlx::query("DELETE FROM locks WHERE key = ?1 AND token = ?2")
+                .bind(key)
+                .bind(token)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Reply::Bool(res.rows_affected() > 0))
+        }
+    }
+}
+
+async fn insert(conn: &mut SqliteConnection, row: &InsertRow) -> Result<InsertOutcome, StoreError> {
+    let sql = concat!(
+        "INSERT INTO jobs (id, solution, runbook, status, trigger_output, context_id, concurrency_key, \
+         dedup_key, state, attempts, blocked, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, 0, \
+         CASE WHEN ?6 IS NULL THEN 0 ELSE EXISTS (SELECT 1 FROM jobs WHERE concurrency_key = ?6 \
+         AND blocked = 0 AND status IN ('queued', 'running', 'waiting')) END, ?9, ?9)"
+    );
+    let res = sqlx::query(sql)
+        .bind(row.id)
+        .bind(&row.solution)
+        .bind(&row.runbook)
+        .bind(&row.trigger_output)
+        .bind(&row.context_id)
+        .bind(&row.concurrency_key)
+        .bind(&row.dedup_key)
+        .bind(&row.state)
+        .bind(row.now)
+        .execute(&mut *conn)
+        .await;
+    match res {
+        Ok(_) => Ok(InsertOutcome::Created),
+        Err(e) if is_unique_violation(&e) => {
+            if let Some(dedup) = &row.dedup_key {
+                let existing: Option<JobId> = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE solution = ?1 AND runbook = ?2 AND dedup_key = ?3",
+                )
+                .bind(&row.solution)
+                .bind(&row.runbook)
+                .bind(dedup)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(existing) = existing {
+                    return Ok(InsertOutcome::Duplicate { existing });
+                }
+            }
+            Err(StoreError::Conflict(format!(
+                "job {} already exists",
+                row.id
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn claim(
+    conn: &mut SqliteConnection,
+    worker: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<Option<JobRecord>, StoreError> {
+    let sql = concat!(
+        "UPDATE jobs SET status = 'running', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, \
+         started_at = COALESCE(started_at, ?3), updated_at = ?3, next_run_at = NULL \
+         WHERE seq = COALESCE( \
+           (SELECT seq FROM jobs WHERE status = 'waiting' AND next_run_at <= ?3 ORDER BY next_run_at LIMIT 1), \
+           (SELECT seq FROM jobs WHERE status = 'queued' AND blocked = 0 ORDER BY seq LIMIT 1)) \
+         RETURNING ",
+        job_cols!()
+    );
+    let row = sqlx::query(sql)
+        .bind(worker)
+        .bind(lease_until)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(), StoreError> {
+    // The step goes first: it is the only statement that can fail for a command-specific reason
+    // (unknown job: foreign key), and a failing statement leaves no trace.
+    if let Some(step) = &cp.step {
+        let res = sqlx::query(
+            "INSERT INTO steps (job_id, seq, step_id, invocation, status, input, outputs, logs, error, \
+             started_at, finished_at) \
+             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 \
+             FROM steps WHERE job_id = ?1",
+        )
+        .bind(cp.job_id)
+        .bind(&step.step_id)
+        .bind(step.invocation)
+        .bind(step.status)
+        .bind(&step.input)
+        .bind(&step.outputs)
+        .bind(&step.logs)
+        .bind(&step.error)
+        .bind(step.started_at)
+        .bind(step.finished_at)
+        .execute(&mut *conn)
+        .await;
+        match res {
+            Ok(_) => {}
+            Err(e) if is_fk_violation(&e) => return Err(StoreError::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let row = sqlx::query(
+        "UPDATE jobs SET state = ?2, status = ?3, error = ?4, updated_at = ?5, \
+         next_run_at = CASE WHEN ?3 = 'waiting' THEN ?6 ELSE NULL END, \
+         finished_at = CASE WHEN ?7 THEN ?5 ELSE NULL END, \
+         blocked = CASE WHEN ?7 THEN 0 ELSE blocked END, \
+         lease_owner = CASE WHEN ?3 = 'running' THEN lease_owner ELSE NULL END, \
+         lease_until = CASE WHEN ?3 = 'running' THEN lease_until ELSE NULL END \
+         WHERE id = ?1 RETURNING concurrency_key",
+    )
+    .bind(cp.job_id)
+    .bind(&cp.state)
+    .bind(cp.status)
+    .bind(&cp.error)
+    .bind(cp.now)
+    .bind(cp.next_run_at)
+    .bind(cp.terminal)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound);
+    };
+    let key: Option<String> = row.try_get(0)?;
+    if cp.terminal {
+        if let Some(key) = key {
+            release_key(conn, &key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Hand a concurrency key to the oldest blocked job, unless an active job still holds it.
+async fn release_key(conn: &mut SqliteConnection, key: &str) -> Result<(), StoreError> {
+    let sql = concat!(
+        "UPDATE jobs SET blocked = 0 WHERE seq = \
+           (SELECT seq FROM jobs WHERE concurrency_key = ?1 AND blocked = 1 AND status = 'queued' \
+            ORDER BY seq LIMIT 1) \
+         AND NOT EXISTS (SELECT 1 FROM jobs WHERE concurrency_key = ?1 AND blocked = 0 \
+            AND status IN ('queued', 'running', 'waiting'))"
+    );
+    sqlx::query(sql).bind(key).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn requeue(
+    conn: &mut SqliteConnection,
+    id: JobId,
+    state: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let sql = concat!(
+        "UPDATE jobs SET status = 'queued', state = ?2, error = NULL, started_at = NULL, \
+         finished_at = NULL, next_run_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?3, \
+         blocked = CASE WHEN concurrency_key IS NULL THEN 0 ELSE EXISTS (SELECT 1 FROM jobs k \
+           WHERE k.concurrency_key = jobs.concurrency_key AND k.seq <> jobs.seq AND k.blocked = 0 \
+           AND k.status IN ('queued', 'running', 'waiting')) END \
+         WHERE id = ?1 AND status = 'failed'"
+    );
+    let res = sqlx::query(sql)
+        .bind(id)
+        .bind(state)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    if res.rows_affected() > 0 {
+        return Ok(());
+    }
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match status {
+        None => Err(StoreError::NotFound),
+        Some(s) => Err(StoreError::Conflict(format!(
+            "job {id} is {s}, only failed jobs can be re-run"
+        ))),
+    }
+}

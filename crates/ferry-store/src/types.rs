@@ -1,0 +1,286 @@
+//! Records and arguments exchanged with a [`crate::Store`].
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// Identifier of a job (returned to callers as `job_uuid`).
+pub type JobId = uuid::Uuid;
+
+/// Lifecycle status of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting to be claimed by a worker.
+    Queued,
+    /// Claimed by a worker that holds a lease on it.
+    Running,
+    /// Rescheduled; becomes claimable again at `next_run_at`.
+    Waiting,
+    /// Completed (terminal).
+    Finished,
+    /// Failed (terminal; can be re-run with [`crate::Store::requeue_job`]).
+    Failed,
+}
+
+impl JobStatus {
+    /// All statuses, in lifecycle order.
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Waiting,
+        JobStatus::Finished,
+        JobStatus::Failed,
+    ];
+
+    /// The stored / serialized name (`"queued"`, `"running"`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Waiting => "waiting",
+            JobStatus::Finished => "finished",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    /// Parse a name produced by [`JobStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// True for `Finished` and `Failed`.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, JobStatus::Finished | JobStatus::Failed)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job to insert.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// Job id, chosen by the caller.
+    pub id: JobId,
+    /// Solution name.
+    pub solution: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// Output of the trigger (the event).
+    pub trigger_output: Value,
+    /// Job context identifier (spec §2.4.6).
+    pub context_id: Option<String>,
+    /// Jobs sharing a concurrency key run one at a time, in insertion order.
+    pub concurrency_key: Option<String>,
+    /// Deduplication key, unique per (solution, runbook).
+    pub dedup_key: Option<String>,
+    /// Initial executor state (opaque JSON).
+    pub state: Value,
+}
+
+/// Result of [`crate::Store::insert_job`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The job was stored.
+    Created,
+    /// A job with the same (solution, runbook, dedup_key) exists; nothing was stored.
+    Duplicate {
+        /// The id of the job that already exists.
+        existing: JobId,
+    },
+}
+
+/// A stored job.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: JobId,
+    /// Insertion sequence number (monotonic, global).
+    pub seq: i64,
+    /// Solution name.
+    pub solution: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// Current status.
+    pub status: JobStatus,
+    /// Output of the trigger.
+    pub trigger_output: Value,
+    /// Job context identifier.
+    pub context_id: Option<String>,
+    /// Concurrency key.
+    pub concurrency_key: Option<String>,
+    /// Executor state as of the last checkpoint.
+    pub state: Value,
+    /// Error message of the last checkpoint, if any.
+    pub error: Option<String>,
+    /// Number of times the job has been claimed.
+    pub attempts: i64,
+    /// When the job was inserted.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// First claim (reset by a re-run).
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the job reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// For Waiting jobs: when the job becomes claimable again.
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// Outcome of one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// The step completed.
+    Completed,
+    /// The step failed.
+    Failed,
+    /// The step asked to be run again later.
+    Rescheduled,
+    /// The step raised the Finish signal.
+    Finished,
+}
+
+impl StepStatus {
+    /// The stored / serialized name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+            StepStatus::Rescheduled => "rescheduled",
+            StepStatus::Finished => "finished",
+        }
+    }
+
+    /// Parse a name produced by [`StepStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            StepStatus::Completed,
+            StepStatus::Failed,
+            StepStatus::Rescheduled,
+            StepStatus::Finished,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// One log line written by a step.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    /// Time of the log call.
+    pub at: DateTime<Utc>,
+    /// Level (`"info"`, `"warn"`, ...).
+    pub level: String,
+    /// The message.
+    pub message: String,
+}
+
+/// A persisted step invocation.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepRecord {
+    /// The job the step belongs to.
+    pub job_id: JobId,
+    /// Per-job sequence number, 1-based. **Assigned by the store** when the step is appended by
+    /// [`crate::Store::checkpoint`]; the value passed in is ignored.
+    pub seq: i64,
+    /// Step (action) identifier within the runbook.
+    pub step_id: String,
+    /// Iteration number of this step within the job.
+    pub invocation: i64,
+    /// Outcome.
+    pub status: StepStatus,
+    /// Resolved input.
+    pub input: Value,
+    /// Outputs (usually a list).
+    pub outputs: Value,
+    /// Log lines.
+    pub logs: Vec<LogLine>,
+    /// Error message, for failed steps.
+    pub error: Option<String>,
+    /// Start of the invocation.
+    pub started_at: DateTime<Utc>,
+    /// End of the invocation.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// An atomic progress update of a job, see [`crate::Store::checkpoint`].
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The job.
+    pub job_id: JobId,
+    /// Step to append, if any.
+    pub step: Option<StepRecord>,
+    /// New executor state.
+    pub state: Value,
+    /// New status.
+    pub status: JobStatus,
+    /// Wake-up time; required when `status` is `Waiting`, ignored otherwise.
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// Error message (replaces the stored one).
+    pub error: Option<String>,
+}
+
+/// Filter and paging for [`crate::Store::list_jobs`]. Results are newest first.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Only this solution.
+    pub solution: Option<String>,
+    /// Only this runbook.
+    pub runbook: Option<String>,
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only this job context identifier.
+    pub context_id: Option<String>,
+    /// Page size; 0 means the default of 50, values above 500 are capped at 500.
+    pub limit: u32,
+    /// Paging: only jobs with `seq < before_seq`.
+    pub before_seq: Option<i64>,
+}
+
+impl JobFilter {
+    /// Default page size.
+    pub const DEFAULT_LIMIT: u32 = 50;
+    /// Maximum page size.
+    pub const MAX_LIMIT: u32 = 500;
+
+    /// The page size actually used.
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+}
+
+/// One page of [`crate::Store::list_jobs`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JobPage {
+    /// The jobs, newest first.
+    pub jobs: Vec<JobRecord>,
+    /// Pass as `before_seq` to get the next page; `None` on the last page.
+    pub next_before_seq: Option<i64>,
+}
+
+/// Options of [`crate::SqliteStore::open`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `synchronous=FULL` (fsync on every commit: durable against power loss) instead of the
+    /// default `synchronous=NORMAL` (in WAL mode: durable against process crash / kill -9, the
+    /// last commits may be lost on power loss or OS crash).
+    pub sync_full: bool,
+    /// Maximum number of write commands group-committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sync_full: false,
+            max_batch: 512,
+        }
+    }
+}
