@@ -1,1 +1,617 @@
-//! (in progress)
+//! Envelope encryption of secret values, and redaction for display.
+//!
+//! # Envelope format
+//!
+//! A sealed value is a single token that can be found inside any text with a regular expression:
+//!
+//! ```text
+//! fsec1.<base64url without padding of: version | nonce_k | wrapped_dek | nonce_v | ciphertext>
+//! ```
+//!
+//! | part          | bytes | meaning                                                              |
+//! |---------------|-------|----------------------------------------------------------------------|
+//! | `version`     | 1     | always `1`                                                           |
+//! | `nonce_k`     | 12    | random AES-GCM nonce used to wrap the data key                       |
+//! | `wrapped_dek` | 48    | the random 32-byte data key encrypted under the master key (+16 tag) |
+//! | `nonce_v`     | 12    | random AES-GCM nonce used to encrypt the value                       |
+//! | `ciphertext`  | n+16  | the UTF-8 plaintext encrypted under the data key (+16 tag)           |
+//!
+//! Both encryptions use AES-256-GCM with the associated data `fsec1`, so a part moved from one
+//! envelope version to another does not authenticate. Every call to [`Secrets::seal`] makes a fresh
+//! data key and fresh nonces, so sealing the same plaintext twice gives different envelopes.
+//!
+//! The base64url alphabet has no `.`, `"`, space or `:`, so an envelope embedded in a header
+//! (`Bearer fsec1.…`), a JSON string or `user:fsec1.…` ends unambiguously at the next such
+//! character.
+//!
+//! # Master key
+//!
+//! [`Secrets::load_or_create`] takes the key from `FERRY_MASTER_KEY` (64 hex characters or
+//! base64 of 32 bytes) or from `<data_dir>/master.key`, which it creates (mode 0600 on Unix) with
+//! 32 random bytes written as hex on first use.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::Aes256Gcm;
+use base64::Engine;
+use rand::RngCore;
+use regex::Regex;
+use serde_json::Value;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Prefix of every envelope (including the separating dot).
+pub const ENVELOPE_PREFIX: &str = "fsec1.";
+/// Text that replaces an envelope in redacted output.
+pub const REDACTED: &str = "[secret]";
+/// Name of the environment variable holding the master key.
+pub const MASTER_KEY_ENV: &str = "FERRY_MASTER_KEY";
+/// File name of the master key inside the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+const VERSION: u8 = 1;
+const AAD: &[u8] = b"fsec1";
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+const WRAPPED_DEK_LEN: usize = KEY_LEN + TAG_LEN;
+/// Offset of the value nonce inside the decoded payload.
+const VALUE_NONCE_AT: usize = 1 + NONCE_LEN + WRAPPED_DEK_LEN;
+/// Smallest payload: an envelope of the empty string.
+const MIN_PAYLOAD: usize = VALUE_NONCE_AT + NONCE_LEN + TAG_LEN;
+/// Base64url (no padding) length of [`MIN_PAYLOAD`] bytes: ceil(89 * 4 / 3) = 119.
+const MIN_ENCODED: usize = (MIN_PAYLOAD * 4).div_ceil(3);
+
+static ENVELOPE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    // A constant pattern (exercised by every test), so this cannot fail at run time.
+    Regex::new(&format!(r"fsec1\.[A-Za-z0-9_-]{{{MIN_ENCODED},}}"))
+        .expect("constant envelope regex is valid")
+});
+
+/// Errors of the secrets module. None of them ever contains a plaintext or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The text is not an envelope (wrong prefix, bad base64, too short, unknown version).
+    #[error("not an encrypted secret: {0}")]
+    Malformed(&'static str),
+    /// Authentication failed: the envelope was tampered with or sealed under another master key.
+    #[error("decryption failed: the secret was modified or sealed with a different master key")]
+    Decryption,
+    /// The decrypted value is not UTF-8 text.
+    #[error("decryption failed: the secret is not valid UTF-8")]
+    NotUtf8,
+    /// Encryption failed (only possible for absurdly large values).
+    #[error("encryption failed")]
+    Encryption,
+    /// The master key given in `FERRY_MASTER_KEY` or the key file has the wrong form.
+    #[error("malformed master key in {source_name}: {reason}")]
+    MalformedKey {
+        /// Where the key came from (`FERRY_MASTER_KEY` or the key file path).
+        source_name: String,
+        /// What is wrong with it (never the key itself).
+        reason: String,
+    },
+    /// Reading or creating the key file failed.
+    #[error("master key file {path}: {source}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Holds the master key and seals/opens envelopes. The key is zeroized on drop and never shown by
+/// `Debug`.
+#[derive(Clone)]
+pub struct Secrets {
+    master: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secrets { master_key: [redacted] }")
+    }
+}
+
+impl Secrets {
+    /// Use the given 32-byte master key.
+    pub fn from_master_key(key: &[u8; 32]) -> Secrets {
+        Secrets {
+            master: Zeroizing::new(*key),
+        }
+    }
+
+    /// Take the master key from `FERRY_MASTER_KEY` (64 hex characters or base64 of 32 bytes) if it
+    /// is set and not empty, else from `<data_dir>/master.key`, which is created with mode 0600 and
+    /// 32 random bytes on first use (the directory is created too). A malformed key is an error
+    /// naming its source, never a silently generated new key.
+    pub fn load_or_create(data_dir: &Path) -> Result<Secrets, SecretsError> {
+        let env = std::env::var(MASTER_KEY_ENV).ok().map(Zeroizing::new);
+        load_or_create_with(data_dir, env.as_deref().map(|s| s.as_str()))
+    }
+
+    /// Encrypt `plaintext` into a new envelope (see the module documentation).
+    ///
+    /// Encryption can only fail for values larger than AES-GCM's limit (64 GiB); in that case the
+    /// error is logged and an empty string is returned, so the plaintext never leaks. Use
+    /// [`Secrets::try_seal`] to get the error instead.
+    pub fn seal(&self, plaintext: &str) -> String {
+        match self.try_seal(plaintext) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, len = plaintext.len(), "sealing a secret failed");
+                String::new()
+            }
+        }
+    }
+
+    /// Like [`Secrets::seal`], returning the (practically impossible) encryption error.
+    pub fn try_seal(&self, plaintext: &str) -> Result<String, SecretsError> {
+        let mut rng = rand::rngs::OsRng;
+        let mut dek = Zeroizing::new([0u8; KEY_LEN]);
+        rng.fill_bytes(dek.as_mut_slice());
+        let mut nonce_k = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce_k);
+        let mut nonce_v = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce_v);
+
+        let kek = cipher(&self.master);
+        let wrapped = kek
+            .encrypt(
+                &nonce_k.into(),
+                Payload {
+                    msg: dek.as_slice(),
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| SecretsError::Encryption)?;
+        let ct = cipher(&dek)
+            .encrypt(
+                &nonce_v.into(),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| SecretsError::Encryption)?;
+
+        let mut payload = Vec::with_capacity(MIN_PAYLOAD + plaintext.len());
+        payload.push(VERSION);
+        payload.extend_from_slice(&nonce_k);
+        payload.extend_from_slice(&wrapped);
+        payload.extend_from_slice(&nonce_v);
+        payload.extend_from_slice(&ct);
+        let mut out = String::with_capacity(ENVELOPE_PREFIX.len() + payload.len() * 4 / 3 + 4);
+        out.push_str(ENVELOPE_PREFIX);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
+        Ok(out)
+    }
+
+    /// Decrypt an envelope. Any modification, a foreign master key or a malformed token gives an
+    /// error (never a panic).
+    pub fn open(&self, envelope: &str) -> Result<Zeroizing<String>, SecretsError> {
+        let encoded = envelope
+            .strip_prefix(ENVELOPE_PREFIX)
+            .ok_or(SecretsError::Malformed("missing fsec1. prefix"))?;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|_| SecretsError::Malformed("invalid base64url"))?;
+        if payload.len() < MIN_PAYLOAD {
+            return Err(SecretsError::Malformed("too short"));
+        }
+        if payload[0] != VERSION {
+            return Err(SecretsError::Malformed("unknown envelope version"));
+        }
+        let nonce_k = nonce_at(&payload, 1)?;
+        let wrapped = &payload[1 + NONCE_LEN..VALUE_NONCE_AT];
+        let nonce_v = nonce_at(&payload, VALUE_NONCE_AT)?;
+        let ct = &payload[VALUE_NONCE_AT + NONCE_LEN..];
+
+        let kek = cipher(&self.master);
+        let dek = Zeroizing::new(
+            kek.decrypt(
+                &nonce_k.into(),
+                Payload {
+                    msg: wrapped,
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| SecretsError::Decryption)?,
+        );
+        let dek: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
+            dek.as_slice()
+                .try_into()
+                .map_err(|_| SecretsError::Decryption)?,
+        );
+        let plain = cipher(&dek)
+            .decrypt(&nonce_v.into(), Payload { msg: ct, aad: AAD })
+            .map_err(|_| SecretsError::Decryption)?;
+        match String::from_utf8(plain) {
+            Ok(s) => Ok(Zeroizing::new(s)),
+            Err(e) => {
+                let mut bytes = e.into_bytes();
+                bytes.zeroize();
+                Err(SecretsError::NotUtf8)
+            }
+        }
+    }
+
+    /// Replace every envelope embedded anywhere in `text` by its plaintext, e.g.
+    /// `"Bearer fsec1.…"` → `"Bearer s3cr3t"`. Fails if any envelope does not open.
+    pub fn reveal_in(&self, text: &str) -> Result<Zeroizing<String>, SecretsError> {
+        let mut out = Zeroizing::new(String::with_capacity(text.len()));
+        let mut last = 0;
+        for m in ENVELOPE_RE.find_iter(text) {
+            out.push_str(&text[last..m.start()]);
+            let plain = self.open(m.as_str())?;
+            out.push_str(&plain);
+            last = m.end();
+        }
+        out.push_str(&text[last..]);
+        Ok(out)
+    }
+
+    /// Recursively reveal every string (not object keys) in a JSON value.
+    pub fn reveal_value(&self, v: &Value) -> Result<Value, SecretsError> {
+        Ok(match v {
+            Value::String(s) if ENVELOPE_RE.is_match(s) => {
+                let revealed = self.reveal_in(s)?;
+                Value::String(revealed.as_str().to_owned())
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.reveal_value(i))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => {
+                let mut out = serde_json::Map::with_capacity(map.len());
+                for (k, val) in map {
+                    out.insert(k.clone(), self.reveal_value(val)?);
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+fn cipher(key: &[u8; KEY_LEN]) -> Aes256Gcm {
+    Aes256Gcm::new(&(*key).into())
+}
+
+fn nonce_at(payload: &[u8], at: usize) -> Result<[u8; NONCE_LEN], SecretsError> {
+    payload
+        .get(at..at + NONCE_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(SecretsError::Malformed("too short"))
+}
+
+/// Parse a master key given as 64 hex characters or as base64 (standard or URL-safe, with or
+/// without padding) of exactly 32 bytes. Surrounding whitespace is ignored. The error message
+/// describes the problem without repeating the key.
+pub fn parse_master_key(text: &str) -> Result<Zeroizing<[u8; 32]>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("the key is empty".into());
+    }
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode_to_slice(t, key.as_mut_slice()).map_err(|_| "invalid hex".to_string())?;
+        return Ok(key);
+    }
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+        if let Ok(bytes) = engine.decode(t) {
+            let bytes = Zeroizing::new(bytes);
+            if bytes.len() == KEY_LEN {
+                key.copy_from_slice(&bytes);
+                return Ok(key);
+            }
+            return Err(format!(
+                "expected 64 hex characters or base64 of 32 bytes, got base64 of {} bytes",
+                bytes.len()
+            ));
+        }
+    }
+    Err(format!(
+        "expected 64 hex characters or base64 of 32 bytes, got {} characters that are neither",
+        t.chars().count()
+    ))
+}
+
+/// [`Secrets::load_or_create`] with the environment value passed in (testable without touching
+/// the process environment).
+pub fn load_or_create_with(
+    data_dir: &Path,
+    env_key: Option<&str>,
+) -> Result<Secrets, SecretsError> {
+    if let Some(text) = env_key.filter(|t| !t.trim().is_empty()) {
+        let key = parse_master_key(text).map_err(|reason| SecretsError::MalformedKey {
+            source_name: MASTER_KEY_ENV.to_string(),
+            reason,
+        })?;
+        tracing::debug!("master key taken from {MASTER_KEY_ENV}");
+        return Ok(Secrets::from_master_key(&key));
+    }
+    let path = data_dir.join(MASTER_KEY_FILE);
+    let io_err = |source: std::io::Error| SecretsError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = Zeroizing::new(text);
+            warn_if_permissive(&path);
+            let key = parse_master_key(&text).map_err(|reason| SecretsError::MalformedKey {
+                source_name: path.display().to_string(),
+                reason,
+            })?;
+            Ok(Secrets::from_master_key(&key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(io_err)?;
+            let mut key = Zeroizing::new([0u8; KEY_LEN]);
+            rand::rngs::OsRng.fill_bytes(key.as_mut_slice());
+            let mut text = Zeroizing::new(hex::encode(key.as_slice()));
+            text.push('\n');
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            match options.open(&path) {
+                Ok(mut file) => {
+                    file.write_all(text.as_bytes()).map_err(io_err)?;
+                    file.sync_all().map_err(io_err)?;
+                    tracing::info!(path = %path.display(), "created a new master key file");
+                    Ok(Secrets::from_master_key(&key))
+                }
+                // Another process created it between our read and our create: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_with(data_dir, None)
+                }
+                Err(e) => Err(io_err(e)),
+            }
+        }
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_permissive(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"),
+                "master key file is readable by group or others; chmod 600 it");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_permissive(_path: &Path) {}
+
+/// True when `s` is exactly one envelope (prefix, base64url payload of plausible length and the
+/// known version). It does not check that the envelope opens.
+pub fn is_envelope(s: &str) -> bool {
+    let Some(encoded) = s.strip_prefix(ENVELOPE_PREFIX) else {
+        return false;
+    };
+    if encoded.len() < MIN_ENCODED
+        || !encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return false;
+    }
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) {
+        Ok(p) => p.len() >= MIN_PAYLOAD && p[0] == VERSION,
+        Err(_) => false,
+    }
+}
+
+/// True when `s` contains an envelope anywhere.
+pub fn contains_envelope(s: &str) -> bool {
+    ENVELOPE_RE.is_match(s)
+}
+
+/// Replace every envelope in `s` by `[secret]` for display (logs, API, CLI output).
+pub fn redact_str(s: &str) -> String {
+    ENVELOPE_RE.replace_all(s, REDACTED).into_owned()
+}
+
+/// Replace every envelope inside every string of a JSON value (object keys included) by `[secret]`.
+pub fn redact_value(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(redact_str(s)),
+        Value::Array(items) => Value::Array(items.iter().map(redact_value).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, val)| (redact_str(k), redact_value(val)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn secrets() -> Secrets {
+        Secrets::from_master_key(&[7u8; 32])
+    }
+
+    #[test]
+    fn round_trip_and_fresh_envelopes() {
+        let s = secrets();
+        let a = s.seal("123");
+        let b = s.seal("123");
+        assert_ne!(a, b, "two seals of one value must differ");
+        assert!(a.starts_with(ENVELOPE_PREFIX));
+        assert!(is_envelope(&a));
+        assert_eq!(s.open(&a).unwrap().as_str(), "123");
+        assert_eq!(s.open(&b).unwrap().as_str(), "123");
+        let empty = s.seal("");
+        assert!(is_envelope(&empty));
+        assert_eq!(empty.len(), ENVELOPE_PREFIX.len() + MIN_ENCODED);
+        assert_eq!(s.open(&empty).unwrap().as_str(), "");
+        let unicode = s.seal("pässwörd ✓");
+        assert_eq!(s.open(&unicode).unwrap().as_str(), "pässwörd ✓");
+    }
+
+    #[test]
+    fn tampering_is_detected_without_panic() {
+        let s = secrets();
+        let env = s.seal("s3cr3t");
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&env[ENVELOPE_PREFIX.len()..])
+            .unwrap();
+        // Flip one bit in every byte position: every variant must fail to open.
+        for i in 0..payload.len() {
+            let mut p = payload.clone();
+            p[i] ^= 0x01;
+            let t = format!(
+                "{ENVELOPE_PREFIX}{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p)
+            );
+            assert!(s.open(&t).is_err(), "byte {i} flipped still opened");
+        }
+        // Truncated tag.
+        let short = format!(
+            "{ENVELOPE_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&payload[..payload.len() - 8])
+        );
+        assert!(s.open(&short).is_err());
+        assert!(matches!(
+            s.open("fsec1.!!!"),
+            Err(SecretsError::Malformed(_))
+        ));
+        assert!(matches!(s.open("plain"), Err(SecretsError::Malformed(_))));
+        assert!(matches!(
+            s.open("fsec1.AAAA"),
+            Err(SecretsError::Malformed(_))
+        ));
+        // Another master key cannot open it.
+        let other = Secrets::from_master_key(&[8u8; 32]);
+        let err = other.open(&env).unwrap_err();
+        assert!(matches!(err, SecretsError::Decryption));
+        assert!(!err.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn debug_never_shows_key() {
+        let s = Secrets::from_master_key(&[0xAB; 32]);
+        let d = format!("{s:?}");
+        assert!(!d.to_lowercase().contains("abab"), "{d}");
+        assert!(!d.contains("171"), "{d}");
+    }
+
+    #[test]
+    fn reveal_in_text_and_json() {
+        let s = secrets();
+        let tok = s.seal("s3cr3t");
+        let pw = s.seal("pw");
+        let text = format!("Bearer {tok}");
+        assert_eq!(s.reveal_in(&text).unwrap().as_str(), "Bearer s3cr3t");
+        let two = format!("{pw}:{tok}.");
+        assert_eq!(s.reveal_in(&two).unwrap().as_str(), "pw:s3cr3t.");
+        assert_eq!(
+            s.reveal_in("nothing here").unwrap().as_str(),
+            "nothing here"
+        );
+        let bad = format!("Bearer {}", &tok[..tok.len() - 2]);
+        assert!(s.reveal_in(&bad).is_err());
+
+        let v = json!({"a": tok, "b": [1, {"c": format!("x {pw} y")}], "d": null});
+        assert_eq!(
+            s.reveal_value(&v).unwrap(),
+            json!({"a": "s3cr3t", "b": [1, {"c": "x pw y"}], "d": null})
+        );
+    }
+
+    #[test]
+    fn redaction() {
+        let s = secrets();
+        let tok = s.seal("s3cr3t");
+        assert_eq!(redact_str(&format!("Bearer {tok}")), "Bearer [secret]");
+        assert_eq!(redact_str("fsec1.short"), "fsec1.short");
+        let v = json!({"h": format!("Bearer {tok}"), "l": [tok.clone(), 3]});
+        let r = redact_value(&v);
+        assert_eq!(r, json!({"h": "Bearer [secret]", "l": ["[secret]", 3]}));
+        assert!(!r.to_string().contains("fsec1."));
+        assert!(contains_envelope(&tok));
+        assert!(!is_envelope(&format!("x{tok}")));
+        assert!(!is_envelope("fsec1."));
+    }
+
+    #[test]
+    fn master_key_parsing() {
+        let hexkey = "00".repeat(31) + "ff";
+        let k = parse_master_key(&format!("  {hexkey}\n")).unwrap();
+        assert_eq!(k[31], 0xff);
+        let b64 = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
+        assert_eq!(*parse_master_key(&b64).unwrap(), [5u8; 32]);
+        let b64u = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfbu8; 32]);
+        assert_eq!(*parse_master_key(&b64u).unwrap(), [0xfb; 32]);
+        let short = base64::engine::general_purpose::STANDARD.encode([5u8; 16]);
+        assert!(parse_master_key(&short).unwrap_err().contains("16 bytes"));
+        let e = parse_master_key("not a key!").unwrap_err();
+        assert!(!e.contains("not a key"));
+        assert!(parse_master_key("").is_err());
+    }
+
+    #[test]
+    fn key_file_created_0600_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let a = load_or_create_with(&data, None).unwrap();
+        let path = data.join(MASTER_KEY_FILE);
+        assert!(path.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let env = a.seal("kept");
+        let b = load_or_create_with(&data, None).unwrap();
+        assert_eq!(b.open(&env).unwrap().as_str(), "kept");
+        // An empty env value counts as unset.
+        let c = load_or_create_with(&data, Some("  ")).unwrap();
+        assert_eq!(c.open(&env).unwrap().as_str(), "kept");
+    }
+
+    #[test]
+    fn env_key_wins_and_malformed_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let hexkey = "11".repeat(32);
+        let s = load_or_create_with(dir.path(), Some(&hexkey)).unwrap();
+        assert!(!dir.path().join(MASTER_KEY_FILE).exists());
+        let same = Secrets::from_master_key(&[0x11; 32]);
+        assert_eq!(same.open(&s.seal("x")).unwrap().as_str(), "x");
+        let err = load_or_create_with(dir.path(), Some("zz")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(MASTER_KEY_ENV), "{msg}");
+        assert!(!dir.path().join(MASTER_KEY_FILE).exists());
+    }
+
+    #[test]
+    fn malformed_key_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MASTER_KEY_FILE), "garbage").unwrap();
+        let err = load_or_create_with(dir.path(), None).unwrap_err();
+        assert!(matches!(err, SecretsError::MalformedKey { .. }));
+        assert!(err.to_string().contains(MASTER_KEY_FILE));
+    }
+}
