@@ -1,0 +1,644 @@
+//! Behavioural tests of the SQLite store (each test uses its own temporary directory).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use ferry_store::{
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobStatus, LogLine, NewJob, SqliteStore,
+    StepRecord, StepStatus, Store, StoreError, StoreOptions,
+};
+use serde_json::json;
+use tempfile::TempDir;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn open(dir: &TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("data/ferry.db"), StoreOptions::default())
+        .await
+        .expect("open store")
+}
+
+fn job(solution: &str, runbook: &str) -> NewJob {
+    NewJob {
+        id: JobId::new_v4(),
+        solution: solution.into(),
+        runbook: runbook.into(),
+        trigger_output: json!({"event": "x", "n": 1}),
+        context_id: None,
+        concurrency_key: None,
+        dedup_key: None,
+        state: json!({"cursor": 0}),
+    }
+}
+
+fn keyed(key: &str) -> NewJob {
+    NewJob {
+        concurrency_key: Some(key.into()),
+        ..job("s", "r")
+    }
+}
+
+async fn insert(store: &SqliteStore, j: NewJob) -> JobId {
+    let id = j.id;
+    assert_eq!(
+        store.insert_job(j).await.expect("insert"),
+        InsertOutcome::Created
+    );
+    id
+}
+
+async fn claim(store: &SqliteStore) -> Option<JobId> {
+    store
+        .claim_job("w1", Utc::now(), LEASE)
+        .await
+        .expect("claim")
+        .map(|j| j.id)
+}
+
+fn done(id: JobId, status: JobStatus) -> Checkpoint {
+    Checkpoint {
+        job_id: id,
+        step: None,
+        state: json!({"done": true}),
+        status,
+        next_run_at: None,
+        error: None,
+    }
+}
+
+fn step(id: JobId, step_id: &str, invocation: i64) -> StepRecord {
+    let t = Utc::now();
+    StepRecord {
+        job_id: id,
+        seq: 0,
+        step_id: step_id.into(),
+        invocation,
+        status: StepStatus::Completed,
+        input: json!({"in": step_id}),
+        outputs: json!([{"out": invocation}]),
+        logs: vec![LogLine {
+            at: t,
+            level: "info".into(),
+            message: format!("ran {step_id}"),
+        }],
+        error: None,
+        started_at: t,
+        finished_at: t + TimeDelta::milliseconds(3),
+    }
+}
+
+#[tokio::test]
+async fn insert_get_and_fields_round_trip() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let mut j = job("sol", "rb");
+    j.context_id = Some("ctx-1".into());
+    let id = insert(&store, j).await;
+    let rec = store.get_job(id).await.unwrap().expect("job exists");
+    assert_eq!(rec.id, id);
+    assert_eq!(rec.solution, "sol");
+    assert_eq!(rec.runbook, "rb");
+    assert_eq!(rec.status, JobStatus::Queued);
+    assert_eq!(rec.trigger_output, json!({"event": "x", "n": 1}));
+    assert_eq!(rec.state, json!({"cursor": 0}));
+    assert_eq!(rec.context_id.as_deref(), Some("ctx-1"));
+    assert_eq!(rec.attempts, 0);
+    assert!(rec.started_at.is_none() && rec.finished_at.is_none());
+    assert!(store.get_job(JobId::new_v4()).await.unwrap().is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn list_jobs_filters_and_pages_newest_first() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let mut j = job(if i % 2 == 0 { "a" } else { "b" }, "rb");
+        j.context_id = Some(format!("c{}", i % 3));
+        ids.push(insert(&store, j).await);
+    }
+    // Page through everything, 3 at a time.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_jobs(&JobFilter {
+                limit: 3,
+                before_seq: before,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.jobs.len() <= 3);
+        seen.extend(page.jobs.iter().map(|j| j.id));
+        match page.next_before_seq {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    let a = store
+        .list_jobs(&JobFilter {
+            solution: Some("a".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.jobs.len(), 4);
+    assert!(a.jobs.iter().all(|j| j.solution == "a"));
+    assert_eq!(a.next_before_seq, None);
+    assert!(a.jobs.windows(2).all(|w| w[0].seq > w[1].seq));
+
+    let c0 = store
+        .list_jobs(&JobFilter {
+            context_id: Some("c0".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(c0.jobs.len(), 3); // i = 0, 3, 6
+
+    // Status filter after a claim.
+    let claimed = claim(&store).await.unwrap();
+    assert_eq!(claimed, ids[0], "oldest first");
+    let running = store
+        .list_jobs(&JobFilter {
+            status: Some(JobStatus::Running),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        running.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[0]]
+    );
+    let counts = store.count_by_status().await.unwrap();
+    assert_eq!(counts.len(), 5);
+    assert!(counts.contains(&(JobStatus::Queued, 6)));
+    assert!(counts.contains(&(JobStatus::Running, 1)));
+    assert!(counts.contains(&(JobStatus::Failed, 0)));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn dedup_key_is_unique_per_solution_and_runbook() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let mut first = job("s", "r");
+    first.dedup_key = Some("evt-1".into());
+    let first_id = insert(&store, first.clone()).await;
+
+    let mut again = first.clone();
+    again.id = JobId::new_v4();
+    assert_eq!(
+        store.insert_job(again.clone()).await.unwrap(),
+        InsertOutcome::Duplicate { existing: first_id }
+    );
+    assert!(store.get_job(again.id).await.unwrap().is_none());
+
+    // Same key in another runbook is a different job.
+    let mut other = again.clone();
+    other.runbook = "r2".into();
+    insert(&store, other).await;
+
+    // Reusing an id is a conflict, not a duplicate.
+    let mut same_id = job("s", "r");
+    same_id.id = first_id;
+    assert!(matches!(
+        store.insert_job(same_id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claim_is_fifo_and_marks_running_with_lease() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    assert!(claim(&store).await.is_none());
+    let a = insert(&store, job("s", "r")).await;
+    let b = insert(&store, job("s", "r")).await;
+    let now = Utc::now();
+    let got = store.claim_job("w7", now, LEASE).await.unwrap().unwrap();
+    assert_eq!(got.id, a);
+    assert_eq!(got.status, JobStatus::Running);
+    assert_eq!(got.attempts, 1);
+    assert!(got.started_at.is_some());
+    assert_eq!(claim(&store).await, Some(b));
+    assert_eq!(claim(&store).await, None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn concurrency_key_serializes_jobs() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let k1 = insert(&store, keyed("K")).await;
+    let k2 = insert(&store, keyed("K")).await;
+    let k3 = insert(&store, keyed("K")).await;
+    let other = insert(&store, keyed("L")).await;
+
+    assert_eq!(claim(&store).await, Some(k1));
+    // k2 waits for k1; the job with another key is runnable.
+    assert_eq!(claim(&store).await, Some(other));
+    assert_eq!(claim(&store).await, None);
+
+    // k1 rescheduled: it keeps holding the key.
+    let mut cp = done(k1, JobStatus::Waiting);
+    cp.next_run_at = Some(Utc::now() + TimeDelta::hours(1));
+    store.checkpoint(cp).await.unwrap();
+    assert_eq!(claim(&store).await, None);
+
+    // Claim k1 again by pretending it is later, then finish it: k2 becomes runnable, not k3.
+    let later = Utc::now() + TimeDelta::hours(2);
+    let again = store.claim_job("w1", later, LEASE).await.unwrap().unwrap();
+    assert_eq!(again.id, k1);
+    assert_eq!(again.attempts, 2);
+    assert_eq!(claim(&store).await, None);
+    store
+        .checkpoint(done(k1, JobStatus::Finished))
+        .await
+        .unwrap();
+    assert_eq!(claim(&store).await, Some(k2));
+    assert_eq!(claim(&store).await, None);
+    store.checkpoint(done(k2, JobStatus::Failed)).await.unwrap();
+    assert_eq!(claim(&store).await, Some(k3));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn waiting_job_is_claimable_only_after_next_run_at() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    assert_eq!(claim(&store).await, Some(id));
+    let wake = Utc::now() + TimeDelta::seconds(30);
+    let mut cp = done(id, JobStatus::Waiting);
+    cp.next_run_at = Some(wake);
+    store.checkpoint(cp).await.unwrap();
+
+    let rec = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Waiting);
+    assert_eq!(
+        rec.next_run_at.map(|t| t.timestamp_millis()),
+        Some(wake.timestamp_millis())
+    );
+    assert_eq!(
+        store
+            .next_wakeup()
+            .await
+            .unwrap()
+            .map(|t| t.timestamp_millis()),
+        Some(wake.timestamp_millis())
+    );
+    assert!(store
+        .claim_job("w", wake - TimeDelta::milliseconds(1), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    let got = store.claim_job("w", wake, LEASE).await.unwrap().unwrap();
+    assert_eq!(got.id, id);
+    assert_eq!(got.next_run_at, None);
+    assert_eq!(store.next_wakeup().await.unwrap(), None);
+
+    // A Waiting checkpoint without a wake-up time is rejected.
+    assert!(matches!(
+        store.checkpoint(done(id, JobStatus::Waiting)).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn checkpoint_persists_steps_and_state() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    claim(&store).await.unwrap();
+    for (i, name) in ["fetch", "map", "post"].iter().enumerate() {
+        store
+            .checkpoint(Checkpoint {
+                job_id: id,
+                step: Some(step(id, name, i as i64)),
+                state: json!({"after": name}),
+                status: JobStatus::Running,
+                next_run_at: None,
+                error: None,
+            })
+            .await
+            .unwrap();
+        let rec = store.get_job(id).await.unwrap().unwrap();
+        assert_eq!(rec.state, json!({"after": name}));
+        assert_eq!(rec.status, JobStatus::Running);
+    }
+    let mut last = done(id, JobStatus::Failed);
+    last.error = Some("boom".into());
+    let mut failed_step = step(id, "post", 3);
+    failed_step.status = StepStatus::Failed;
+    failed_step.error = Some("boom".into());
+    last.step = Some(failed_step);
+    store.checkpoint(last).await.unwrap();
+
+    let steps = store.job_steps(id).await.unwrap();
+    assert_eq!(steps.len(), 4);
+    assert_eq!(
+        steps.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(steps[1].step_id, "map");
+    assert_eq!(steps[1].input, json!({"in": "map"}));
+    assert_eq!(steps[1].outputs, json!([{"out": 1}]));
+    assert_eq!(steps[1].logs.len(), 1);
+    assert_eq!(steps[1].logs[0].message, "ran map");
+    assert_eq!(steps[3].status, StepStatus::Failed);
+    assert_eq!(steps[3].error.as_deref(), Some("boom"));
+
+    let rec = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Failed);
+    assert_eq!(rec.error.as_deref(), Some("boom"));
+    assert!(rec.finished_at.is_some());
+
+    // Unknown job: NotFound, with and without a step; nothing is stored.
+    let ghost = JobId::new_v4();
+    assert!(matches!(
+        store.checkpoint(done(ghost, JobStatus::Finished)).await,
+        Err(StoreError::NotFound)
+    ));
+    let mut with_step = done(ghost, JobStatus::Running);
+    with_step.step = Some(step(ghost, "x", 0));
+    assert!(matches!(
+        store.checkpoint(with_step).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.job_steps(ghost).await.unwrap().is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn recover_interrupted_requeues_running_jobs_keeping_state() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let expired = insert(&store, job("s", "r")).await;
+    let live = insert(&store, job("s", "r")).await;
+    let queued = insert(&store, job("s", "r")).await;
+    // Lease already over.
+    let past = Utc::now() - TimeDelta::minutes(10);
+    let got = store.claim_job("w", past, LEASE).await.unwrap().unwrap();
+    assert_eq!(got.id, expired);
+    assert_eq!(claim(&store).await, Some(live));
+    let mut cp = done(expired, JobStatus::Running);
+    cp.state = json!({"step": 5});
+    store.checkpoint(cp).await.unwrap();
+
+    assert_eq!(store.recover_interrupted(false).await.unwrap(), 1);
+    let rec = store.get_job(expired).await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Queued);
+    assert_eq!(rec.state, json!({"step": 5}));
+    assert_eq!(
+        store.get_job(live).await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    assert_eq!(store.recover_interrupted(true).await.unwrap(), 1);
+    assert_eq!(
+        store.get_job(queued).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    assert_eq!(store.recover_interrupted(true).await.unwrap(), 0);
+    // The recovered job is claimed again, oldest first.
+    let again = store
+        .claim_job("w", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, expired);
+    assert_eq!(again.attempts, 2);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn requeue_only_failed_jobs() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, keyed("K")).await;
+    let next = insert(&store, keyed("K")).await;
+    assert!(matches!(
+        store.requeue_job(id, json!({})).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.requeue_job(JobId::new_v4(), json!({})).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(claim(&store).await, Some(id));
+    let mut cp = done(id, JobStatus::Failed);
+    cp.error = Some("bad".into());
+    store.checkpoint(cp).await.unwrap();
+    // The key passed on to `next`, which is now running.
+    assert_eq!(claim(&store).await, Some(next));
+
+    store.requeue_job(id, json!({"fresh": true})).await.unwrap();
+    let rec = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Queued);
+    assert_eq!(rec.state, json!({"fresh": true}));
+    assert_eq!(rec.error, None);
+    assert_eq!(rec.finished_at, None);
+    // It waits for `next` to release the key.
+    assert_eq!(claim(&store).await, None);
+    store
+        .checkpoint(done(next, JobStatus::Finished))
+        .await
+        .unwrap();
+    assert_eq!(claim(&store).await, Some(id));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn kv_put_get_delete_and_ttl() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    store
+        .kv_put("conn:1", "token", &json!({"v": "abc"}), None)
+        .await
+        .unwrap();
+    store
+        .kv_put(
+            "conn:1",
+            "short",
+            &json!(1),
+            Some(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kv_get("conn:1", "token").await.unwrap(),
+        Some(json!({"v": "abc"}))
+    );
+    assert_eq!(store.kv_get("conn:2", "token").await.unwrap(), None);
+    assert_eq!(
+        store.kv_get("conn:1", "short").await.unwrap(),
+        Some(json!(1))
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(store.kv_get("conn:1", "short").await.unwrap(), None);
+    // Overwrite, then delete.
+    store
+        .kv_put("conn:1", "token", &json!("new"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kv_get("conn:1", "token").await.unwrap(),
+        Some(json!("new"))
+    );
+    store.kv_delete("conn:1", "token").await.unwrap();
+    assert_eq!(store.kv_get("conn:1", "token").await.unwrap(), None);
+    store.kv_delete("conn:1", "absent").await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn locks_contend_expire_and_release_by_owner_only() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let ttl = Duration::from_secs(60);
+    assert!(store.lock_acquire("k", "t1", ttl).await.unwrap());
+    assert!(!store.lock_acquire("k", "t2", ttl).await.unwrap());
+    assert!(store.lock_acquire("other", "t2", ttl).await.unwrap());
+    assert!(!store.lock_release("k", "t2").await.unwrap());
+    assert!(!store.lock_acquire("k", "t2", ttl).await.unwrap());
+    assert!(store.lock_release("k", "t1").await.unwrap());
+    assert!(!store.lock_release("k", "t1").await.unwrap());
+    assert!(store.lock_acquire("k", "t2", ttl).await.unwrap());
+
+    // Expiry.
+    assert!(store
+        .lock_acquire("e", "t1", Duration::from_millis(40))
+        .await
+        .unwrap());
+    assert!(!store.lock_acquire("e", "t2", ttl).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.lock_acquire("e", "t2", ttl).await.unwrap());
+    // The previous owner can no longer release it.
+    assert!(!store.lock_release("e", "t1").await.unwrap());
+    assert!(store.lock_release("e", "t2").await.unwrap());
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_many_concurrent_inserts_with_failures_isolated() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(open(&dir).await);
+    let taken = insert(&store, job("s", "r")).await;
+    let mut handles = Vec::new();
+    for i in 0..2000usize {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut j = job("s", "r");
+            // Every 50th insert reuses an existing id and must fail alone.
+            if i % 50 == 0 {
+                j.id = taken;
+            }
+            let id = j.id;
+            (i, id, store.insert_job(j).await)
+        }));
+    }
+    let mut ok = Vec::new();
+    let mut failed = 0;
+    for h in handles {
+        let (i, id, res) = h.await.unwrap();
+        if i % 50 == 0 {
+            assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+            failed += 1;
+        } else {
+            assert_eq!(res.unwrap(), InsertOutcome::Created);
+            ok.push(id);
+        }
+    }
+    assert_eq!(failed, 40);
+    assert_eq!(ok.len(), 1960);
+    store.close().await;
+    drop(store);
+
+    // Everything acknowledged is there after reopening.
+    let store = open(&dir).await;
+    for id in &ok {
+        assert!(store.get_job(*id).await.unwrap().is_some(), "job {id} lost");
+    }
+    let counts = store.count_by_status().await.unwrap();
+    assert!(counts.contains(&(JobStatus::Queued, 1961)));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_never_hand_out_a_job_twice() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(open(&dir).await);
+    for _ in 0..200 {
+        insert(&store, job("s", "r")).await;
+    }
+    let mut handles = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(j) = store
+                .claim_job(&format!("w{w}"), Utc::now(), LEASE)
+                .await
+                .unwrap()
+            {
+                got.push(j.id);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(n, 200);
+    assert_eq!(all.len(), 200);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn data_survives_close_and_reopen() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    claim(&store).await.unwrap();
+    let mut cp = done(id, JobStatus::Running);
+    cp.step = Some(step(id, "a", 0));
+    store.checkpoint(cp).await.unwrap();
+    store.kv_put("ns", "k", &json!([1, 2]), None).await.unwrap();
+    store.close().await;
+    assert!(matches!(
+        store.insert_job(job("s", "r")).await,
+        Err(StoreError::Closed)
+    ));
+
+    let store = open(&dir).await;
+    let rec = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Running);
+    assert_eq!(rec.state, json!({"done": true}));
+    assert_eq!(store.job_steps(id).await.unwrap().len(), 1);
+    assert_eq!(store.kv_get("ns", "k").await.unwrap(), Some(json!([1, 2])));
+    assert_eq!(store.recover_interrupted(true).await.unwrap(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn usable_as_trait_object() {
+    let dir = TempDir::new().unwrap();
+    let store: Arc<dyn Store> = Arc::new(open(&dir).await);
+    let j = job("s", "r");
+    let id = j.id;
+    store.insert_job(j).await.unwrap();
+    assert_eq!(store.get_job(id).await.unwrap().unwrap().id, id);
+}
