@@ -2,7 +2,12 @@
 //! record store, mutations, attachments and rate limiting.
 
 pub mod attachments;
+mod coerce;
+mod http;
 pub(crate) mod model;
+mod mutation;
+mod resolve;
+mod schema;
 mod seed;
 
 pub use seed::{parse_seed_text, SeedSummary};
@@ -17,12 +22,14 @@ use model::{base_name, Kind, Model};
 /// Parsed SDL and the executable schema.
 pub(crate) struct GraphqlState {
     pub(crate) model: Arc<Model>,
+    pub(crate) schema: async_graphql::dynamic::Schema,
 }
 
 impl GraphqlState {
     pub(crate) fn from_sdl(sdl: &str) -> Result<Self, EmulatorError> {
         let model = Arc::new(Model::parse(sdl)?);
-        Ok(GraphqlState { model })
+        let schema = schema::build_schema(&model)?;
+        Ok(GraphqlState { model, schema })
     }
 
     /// Whether `name` is an object type with an `id` (a storable record type).
@@ -60,5 +67,14 @@ fn normalize_enum_json(model: &Model, enum_type: &str, v: &Value) -> Value {
 
 /// Routes of the GraphQL half (`POST /`, `POST /graphql`, attachment upload/download).
 pub fn router() -> axum::Router<Arc<Emulator>> {
+    use axum::routing::{get, post};
     axum::Router::new()
+        .route("/", post(http::graphql))
+        .route("/graphql", post(http::graphql))
+        .route(
+            "/_emulator/attachments/upload",
+            post(attachments::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(attachments::SIZE_LIMIT + 1024 * 1024)),
+        )
+        .route("/_emulator/attachments/{*key}", get(attachments::download))
 }

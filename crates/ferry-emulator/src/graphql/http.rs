@@ -1,0 +1,95 @@
+//! HTTP endpoint of the GraphQL API.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+use super::coerce::{coerce_document, coerce_variables};
+use super::resolve::Ctx;
+use crate::{bearer_token, Emulator};
+
+#[derive(Deserialize)]
+struct GqlBody {
+    query: Option<String>,
+    #[serde(default)]
+    variables: Option<Json>,
+    #[serde(default, rename = "operationName")]
+    operation_name: Option<String>,
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "errors": [ { "message": message } ] }))).into_response()
+}
+
+/// `POST /` and `POST /graphql`.
+pub(crate) async fn graphql(
+    State(emu): State<Arc<Emulator>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let info = match emu.authenticate(&headers) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let token = bearer_token(&headers).unwrap_or_default().to_string();
+    let status = match emu.check_rate_limit(&token, true) {
+        Ok(s) => s,
+        Err(limited) => return limited.into_response_with_cost(true),
+    };
+    let body: GqlBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")),
+    };
+    let Some(query) = body.query.filter(|q| !q.trim().is_empty()) else {
+        return json_error(StatusCode::BAD_REQUEST, "No query string was present");
+    };
+    let model = &emu.gql.model;
+    let mut variables = body.variables.unwrap_or(Json::Null);
+    let mut cost = 1;
+    let parsed = async_graphql_parser::parse_query(&query).ok().map(|mut doc| {
+        cost = coerce_document(model, &mut doc);
+        coerce_variables(model, &doc, &mut variables);
+        doc
+    });
+    let limits = emu.rate_limits();
+    let mut rate = status.clone();
+    rate.cost = cost;
+    rate.cost_remaining = rate.cost_remaining.saturating_sub(cost);
+    let ctx = Ctx {
+        emu: emu.clone(),
+        account: info.account.clone(),
+        person_id: info.person_id.clone(),
+        rate,
+    };
+    let vars = if variables.is_object() {
+        async_graphql::Variables::from_json(variables)
+    } else {
+        async_graphql::Variables::default()
+    };
+    let mut req = async_graphql::Request::new(query).variables(vars).data(ctx);
+    if let Some(op) = body.operation_name {
+        req = req.operation_name(op);
+    }
+    if let Some(doc) = parsed {
+        req.set_parsed_query(doc);
+    }
+    let resp = emu.gql.schema.execute(req).await;
+    let charged = emu.limiter.charge(&token, &limits, cost);
+    let bytes = match serde_json::to_vec(&resp) {
+        Ok(b) => b,
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut out = Response::new(axum::body::Body::from(bytes));
+    let h = out.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    if let Ok(v) = uuid::Uuid::new_v4().to_string().parse() {
+        h.insert("x-request-id", v);
+    }
+    charged.apply(h, true);
+    out
+}

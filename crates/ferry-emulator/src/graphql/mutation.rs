@@ -1,0 +1,488 @@
+//! Generic mutations: `xxxCreate`, `xxxUpdate`, `xxxDelete` (and id-based mutations such as
+//! `requestUpdateVisibility`, applied as updates) built from the input type of the SDL.
+
+use std::sync::Arc;
+
+use async_graphql::dynamic::{FieldValue, ResolverContext};
+use serde_json::{json, Value as Json};
+
+use super::model::{base_name, is_list, FieldDef, Kind, Model};
+use super::resolve::{node_by_id, value_to_json, Ctx};
+use crate::{Emulator, Record};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Everything needed to run one mutation field.
+#[derive(Debug)]
+pub(crate) struct MutationPlan {
+    name: String,
+    op: Op,
+    record_type: String,
+    input_type: String,
+    payload_type: String,
+    /// Payload field that carries the record (e.g. `request`).
+    record_field: Option<String>,
+}
+
+/// Fields that must not be blank on create (the input field must exist in the SDL too).
+const REQUIRED_ON_CREATE: &[(&str, &str)] = &[
+    ("Request", "subject"),
+    ("Problem", "subject"),
+    ("Task", "subject"),
+    ("Person", "name"),
+    ("Team", "name"),
+    ("Organization", "name"),
+    ("Site", "name"),
+    ("Service", "name"),
+    ("Note", "text"),
+];
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+impl MutationPlan {
+    pub(crate) fn new(model: &Model, field: &FieldDef) -> Option<Self> {
+        let input_type = field
+            .args
+            .iter()
+            .find(|a| a.name == "input")
+            .map(|a| base_name(&a.ty).to_string())?;
+        let payload_type = base_name(&field.ty).to_string();
+        let record_type = model
+            .types
+            .values()
+            .filter(|t| model.is_record_type(&t.name) && field.name.starts_with(&lower_first(&t.name)))
+            .max_by_key(|t| t.name.len())?
+            .name
+            .clone();
+        let input = model.get(&input_type)?;
+        let op = if field.name.ends_with("Create") {
+            Op::Create
+        } else if field.name.contains("Delete") {
+            Op::Delete
+        } else if input.inputs.contains_key("id") {
+            Op::Update
+        } else {
+            return None;
+        };
+        let record_field = model.get(&payload_type).and_then(|p| {
+            p.fields
+                .values()
+                .find(|f| {
+                    f.name != "errors"
+                        && matches!(model.kind(base_name(&f.ty)), Some(Kind::Object | Kind::Interface))
+                })
+                .map(|f| f.name.clone())
+        });
+        Some(MutationPlan {
+            name: field.name.clone(),
+            op,
+            record_type,
+            input_type,
+            payload_type,
+            record_field,
+        })
+    }
+
+    /// Execute; `Err` becomes a top-level GraphQL error (`Not Found` for an unknown target).
+    pub(crate) fn run(
+        &self,
+        ctx: &Ctx,
+        rctx: &ResolverContext<'_>,
+    ) -> Result<Option<FieldValue<'static>>, String> {
+        let input = match rctx.args.get("input") {
+            Some(v) => value_to_json(v.as_value()),
+            None => Json::Null,
+        };
+        let Json::Object(input) = input else {
+            return Err("Argument 'input' is required".into());
+        };
+        let emu = &ctx.emu;
+        let model = &emu.gql.model;
+        let mut payload = Record::new();
+        payload.insert("__typename".into(), self.payload_type.clone().into());
+        if let Some(c) = input.get("clientMutationId") {
+            payload.insert("clientMutationId".into(), c.clone());
+        }
+        let target = match self.op {
+            Op::Create => None,
+            Op::Update | Op::Delete => {
+                let id = input.get("id").and_then(Json::as_str).unwrap_or_default();
+                match node_by_id(emu, &ctx.account, id) {
+                    Some(r) => Some(r),
+                    None => return Err("Not Found".into()),
+                }
+            }
+        };
+        if self.op == Op::Delete {
+            if let Some(t) = &target {
+                let id = t.get("id").and_then(Json::as_str).unwrap_or_default();
+                emu.delete_record(id, ctx.person_id.clone());
+            }
+            payload.insert("errors".into(), Json::Null);
+            return Ok(Some(FieldValue::owned_any(Arc::new(payload))));
+        }
+        let prep = prepare(
+            model,
+            emu,
+            &ctx.account,
+            &self.record_type,
+            &self.input_type,
+            &input,
+            self.op == Op::Create,
+        );
+        let prep = match prep {
+            Ok(p) => p,
+            Err(errors) => {
+                payload.insert(
+                    "errors".into(),
+                    Json::Array(
+                        errors
+                            .into_iter()
+                            .map(|(path, message)| json!({ "path": path, "message": message }))
+                            .collect(),
+                    ),
+                );
+                tracing::debug!(mutation = %self.name, "mutation rejected with payload errors");
+                return Ok(Some(FieldValue::owned_any(Arc::new(payload))));
+            }
+        };
+        let record = match &target {
+            None => {
+                let mut fields = prep.fields.clone();
+                if self.record_type == "Note" {
+                    if let Some(owner) = fields.get("owner").cloned() {
+                        fields.insert("_owner".into(), owner);
+                    }
+                    if let Some(p) = &ctx.person_id {
+                        fields.entry("person").or_insert_with(|| p.clone().into());
+                    }
+                }
+                emu.create_record(&ctx.account, &self.record_type, fields, ctx.person_id.clone())
+            }
+            Some(t) => {
+                let id = t.get("id").and_then(Json::as_str).unwrap_or_default();
+                let mut patch = prep.fields.clone();
+                if let (Some(Json::Array(new)), Some(Json::Array(old))) =
+                    (patch.get("customFields"), t.get("customFields"))
+                {
+                    patch.insert("customFields".into(), merge_custom_fields(old, new));
+                }
+                emu.update_record(id, patch, ctx.person_id.clone())
+                    .ok_or_else(|| "Not Found".to_string())?
+            }
+        };
+        let rid = record
+            .get("id")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        apply_nested(emu, ctx, &rid, &prep);
+        // Re-read so nested changes made above are visible.
+        let record = emu.records.get(&rid).unwrap_or(record);
+        payload.insert("errors".into(), Json::Null);
+        if let Some(f) = &self.record_field {
+            payload.insert(f.clone(), Json::Object(record));
+        }
+        Ok(Some(FieldValue::owned_any(Arc::new(payload))))
+    }
+}
+
+fn merge_custom_fields(old: &[Json], new: &[Json]) -> Json {
+    let mut out: Vec<Json> = old.to_vec();
+    for n in new {
+        let id = n.get("id");
+        match out.iter_mut().find(|o| o.get("id") == id) {
+            Some(slot) => *slot = n.clone(),
+            None => out.push(n.clone()),
+        }
+    }
+    Json::Array(out)
+}
+
+/// A note to create from `note` / `internalNote` input fields.
+#[derive(Debug, Clone)]
+struct NoteSpec {
+    text: String,
+    internal: bool,
+    attachments: Vec<Record>,
+}
+
+/// Nested records to create under the parent.
+#[derive(Debug, Clone)]
+struct NestedSpec {
+    typename: String,
+    field: String,
+    prep: Prepared,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Prepared {
+    fields: Record,
+    notes: Vec<NoteSpec>,
+    nested: Vec<NestedSpec>,
+    /// (connection field, attachment records)
+    attachments: Vec<(String, Vec<Record>)>,
+    deletes: Vec<String>,
+}
+
+type Errors = Vec<(Vec<String>, String)>;
+
+fn not_found(id: &str) -> String {
+    format!("Not Found: no record with id '{id}'")
+}
+
+fn plural_candidates(base: &str) -> Vec<String> {
+    let mut v = vec![format!("{base}s"), format!("{base}es"), base.to_string()];
+    if let Some(stem) = base.strip_suffix('y') {
+        v.push(format!("{stem}ies"));
+    }
+    v
+}
+
+fn attachment_records(
+    emu: &Emulator,
+    key: &str,
+    value: &Json,
+    errors: &mut Errors,
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    for (i, a) in value.as_array().into_iter().flatten().enumerate() {
+        let k = a.get("key").and_then(Json::as_str).unwrap_or_default();
+        match emu.attachments.get(k) {
+            Some(file) => {
+                let mut r = Record::new();
+                r.insert("filename".into(), file.filename.clone().into());
+                r.insert("key".into(), file.key.clone().into());
+                r.insert("size".into(), (file.data.len() as u64).into());
+                r.insert(
+                    "inline".into(),
+                    a.get("inline").and_then(Json::as_bool).unwrap_or(false).into(),
+                );
+                r.insert("contentType".into(), file.content_type.clone().into());
+                r.insert(
+                    "expiringUrl".into(),
+                    super::attachments::download_url(emu, &file.key).into(),
+                );
+                out.push(r);
+            }
+            None => errors.push((
+                vec![key.to_string(), i.to_string(), "key".into()],
+                format!("Attachment not found: no uploaded file with key '{k}'"),
+            )),
+        }
+    }
+    out
+}
+
+fn prepare(
+    model: &Model,
+    emu: &Emulator,
+    account: &str,
+    record_type: &str,
+    input_type: &str,
+    input: &serde_json::Map<String, Json>,
+    create: bool,
+) -> Result<Prepared, Errors> {
+    let mut p = Prepared::default();
+    let mut errors: Errors = Vec::new();
+    let rtype = model.get(record_type);
+    let has_field = |f: &str| rtype.is_some_and(|t| t.fields.contains_key(f));
+    let itype = model.get(input_type);
+    if create {
+        for (t, f) in REQUIRED_ON_CREATE {
+            if *t == record_type && itype.is_some_and(|i| i.inputs.contains_key(*f)) {
+                let blank = input
+                    .get(*f)
+                    .and_then(Json::as_str)
+                    .is_none_or(|s| s.trim().is_empty());
+                if blank {
+                    errors.push((vec![f.to_string()], format!("{} can't be blank", capitalize(f))));
+                }
+            }
+        }
+    }
+    let mut note_attachments: Vec<(bool, Vec<Record>)> = Vec::new();
+    for (key, value) in input {
+        if key == "id" || key == "clientMutationId" {
+            continue;
+        }
+        let def = itype.and_then(|i| i.inputs.get(key));
+        let base = def.map(|d| base_name(&d.ty)).unwrap_or("String");
+        let list = def.is_some_and(|d| is_list(&d.ty));
+        if key.ends_with("ToDelete") {
+            p.deletes.extend(
+                value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string)),
+            );
+            continue;
+        }
+        if base == "AttachmentInput" {
+            let recs = attachment_records(emu, key, value, &mut errors);
+            match key.as_str() {
+                "noteAttachments" => note_attachments.push((false, recs)),
+                "internalNoteAttachments" => note_attachments.push((true, recs)),
+                "attachments" if !has_field("attachments") && has_field("textAttachments") => {
+                    p.attachments.push(("textAttachments".into(), recs))
+                }
+                other => p.attachments.push((other.to_string(), recs)),
+            }
+            continue;
+        }
+        if base == "ID" && key.ends_with("Id") && !list {
+            let target = key[..key.len() - 2].to_string();
+            match value {
+                Json::Null => {
+                    p.fields.insert(target, Json::Null);
+                }
+                Json::String(id) => {
+                    if node_by_id(emu, account, id).is_none() {
+                        errors.push((vec![key.clone()], not_found(id)));
+                    }
+                    p.fields.insert(target, value.clone());
+                }
+                _ => errors.push((vec![key.clone()], "must be an id".into())),
+            }
+            continue;
+        }
+        if base == "ID" && key.ends_with("Ids") && list {
+            let stem = &key[..key.len() - 3];
+            let target = plural_candidates(stem)
+                .into_iter()
+                .find(|c| has_field(c))
+                .unwrap_or_else(|| key.clone());
+            for id in value.as_array().into_iter().flatten() {
+                let id = id.as_str().unwrap_or_default();
+                if node_by_id(emu, account, id).is_none() {
+                    errors.push((vec![key.clone()], not_found(id)));
+                }
+            }
+            p.fields.insert(target, value.clone());
+            continue;
+        }
+        if (key == "note" || key == "internalNote") && has_field("notes") {
+            if let Some(text) = value.as_str().filter(|t| !t.trim().is_empty()) {
+                p.notes.push(NoteSpec {
+                    text: text.to_string(),
+                    internal: key == "internalNote",
+                    attachments: Vec::new(),
+                });
+            }
+            continue;
+        }
+        if model.kind(base) == Some(Kind::Input) && !value.is_null() {
+            let target = if has_field(key) {
+                key.clone()
+            } else {
+                key.strip_prefix("new")
+                    .map(lower_first)
+                    .filter(|t| has_field(t))
+                    .unwrap_or_else(|| key.clone())
+            };
+            let tfield = rtype.and_then(|t| t.fields.get(&target));
+            let tbase = tfield.map(|f| base_name(&f.ty)).unwrap_or_default();
+            if model.is_connection(tbase) {
+                let item = model.connection_item(tbase).unwrap_or_default().to_string();
+                if model.is_record_type(&item) {
+                    for (i, el) in value.as_array().into_iter().flatten().enumerate() {
+                        let Some(obj) = el.as_object() else { continue };
+                        match prepare(model, emu, account, &item, base, obj, true) {
+                            Ok(nested) => p.nested.push(NestedSpec {
+                                typename: item.clone(),
+                                field: target.clone(),
+                                prep: nested,
+                            }),
+                            Err(errs) => errors.extend(errs.into_iter().map(|(mut path, m)| {
+                                path.insert(0, i.to_string());
+                                path.insert(0, key.clone());
+                                (path, m)
+                            })),
+                        }
+                    }
+                    continue;
+                }
+            }
+            p.fields.insert(target, value.clone());
+            continue;
+        }
+        p.fields.insert(key.clone(), value.clone());
+    }
+    for (internal, recs) in note_attachments {
+        match p.notes.iter_mut().find(|n| n.internal == internal) {
+            Some(n) => n.attachments.extend(recs),
+            None => p
+                .attachments
+                .push((if internal { "internalNoteAttachments" } else { "noteAttachments" }.into(), recs)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(p)
+    } else {
+        Err(errors)
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn create_attachments(emu: &Emulator, ctx: &Ctx, owner: &str, field: &str, recs: &[Record]) {
+    for r in recs {
+        let mut r = r.clone();
+        r.insert("_owner".into(), owner.into());
+        r.insert("_field".into(), field.into());
+        emu.create_record(&ctx.account, "Attachment", r, ctx.person_id.clone());
+    }
+}
+
+fn apply_nested(emu: &Emulator, ctx: &Ctx, parent_id: &str, prep: &Prepared) {
+    for id in &prep.deletes {
+        if let Some(r) = node_by_id(emu, &ctx.account, id) {
+            if r.get("_owner").and_then(Json::as_str) == Some(parent_id) {
+                emu.delete_record(id, ctx.person_id.clone());
+            }
+        }
+    }
+    for (field, recs) in &prep.attachments {
+        create_attachments(emu, ctx, parent_id, field, recs);
+    }
+    for n in &prep.notes {
+        let mut note = Record::new();
+        note.insert("text".into(), n.text.clone().into());
+        note.insert("internal".into(), n.internal.into());
+        note.insert("owner".into(), parent_id.into());
+        note.insert("_owner".into(), parent_id.into());
+        note.insert("_field".into(), "notes".into());
+        if let Some(p) = &ctx.person_id {
+            note.insert("person".into(), p.clone().into());
+        }
+        let note = emu.create_record(&ctx.account, "Note", note, ctx.person_id.clone());
+        let nid = note.get("id").and_then(Json::as_str).unwrap_or_default();
+        create_attachments(emu, ctx, nid, "textAttachments", &n.attachments);
+    }
+    for nested in &prep.nested {
+        let mut fields = nested.prep.fields.clone();
+        fields.insert("_owner".into(), parent_id.into());
+        fields.insert("_field".into(), nested.field.clone().into());
+        let rec = emu.create_record(&ctx.account, &nested.typename, fields, ctx.person_id.clone());
+        let rid = rec.get("id").and_then(Json::as_str).unwrap_or_default().to_string();
+        apply_nested(emu, ctx, &rid, &nested.prep);
+    }
+}
