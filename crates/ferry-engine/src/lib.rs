@@ -1,1 +1,32 @@
-//! ferry-engine
+//! Ferry engine: connectors, the registry, the trigger pipeline and the executor.
+//!
+//! The engine is I/O-light glue between the pure model in `ferry-core` and the durable
+//! store in `ferry-store`:
+//!
+//! - [`action`] and [`trigger`] define the small traits every connector implements;
+//! - [`registry`] lists every built-in connector in one place;
+//! - [`compile`] turns a loaded solution into a checked, ready-to-run form (and reports
+//!   `file:line` diagnostics for `ferry validate`);
+//! - [`ingest`] is the trigger pipeline (authenticate, parse, coerce, discard, dedup, store);
+//! - [`executor`] runs a job step by step, checkpointing after every step;
+//! - [`worker`] claims jobs from the store and drives the executor.
+
+pub mod action;
+pub mod compile;
+pub mod connectors;
+pub mod engine;
+pub mod executor;
+pub mod http;
+pub mod inbound;
+pub mod ingest;
+pub mod metrics;
+pub mod registry;
+pub mod trigger;
+pub mod worker;
+
+pub use action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
+pub use compile::{compile_solution, CompiledRunbook, CompiledSolution};
+pub use engine::{Engine, EngineOptions};
+pub use ingest::{IngestOutcome, InboundRequest};
+pub use registry::Registry;
+pub use trigger::{Trigger, TriggerError, TriggerParse, TriggerSpec};

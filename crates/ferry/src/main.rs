@@ -1,1 +1,230 @@
-fn main() {}
+//! `ferry`: the command-line entry point.
+
+mod bench;
+mod jobs;
+mod output;
+mod run;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ferry: a self-hosted integration engine for Xurrent.
+#[derive(Parser)]
+#[command(name = "ferry", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve trigger endpoints, the management API and the job workers.
+    Serve(serve::ServeArgs),
+    /// Run one event through a runbook in-process, against a temporary store.
+    Run(run::RunArgs),
+    /// Check solutions statically; prints `file:line: message` per problem.
+    Validate {
+        /// Solution directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Inspect jobs on a running server.
+    Jobs(jobs::JobsArgs),
+    /// List the built-in connectors, triggers and actions.
+    Connectors,
+    /// Start the local Xurrent emulator.
+    Emulator(EmulatorArgs),
+    /// Benchmarks (drive a real `ferry serve` over loopback).
+    Bench(bench::BenchArgs),
+}
+
+/// Arguments of `ferry emulator`.
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4780")]
+    listen: SocketAddr,
+    /// Seed file (JSON or YAML) with records to load at start.
+    #[arg(long)]
+    seed: Option<PathBuf>,
+    /// Id of the administrator account.
+    #[arg(long, default_value = "wdc")]
+    account: String,
+    /// Personal access token of the administrator.
+    #[arg(long, env = "FERRY_EMULATOR_TOKEN", default_value = ferry_emulator::DEFAULT_TOKEN)]
+    token: String,
+    /// Path of the GraphQL SDL to serve.
+    #[arg(long, env = "FERRY_XURRENT_SCHEMA")]
+    schema: Option<PathBuf>,
+    /// Disable rate limiting.
+    #[arg(long)]
+    no_rate_limits: bool,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                init_tracing();
+                serve::serve(args).await
+            }
+            Command::Run(args) => run::run(args).await,
+            Command::Validate { dirs } => validate(dirs),
+            Command::Jobs(args) => jobs::jobs(args).await,
+            Command::Connectors => connectors(),
+            Command::Emulator(args) => {
+                init_tracing();
+                emulator(args).await
+            }
+            Command::Bench(args) => bench::bench(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn validate(dirs: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let registry = ferry_engine::Registry::builtin();
+    let exprs = ferry_core::mapping::Expressions::new();
+    let secrets = ferry_core::secrets::Secrets::from_master_key(&[0u8; 32]);
+    let mut problems = 0usize;
+    for dir in &dirs {
+        let result = ferry_core::loader::load_solution(dir).and_then(|solution| {
+            ferry_engine::compile_solution(&solution, &registry, &exprs, &secrets).map(|c| {
+                (
+                    c.name.clone(),
+                    c.runbooks.len(),
+                    c.runbooks.values().map(|r| r.steps.len()).sum::<usize>(),
+                )
+            })
+        });
+        match result {
+            Ok((name, runbooks, steps)) => {
+                println!("{}: ok (solution '{name}', {runbooks} runbooks, {steps} steps)", dir.display());
+            }
+            Err(diags) => {
+                problems += diags.len();
+                for d in diags {
+                    println!("{d}");
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        eprintln!("{problems} problem(s) found");
+        Ok(ExitCode::from(1))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn connectors() -> anyhow::Result<ExitCode> {
+    let registry = ferry_engine::Registry::builtin();
+    println!("Connectors:");
+    for (name, description) in registry.connectors() {
+        println!("  {name:<20} {description}");
+    }
+    println!("Triggers:");
+    for name in registry.trigger_names() {
+        if let Some(t) = registry.get_trigger(name) {
+            println!("  {name:<28} {}", t.spec().description);
+        }
+    }
+    println!("Actions:");
+    for name in registry.action_names() {
+        if let Some(a) = registry.get_action(name) {
+            println!("  {name:<28} {}", a.spec().description);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn default_schema_path() -> PathBuf {
+    // Next to the checkout (development) or the current directory.
+    let candidates = [
+        PathBuf::from("../shared/xurrent/schema.graphql"),
+        PathBuf::from("shared/xurrent/schema.graphql"),
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/xurrent/schema.graphql")),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| candidates[0].clone())
+}
+
+async fn emulator(args: EmulatorArgs) -> anyhow::Result<ExitCode> {
+    let schema_path = args.schema.unwrap_or_else(default_schema_path);
+    let config = ferry_emulator::EmulatorConfig {
+        listen: args.listen,
+        account: args.account.clone(),
+        token: args.token.clone(),
+        seed: args.seed,
+        schema_path,
+        rate_limits: if args.no_rate_limits {
+            ferry_emulator::RateLimits::disabled()
+        } else {
+            ferry_emulator::RateLimits::xurrent_defaults()
+        },
+        public_url: None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let emu = ferry_emulator::build(config).await?;
+    let base = emu.base_url.clone();
+    println!("Xurrent emulator listening on {base}");
+    println!("  GraphQL:     {base}/graphql");
+    println!("  OAuth token: {base}/token");
+    println!("  REST:        {base}/v1");
+    println!("  Account:     {}", args.account);
+    println!("  Token:       {}", args.token);
+    ferry_emulator::serve(emu, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,208 @@
+//! The [`Action`] trait: one step type of a connector.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use ferry_core::schema::{Field, Schema};
+use ferry_core::secrets::Secrets;
+use ferry_store::{LogLine, Store};
+use serde_json::{Map, Value};
+
+use crate::http::HttpClient;
+
+/// How the executor treats an action beyond calling [`Action::run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionKind {
+    /// An ordinary action.
+    Normal,
+    /// Try-catch: failures inside its `try` branch re-invoke it with
+    /// `{condition: true, error_message}` as iteration state so that `catch` fires.
+    TryCatch,
+    /// Retry: inside a `catch` branch, re-runs the enclosing try-catch from `try`.
+    Retry,
+}
+
+/// Static description of an action: its name, input and output schemas.
+#[derive(Clone, Debug)]
+pub struct ActionSpec {
+    /// Registry key, `<connector>.<action>`, e.g. `flow.if_then_else`.
+    pub name: &'static str,
+    /// Short human description (shown by `ferry actions`).
+    pub description: &'static str,
+    /// Input fields.
+    pub input: Vec<Field>,
+    /// Output schemas. A nested action has one schema per branch; its branches are
+    /// selected by schema reference. A non-nested action uses its first schema.
+    pub outputs: Vec<Schema>,
+    /// Whether the action is nested (its outputs run branches of child steps).
+    pub nested: bool,
+    /// Special handling by the executor.
+    pub kind: ActionKind,
+    /// The connector an outbound connection must belong to, if the action needs one.
+    pub connection: Option<&'static str>,
+}
+
+impl ActionSpec {
+    /// The input schema as a [`Schema`].
+    pub fn input_schema(&self) -> Schema {
+        Schema::new("input", self.input.clone())
+    }
+}
+
+/// One output emitted by an action invocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    /// Reference of the output schema (the branch key for nested actions).
+    pub schema: String,
+    /// The raw output object; the executor resolves it against the schema.
+    pub value: Value,
+}
+
+impl Output {
+    /// An output on schema `schema`.
+    pub fn new(schema: &str, value: Value) -> Output {
+        Output {
+            schema: schema.to_string(),
+            value,
+        }
+    }
+}
+
+/// Control-flow signals an action can raise instead of returning outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Signal {
+    /// Fail the step (and the job, unless inside a try branch).
+    Fail(String),
+    /// Stop the job now, successfully.
+    Finish(String),
+    /// Suspend the step; invoke it again after `after`.
+    Reschedule {
+        /// Delay before the step is invoked again.
+        after: Duration,
+        /// Reason, written to the step log.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signal::Fail(m) => write!(f, "{m}"),
+            Signal::Finish(m) => write!(f, "finished: {m}"),
+            Signal::Reschedule { after, message } => {
+                write!(f, "rescheduled after {}s: {message}", after.as_secs_f64())
+            }
+        }
+    }
+}
+
+/// Shared services available to every action.
+pub struct Services {
+    /// Outbound HTTP with timeouts and size limits.
+    pub http: HttpClient,
+    /// Secret sealing/opening.
+    pub secrets: Arc<Secrets>,
+    /// The durable store (connection key/value store and locks).
+    pub store: Arc<dyn Store>,
+}
+
+/// A resolved connection as an action sees it.
+#[derive(Clone, Debug)]
+pub struct ConnectionRef {
+    /// Connection name in the solution.
+    pub name: String,
+    /// Connector of the connection.
+    pub connector: String,
+    /// Resolved configuration; secret values are sealed envelopes.
+    pub config: Value,
+    /// Namespace for the connection key/value store.
+    pub namespace: String,
+}
+
+/// Runbook variables as the Assign Runbook Variable action sees them.
+pub struct Variables<'a> {
+    /// Declared variables.
+    pub declared: &'a [Field],
+    /// Current values.
+    pub values: &'a mut Map<String, Value>,
+}
+
+/// Everything one invocation of an action can read and write.
+pub struct ActionContext<'a> {
+    /// The resolved input.
+    pub input: Value,
+    /// Iteration state value (nested actions); set it to be invoked again.
+    pub iteration: Option<Value>,
+    /// How many times the iteration state has been set before this invocation.
+    pub iteration_count: u64,
+    /// The outbound connection, when the step has one.
+    pub connection: Option<&'a ConnectionRef>,
+    /// Shared services.
+    pub services: &'a Services,
+    /// Runbook variables.
+    pub variables: Variables<'a>,
+    /// Job UUID.
+    pub job_id: uuid::Uuid,
+    /// Run log lines written during this invocation.
+    pub logs: Vec<LogLine>,
+    /// Extra per-invocation annotations (e.g. the try-catch's current schema).
+    pub annotations: BTreeMap<String, Value>,
+}
+
+impl ActionContext<'_> {
+    /// Write an info line to the step's run log.
+    pub fn log(&mut self, message: impl Into<String>) {
+        self.log_at("info", message);
+    }
+
+    /// Write a line at `level` to the step's run log.
+    pub fn log_at(&mut self, level: &str, message: impl Into<String>) {
+        self.logs.push(LogLine {
+            at: Utc::now(),
+            level: level.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// An input field as a string (empty when absent).
+    pub fn input_str(&self, key: &str) -> Option<&str> {
+        self.input.get(key).and_then(Value::as_str)
+    }
+}
+
+/// A step type. Implementations are small: a spec plus `run`.
+#[async_trait]
+pub trait Action: Send + Sync + 'static {
+    /// The static description.
+    fn spec(&self) -> &ActionSpec;
+
+    /// Branch keys the action can emit given its raw input mapping, for static validation.
+    /// `None` means "not known statically" (e.g. Case, whose branches are its `matches`).
+    fn branch_keys(&self, raw_input: &Value) -> Option<Vec<String>> {
+        let _ = raw_input;
+        Some(
+            self.spec()
+                .outputs
+                .iter()
+                .map(|s| s.reference.clone())
+                .collect(),
+        )
+    }
+
+    /// The output schema for `reference` given the resolved input (dynamic schemas override this).
+    fn output_schema(&self, reference: &str, input: &Value) -> Option<Schema> {
+        let _ = input;
+        let spec = self.spec();
+        if spec.nested {
+            spec.outputs.iter().find(|s| s.reference == reference).cloned()
+        } else {
+            spec.outputs.first().cloned()
+        }
+    }
+
+    /// Run once. Return the outputs (nested actions: one per branch to run, in order).
+    async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal>;
+}

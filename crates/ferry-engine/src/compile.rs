@@ -1,0 +1,506 @@
+//! Compile a loaded solution into its runnable form, checking everything that can be
+//! checked statically. Every problem becomes a `file:line: message` diagnostic.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use ferry_core::loader::Diagnostic;
+use ferry_core::mapping::{Expressions, Mapping};
+use ferry_core::model::{Concurrency, Direction, Solution, Span, StepDef};
+use ferry_core::schema::{Field, Schema};
+use ferry_core::secrets::Secrets;
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use crate::action::{Action, ConnectionRef};
+use crate::registry::Registry;
+use crate::trigger::Trigger;
+
+/// Trigger config keys every trigger accepts, evaluated per event.
+pub const EVENT_CONFIG_KEYS: [&str; 2] = ["discard_if", "deduplication_id"];
+
+/// A solution ready to run.
+pub struct CompiledSolution {
+    /// Solution name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// The `env` object expressions see; secret values are sealed envelopes.
+    pub env: Value,
+    /// Connections with resolved configuration (secrets sealed).
+    pub connections: IndexMap<String, ConnectionRef>,
+    /// Connection directions.
+    pub directions: HashMap<String, Direction>,
+    /// Runbooks by name.
+    pub runbooks: IndexMap<String, Arc<CompiledRunbook>>,
+}
+
+/// The key of a chain of steps: the top level, or one branch of a nested step.
+pub fn chain_key(parent: Option<(&str, &str)>) -> String {
+    match parent {
+        None => String::new(),
+        Some((step, branch)) => format!("{step}/{branch}"),
+    }
+}
+
+/// A runbook ready to run.
+pub struct CompiledRunbook {
+    /// Owning solution.
+    pub solution: String,
+    /// Runbook name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Concurrency mode.
+    pub concurrency: Option<Concurrency>,
+    /// Declared runbook variables.
+    pub variables: Vec<Field>,
+    /// Trigger implementation.
+    pub trigger: Arc<dyn Trigger>,
+    /// `<connector>.<type>` of the trigger.
+    pub trigger_type: String,
+    /// Trigger configuration (static part, env expressions resolved).
+    pub trigger_config: Value,
+    /// Trigger output schema.
+    pub output_schema: Schema,
+    /// Optional discard condition, evaluated with the trigger output.
+    pub discard_if: Option<Mapping>,
+    /// Optional deduplication id expression.
+    pub deduplication_id: Option<Mapping>,
+    /// Inbound connection name.
+    pub inbound: Option<String>,
+    /// Steps by id.
+    pub steps: HashMap<String, CompiledStep>,
+    /// Chains by [`chain_key`]: the ids of the steps run in order.
+    pub chains: HashMap<String, Vec<String>>,
+    /// Step ids in canonical (depth-first) order.
+    pub order: Vec<String>,
+}
+
+impl CompiledRunbook {
+    /// Initial runbook variable values (declared defaults).
+    pub fn initial_variables(&self) -> Map<String, Value> {
+        self.variables
+            .iter()
+            .filter_map(|f| f.default.clone().map(|d| (f.id.clone(), d)))
+            .collect()
+    }
+
+    /// The steps of a chain.
+    pub fn chain(&self, key: &str) -> &[String] {
+        self.chains.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// A step ready to run.
+pub struct CompiledStep {
+    /// Step id.
+    pub id: String,
+    /// Action implementation.
+    pub action: Arc<dyn Action>,
+    /// Compiled input mapping.
+    pub input: Mapping,
+    /// Outbound connection name.
+    pub connection: Option<String>,
+    /// Where the step is declared.
+    pub span: Span,
+    /// Branch key used for `each:` children.
+    pub each_key: Option<String>,
+}
+
+fn diag(span: &Span, message: impl Into<String>) -> Diagnostic {
+    Diagnostic {
+        span: span.clone(),
+        message: message.into(),
+    }
+}
+
+const ROOTS: [&str; 6] = ["trigger", "steps", "item", "vars", "env", "job"];
+
+/// Compile and check a solution. Secret environment values are sealed with `secrets`.
+pub fn compile_solution(
+    solution: &Solution,
+    registry: &Registry,
+    exprs: &Expressions,
+    secrets: &Secrets,
+) -> Result<CompiledSolution, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+
+    // Environment: plain values as they are, secrets sealed.
+    let mut env = Map::new();
+    for (name, var) in &solution.env {
+        let value = if var.secret {
+            match &var.value {
+                Value::String(s) => Value::String(secrets.seal(s)),
+                Value::Null => Value::Null,
+                other => Value::String(secrets.seal(&other.to_string())),
+            }
+        } else {
+            var.value.clone()
+        };
+        env.insert(name.clone(), value);
+    }
+    let env = Value::Object(env);
+    let env_ctx = serde_json::json!({ "env": env });
+
+    // Connections: config expressions see `env` only.
+    let mut connections = IndexMap::new();
+    let mut directions = HashMap::new();
+    for (name, def) in &solution.connections {
+        if !registry.has_connector(&def.connector) {
+            diags.push(diag(
+                &def.span,
+                format!(
+                    "Unknown connector '{}' for connection '{name}' (known: {})",
+                    def.connector,
+                    registry.connectors().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let config = match Mapping::compile(exprs, &def.config).and_then(|m| m.eval(exprs, &env_ctx)) {
+            Ok(v) => v,
+            Err(e) => {
+                diags.push(diag(&def.span, format!("Connection '{name}' config invalid: {e}")));
+                Value::Null
+            }
+        };
+        directions.insert(name.clone(), def.direction);
+        connections.insert(
+            name.clone(),
+            ConnectionRef {
+                name: name.clone(),
+                connector: def.connector.clone(),
+                config,
+                namespace: format!("{}/{}", solution.name, name),
+            },
+        );
+    }
+
+    let mut runbooks = IndexMap::new();
+    for (rb_name, rb) in &solution.runbooks {
+        let trigger_type = format!("{}.{}", rb.trigger.connector, rb.trigger.kind);
+        let Some(trigger) = registry.get_trigger(&trigger_type) else {
+            diags.push(diag(
+                &rb.trigger.span,
+                format!(
+                    "Unknown trigger type '{trigger_type}' (known: {})",
+                    registry.trigger_names().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+            continue;
+        };
+        // Trigger connection.
+        if let Some(conn) = &rb.trigger.connection {
+            match (connections.get(conn), directions.get(conn)) {
+                (Some(c), Some(dir)) => {
+                    if *dir != Direction::Inbound {
+                        diags.push(diag(
+                            &rb.trigger.span,
+                            format!("Connection '{conn}' is not an inbound connection"),
+                        ));
+                    }
+                    if let Some(want) = trigger.spec().connection {
+                        if c.connector != want {
+                            diags.push(diag(
+                                &rb.trigger.span,
+                                format!(
+                                    "Connection '{conn}' belongs to connector '{}', trigger '{trigger_type}' needs '{want}'",
+                                    c.connector
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => diags.push(diag(&rb.trigger.span, format!("Unknown connection '{conn}'"))),
+            }
+        }
+        // Trigger config: event-time expressions apart, the rest is resolved now.
+        let mut static_config = Map::new();
+        let mut discard_if = None;
+        let mut deduplication_id = None;
+        if let Value::Object(cfg) = &rb.trigger.config {
+            for (k, v) in cfg {
+                if EVENT_CONFIG_KEYS.contains(&k.as_str()) {
+                    match Mapping::compile(exprs, v) {
+                        Ok(m) => {
+                            for (_, reference) in m.references() {
+                                let root = reference.split(['.', '[']).next().unwrap_or_default();
+                                if !["trigger", "env", "vars"].contains(&root) {
+                                    diags.push(diag(
+                                        rb.trigger.config_span(k),
+                                        format!("{k}: unknown variable '{reference}' (use trigger or env)"),
+                                    ));
+                                }
+                            }
+                            if k == "discard_if" {
+                                discard_if = Some(m);
+                            } else {
+                                deduplication_id = Some(m);
+                            }
+                        }
+                        Err(e) => diags.push(diag(rb.trigger.config_span(k), format!("{k}: {e}"))),
+                    }
+                } else {
+                    match Mapping::compile(exprs, v).and_then(|m| m.eval(exprs, &env_ctx)) {
+                        Ok(v) => {
+                            static_config.insert(k.clone(), v);
+                        }
+                        Err(e) => diags.push(diag(rb.trigger.config_span(k), format!("{k}: {e}"))),
+                    }
+                }
+            }
+        }
+        let config_schema = Schema::new("config", trigger.spec().config.clone());
+        let allowed: BTreeSet<&str> = trigger.spec().config.iter().map(|f| f.id.as_str()).collect();
+        for k in static_config.keys() {
+            if !allowed.contains(k.as_str()) {
+                diags.push(diag(
+                    rb.trigger.config_span(k),
+                    format!(
+                        "Unknown trigger config field '{k}' (allowed: {})",
+                        allowed
+                            .iter()
+                            .copied()
+                            .chain(EVENT_CONFIG_KEYS)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        let trigger_config = match config_schema.resolve(&Value::Object(static_config.clone()), None) {
+            Ok(v) => v,
+            Err(e) => {
+                diags.push(diag(&rb.trigger.span, format!("Config mapping invalid: {e}")));
+                Value::Object(static_config)
+            }
+        };
+        if let Some(Value::Array(fields)) = rb.trigger.config.get("body_schema") {
+            for (i, f) in fields.iter().enumerate() {
+                match serde_json::from_value::<Field>(f.clone()) {
+                    Ok(field) => {
+                        for m in field.check_definition() {
+                            diags.push(diag(rb.trigger.config_span(&format!("body_schema.{i}")), format!("body_schema[{i}]: {m}")));
+                        }
+                    }
+                    Err(e) => diags.push(diag(
+                        rb.trigger.config_span(&format!("body_schema.{i}")),
+                        format!("body_schema[{i}]: {e}"),
+                    )),
+                }
+            }
+        }
+        let output_schema = match trigger.output_schema(&trigger_config) {
+            Ok(s) => s,
+            Err(e) => {
+                diags.push(diag(&rb.trigger.span, e));
+                Schema::new("output", vec![])
+            }
+        };
+        for var in &rb.variables {
+            for m in var.check_definition() {
+                diags.push(diag(&rb.span, format!("variable '{}': {m}", var.id)));
+            }
+        }
+
+        // Steps.
+        let walk = rb.walk();
+        let known_steps: BTreeSet<&str> = walk.iter().map(|(s, _)| s.id.as_str()).collect();
+        let mut steps = HashMap::new();
+        let mut chains: HashMap<String, Vec<String>> = HashMap::new();
+        let mut order = Vec::new();
+        for (step, parent) in &walk {
+            order.push(step.id.clone());
+            let action = registry.get_action(&step.action);
+            let Some(action) = action else {
+                diags.push(diag(
+                    &step.span,
+                    format!("Step '{}': unknown action '{}'", step.id, step.action),
+                ));
+                continue;
+            };
+            let spec = action.spec();
+            // Which chain this step belongs to.
+            let parent_key = match parent {
+                None => chain_key(None),
+                Some((p, "each")) => {
+                    let each_key = rb
+                        .step(p)
+                        .and_then(|ps| registry.get_action(&ps.action))
+                        .and_then(|a| a.spec().outputs.first().map(|s| s.reference.clone()))
+                        .unwrap_or_else(|| "each".into());
+                    chain_key(Some((p, &each_key)))
+                }
+                Some((p, b)) => chain_key(Some((p, b))),
+            };
+            chains.entry(parent_key).or_default().push(step.id.clone());
+            check_step(step, action.as_ref(), &connections, &directions, &known_steps, parent.is_some(), rb, &mut diags);
+            let input = match Mapping::compile(exprs, &step.input) {
+                Ok(m) => m,
+                Err(e) => {
+                    diags.push(diag(&step.span, format!("Step '{}': input invalid: {e}", step.id)));
+                    continue;
+                }
+            };
+            for (field, reference) in input.references() {
+                let span = step.input_span(&ferry_core::mapping::field_path_to_key(&field));
+                let mut parts = reference.split(['.', '[']);
+                let root = parts.next().unwrap_or_default();
+                if !ROOTS.contains(&root) {
+                    diags.push(diag(
+                        span,
+                        format!(
+                            "({field}) unknown variable '{root}' (available: {})",
+                            ROOTS.join(", ")
+                        ),
+                    ));
+                    continue;
+                }
+                let second = parts.next().map(|s| s.trim_matches(|c| c == '\'' || c == '"' || c == ']'));
+                match (root, second) {
+                    ("steps", Some(id)) if !id.is_empty() && !known_steps.contains(id) => {
+                        diags.push(diag(span, format!("({field}) invalid action references: '{id}'")));
+                    }
+                    ("item", _) if parent.is_none() => {
+                        diags.push(diag(
+                            span,
+                            format!("({field}) 'item' is only available inside a nested step's branch"),
+                        ));
+                    }
+                    ("vars", Some(id)) if !id.is_empty() && !rb.variables.iter().any(|v| v.id == id) => {
+                        diags.push(diag(span, format!("({field}) unknown runbook variable '{id}'")));
+                    }
+                    ("env", Some(id)) if !id.is_empty() && !solution.env.contains_key(id) => {
+                        diags.push(diag(span, format!("({field}) unknown environment variable '{id}'")));
+                    }
+                    _ => {}
+                }
+            }
+            let each_key = spec.outputs.first().map(|s| s.reference.clone());
+            steps.insert(
+                step.id.clone(),
+                CompiledStep {
+                    id: step.id.clone(),
+                    action: action.clone(),
+                    input,
+                    connection: step.connection.clone(),
+                    span: step.span.clone(),
+                    each_key,
+                },
+            );
+        }
+        if rb.steps.is_empty() {
+            diags.push(diag(&rb.span, "No actions are connected to the trigger."));
+        }
+        runbooks.insert(
+            rb_name.clone(),
+            Arc::new(CompiledRunbook {
+                solution: solution.name.clone(),
+                name: rb_name.clone(),
+                description: rb.description.clone(),
+                concurrency: rb.concurrency,
+                variables: rb.variables.clone(),
+                trigger,
+                trigger_type,
+                trigger_config,
+                output_schema,
+                discard_if,
+                deduplication_id,
+                inbound: rb.trigger.connection.clone(),
+                steps,
+                chains,
+                order,
+            }),
+        );
+    }
+
+    if diags.is_empty() {
+        Ok(CompiledSolution {
+            name: solution.name.clone(),
+            description: solution.description.clone(),
+            env,
+            connections,
+            directions,
+            runbooks,
+        })
+    } else {
+        Err(diags)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_step(
+    step: &StepDef,
+    action: &dyn Action,
+    connections: &IndexMap<String, ConnectionRef>,
+    directions: &HashMap<String, Direction>,
+    _known: &BTreeSet<&str>,
+    _in_branch: bool,
+    _rb: &ferry_core::model::Runbook,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let spec = action.spec();
+    let id = &step.id;
+    // Connection.
+    match (&step.connection, spec.connection) {
+        (Some(conn), want) => match connections.get(conn) {
+            None => diags.push(diag(&step.span, format!("Step '{id}': unknown connection '{conn}'"))),
+            Some(c) => {
+                if directions.get(conn) != Some(&Direction::Outbound) {
+                    diags.push(diag(&step.span, format!("Step '{id}': connection '{conn}' is not an outbound connection")));
+                }
+                if let Some(want) = want {
+                    if c.connector != want {
+                        diags.push(diag(
+                            &step.span,
+                            format!("Step '{id}': connection '{conn}' belongs to connector '{}', action '{}' needs '{want}'", c.connector, spec.name),
+                        ));
+                    }
+                }
+            }
+        },
+        (None, Some(want)) => diags.push(diag(
+            &step.span,
+            format!("Step '{id}': action '{}' needs an outbound '{want}' connection", spec.name),
+        )),
+        (None, None) => {}
+    }
+    // Nesting.
+    if !spec.nested && (!step.each.is_empty() || !step.branches.is_empty()) {
+        diags.push(diag(
+            &step.span,
+            format!("Step '{id}': action '{}' is not nested; it cannot have `each` or `branches`", spec.name),
+        ));
+    }
+    if spec.nested && !step.branches.is_empty() {
+        if let Some(keys) = action.branch_keys(&step.input) {
+            for key in step.branches.keys() {
+                if !keys.contains(key) {
+                    diags.push(diag(
+                        &step.span,
+                        format!("Step '{id}': unknown branch '{key}' for action '{}' (branches: {})", spec.name, keys.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+    // Input keys and required inputs.
+    let input = step.input.as_object().cloned().unwrap_or_default();
+    for key in input.keys() {
+        if !spec.input.iter().any(|f| &f.id == key) {
+            diags.push(diag(
+                step.input_span(key),
+                format!(
+                    "Step '{id}': unknown input field '{key}' for action '{}' (fields: {})",
+                    spec.name,
+                    spec.input.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    for field in &spec.input {
+        if field.required && field.default.is_none() && !input.contains_key(&field.id) {
+            diags.push(diag(&step.span, format!("Step '{id}': Input invalid: Field '{}' is required.", field.id)));
+        }
+    }
+}

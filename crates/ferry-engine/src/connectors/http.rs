@@ -1,0 +1,326 @@
+//! HTTP connector: the Send HTTP Request action (spec §9.4) with outbound
+//! authenticators (spec §5.2): API key, basic auth, bearer token, OAuth 2 client credentials.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use ferry_core::schema::{Field, FieldType, Schema};
+use serde_json::{json, Value};
+
+use crate::action::{Action, ActionContext, ActionKind, ActionSpec, ConnectionRef, Output, Services, Signal};
+use crate::http::retry_after_seconds;
+use crate::registry::Registry;
+
+/// Register the HTTP connector.
+pub fn register(r: &mut Registry) {
+    r.connector("http", "Call any HTTP API");
+    r.action(SendRequest::new());
+}
+
+const METHODS: [&str; 8] = ["HEAD", "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
+
+/// Send HTTP Request.
+pub struct SendRequest(ActionSpec);
+
+impl SendRequest {
+    fn new() -> Self {
+        let pair = |pattern: &str| {
+            vec![
+                Field::new("name", FieldType::String).required().pattern(pattern),
+                Field::new("value", FieldType::String),
+            ]
+        };
+        SendRequest(ActionSpec {
+            name: "http.send_request",
+            description: "Send an HTTP request through an outbound `http` connection",
+            input: vec![
+                Field::new("method", FieldType::String)
+                    .required()
+                    .enumeration(METHODS.iter().map(|m| json!(m)).collect()),
+                Field::new("path", FieldType::String)
+                    .pattern(r"\A[A-Za-z0-9\-._~!$&'()*+,;=:@%/]+\z"),
+                Field::new("headers", FieldType::Nested)
+                    .array()
+                    .with_fields(pair(r"\A[A-Za-z0-9\-_]+\z"))
+                    .default_value(json!([])),
+                Field::new("query_parameters", FieldType::Nested)
+                    .array()
+                    .with_fields(pair(r"\A[A-Za-z0-9\-_\[\]]+\z"))
+                    .default_value(json!([])),
+                Field::new("body", FieldType::Binary),
+                Field::new("timeout_seconds", FieldType::Integer)
+                    .min(1.0)
+                    .max(300.0),
+            ],
+            outputs: vec![Schema::new(
+                "output",
+                vec![Field::new("response", FieldType::Nested).with_fields(vec![
+                    Field::new("status", FieldType::Integer).required(),
+                    Field::new("headers", FieldType::Nested)
+                        .array()
+                        .with_fields(vec![
+                            Field::new("name", FieldType::String).required(),
+                            Field::new("value", FieldType::String),
+                        ]),
+                    Field::new("body", FieldType::Binary),
+                ])],
+            )],
+            nested: false,
+            kind: ActionKind::Normal,
+            connection: Some("http"),
+        })
+    }
+}
+
+/// Join a base URL and a path with exactly one `/` between them.
+pub fn join_url(base: &str, path: &str) -> String {
+    if path.is_empty() {
+        return base.to_string();
+    }
+    match (base.ends_with('/'), path.starts_with('/')) {
+        (true, true) => format!("{base}{}", &path[1..]),
+        (false, false) => format!("{base}/{path}"),
+        _ => format!("{base}{path}"),
+    }
+}
+
+fn pairs(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    let name = p.get("name")?.as_str()?.to_string();
+                    let value = match p.get("value") {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(Value::Null) | None => String::new(),
+                        Some(other) => other.to_string(),
+                    };
+                    Some((name, value))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn reveal(services: &Services, s: &str) -> Result<String, Signal> {
+    services
+        .secrets
+        .reveal_in(s)
+        .map(|z| z.to_string())
+        .map_err(|e| Signal::Fail(format!("Unable to decrypt secret: {e}")))
+}
+
+fn conf_str<'a>(config: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut v = config;
+    for p in path {
+        v = v.get(*p)?;
+    }
+    v.as_str().filter(|s| !s.is_empty())
+}
+
+/// Apply the configured outbound authenticators to a request.
+pub async fn authenticate(
+    services: &Services,
+    connection: &ConnectionRef,
+    mut builder: reqwest::RequestBuilder,
+) -> Result<reqwest::RequestBuilder, Signal> {
+    let c = &connection.config;
+    if let (Some(key), Some(value)) = (conf_str(c, &["api_key", "key"]), conf_str(c, &["api_key", "value"])) {
+        let value = reveal(services, value)?;
+        let in_query = conf_str(c, &["api_key", "placement"])
+            .is_some_and(|p| p.eq_ignore_ascii_case("query params") || p.eq_ignore_ascii_case("query"));
+        builder = if in_query {
+            builder.query(&[(key, value.as_str())])
+        } else {
+            builder.header(key, value)
+        };
+    }
+    if let Some(user) = conf_str(c, &["basic_auth", "username"]) {
+        let password = reveal(services, conf_str(c, &["basic_auth", "password"]).unwrap_or_default())?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        builder = builder.header("authorization", format!("Basic {encoded}"));
+    }
+    if let Some(token) = conf_str(c, &["bearer", "bearer_token"]).or(conf_str(c, &["bearer_token"])) {
+        let token = reveal(services, token)?;
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    if c.get("oauth2").is_some_and(Value::is_object) {
+        let token = oauth2_token(services, connection).await?;
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    Ok(builder)
+}
+
+/// Client-credentials token, cached (sealed) in the connection store until shortly before expiry.
+async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result<String, Signal> {
+    let c = &connection.config;
+    let url = conf_str(c, &["oauth2", "authorization_url"])
+        .ok_or_else(|| Signal::Fail("Outbound connection invalid: Field 'oauth2.authorization_url' is required.".into()))?;
+    let client_id = conf_str(c, &["oauth2", "client_id"]).unwrap_or_default();
+    let client_secret = reveal(services, conf_str(c, &["oauth2", "client_secret"]).unwrap_or_default())?;
+    let scope = conf_str(c, &["oauth2", "scope"]);
+    let cache_key = "oauth2_access_token";
+    if let Ok(Some(Value::String(sealed))) = services.store.kv_get(&connection.namespace, cache_key).await {
+        if let Ok(token) = services.secrets.open(&sealed) {
+            return Ok(token.to_string());
+        }
+    }
+    let mut form = vec![
+        ("grant_type", "client_credentials".to_string()),
+        ("client_id", client_id.to_string()),
+        ("client_secret", client_secret),
+    ];
+    if let Some(scope) = scope {
+        form.push(("scope", scope.to_string()));
+    }
+    let request = services
+        .http
+        .inner()
+        .post(url)
+        .timeout(Duration::from_secs(20))
+        .form(&form)
+        .build()
+        .map_err(|e| Signal::Fail(format!("OAuth 2 token request invalid: {e}")))?;
+    let response = services
+        .http
+        .execute(request)
+        .await
+        .map_err(|e| Signal::Fail(format!("OAuth 2 token request failed: {e}")))?;
+    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    if response.status != 200 {
+        let error = body.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+        return Err(Signal::Fail(format!(
+            "OAuth 2 token request failed with status {}: {error}",
+            response.status
+        )));
+    }
+    let token = body
+        .get("access_token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Signal::Fail("OAuth 2 token response has no access_token".into()))?
+        .to_string();
+    let expires_in = body.get("expires_in").and_then(Value::as_u64).unwrap_or(3600);
+    let ttl = Duration::from_secs(expires_in.saturating_sub(60).max(1));
+    let sealed = services.secrets.seal(&token);
+    let _ = services
+        .store
+        .kv_put(&connection.namespace, cache_key, &json!(sealed), Some(ttl))
+        .await;
+    Ok(token)
+}
+
+#[async_trait]
+impl Action for SendRequest {
+    fn spec(&self) -> &ActionSpec {
+        &self.0
+    }
+
+    async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
+        let connection = ctx
+            .connection
+            .ok_or_else(|| Signal::Fail("An outbound `http` connection is required.".into()))?;
+        let services = ctx.services;
+        let base = conf_str(&connection.config, &["base_url"]).ok_or_else(|| {
+            Signal::Fail("Outbound connection invalid: Field 'base_url' is required.".into())
+        })?;
+        let method = ctx.input_str("method").unwrap_or("GET").to_uppercase();
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| Signal::Fail(format!("Invalid HTTP method {method}")))?;
+        let path = ctx.input_str("path").unwrap_or_default();
+        let url = reveal(services, &join_url(base, path))?;
+        let parsed = url::Url::parse(&url).map_err(|_| Signal::Fail(format!("URI {url} is invalid.")))?;
+
+        let mut builder = services.http.inner().request(method.clone(), parsed);
+        // Repeated headers are joined, repeated query names use `name[]`.
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for (name, value) in pairs(ctx.input.get("headers")) {
+            let value = reveal(services, &value)?;
+            match headers.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(&name)) {
+                Some(h) => {
+                    h.1.push_str(", ");
+                    h.1.push_str(&value);
+                }
+                None => headers.push((name, value)),
+            }
+        }
+        let query = pairs(ctx.input.get("query_parameters"));
+        let mut query_out: Vec<(String, String)> = Vec::new();
+        for (name, value) in &query {
+            let repeated = query.iter().filter(|(n, _)| n == name).count() > 1;
+            let key = if repeated { format!("{name}[]") } else { name.clone() };
+            query_out.push((key, reveal(services, value)?));
+        }
+        builder = authenticate(services, connection, builder).await?;
+        if !query_out.is_empty() {
+            builder = builder.query(&query_out);
+        }
+        for (name, value) in &headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = ctx.input.get("body").and_then(Value::as_str) {
+            builder = builder.body(reveal(services, body)?);
+        }
+        if let Some(t) = ctx.input.get("timeout_seconds").and_then(Value::as_u64) {
+            builder = builder.timeout(Duration::from_secs(t.min(300)));
+        }
+        let request = builder
+            .build()
+            .map_err(|e| Signal::Fail(format!("Invalid request: {e}")))?;
+        ctx.log(format!("{method} {}", ferry_core::secrets::redact_str(&url)));
+        let response = services
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| Signal::Fail(e.to_string()))?;
+        ctx.log(format!("Response status {}", response.status));
+        if response.status == 429 || response.status == 503 {
+            let raw = response.header("retry-after").map(str::to_string);
+            let seconds = retry_after_seconds(raw.as_deref(), 60);
+            let what = if response.status == 429 { "rate limit hit" } else { "not available" };
+            let suffix = raw.map(|r| format!(" (retry after: {r})")).unwrap_or_default();
+            let body = String::from_utf8_lossy(&response.body);
+            let message = format!("HTTP API {what}{suffix}. '{}'", truncate(&body, 200));
+            ctx.log(message.clone());
+            return Err(Signal::Reschedule {
+                after: Duration::from_secs(seconds),
+                message,
+            });
+        }
+        let headers: Vec<Value> = response
+            .headers
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect();
+        let body = String::from_utf8_lossy(&response.body).to_string();
+        Ok(vec![Output::new(
+            "output",
+            json!({ "response": { "status": response.status, "headers": headers, "body": body } }),
+        )])
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_joining() {
+        assert_eq!(join_url("http://a", "b"), "http://a/b");
+        assert_eq!(join_url("http://a/", "/b"), "http://a/b");
+        assert_eq!(join_url("http://a/", "b"), "http://a/b");
+        assert_eq!(join_url("http://a", "/b"), "http://a/b");
+        assert_eq!(join_url("http://a", ""), "http://a");
+    }
+}

@@ -1,0 +1,87 @@
+//! `POST /inbound/{solution}/{runbook}[/{postfix…}]`: the trigger endpoints.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ferry_engine::{InboundRequest, IngestOutcome};
+use serde_json::json;
+
+use crate::AppState;
+
+/// Without a postfix.
+pub async fn receive(
+    State(state): State<AppState>,
+    Path((solution, runbook)): Path<(String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, solution, runbook, None, method, query, headers, body).await
+}
+
+/// With a postfix.
+pub async fn receive_postfix(
+    State(state): State<AppState>,
+    Path((solution, runbook, postfix)): Path<(String, String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, solution, runbook, Some(postfix), method, query, headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    state: AppState,
+    solution: String,
+    runbook: String,
+    postfix: Option<String>,
+    method: Method,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = InboundRequest {
+        method: method.to_string(),
+        postfix,
+        query,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body,
+    };
+    match state.engine.ingest(&solution, &runbook, request).await {
+        IngestOutcome::Accepted { job_id } => {
+            let id = job_id.to_string();
+            let mut response = Json(json!({ "job_uuid": id })).into_response();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert("x-job-uuid", v);
+            }
+            response
+        }
+        IngestOutcome::Duplicate { job_id } => Json(json!({
+            "result": "Discarded",
+            "reason": "duplicate deduplication_id",
+            "job_uuid": job_id.to_string(),
+        }))
+        .into_response(),
+        IngestOutcome::Discarded { message } => {
+            Json(json!({ "result": "Discarded", "reason": message })).into_response()
+        }
+        IngestOutcome::Rejected { status, message } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut response = (status, Json(json!({ "error": message }))).into_response();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `ferry bench`: performance figures of a real `ferry serve` process, driven over loopback.
+//!
+//! Each benchmark writes a throw-away solution and data directory, starts the current
+//! binary as `ferry serve --listen 127.0.0.1:0`, and measures it from this process with a
+//! plain HTTP/1.1 client on keep-alive connections.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use serde_json::Value;
+
+/// Arguments of `ferry bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(clap::Subcommand)]
+enum Which {
+    /// JSON endpoint ingest: events/s and latency percentiles (durable before 200).
+    Ingest {
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Approximate body size in bytes.
+        #[arg(long, default_value_t = 1500)]
+        body_bytes: usize,
+        /// Job workers in the server while ingesting.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
+    /// Latency from event to finished job for a linear runbook of Log actions.
+    Runbook {
+        /// Steps in the runbook.
+        #[arg(long, default_value_t = 40)]
+        steps: usize,
+        /// Jobs to run (sequentially).
+        #[arg(long, default_value_t = 200)]
+        jobs: usize,
+    },
+    /// Resident memory when idle and with many queued jobs.
+    Memory {
+        /// Jobs to queue (the server runs no workers).
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+    },
+}
+
+/// Run a benchmark and print its figures.
+pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.which {
+        Which::Ingest { connections, seconds, body_bytes, workers } => {
+            let server = Server::start(1, workers)?;
+            let body = event_body(body_bytes);
+            let r = load(&server, connections, Limit::Time(Duration::from_secs(seconds)), body).await?;
+            println!("ingest: {connections} connections, {seconds} s, body {body_bytes} B, {workers} workers");
+            r.print();
+        }
+        Which::Runbook { steps, jobs } => {
+            let server = Server::start(steps, 2)?;
+            runbook_latency(&server, jobs).await?;
+        }
+        Which::Memory { jobs } => {
+            let server = Server::start(1, 0)?;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let idle = rss_kib(server.child.id());
+            println!("memory: idle RSS {:.1} MB", idle as f64 / 1024.0);
+            let r = load(&server, 50, Limit::Count(jobs), event_body(300)).await?;
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let after = rss_kib(server.child.id());
+            println!(
+                "memory: RSS with {} queued jobs {:.1} MB (ingested at {:.0} events/s)",
+                r.ok,
+                after as f64 / 1024.0,
+                r.rate()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn event_body(bytes: usize) -> Bytes {
+    let filler = "x".repeat(bytes.saturating_sub(120));
+    Bytes::from(format!(
+        r#"{{"id":"evt-1","subject":"Printer on fire","priority":3,"requester":"jane@example.com","payload":"{filler}"}}"#
+    ))
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_solution(dir: &Path, steps: usize) -> anyhow::Result<PathBuf> {
+    let sol = dir.join("bench");
+    std::fs::create_dir_all(sol.join("runbooks"))?;
+    std::fs::write(sol.join("solution.yaml"), "name: bench\ndescription: Benchmark solution\n")?;
+    let mut rb = String::from(
+        "name: intake\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema:\n      - { id: id, type: string }\n      - { id: subject, type: string }\n      - { id: priority, type: integer }\n      - { id: requester, type: string }\n      - { id: payload, type: string }\nsteps:\n",
+    );
+    for i in 0..steps {
+        rb.push_str(&format!(
+            "  - id: log{i}\n    action: debug.log_message\n    input: {{ message: \"step {i}: {{{{ trigger.body.subject }}}}\" }}\n"
+        ));
+    }
+    std::fs::write(sol.join("runbooks").join("intake.yaml"), rb)?;
+    Ok(sol)
+}
+
+impl Server {
+    fn start(steps: usize, workers: usize) -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let sol = write_solution(dir.path(), steps)?;
+        let token = "bench-token".to_string();
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--data"])
+            .arg(dir.path().join("data"))
+            .arg(&sol)
+            .env("FERRY_API_TOKEN", &token)
+            .env("FERRY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting ferry serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("Ferry listening on http://") {
+                        break rest.trim().to_string();
+                    }
+                }
+                _ => bail!("ferry serve exited before listening"),
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server { child, addr, token, _dir: dir })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+enum Limit {
+    Time(Duration),
+    Count(usize),
+}
+
+struct LoadResult {
+    ok: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+    fn print(&self) {
+        println!(
+            "  {} events in {:.2} s = {:.0} events/s; errors {}; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.ok,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.errors,
+            self.pct(0.5),
+            self.pct(0.99),
+            self.pct(1.0)
+        );
+    }
+}
+
+async fn load(server: &Server, connections: usize, limit: Limit, body: Bytes) -> anyhow::Result<LoadResult> {
+    let start = Instant::now();
+    let deadline = match limit {
+        Limit::Time(d) => Some(start + d),
+        Limit::Count(_) => None,
+    };
+    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(match limit {
+        Limit::Count(n) => n as i64,
+        Limit::Time(_) => i64::MAX,
+    }));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let addr = server.addr.clone();
+        let body = body.clone();
+        let remaining = remaining.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            let stream = tokio::net::TcpStream::connect(&addr).await?;
+            stream.set_nodelay(true)?;
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(conn);
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if remaining.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) <= 0 {
+                    break;
+                }
+                let req = Request::post(format!("http://{addr}/inbound/bench/intake"))
+                    .header("content-type", "application/json")
+                    .header("host", addr.as_str())
+                    .body(Full::new(body.clone()))?;
+                let t = Instant::now();
+                sender.ready().await?;
+                let resp = sender.send_request(req).await?;
+                let status = resp.status();
+                let _ = resp.into_body().collect().await?;
+                if status.is_success() {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await??;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    Ok(LoadResult {
+        ok: all.len(),
+        errors,
+        elapsed,
+        latencies_us: all,
+    })
+}
+
+async fn runbook_latency(server: &Server, jobs: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let mut client_ms = Vec::new();
+    let mut server_ms = Vec::new();
+    for _ in 0..jobs {
+        let t = Instant::now();
+        let resp: Value = client
+            .post(server.url("/inbound/bench/intake"))
+            .json(&serde_json::json!({"id": "1", "subject": "latency", "priority": 1}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = resp["job_uuid"].as_str().context("no job_uuid")?.to_string();
+        loop {
+            let job: Value = client
+                .get(server.url(&format!("/api/v1/jobs/{id}")))
+                .bearer_auth(&server.token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            match job["status"].as_str() {
+                Some("finished") => {
+                    client_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                    let created = chrono::DateTime::parse_from_rfc3339(job["created_at"].as_str().unwrap_or(""))?;
+                    let finished = chrono::DateTime::parse_from_rfc3339(job["finished_at"].as_str().unwrap_or(""))?;
+                    server_ms.push((finished - created).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                    let steps = job["steps"].as_array().map_or(0, Vec::len);
+                    if steps == 0 {
+                        bail!("job finished without steps");
+                    }
+                    break;
+                }
+                Some("failed") => bail!("job failed: {}", job["error"]),
+                _ => tokio::time::sleep(Duration::from_micros(500)).await,
+            }
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        (v[v.len() / 2], v[(v.len() as f64 * 0.99) as usize].max(v[v.len() - 1].min(v[v.len() - 1])))
+    };
+    let (c50, _) = med(&mut client_ms);
+    let (s50, _) = med(&mut server_ms);
+    let s99 = server_ms[((server_ms.len() as f64 - 1.0) * 0.99) as usize];
+    println!("runbook: {jobs} jobs, event to finished job");
+    println!("  server-side (created_at → finished_at): median {s50:.2} ms, p99 {s99:.2} ms");
+    println!("  client-side (POST → observed finished, 0.5 ms polling): median {c50:.2} ms");
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! `ferry serve`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferry_core::secrets::Secrets;
+use ferry_engine::{Engine, EngineOptions};
+use ferry_store::{SqliteStore, Store, StoreOptions};
+
+/// Arguments of `ferry serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Data directory (database, master key, API token).
+    #[arg(long, default_value = "./ferry-data")]
+    pub data: PathBuf,
+    /// Number of job workers (0: accept events but run no jobs).
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Base URL shown for trigger endpoints (default: http://<listen address>).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Largest inbound body in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Commit with synchronous=FULL (survives power loss, slower).
+    #[arg(long)]
+    pub sync_full: bool,
+    /// Solution directories to load.
+    #[arg(required = true)]
+    pub solutions: Vec<PathBuf>,
+}
+
+/// Shared start-up: data dir, secrets and store.
+pub async fn open_data(data: &Path, sync_full: bool) -> anyhow::Result<(Arc<Secrets>, Arc<SqliteStore>)> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
+    let secrets = Arc::new(Secrets::load_or_create(data).context("loading the master key")?);
+    let store = SqliteStore::open(
+        &data.join("ferry.db"),
+        StoreOptions {
+            sync_full,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .context("opening the database")?;
+    Ok((secrets, Arc::new(store)))
+}
+
+/// The API token: `FERRY_API_TOKEN`, else `<data>/api.token` (created on first start).
+fn api_token(data: &Path) -> anyhow::Result<(String, bool)> {
+    if let Ok(t) = std::env::var("FERRY_API_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok((t.trim().to_string(), false));
+        }
+    }
+    let path = data.join("api.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if !t.trim().is_empty() {
+            return Ok((t.trim().to_string(), false));
+        }
+    }
+    let token = format!("fy_{}", uuid::Uuid::new_v4().simple());
+    write_private(&path, &token)?;
+    Ok((token, true))
+}
+
+/// Write a file readable only by its owner.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// Run the server until Ctrl-C/SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let (secrets, store) = open_data(&args.data, args.sync_full).await?;
+    let recovered = store.recover_interrupted(true).await?;
+    if recovered > 0 {
+        tracing::info!(recovered, "resuming interrupted jobs");
+    }
+    let engine = Engine::new(store.clone() as Arc<dyn Store>, secrets, EngineOptions {
+        workers: args.workers,
+        ..EngineOptions::default()
+    });
+    let mut failed = false;
+    for dir in &args.solutions {
+        if let Err(diags) = engine.load_dir(dir) {
+            failed = true;
+            for d in diags {
+                eprintln!("{d}");
+            }
+        }
+    }
+    if failed {
+        eprintln!("error: solutions have problems; nothing was started");
+        return Ok(ExitCode::from(1));
+    }
+    let (token, generated) = api_token(&args.data)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    println!("Ferry listening on http://{addr}");
+    if generated {
+        println!("Management API token (saved in {}, shown once): {token}", args.data.join("api.token").display());
+    }
+    for sol in engine.solutions() {
+        for rb in sol.runbooks.values() {
+            println!("  trigger {}/{}: POST {public_url}/inbound/{}/{}", sol.name, rb.name, sol.name, rb.name);
+        }
+    }
+    let router = ferry_server::router(
+        engine.clone(),
+        ferry_server::ServerOptions {
+            api_token: token,
+            public_url,
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
+    let workers = (args.workers > 0)
+        .then(|| tokio::spawn(ferry_engine::worker::run_workers(engine.clone(), args.workers)));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shutting down: finishing running steps");
+    engine.begin_shutdown();
+    if let Some(w) = workers {
+        let _ = w.await;
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

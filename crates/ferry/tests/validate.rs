@@ -1,0 +1,94 @@
+//! `ferry validate`: static checks with `file:line` diagnostics and exit code 1.
+
+mod common;
+
+use common::*;
+
+fn validate(dir: &std::path::Path) -> (i32, String) {
+    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+const HEAD: &str = "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: n, type: integer } ]\nsteps:\n";
+
+#[test]
+fn a_valid_solution_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = solution(
+        tmp.path(),
+        "ok",
+        "name: ok\n",
+        &[("r", &format!("{HEAD}  - {{ id: a, action: debug.log_message, input: {{ message: \"{{{{ trigger.body.n }}}}\" }} }}\n"))],
+    );
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn the_example_solution_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo");
+    let out = ferry(&["validate", dir.to_str().unwrap()], &[("DEMO_API_KEY", "demo-key")]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn problems_are_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Line numbers (1-based) of the runbook below:
+    // 8: step `a` (unknown action)
+    // 10: step `b`, 12: its message referencing an unknown step
+    // 13: step `c` missing its required input
+    let runbook = format!(
+        "{HEAD}  - id: a\n    action: debug.nope\n  - id: b\n    action: debug.log_message\n    input: {{ message: \"{{{{ steps.ghost.x }}}}\" }}\n  - id: c\n    action: debug.log_message\n"
+    );
+    let dir = solution(tmp.path(), "bad", "name: bad\n", &[("r", &runbook)]);
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 1, "{out}");
+    let file = "runbooks/r.yaml";
+    let line_of = |needle: &str| -> Option<usize> {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.split(file).nth(1))
+            .and_then(|rest| rest.trim_start_matches(':').split(':').next())
+            .and_then(|n| n.parse().ok())
+    };
+    assert_eq!(line_of("unknown action 'debug.nope'"), Some(8), "{out}");
+    assert_eq!(line_of("invalid action references: 'ghost'"), Some(12), "{out}");
+    assert_eq!(line_of("Field 'message' is required."), Some(13), "{out}");
+}
+
+#[test]
+fn yaml_syntax_errors_and_unknown_keys_name_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = solution(
+        tmp.path(),
+        "bad",
+        "name: bad\n",
+        &[("r", &format!("{HEAD}  - id: a\n    action: debug.log_message\n    inputs: {{ message: x }}\n"))],
+    );
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 1);
+    assert!(out.contains("runbooks/r.yaml:10"), "{out}");
+    assert!(out.contains("inputs"), "{out}");
+
+    let dir = solution(tmp.path(), "bad2", "name: bad2\n", &[("r", "name: r\ntrigger: [\n")]);
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 1);
+    assert!(out.contains("runbooks/r.yaml:"), "{out}");
+}
+
+#[test]
+fn unknown_trigger_branch_and_connection_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runbook = "name: r\ntrigger:\n  connector: json_endpoint\n  type: nope\n  config: {}\nsteps:\n  - id: x\n    action: flow.if_then_else\n    input: { condition: true }\n    branches:\n      maybe: [ { id: y, action: debug.log_message, input: { message: m } } ]\n  - { id: z, action: http.send_request, input: { method: GET } }\n";
+    let dir = solution(tmp.path(), "bad", "name: bad\n", &[("r", runbook)]);
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 1);
+    assert!(out.contains("Unknown trigger type 'json_endpoint.nope'"), "{out}");
+    assert!(out.contains("unknown branch 'maybe'"), "{out}");
+    assert!(out.contains("needs an outbound 'http' connection"), "{out}");
+}
