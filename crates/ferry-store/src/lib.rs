@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use error::StoreError;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WriterStats};
 pub use types::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, LogLine, NewJob,
     StepRecord, StepStatus, StoreOptions,

@@ -560,6 +560,11 @@ async fn group_commit_many_concurrent_inserts_with_failures_isolated() {
     }
     assert_eq!(failed, 40);
     assert_eq!(ok.len(), 1960);
+    let stats = store.writer_stats();
+    assert_eq!(stats.commands, 2001);
+    // With 2,000 concurrent callers the writer must have grouped commands.
+    assert!(stats.batches < stats.commands, "{stats:?}");
+    assert!(stats.largest_batch > 1);
     store.close().await;
     drop(store);
 

@@ -5,6 +5,7 @@ mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, JOB_COLS, STEP_COLS};
-use self::writer::{CheckpointRow, InsertRow, Msg, Op, Reply, StepRow};
+use self::writer::{CheckpointRow, Counters, InsertRow, Msg, Op, Reply, StepRow};
 use crate::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, NewJob, StepRecord,
     Store, StoreError, StoreOptions,
@@ -46,6 +47,18 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     read: SqlitePool,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+/// Group-commit statistics of a [`SqliteStore`] since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriterStats {
+    /// Transactions committed by the writer (one per batch).
+    pub batches: u64,
+    /// Write commands executed.
+    pub commands: u64,
+    /// Largest batch.
+    pub largest_batch: u64,
 }
 
 impl SqliteStore {
@@ -81,13 +94,15 @@ impl SqliteStore {
             .await?;
 
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let handle = tokio::spawn(writer::run(conn, rx, opts.max_batch));
+        let counters = Arc::new(Counters::default());
+        let handle = tokio::spawn(writer::run(conn, rx, opts.max_batch, counters.clone()));
         tracing::debug!(path = %path.display(), sync_full = opts.sync_full, "store opened");
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 tx,
                 read,
                 writer: Mutex::new(Some(handle)),
+                counters,
             }),
         })
     }
@@ -105,6 +120,16 @@ impl SqliteStore {
             }
         }
         self.inner.read.close().await;
+    }
+
+    /// Group-commit statistics (batches committed, commands, largest batch).
+    pub fn writer_stats(&self) -> WriterStats {
+        let c = &self.inner.counters;
+        WriterStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            commands: c.commands.load(Ordering::Relaxed),
+            largest_batch: c.largest.load(Ordering::Relaxed),
+        }
     }
 
     /// Send a write command and wait for its committed result.
@@ -167,7 +192,7 @@ impl Store for SqliteStore {
             lease_until: now.saturating_add(dur_ms(lease)),
         };
         match self.write(op).await? {
-            Reply::Claim(job) => Ok(job),
+            Reply::Claim(job) => Ok(job.map(|j| *j)),
             other => Err(unexpected(&other)),
         }
     }

@@ -8,6 +8,9 @@
 //! commits. Any other error (I/O, a failed COMMIT) rolls the whole batch back and every command
 //! is retried in its own transaction, so each caller gets its own outcome.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -96,7 +99,7 @@ pub(crate) enum Op {
 /// Result of a write operation.
 pub(crate) enum Reply {
     Insert(InsertOutcome),
-    Claim(Option<JobRecord>),
+    Claim(Option<Box<JobRecord>>),
     Unit,
     Count(u64),
     Bool(bool),
@@ -105,14 +108,29 @@ pub(crate) enum Reply {
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, StoreError>>;
 
 /// A message to the writer task.
+// Commands are the hot path and Shutdown happens once: boxing commands would cost more.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     Cmd(Op, ReplyTx),
     /// Finish the queued commands, close the connection, then acknowledge.
     Shutdown(oneshot::Sender<()>),
 }
 
+/// Counters kept by the writer task.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub batches: AtomicU64,
+    pub commands: AtomicU64,
+    pub largest: AtomicU64,
+}
+
 /// The writer task body.
-pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+) {
     let max_batch = max_batch.max(1);
     let mut batch: Vec<(Op, ReplyTx)> = Vec::with_capacity(max_batch);
     loop {
@@ -135,6 +153,10 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>,
             }
         }
         if !batch.is_empty() {
+            let n = batch.len() as u64;
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            counters.commands.fetch_add(n, Ordering::Relaxed);
+            counters.largest.fetch_max(n, Ordering::Relaxed);
             run_batch(&mut conn, &mut batch).await;
         }
         if let Some(ack) = shutdown {
@@ -249,7 +271,7 @@ async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreErr
             lease_until,
         } => claim(conn, worker, *now, *lease_until)
             .await
-            .map(Reply::Claim),
+            .map(|job| Reply::Claim(job.map(Box::new))),
         Op::Checkpoint(cp) => checkpoint(conn, cp).await.map(|()| Reply::Unit),
         Op::Recover { all_running, now } => {
             let res = sqlx::query(
@@ -322,13 +344,11 @@ async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreErr
 }
 
 async fn insert(conn: &mut SqliteConnection, row: &InsertRow) -> Result<InsertOutcome, StoreError> {
-    let sql = concat!(
-        "INSERT INTO jobs (id, solution, runbook, status, trigger_output, context_id, concurrency_key, \
+    let sql = "INSERT INTO jobs (id, solution, runbook, status, trigger_output, context_id, concurrency_key, \
          dedup_key, state, attempts, blocked, created_at, updated_at) \
          VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, 0, \
          CASE WHEN ?6 IS NULL THEN 0 ELSE EXISTS (SELECT 1 FROM jobs WHERE concurrency_key = ?6 \
-         AND blocked = 0 AND status IN ('queued', 'running', 'waiting')) END, ?9, ?9)"
-    );
+         AND blocked = 0 AND status IN ('queued', 'running', 'waiting')) END, ?9, ?9)";
     let res = sqlx::query(sql)
         .bind(row.id)
         .bind(&row.solution)
@@ -450,13 +470,11 @@ async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(
 
 /// Hand a concurrency key to the oldest blocked job, unless an active job still holds it.
 async fn release_key(conn: &mut SqliteConnection, key: &str) -> Result<(), StoreError> {
-    let sql = concat!(
-        "UPDATE jobs SET blocked = 0 WHERE seq = \
+    let sql = "UPDATE jobs SET blocked = 0 WHERE seq = \
            (SELECT seq FROM jobs WHERE concurrency_key = ?1 AND blocked = 1 AND status = 'queued' \
             ORDER BY seq LIMIT 1) \
          AND NOT EXISTS (SELECT 1 FROM jobs WHERE concurrency_key = ?1 AND blocked = 0 \
-            AND status IN ('queued', 'running', 'waiting'))"
-    );
+            AND status IN ('queued', 'running', 'waiting'))";
     sqlx::query(sql).bind(key).execute(&mut *conn).await?;
     Ok(())
 }
@@ -467,14 +485,12 @@ async fn requeue(
     state: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let sql = concat!(
-        "UPDATE jobs SET status = 'queued', state = ?2, error = NULL, started_at = NULL, \
+    let sql = "UPDATE jobs SET status = 'queued', state = ?2, error = NULL, started_at = NULL, \
          finished_at = NULL, next_run_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?3, \
          blocked = CASE WHEN concurrency_key IS NULL THEN 0 ELSE EXISTS (SELECT 1 FROM jobs k \
            WHERE k.concurrency_key = jobs.concurrency_key AND k.seq <> jobs.seq AND k.blocked = 0 \
            AND k.status IN ('queued', 'running', 'waiting')) END \
-         WHERE id = ?1 AND status = 'failed'"
-    );
+         WHERE id = ?1 AND status = 'failed'";
     let res = sqlx::query(sql)
         .bind(id)
         .bind(state)
