@@ -142,7 +142,8 @@ fn find_instance(emu: &Emulator, ctx: &Ctx, customer: &str) -> Option<Record> {
         .list(&ctx.provider, "AppInstance")
         .into_iter()
         .find(|i| {
-            rec_str(i, "_customerAccount") == Some(customer) && rec_str(i, "appOffering") == Some(oid)
+            rec_str(i, "_customerAccount") == Some(customer)
+                && rec_str(i, "appOffering") == Some(oid)
         })
 }
 
@@ -171,7 +172,12 @@ fn scopes_for(offering: &Record, grant: &str) -> Vec<String> {
 }
 
 /// Send `app_instance.secrets-update` for `instance` to the provider's webhooks.
-fn send_secrets(emu: &Arc<Emulator>, ctx: &Ctx, instance: &Record, parts: Map<String, Value>) -> usize {
+fn send_secrets(
+    emu: &Arc<Emulator>,
+    ctx: &Ctx,
+    instance: &Record,
+    parts: Map<String, Value>,
+) -> usize {
     let mut payload = Map::new();
     payload.insert("app_offering".into(), offering_summary(emu, instance));
     payload.insert(
@@ -211,9 +217,7 @@ async fn create_offering(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let input: OfferingInput = parse(&body)?;
-    let provider = input
-        .provider
-        .unwrap_or_else(|| emu.config.account.clone());
+    let provider = input.provider.unwrap_or_else(|| emu.config.account.clone());
     emu.ensure_account(&provider, &provider);
     if rec_str(&input.offering, "reference").is_none_or(str::is_empty) {
         return Err(ApiError::invalid("offering.reference is required"));
@@ -301,7 +305,10 @@ async fn install(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<V
         Some(template) => {
             let mut wf = Record::new();
             wf.insert("event".into(), json!("automation_rule"));
-            wf.insert("uri".into(), json!(template.replace("{account}", &customer)));
+            wf.insert(
+                "uri".into(),
+                json!(template.replace("{account}", &customer)),
+            );
             wf.insert("name".into(), json!(name));
             wf.insert("disabled".into(), json!(false));
             wf.insert("webhookPolicy".into(), json!(policy_id));
@@ -319,10 +326,7 @@ async fn install(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<V
     inst.insert("appOffering".into(), json!(rec_str(&ctx.offering, "id")));
     inst.insert("customerAccount".into(), json!(customer));
     inst.insert("_customerAccount".into(), json!(customer));
-    inst.insert(
-        "customerRepresentative".into(),
-        json!(cust.admin_person_id),
-    );
+    inst.insert("customerRepresentative".into(), json!(cust.admin_person_id));
     inst.insert("disabled".into(), json!(false));
     inst.insert("enabledByCustomer".into(), json!(true));
     inst.insert("suspended".into(), json!(false));
@@ -451,10 +455,7 @@ async fn suspend(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<V
     Ok(Json(instance_json(&after)))
 }
 
-async fn uninstall(
-    State(emu): State<Arc<Emulator>>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn uninstall(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let input: AppInput = parse(&body)?;
     let (_ctx, inst) = existing_instance(&emu, &input)?;
     for key in ["_clientCredentialsApp", "_authorizationCodeApp"] {
@@ -471,7 +472,9 @@ async fn uninstall(
     let person = rec_str(&inst, "customerRepresentative").map(str::to_string);
     emu.delete_record(&id, person)
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(json!({"uninstalled": true, "app_instance": {"id": rec_seq(&inst), "nodeID": id}})))
+    Ok(Json(
+        json!({"uninstalled": true, "app_instance": {"id": rec_seq(&inst), "nodeID": id}}),
+    ))
 }
 
 async fn automation_rule(

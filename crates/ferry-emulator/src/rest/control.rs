@@ -64,18 +64,24 @@ async fn seed(
 ) -> Result<Json<Value>, ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("seed body must be UTF-8 JSON or YAML"))?;
-    let doc = crate::graphql::parse_seed_text(text)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let doc =
+        crate::graphql::parse_seed_text(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let account = q
         .get("account")
         .cloned()
-        .or_else(|| doc.get("account").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            doc.get("account")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| emu.config.account.clone());
     emu.ensure_account(&account, &account);
     let summary = emu
         .seed_from_value(&account, &doc)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    Ok(Json(json!({"account": account, "created": summary.created, "refs": summary.refs})))
+    Ok(Json(
+        json!({"account": account, "created": summary.created, "refs": summary.refs}),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,11 +154,7 @@ async fn resend(
         .records
         .get(&d.webhook_node_id)
         .ok_or_else(ApiError::not_found)?;
-    let link = d
-        .request_headers
-        .get("link")
-        .cloned()
-        .unwrap_or_default();
+    let link = d.request_headers.get("link").cloned().unwrap_or_default();
     delivery::spawn_delivery(
         emu.clone(),
         webhook,
@@ -195,7 +197,8 @@ pub fn reset_emulator(emu: &Emulator) -> Result<(), crate::EmulatorError> {
 }
 
 async fn reset(State(emu): State<Arc<Emulator>>) -> Result<StatusCode, ApiError> {
-    reset_emulator(&emu).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    reset_emulator(&emu)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -208,8 +211,8 @@ async fn put_rate_limits(
     body: Bytes,
 ) -> Result<Json<RateLimits>, ApiError> {
     // Start from the current limits so that a partial body changes only what it names.
-    let mut current =
-        serde_json::to_value(emu.rate_limits()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut current = serde_json::to_value(emu.rate_limits())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let patch: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let Value::Object(patch) = patch else {
@@ -232,8 +235,8 @@ async fn put_settings(
     State(emu): State<Arc<Emulator>>,
     body: Bytes,
 ) -> Result<Json<RestSettings>, ApiError> {
-    let mut current =
-        serde_json::to_value(emu.rest.settings()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut current = serde_json::to_value(emu.rest.settings())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let patch: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let Value::Object(patch) = patch else {

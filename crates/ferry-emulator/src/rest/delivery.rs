@@ -305,7 +305,10 @@ pub(crate) fn matching_webhooks(
         .into_iter()
         .filter(|w| webhook_event(w) == Some(event))
         .filter(|w| !rec_bool(w, "disabled"))
-        .filter(|w| emu.rest.webhook_verified(rec_str(w, "id").unwrap_or_default()))
+        .filter(|w| {
+            emu.rest
+                .webhook_verified(rec_str(w, "id").unwrap_or_default())
+        })
         .filter(|w| {
             let refs: Vec<&str> = w
                 .get("appOfferingReferences")
@@ -510,7 +513,10 @@ async fn run_delivery(
                 _ => return,
             }
         }
-        let ok = attempt_once(emu, &webhook, event, message, link, &delivery, &origin, attempt).await;
+        let ok = attempt_once(
+            emu, &webhook, event, message, link, &delivery, &origin, attempt,
+        )
+        .await;
         let mut states = emu.rest.webhooks.lock();
         let state = states.entry(webhook_id.clone()).or_default();
         match ok {
@@ -523,8 +529,7 @@ async fn run_delivery(
                 state.last_error = Some(err);
                 let failures = state.consecutive_failures;
                 drop(states);
-                if failures >= settings.disable_after_failures && !rec_bool(&webhook, "disabled")
-                {
+                if failures >= settings.disable_after_failures && !rec_bool(&webhook, "disabled") {
                     tracing::warn!(webhook = %webhook_id, failures, "disabling webhook after consecutive failures");
                     let mut patch = Record::new();
                     patch.insert("disabled".into(), Value::Bool(true));

@@ -143,16 +143,18 @@ pub fn noun_for_type(typename: &str) -> Option<&'static str> {
 
 /// The REST collection name of a GraphQL type, used in `Link` headers (`Request` → `requests`).
 pub fn rest_collection(typename: &str) -> String {
-    let noun = noun_for_type(typename).map(str::to_string).unwrap_or_else(|| {
-        let mut out = String::new();
-        for (i, c) in typename.chars().enumerate() {
-            if c.is_ascii_uppercase() && i > 0 {
-                out.push('_');
+    let noun = noun_for_type(typename)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let mut out = String::new();
+            for (i, c) in typename.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
             }
-            out.push(c.to_ascii_lowercase());
-        }
-        out
-    });
+            out
+        });
     match noun.as_str() {
         "ci" => "cis".into(),
         "sla" => "slas".into(),
@@ -234,10 +236,16 @@ mod tests {
         assert!(is_valid_event("request.team-changed"));
         assert!(is_valid_event("automation_rule"));
         assert!(!is_valid_event("request.deleted"));
-        assert_eq!(normalize_event("app_instance_secrets_update"), Some("app_instance.secrets-update"));
+        assert_eq!(
+            normalize_event("app_instance_secrets_update"),
+            Some("app_instance.secrets-update")
+        );
         assert_eq!(normalize_event("webhook.verify"), Some("webhook.verify"));
         assert_eq!(normalize_event("nope"), None);
-        assert_eq!(graphql_event_name("request.agile-board-column-changed"), "request_agile_board_column_changed");
+        assert_eq!(
+            graphql_event_name("request.agile-board-column-changed"),
+            "request_agile_board_column_changed"
+        );
     }
 
     #[test]
@@ -252,10 +260,16 @@ mod tests {
 
     #[test]
     fn change_to_events() {
-        assert_eq!(change_events("Request", Kind::Created, None, None), vec![("request.create", None)]);
+        assert_eq!(
+            change_events("Request", Kind::Created, None, None),
+            vec![("request.create", None)]
+        );
         // request has no delete event, time_entry does
         assert!(change_events("Request", Kind::Deleted, None, None).is_empty());
-        assert_eq!(change_events("TimeEntry", Kind::Deleted, None, None), vec![("time_entry.delete", None)]);
+        assert_eq!(
+            change_events("TimeEntry", Kind::Deleted, None, None),
+            vec![("time_entry.delete", None)]
+        );
         let b = obj(json!({"status": "assigned", "team": "T1", "subject": "a"}));
         let a = obj(json!({"status": "in_progress", "team": "T2", "subject": "b"}));
         let ev = change_events("Request", Kind::Updated, Some(&b), Some(&a));
@@ -269,7 +283,13 @@ mod tests {
         );
         // project has no team-changed event
         let ev = change_events("Project", Kind::Updated, Some(&b), Some(&a));
-        assert_eq!(ev, vec![("project.update", None), ("project.status-changed", Some("status"))]);
+        assert_eq!(
+            ev,
+            vec![
+                ("project.update", None),
+                ("project.status-changed", Some("status"))
+            ]
+        );
         assert!(change_events("Note", Kind::Created, None, None).is_empty());
     }
 }

@@ -220,7 +220,9 @@ impl PolicyKey {
         let mut m = serde_json::Map::new();
         m.insert(
             "publicKeyPem".into(),
-            self.public_key_pem.clone().map_or(Value::Null, Value::String),
+            self.public_key_pem
+                .clone()
+                .map_or(Value::Null, Value::String),
         );
         m.insert(
             "_signingKey".into(),
@@ -321,7 +323,9 @@ mod tests {
     fn verify(key: &PolicyKey, alg: Algorithm, token: &str) -> Value {
         let pem = key.public_key_pem.clone().unwrap();
         let dk = match alg {
-            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+            Algorithm::ES256 | Algorithm::ES384 => {
+                DecodingKey::from_ec_pem(pem.as_bytes()).unwrap()
+            }
             Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => {
                 DecodingKey::from_rsa_pem(pem.as_bytes()).unwrap()
             }
@@ -350,11 +354,9 @@ mod tests {
         assert_eq!(jwk["use"], "sig");
         assert_eq!(jwk["alg"], "ES256");
         // The JWK converts back to a key that verifies the token.
-        let dk = DecodingKey::from_ec_components(
-            jwk["x"].as_str().unwrap(),
-            jwk["y"].as_str().unwrap(),
-        )
-        .unwrap();
+        let dk =
+            DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+                .unwrap();
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&["public"]);
         v.required_spec_claims.clear();

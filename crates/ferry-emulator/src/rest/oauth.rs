@@ -208,7 +208,10 @@ fn client_credentials(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        if let Some(b64) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) {
+        if let Some(b64) = v
+            .strip_prefix("Basic ")
+            .or_else(|| v.strip_prefix("basic "))
+        {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .ok()?;
@@ -239,9 +242,7 @@ fn issue(emu: &Emulator, app: &OauthApp, person_id: Option<String>, refresh: boo
             person_id: person.clone(),
             admin: app.admin,
             scopes: app.scopes.clone(),
-            expires_at: Some(
-                chrono::Utc::now() + chrono::Duration::seconds(expires_in as i64),
-            ),
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(expires_in as i64)),
             client_id: Some(app.client_id.clone()),
         },
     );
@@ -330,7 +331,8 @@ async fn token(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes
             let valid = grant.filter(|g| {
                 g.client_id == app.client_id
                     && g.expires > Instant::now()
-                    && (g.redirect_uri.is_none() || g.redirect_uri.as_ref() == p.get("redirect_uri"))
+                    && (g.redirect_uri.is_none()
+                        || g.redirect_uri.as_ref() == p.get("redirect_uri"))
             });
             match valid {
                 Some(g) => issue(&emu, &app, g.person_id, true),

@@ -74,7 +74,9 @@ async fn policy_discovery(
     Path((account, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let p = policy(&emu, &account, &id)?;
-    let alg = rec_str(&p, "jwtAlg").unwrap_or("es256").to_ascii_uppercase();
+    let alg = rec_str(&p, "jwtAlg")
+        .unwrap_or("es256")
+        .to_ascii_uppercase();
     Ok(Json(discovery(&policy_issuer(&emu, &p), vec![alg])))
 }
 

@@ -35,7 +35,9 @@ pub(crate) fn routes() -> Router<Arc<Emulator>> {
         .route("/v1/webhooks/disabled", get(list_disabled_webhooks))
         .route(
             "/v1/webhooks/{id}",
-            get(get_webhook).patch(update_webhook).delete(delete_webhook),
+            get(get_webhook)
+                .patch(update_webhook)
+                .delete(delete_webhook),
         )
         .route("/v1/webhooks/{id}/test", post(test_webhook))
         .route(
@@ -115,11 +117,7 @@ pub(crate) fn policy_json(rec: &Record) -> Value {
     m.insert("name".into(), json!(rec_str(rec, "name")));
     m.insert("jwt_alg".into(), json!(rec_str(rec, "jwtAlg")));
     put_opt(&mut m, "jwt_audience", rec.get("jwtAudience"));
-    put_opt(
-        &mut m,
-        "jwt_claim_expires_in",
-        rec.get("jwtClaimExpiresIn"),
-    );
+    put_opt(&mut m, "jwt_claim_expires_in", rec.get("jwtClaimExpiresIn"));
     m.insert("disabled".into(), json!(rec_bool(rec, "disabled")));
     put_opt(&mut m, "created_at", rec.get("createdAt"));
     put_opt(&mut m, "updated_at", rec.get("updatedAt"));
@@ -187,7 +185,9 @@ fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request("The request body must be a JSON object")),
+        Ok(_) => Err(ApiError::bad_request(
+            "The request body must be a JSON object",
+        )),
         Err(e) => Err(ApiError::bad_request(format!("Invalid JSON: {e}"))),
     }
 }
@@ -245,7 +245,13 @@ async fn list_disabled_webhooks(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    list_webhooks_filtered(&emu, &headers, &q, Filter::Disabled, "/v1/webhooks/disabled")
+    list_webhooks_filtered(
+        &emu,
+        &headers,
+        &q,
+        Filter::Disabled,
+        "/v1/webhooks/disabled",
+    )
 }
 
 async fn get_webhook(
@@ -444,6 +450,18 @@ async fn create_webhook(
     // The change listener sees the creation before any later change and starts the
     // `webhook.verify` handshake, so no event reaches the webhook before it is verified.
     let rec = emu.create_record(&auth.account, "Webhook", fields, auth.person_id.clone());
+    // Report the webhook as unverified right away. `or_insert_with` keeps the state when the
+    // listener already started the handshake (an empty code never matches a callback).
+    if let Some(id) = rec_str(&rec, "id") {
+        emu.rest
+            .webhooks
+            .lock()
+            .entry(id.to_string())
+            .or_insert_with(|| super::WebhookState {
+                pending_code: Some(String::new()),
+                ..Default::default()
+            });
+    }
     Ok(Json(webhook_json(&emu, &rec)))
 }
 
