@@ -304,6 +304,11 @@ fn compile_node(
                 }
             };
             for var in vars {
+                let root = var.split('.').next().unwrap_or_default();
+                // Global functions (`range`, `dict`) are not context variables.
+                if exprs.env.globals().any(|(name, _)| name == root) {
+                    continue;
+                }
                 if var == "steps" {
                     let subscripted = subscripted_step_ids(s);
                     if !subscripted.is_empty() {

@@ -153,7 +153,8 @@ fn references_name_field_and_variable_paths() {
             "headers": [ { "value": "{{ steps['a-b'].value }}" } ],
             "count": "{{ vars.counter + item.index }}",
             "loop": "{% for x in trigger.body.items %}{{ x }}{% endfor %}",
-            "plain": "no expressions here"
+            "plain": "no expressions here",
+            "globals": "{% for i in range(3) %}{{ loop.index }}{{ dict(a=i) }}{% endfor %}"
         }),
     )
     .unwrap();
