@@ -693,6 +693,11 @@ impl Resolver<'_> {
                 Value::Object(m) => {
                     let mut sub = Vec::new();
                     let out = self.object(&f.fields, m, f.remove_unmapped_fields, &mut sub);
+                    // An object that resolves empty for a required (non-array) nested field is reported once,
+                    // as "is required", by the per-field checks.
+                    if out.is_empty() && f.required && !f.array {
+                        sub.clear();
+                    }
                     errors.extend(
                         sub.into_iter()
                             .map(|s| format!("Nested field '{name}' invalid: {s}")),
@@ -723,7 +728,7 @@ impl Resolver<'_> {
         // pattern, on the string form
         if let Some(p) = &f.pattern {
             if let Some(s) = string_form(&coerced) {
-                match Regex::new(p) {
+                match cached_regex(p) {
                     Ok(re) if re.is_match(&s) => {}
                     Ok(_) => {
                         errors.push(format!("Field '{name}' should confirm to pattern /{p}/."))
@@ -902,6 +907,27 @@ fn comparable_number(ty: FieldType, v: &Value) -> Option<f64> {
             .map(|d| d.timestamp() as f64),
         _ => v.as_f64(),
     }
+}
+
+/// Compiled patterns, shared across resolutions (a schema is resolved once per event, so
+/// compiling its patterns every time would dominate). Bounded: cleared when it grows past 4096.
+static REGEX_CACHE: LazyLock<std::sync::RwLock<std::collections::HashMap<String, Regex>>> =
+    LazyLock::new(Default::default);
+
+fn cached_regex(p: &str) -> Result<Regex, regex::Error> {
+    if let Ok(map) = REGEX_CACHE.read() {
+        if let Some(re) = map.get(p) {
+            return Ok(re.clone());
+        }
+    }
+    let re = Regex::new(p)?;
+    if let Ok(mut map) = REGEX_CACHE.write() {
+        if map.len() >= 4096 {
+            map.clear();
+        }
+        map.insert(p.to_string(), re.clone());
+    }
+    Ok(re)
 }
 
 fn valid_uri(s: &str) -> bool {
