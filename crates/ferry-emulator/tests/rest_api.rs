@@ -1322,3 +1322,38 @@ async fn control_api_info_seed_reset() {
     let (s, _) = e.call(reqwest::Method::GET, "/v1/webhooks", None).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn rest_rate_limit_429() {
+    let e = Emu::start().await;
+    let r = e
+        .http
+        .put(e.url("/_emulator/rate_limits"))
+        .json(&json!({"enabled": true, "requests_per_window": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for remaining in ["2", "1", "0"] {
+        let r = e
+            .req(reqwest::Method::GET, "/v1/webhooks")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-ratelimit-limit"], "3");
+        assert_eq!(r.headers()["x-ratelimit-remaining"], remaining);
+    }
+    let r = e
+        .req(reqwest::Method::GET, "/v1/webhook_policies")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+}

@@ -380,6 +380,25 @@ mod tests {
     }
 
     #[test]
+    fn rs256_round_trip_and_jwk() {
+        let key = PolicyKey::generate(JwtAlg::Rs256).unwrap();
+        let token = key.sign("r", &claims()).unwrap();
+        assert_eq!(verify(&key, Algorithm::RS256, &token)["sub"], "abc");
+        let jwk = key.jwk("r").unwrap();
+        assert_eq!(jwk["kty"], "RSA");
+        assert_eq!(jwk["alg"], "RS256");
+        let dk = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_audience(&["public"]);
+        v.required_spec_claims.clear();
+        assert!(decode::<Value>(&token, &dk, &v).is_ok());
+    }
+
+    #[test]
     fn wrong_key_fails_verification() {
         let a = PolicyKey::generate(JwtAlg::Es256).unwrap();
         let b = PolicyKey::generate(JwtAlg::Es256).unwrap();

@@ -140,11 +140,45 @@ impl RestState {
 pub fn router(emu: &Arc<Emulator>) -> Router<Arc<Emulator>> {
     start(emu);
     Router::new()
-        .merge(webhooks::routes())
+        .merge(
+            webhooks::routes().route_layer(axum::middleware::from_fn_with_state(
+                emu.clone(),
+                rate_limit,
+            )),
+        )
         .merge(oauth::routes())
         .merge(oidc::routes())
         .merge(apps::routes())
         .merge(control::routes())
+}
+
+/// Count REST requests against the token's rate limit (GraphQL burst and cost limits do not
+/// apply): `x-ratelimit-*` headers on every answer, `429` with `Retry-After` when exhausted.
+async fn rate_limit(
+    axum::extract::State(emu): axum::extract::State<Arc<Emulator>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = crate::bearer_token(req.headers()).map(str::to_string) else {
+        return next.run(req).await;
+    };
+    match emu.check_rate_limit(&token, false) {
+        Err(limited) => {
+            let retry = limited.retry_after;
+            let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, limited.message.clone())
+                .into_response();
+            limited.status.apply(resp.headers_mut(), false);
+            if let Ok(v) = retry.to_string().parse() {
+                resp.headers_mut().insert("retry-after", v);
+            }
+            resp
+        }
+        Ok(status) => {
+            let mut resp = next.run(req).await;
+            status.apply(resp.headers_mut(), false);
+            resp
+        }
+    }
 }
 
 /// Start the change listener (idempotent). Called by [`router`].
