@@ -71,12 +71,425 @@ impl Server {
     }
 }
 
+
+const REQ_PAGE: &str = "query($after: String, $first: Int) { requests(first: $first, after: $after) { totalCount nodes { id subject } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
+
+fn seed_requests(emu: &Emulator, n: usize) {
+    let recs: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "subject": format!("Request {i:04}"),
+                "status": if i % 3 == 0 { "assigned" } else if i % 3 == 1 { "in_progress" } else { "completed" },
+                "urgent": i % 10 == 0,
+                "plannedEffort": i,
+                "requestId": format!("R-{i}"),
+                "createdAt": format!("2026-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60),
+            })
+        })
+        .collect();
+    emu.seed_from_value("wdc", &json!({ "records": { "Request": recs } }))
+        .unwrap();
+}
+
 #[tokio::test]
-async fn smoke() {
+async fn me_account_and_empty_connection() {
     let s = start(RateLimits::disabled()).await;
-    let d = s.data("{ me { id name } account { id name } requests(first: 5) { totalCount nodes { id } } }", json!({})).await;
-    println!("{d}");
+    let d = s
+        .data(
+            "{ me { id name } account { id name } requests(first: 5) { totalCount nodes { id } pageInfo { hasNextPage endCursor } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(d["me"]["name"], "Emulator Admin");
     assert_eq!(d["account"]["id"], "wdc");
-    let _ = &s.emu;
+    assert_eq!(d["requests"]["totalCount"], 0);
+    assert_eq!(d["requests"]["nodes"], json!([]));
+    assert_eq!(d["requests"]["pageInfo"]["hasNextPage"], false);
+    assert!(d["requests"]["pageInfo"]["endCursor"].is_null());
+}
+
+#[tokio::test]
+async fn pagination_across_1000_records() {
+    let s = start(RateLimits::disabled()).await;
+    seed_requests(&s.emu, 1000);
+    let mut after: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    let mut subjects = Vec::new();
+    let mut pages = 0;
+    loop {
+        let d = s.data(REQ_PAGE, json!({ "after": after, "first": 100 })).await;
+        let conn = &d["requests"];
+        assert_eq!(conn["totalCount"], 1000);
+        assert_eq!(conn["pageInfo"]["hasPreviousPage"], pages > 0);
+        for n in conn["nodes"].as_array().unwrap() {
+            assert!(seen.insert(n["id"].as_str().unwrap().to_string()));
+            subjects.push(n["subject"].as_str().unwrap().to_string());
+        }
+        pages += 1;
+        if conn["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = Some(conn["pageInfo"]["endCursor"].as_str().unwrap().to_string());
+        assert!(pages < 20, "pagination does not terminate");
+    }
+    assert_eq!(pages, 10);
+    assert_eq!(seen.len(), 1000);
+    assert_eq!(subjects[0], "Request 0000");
+    assert_eq!(subjects[999], "Request 0999");
+
+    // Default page size is 100; edges carry cursors usable with `before`/`last`.
+    let d = s
+        .data("{ requests { nodes { id } edges { cursor node { subject } } } }", json!({}))
+        .await;
+    assert_eq!(d["requests"]["nodes"].as_array().unwrap().len(), 100);
+    let c10 = d["requests"]["edges"][10]["cursor"].as_str().unwrap().to_string();
+    let d = s
+        .data(
+            "query($b: String) { requests(last: 3, before: $b) { nodes { subject } pageInfo { hasPreviousPage hasNextPage } } }",
+            json!({ "b": c10 }),
+        )
+        .await;
+    let subj: Vec<&str> = d["requests"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subj, ["Request 0007", "Request 0008", "Request 0009"]);
+    assert_eq!(d["requests"]["pageInfo"]["hasPreviousPage"], true);
+
+    // Page sizes outside 1..100 are GraphQL errors.
+    for bad in [0, 101] {
+        let v = s.gql(REQ_PAGE, json!({ "first": bad })).await;
+        let msg = v["errors"][0]["message"].as_str().unwrap();
+        assert!(msg.contains("between 1 and 100"), "{msg}");
+    }
+}
+
+#[tokio::test]
+async fn filters_and_order() {
+    let s = start(RateLimits::disabled()).await;
+    seed_requests(&s.emu, 30);
+    let count = |filter: Value| {
+        let s = &s;
+        async move {
+            let d = s
+                .data(
+                    "query($f: RequestFilter) { requests(filter: $f) { totalCount nodes { subject status urgent plannedEffort } } }",
+                    json!({ "f": filter }),
+                )
+                .await;
+            d["requests"].clone()
+        }
+    };
+    let r = count(json!({ "status": { "values": ["assigned"] } })).await;
+    assert_eq!(r["totalCount"], 10);
+    assert!(r["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "assigned"));
+    let r = count(json!({ "status": { "values": ["assigned", "completed"], "negate": true } })).await;
+    assert_eq!(r["totalCount"], 10);
+    assert!(r["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "in_progress"));
+    let r = count(json!({ "requestId": { "values": ["R-7", "R-8"] } })).await;
+    assert_eq!(r["totalCount"], 2);
+    let r = count(json!({ "createdAt": { "greaterThanOrEqualTo": "2026-01-01T00:00:10Z", "lessThan": "2026-01-01T00:00:12Z" } })).await;
+    assert_eq!(r["totalCount"], 2);
+    let r = count(json!({ "createdAt": { "greaterThan": "2026-01-01T00:00:10Z", "negate": true } })).await;
+    assert_eq!(r["totalCount"], 11);
+    let r = count(json!({ "query": "request 002" })).await;
+    assert_eq!(r["totalCount"], 10);
+    let r = count(json!({ "createdAt": { "greaterThan": "2026-01-01T00:00:27Z" } })).await;
+    assert_eq!(r["totalCount"], 2);
+    let r = count(json!({ "urgent": true })).await;
+    assert_eq!(r["totalCount"], 3);
+    let r = count(json!({ "subject": { "values": ["Request 0005"] }, "status": { "values": ["completed"] } })).await;
+    assert_eq!(r["totalCount"], 1);
+
+    // Filter on id and inline literal filter/order in the document.
+    let d = s
+        .data(
+            "{ requests(first: 3, order: [{field: createdAt, direction: desc}], filter: {status: {values: [completed]}}) { nodes { subject plannedEffort } } }",
+            json!({}),
+        )
+        .await;
+    let efforts: Vec<i64> = d["requests"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["plannedEffort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(efforts, [29, 26, 23]);
+    let d = s
+        .data("{ requests(first: 2, order: {field: subject, direction: asc}) { nodes { subject } } }", json!({}))
+        .await;
+    assert_eq!(d["requests"]["nodes"][0]["subject"], "Request 0000");
+}
+
+#[tokio::test]
+async fn node_and_nodes_and_references() {
+    let s = start(RateLimits::disabled()).await;
+    let seeded = s
+        .emu
+        .seed_from_value(
+            "wdc",
+            &json!({ "records": {
+                "Team": [ { "ref": "ops", "name": "Operations" } ],
+                "Request": [ { "ref": "r1", "subject": "Printer", "team": { "$ref": "ops" } } ],
+                "Note": [ { "text": "first note", "_owner": { "$ref": "r1" } } ]
+            } }),
+        )
+        .unwrap();
+    let rid = seeded.refs["r1"].clone();
+    let tid = seeded.refs["ops"].clone();
+    let d = s
+        .data(
+            "query($id: ID!, $ids: [ID!]!) { node(id: $id) { __typename id ... on Request { subject team { id name } notes { totalCount nodes { text } } } } nodes(ids: $ids) { __typename id } }",
+            json!({ "id": rid, "ids": [tid, rid, "bm9wZQ"] }),
+        )
+        .await;
+    assert_eq!(d["node"]["__typename"], "Request");
+    assert_eq!(d["node"]["subject"], "Printer");
+    assert_eq!(d["node"]["team"]["name"], "Operations");
+    assert_eq!(d["node"]["notes"]["totalCount"], 1);
+    assert_eq!(d["node"]["notes"]["nodes"][0]["text"], "first note");
+    // Unknown ids are left out (the dynamic schema cannot return null list items).
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(d["nodes"][0]["__typename"], "Team");
+    assert_eq!(d["nodes"][1]["id"], rid);
+    // Records of another account are invisible.
+    s.emu.ensure_account("other", "Other");
+    let other = s.emu.seed_from_value("other", &json!({ "records": { "Request": [ { "ref": "x", "subject": "secret" } ] } })).unwrap();
+    let d = s.data("query($id: ID!) { node(id: $id) { id } }", json!({ "id": other.refs["x"] })).await;
+    assert!(d["node"].is_null());
+}
+
+#[tokio::test]
+async fn mutations_create_update_and_errors() {
+    let s = start(RateLimits::disabled()).await;
+    let mut changes = s.emu.changes.subscribe();
+    let team = s
+        .data(r#"mutation { teamCreate(input: {name: "Ops"}) { errors { path message } team { id name } } }"#, json!({}))
+        .await;
+    let tid = team["teamCreate"]["team"]["id"].as_str().unwrap().to_string();
+    assert!(team["teamCreate"]["errors"].is_null());
+
+    let create = "mutation($input: RequestCreateInput!) { requestCreate(input: $input) { clientMutationId errors { path message } request { id subject status team { name } notes { nodes { text internal } } } } }";
+    // Unknown referenced id: payload error naming the id, nothing created.
+    let v = s
+        .gql(create, json!({ "input": { "subject": "x", "teamId": "bm9wZQ" } }))
+        .await;
+    let p = &v["data"]["requestCreate"];
+    assert!(p["request"].is_null());
+    assert_eq!(p["errors"][0]["path"], json!(["teamId"]));
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("bm9wZQ"));
+    // Required field missing: payload error.
+    let v = s.gql(create, json!({ "input": { "status": "assigned" } })).await;
+    assert_eq!(v["data"]["requestCreate"]["errors"][0]["path"], json!(["subject"]));
+    assert_eq!(s.emu.records.count("wdc", "Request"), 0);
+
+    let v = s
+        .data(
+            create,
+            json!({ "input": { "clientMutationId": "c1", "subject": "Laptop", "status": "assigned", "teamId": tid, "note": "please help" } }),
+        )
+        .await;
+    let p = &v["requestCreate"];
+    assert_eq!(p["clientMutationId"], "c1");
+    assert_eq!(p["request"]["subject"], "Laptop");
+    assert_eq!(p["request"]["team"]["name"], "Ops");
+    assert_eq!(p["request"]["notes"]["nodes"][0]["text"], "please help");
+    let rid = p["request"]["id"].as_str().unwrap().to_string();
+
+    let update = "mutation($input: RequestUpdateInput!) { requestUpdate(input: $input) { errors { path message } request { id status subject } } }";
+    let v = s.data(update, json!({ "input": { "id": rid, "status": "completed" } })).await;
+    assert_eq!(v["requestUpdate"]["request"]["status"], "completed");
+    assert_eq!(v["requestUpdate"]["request"]["subject"], "Laptop");
+    // Unknown target id: top-level "Not Found".
+    let v = s.gql(update, json!({ "input": { "id": "bm9wZQ", "status": "completed" } })).await;
+    assert_eq!(v["errors"][0]["message"], "Not Found");
+    assert!(v["data"]["requestUpdate"].is_null());
+
+    // Change feed: Team created, Request created, Note created, Request updated.
+    let mut kinds = Vec::new();
+    while let Ok(c) = changes.try_recv() {
+        kinds.push(format!("{}:{:?}", c.typename, c.kind));
+        if c.typename == "Note" {
+            let after = c.after.clone().unwrap();
+            assert_eq!(after["_owner"], json!(rid));
+        }
+        if c.typename == "Request" && c.kind == ferry_emulator::ChangeKind::Updated {
+            assert_eq!(c.before.unwrap()["status"], "assigned");
+            assert_eq!(c.after.unwrap()["status"], "completed");
+            assert_eq!(c.person_id.as_deref(), Some(s.emu.account("wdc").unwrap().admin_person_id.as_str()));
+        }
+    }
+    assert_eq!(kinds, ["Team:Created", "Request:Created", "Note:Created", "Request:Updated"]);
+}
+
+#[tokio::test]
+async fn enum_wire_values_and_quoted_enum_literals() {
+    let s = start(RateLimits::disabled()).await;
+    // Quoted wire spelling inside the document, as real clients send it.
+    let d = s
+        .data(
+            r#"mutation { webhookCreate(input: {event: "app_instance.secrets-update", uri: "https://example.com/hook"}) { errors { message } webhook { id event uri } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["webhookCreate"]["webhook"]["event"], "app_instance_secrets_update");
+    // Wire spelling in a variable.
+    let d = s
+        .data(
+            "mutation($i: WebhookCreateInput!) { webhookCreate(input: $i) { webhook { event } } }",
+            json!({ "i": { "event": "request.create", "uri": "https://example.com/h2" } }),
+        )
+        .await;
+    assert_eq!(d["webhookCreate"]["webhook"]["event"], "request_create");
+    let d = s.data("{ webhooks { totalCount nodes { event } } }", json!({})).await;
+    assert_eq!(d["webhooks"]["totalCount"], 2);
+    // A record stored with the wire spelling (e.g. by the REST half) reads back as the name.
+    let raw = json!({ "event": "request.status-changed", "uri": "https://e/x" });
+    s.emu
+        .records
+        .insert("wdc", "Webhook", raw.as_object().unwrap().clone());
+    let d = s.data("{ webhooks(last: 1) { nodes { event } } }", json!({})).await;
+    assert_eq!(d["webhooks"]["nodes"][0]["event"], "request_status_changed");
+}
+
+#[tokio::test]
+async fn auth_errors_are_401_json() {
+    let s = start(RateLimits::disabled()).await;
+    let body = json!({ "query": "{ me { id } }" });
+    let cases: Vec<(Option<&str>, Option<&str>, &str)> = vec![
+        (None, Some("wdc"), "missing bearer token"),
+        (Some("wrong-token"), Some("wdc"), "invalid or expired token"),
+        (Some(DEFAULT_TOKEN), None, "missing X-Xurrent-Account"),
+        (Some(DEFAULT_TOKEN), Some("elsewhere"), "not valid for account 'elsewhere'"),
+    ];
+    for (token, account, expect) in cases {
+        let mut req = s.client.post(&s.url).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(a) = account {
+            req = req.header("X-Xurrent-Account", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        let v: Value = resp.json().await.unwrap();
+        let msg = v["errors"][0]["message"].as_str().unwrap();
+        assert!(msg.contains(expect), "{msg} / {expect}");
+    }
+    // The older X-4me-Account header is accepted too, on POST /.
+    let resp = s
+        .client
+        .post(&s.url)
+        .bearer_auth(DEFAULT_TOKEN)
+        .header("X-4me-Account", "wdc")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn rate_limit_headers_and_429() {
+    let s = start(RateLimits {
+        burst_requests: 3,
+        requests_per_window: 5,
+        cost_per_window: 100,
+        ..RateLimits::xurrent_defaults()
+    })
+    .await;
+    let body = json!({ "query": "{ requests(first: 1) { totalCount } rateLimit { limit cost } }" });
+    for i in 0..3u32 {
+        let resp = s.post(body.clone()).await;
+        assert_eq!(resp.status(), 200);
+        let h = resp.headers();
+        assert_eq!(h["x-ratelimit-limit"], "5");
+        assert_eq!(h["x-ratelimit-remaining"], (4 - i).to_string().as_str());
+        assert_eq!(h["x-costlimit-limit"], "100");
+        assert_eq!(h["x-costlimit-cost"], "2");
+        assert!(h.contains_key("x-ratelimit-reset") && h.contains_key("x-costlimit-remaining"));
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["data"]["rateLimit"]["limit"], 100);
+        assert_eq!(v["data"]["rateLimit"]["cost"], 2);
+    }
+    let resp = s.post(body.clone()).await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry));
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["errors"][0]["message"].as_str().unwrap().contains("Too Many Requests"));
+    // Switching limits off at runtime lets requests through again.
+    s.emu.set_rate_limits(RateLimits::disabled());
+    assert_eq!(s.post(body).await.status(), 200);
+}
+
+#[tokio::test]
+async fn attachment_upload_then_note_create() {
+    let s = start(RateLimits::disabled()).await;
+    let d = s
+        .data("{ attachmentStorage { uploadUri provider providerParameters sizeLimit allowedExtensions } }", json!({}))
+        .await;
+    let st = &d["attachmentStorage"];
+    assert_eq!(st["provider"], "local");
+    assert!(st["sizeLimit"].as_u64().unwrap() > 0);
+    assert!(st["allowedExtensions"].as_array().unwrap().iter().any(|e| e == "pdf"));
+    let uri = st["uploadUri"].as_str().unwrap();
+    assert!(uri.starts_with(&s.url));
+    // Multipart exactly as the connector sends it: Content-Type, every provider parameter, file.
+    let mut form = reqwest::multipart::Form::new().text("Content-Type", "text/plain");
+    for (k, v) in st["providerParameters"].as_object().unwrap() {
+        form = form.text(k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+    }
+    let part = reqwest::multipart::Part::bytes(b"hello attachment".to_vec())
+        .file_name("hello.txt")
+        .mime_str("text/plain")
+        .unwrap();
+    form = form.part("file", part);
+    let resp = s.client.post(uri).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let key = resp.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    assert!(key.ends_with("hello.txt"));
+
+    // A forged policy is refused.
+    let forged = reqwest::multipart::Form::new()
+        .text("key", "attachments/x/${filename}")
+        .text("policy", "e30=")
+        .text("x-emulator-signature", "00")
+        .part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"));
+    assert_eq!(s.client.post(uri).multipart(forged).send().await.unwrap().status(), 403);
+
+    let req = s
+        .data(r#"mutation { requestCreate(input: {subject: "with file"}) { request { id } } }"#, json!({}))
+        .await;
+    let rid = req["requestCreate"]["request"]["id"].as_str().unwrap().to_string();
+    let note = "mutation($i: NoteCreateInput!) { noteCreate(input: $i) { errors { path message } note { id text textAttachments { nodes { filename size key expiringUrl } } } } }";
+    let v = s
+        .gql(note, json!({ "i": { "ownerId": rid, "text": "see file", "attachments": [ { "key": "nope" } ] } }))
+        .await;
+    let errs = &v["data"]["noteCreate"]["errors"];
+    assert!(errs[0]["message"].as_str().unwrap().contains("nope"), "{v}");
+    let d = s
+        .data(note, json!({ "i": { "ownerId": rid, "text": "see file", "attachments": [ { "key": key } ] } }))
+        .await;
+    let att = &d["noteCreate"]["note"]["textAttachments"]["nodes"][0];
+    assert_eq!(att["filename"], "hello.txt");
+    assert_eq!(att["size"], 16);
+    assert_eq!(att["key"], json!(key));
+    let body = s
+        .client
+        .get(att["expiringUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"hello attachment");
+    // The note shows up under the request.
+    let d = s
+        .data("query($id: ID!) { node(id: $id) { ... on Request { notes { nodes { text } } } } }", json!({ "id": rid }))
+        .await;
+    assert_eq!(d["node"]["notes"]["nodes"][0]["text"], "see file");
 }

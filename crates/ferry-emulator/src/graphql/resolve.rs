@@ -259,6 +259,9 @@ pub(crate) fn matches_filter(rec: &Record, filter: &serde_json::Map<String, Json
         if field == "customFilters" || cond.is_null() {
             return true;
         }
+        if field == "query" {
+            return cond.as_str().is_none_or(|q| text_search(rec, q));
+        }
         let actual = rec.get(record_key(field)).unwrap_or(&Json::Null);
         match cond {
             Json::Bool(b) => actual.as_bool().unwrap_or(false) == *b,
@@ -268,6 +271,19 @@ pub(crate) fn matches_filter(rec: &Record, filter: &serde_json::Map<String, Json
             Json::Array(vals) => vals.iter().any(|v| scalar_eq(actual, v)),
             Json::Null => true,
         }
+    })
+}
+
+/// The `query` filter: case-insensitive substring search over the record's string fields.
+fn text_search(rec: &Record, q: &str) -> bool {
+    let q = q.trim().to_lowercase();
+    if q.is_empty() {
+        return true;
+    }
+    rec.iter().any(|(k, v)| {
+        !k.starts_with('_')
+            && k != "id"
+            && v.as_str().is_some_and(|s| s.to_lowercase().contains(&q))
     })
 }
 
@@ -354,20 +370,45 @@ pub(crate) fn compare_json(a: &Json, b: &Json) -> Option<Ordering> {
     }
 }
 
-/// Sort records by `order` entries (`{field, direction}`); nulls sort last. Stable, so the
+/// The value an order field sorts on: the record's own field, or for derived fields such as
+/// `teamName` / `problemId` the `name` / numeric id of the referenced record.
+fn order_key(emu: &Emulator, rec: &Record, field: &str) -> Json {
+    let key = match field {
+        "id" => "_seq",
+        f => record_key(f),
+    };
+    if let Some(v) = rec.get(key) {
+        return v.clone();
+    }
+    let account = rec.get("_account").and_then(Json::as_str).unwrap_or_default();
+    let follow = |stem: &str, target: &str| {
+        rec.get(stem)
+            .and_then(|r| deref(emu, account, r))
+            .and_then(|r| r.get(target).cloned())
+            .unwrap_or(Json::Null)
+    };
+    if let Some(stem) = field.strip_suffix("Name") {
+        return follow(stem, "name");
+    }
+    if let Some(stem) = field.strip_suffix("Id") {
+        return follow(stem, "_seq");
+    }
+    Json::Null
+}
+
+/// Sort records by `order` entries (`(field, descending)`); nulls sort last. Stable, so the
 /// default `_seq` order breaks ties.
-pub(crate) fn sort_records(items: &mut [Arc<Record>], order: &[(String, bool)]) {
+pub(crate) fn sort_records(emu: &Emulator, items: &mut Vec<Arc<Record>>, order: &[(String, bool)]) {
     if order.is_empty() {
         return;
     }
-    items.sort_by(|a, b| {
-        for (field, desc) in order {
-            let key = match field.as_str() {
-                "id" => "_seq",
-                f => record_key(f),
-            };
-            let x = a.get(key).unwrap_or(&Json::Null);
-            let y = b.get(key).unwrap_or(&Json::Null);
+    let mut keyed: Vec<(Vec<Json>, Arc<Record>)> = items
+        .drain(..)
+        .map(|r| (order.iter().map(|(f, _)| order_key(emu, &r, f)).collect(), r))
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        for (i, (_, desc)) in order.iter().enumerate() {
+            let (x, y) = (&a[i], &b[i]);
             let o = match (x.is_null(), y.is_null()) {
                 (true, true) => Ordering::Equal,
                 (true, false) => Ordering::Greater,
@@ -387,6 +428,7 @@ pub(crate) fn sort_records(items: &mut [Arc<Record>], order: &[(String, bool)]) 
         }
         Ordering::Equal
     });
+    items.extend(keyed.into_iter().map(|(_, r)| r));
 }
 
 /// Records that belong to `parent` for a nested connection `field` with item types `types`:

@@ -179,10 +179,10 @@ fn conn_value(page: ConnPage) -> Option<FieldValue<'static>> {
     Some(FieldValue::owned_any(page))
 }
 
+/// A list of objects. The dynamic schema cannot return `null` items in object lists, so
+/// unresolvable items are left out.
 fn list_of(items: impl IntoIterator<Item = Option<FieldValue<'static>>>) -> Option<FieldValue<'static>> {
-    Some(FieldValue::list(
-        items.into_iter().map(|i| i.unwrap_or(FieldValue::NULL)),
-    ))
+    Some(FieldValue::list(items.into_iter().flatten()))
 }
 
 fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
@@ -283,7 +283,7 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                         Some((f, desc))
                     })
                     .collect();
-                sort_records(&mut items, &spec);
+                sort_records(&ctx.emu, &mut items, &spec);
             }
             match paginate(items, &paging, *abstract_items) {
                 Ok(page) => ok(conn_value(page)),
