@@ -213,6 +213,15 @@ fn parse_yaml(file: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<Do
         });
         return None;
     }
+    if !recv.duplicates.is_empty() {
+        for (key, line, first) in recv.duplicates {
+            diags.push(Diagnostic {
+                span: Span::new(file, line),
+                message: format!("duplicate key '{key}' (first at line {first})"),
+            });
+        }
+        return None;
+    }
     if recv.documents > 1 {
         diags.push(Diagnostic {
             span: Span::new(file, recv.second_document_line.max(1)),
@@ -332,6 +341,8 @@ struct LineRecorder {
     skip: usize,
     documents: usize,
     second_document_line: usize,
+    /// Keys that appear twice in one mapping: (key, line, line of the first occurrence).
+    duplicates: Vec<(String, usize, usize)>,
 }
 
 enum Frame {
@@ -406,7 +417,11 @@ impl MarkedEventReceiver for LineRecorder {
                     // A mapping key.
                     if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
                         let k = normalize_key(&value, style);
-                        self.lines.insert(join(path, &k), line);
+                        if let Some(first) = self.lines.insert(join(path, &k), line) {
+                            if self.documents <= 1 {
+                                self.duplicates.push((k.clone(), line, first));
+                            }
+                        }
                         *key = Some(k);
                     }
                 }
@@ -1045,14 +1060,18 @@ fn parse_step(
 
 fn check_connection_config(sol: &Solution, exprs: &Expressions, diags: &mut Vec<Diagnostic>) {
     for conn in sol.connections.values() {
-        let mapping = match Mapping::compile(exprs, &conn.config) {
-            Ok(m) => m,
-            Err(e) => {
-                diags.push(mapping_diag(&e, |p| conn.config_span(p).clone()));
-                continue;
+        let mut references = Vec::new();
+        for part in split_top_level(&conn.config) {
+            match Mapping::compile(exprs, &part) {
+                Ok(m) => references.extend(m.references()),
+                Err(e) => {
+                    let mut d = mapping_diag(&e, |p| conn.config_span(p).clone());
+                    d.message = format!("connection '{}' config: {}", conn.name, d.message);
+                    diags.push(d);
+                }
             }
-        };
-        for (field, var) in mapping.references() {
+        }
+        for (field, var) in references {
             let span = conn
                 .config_span(&crate::mapping::field_path_to_key(&field))
                 .clone();
@@ -1140,14 +1159,16 @@ fn check_runbook_refs(
             });
         }
     };
-    match Mapping::compile(exprs, &rb.trigger.config) {
-        Ok(m) => check_refs(
-            &m,
-            &|p| rb.trigger.config_span(p).clone(),
-            "trigger config",
-            diags,
-        ),
-        Err(e) => diags.push(mapping_diag(&e, |p| rb.trigger.config_span(p).clone())),
+    for part in split_top_level(&rb.trigger.config) {
+        match Mapping::compile(exprs, &part) {
+            Ok(m) => check_refs(
+                &m,
+                &|p| rb.trigger.config_span(p).clone(),
+                "trigger config",
+                diags,
+            ),
+            Err(e) => diags.push(mapping_diag(&e, |p| rb.trigger.config_span(p).clone())),
+        }
     }
     for (step, _) in rb.walk() {
         if let Some(c) = &step.connection {
@@ -1170,19 +1191,37 @@ fn check_runbook_refs(
                 Some(_) => {}
             }
         }
-        match Mapping::compile(exprs, &step.input) {
-            Ok(m) => check_refs(
-                &m,
-                &|p| step.input_span(p).clone(),
-                &format!("step '{}' input", step.id),
-                diags,
-            ),
-            Err(e) => {
-                let mut d = mapping_diag(&e, |p| step.input_span(p).clone());
-                d.message = format!("step '{}' input: {}", step.id, d.message);
-                diags.push(d);
+        for part in split_top_level(&step.input) {
+            match Mapping::compile(exprs, &part) {
+                Ok(m) => check_refs(
+                    &m,
+                    &|p| step.input_span(p).clone(),
+                    &format!("step '{}' input", step.id),
+                    diags,
+                ),
+                Err(e) => {
+                    let mut d = mapping_diag(&e, |p| step.input_span(p).clone());
+                    d.message = format!("step '{}' input: {}", step.id, d.message);
+                    diags.push(d);
+                }
             }
         }
+    }
+}
+
+/// One single-key object per top-level key, so that one bad expression does not hide problems
+/// in the other fields.
+fn split_top_level(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                let mut one = Map::new();
+                one.insert(k.clone(), v.clone());
+                Value::Object(one)
+            })
+            .collect(),
+        other => vec![other.clone()],
     }
 }
 
