@@ -233,6 +233,12 @@ pub struct Field {
     /// Maximum string length, array size or object size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
+    /// Earliest allowed date (`YYYY-MM-DD`) for `date` and `date_time` fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_date: Option<String>,
+    /// Latest allowed date (`YYYY-MM-DD`) for `date` and `date_time` fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_date: Option<String>,
     /// Allowed values: plain values or `{id, label}` objects (compared by `id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enumeration: Option<Vec<Value>>,
@@ -263,6 +269,8 @@ impl Field {
             max: None,
             min_length: None,
             max_length: None,
+            min_date: None,
+            max_date: None,
             enumeration: None,
             hint: None,
             sample: None,
@@ -321,6 +329,18 @@ impl Field {
     /// Set the maximum length.
     pub fn max_length(mut self, n: usize) -> Self {
         self.max_length = Some(n);
+        self
+    }
+
+    /// Set the earliest allowed date (`YYYY-MM-DD`).
+    pub fn min_date(mut self, d: &str) -> Self {
+        self.min_date = Some(d.to_string());
+        self
+    }
+
+    /// Set the latest allowed date (`YYYY-MM-DD`).
+    pub fn max_date(mut self, d: &str) -> Self {
+        self.max_date = Some(d.to_string());
         self
     }
 
@@ -430,6 +450,17 @@ impl Field {
                     fmt_num(a),
                     fmt_num(b)
                 ));
+            }
+        }
+        for (name, bound) in [("min_date", &self.min_date), ("max_date", &self.max_date)] {
+            if let Some(b) = bound {
+                if !matches!(self.ty, FieldType::Date | FieldType::DateTime) {
+                    msg(format!(
+                        "{name} is only available for date and date_time fields."
+                    ));
+                } else if NaiveDate::parse_from_str(b, "%Y-%m-%d").is_err() {
+                    msg(format!("{name} '{b}' is not a date (expected YYYY-MM-DD)."));
+                }
             }
         }
         if let (Some(a), Some(b)) = (self.min_length, self.max_length) {
@@ -754,6 +785,21 @@ impl Resolver<'_> {
                 }
             }
         }
+        // min_date / max_date, on the calendar date of the value
+        if f.min_date.is_some() || f.max_date.is_some() {
+            if let Some(d) = coerced.as_str().and_then(value_date) {
+                let bound = |b: &Option<String>| {
+                    b.as_deref()
+                        .and_then(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").ok())
+                };
+                if let Some(min) = bound(&f.min_date).filter(|m| d < *m) {
+                    errors.push(format!("Field '{name}' should be on or after {min}."));
+                }
+                if let Some(max) = bound(&f.max_date).filter(|m| d > *m) {
+                    errors.push(format!("Field '{name}' should be on or before {max}."));
+                }
+            }
+        }
         // enumeration, compared after coercing the ids too
         if f.enumeration.is_some() {
             let ids = f.enumeration_ids();
@@ -928,6 +974,13 @@ fn cached_regex(p: &str) -> Result<Regex, regex::Error> {
         map.insert(p.to_string(), re.clone());
     }
     Ok(re)
+}
+
+/// The calendar date of a coerced date or date-time value.
+fn value_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|d| d.date_naive()))
 }
 
 fn valid_uri(s: &str) -> bool {

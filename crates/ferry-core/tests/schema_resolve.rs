@@ -613,3 +613,44 @@ fn examples() {
         ["Field 'code' should confirm to pattern /^x/."]
     );
 }
+
+#[test]
+fn date_bounds() {
+    let s = Schema::new(
+        "t",
+        vec![
+            Field::new("bounded_date", FieldType::Date).min_date("2024-01-01"),
+            Field::new("start_date", FieldType::Date).max_date("2026-06-10"),
+            Field::new("at", FieldType::DateTime)
+                .min_date("2024-01-01")
+                .max_date("2024-12-31"),
+        ],
+    );
+    assert_eq!(
+        messages(
+            &s,
+            json!({"bounded_date": "2023-12-31", "start_date": "2026-06-20", "at": "2025-01-01T00:30:00+01:00"})
+        ),
+        [
+            "Field 'bounded_date' should be on or after 2024-01-01.",
+            "Field 'start_date' should be on or before 2026-06-10.",
+            "Field 'at' should be on or before 2024-12-31."
+        ]
+    );
+    assert!(s
+        .resolve(
+            &json!({"bounded_date": "2024-01-01", "start_date": "2026-06-10", "at": "2024-12-31T23:30:00-05:00"}),
+            None
+        )
+        .is_ok());
+    let bad = Field::new("x", FieldType::String).min_date("2024-01-01");
+    assert_eq!(
+        bad.check_definition(),
+        ["Field 'x': min_date is only available for date and date_time fields."]
+    );
+    let bad = Field::new("x", FieldType::Date).max_date("soon");
+    assert_eq!(
+        bad.check_definition(),
+        ["Field 'x': max_date 'soon' is not a date (expected YYYY-MM-DD)."]
+    );
+}
