@@ -759,6 +759,27 @@ async fn retries_and_auto_disable() {
     e.create("Team", json!({"name": "three"}));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rcv.all().len(), before);
+    // re-enabled: delivered again, with a fresh failure count
+    let (s, _) = e
+        .call(
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    *rcv.status.lock() = 500;
+    let four = e.create("Team", json!({"name": "four"}));
+    let seq = four["_seq"].clone();
+    rcv.wait_for(1, move |m| {
+        m["event"] == "team.create" && m["object_id"] == seq
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, h) = e
+        .call(Method::GET, &format!("/v1/webhooks/{id}"), None)
+        .await;
+    assert_eq!(h["disabled"], false);
 }
 
 #[tokio::test]

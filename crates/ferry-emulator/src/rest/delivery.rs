@@ -18,6 +18,9 @@ use crate::{ChangeKind, Emulator, Record, RecordChange};
 /// The `User-Agent` of every delivery.
 pub const USER_AGENT: &str = "xurrent/1.0 (https://developer.xurrent.com/v1/webhooks)";
 
+/// How many delivery attempts are kept for `GET /_emulator/deliveries` (oldest dropped first).
+pub const MAX_RECORDED_DELIVERIES: usize = 10_000;
+
 /// The `instance_name` of every webhook message.
 pub const INSTANCE_NAME: &str = "Xurrent Emulator";
 
@@ -156,6 +159,14 @@ fn handle_webhook_change(emu: &Arc<Emulator>, change: &RecordChange) {
             if let (Some(before), Some(after)) = (&change.before, &change.after) {
                 if before.get("uri") != after.get("uri") {
                     start_verification(emu, after);
+                }
+                // Re-enabling a webhook starts a new failure count.
+                if rec_bool(before, "disabled") && !rec_bool(after, "disabled") {
+                    if let Some(id) = rec_str(after, "id") {
+                        if let Some(s) = emu.rest.webhooks.lock().get_mut(id) {
+                            s.consecutive_failures = 0;
+                        }
+                    }
                 }
             }
         }
@@ -628,7 +639,14 @@ async fn attempt_once(
         }
         tracing::debug!(event, uri = %uri, attempt, error = %e, "webhook delivery failed");
     }
-    emu.rest.deliveries.write().push(record);
+    {
+        let mut log = emu.rest.deliveries.write();
+        if log.len() >= MAX_RECORDED_DELIVERIES {
+            let excess = log.len() + 1 - MAX_RECORDED_DELIVERIES;
+            log.drain(..excess);
+        }
+        log.push(record);
+    }
     result
 }
 

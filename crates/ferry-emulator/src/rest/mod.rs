@@ -198,6 +198,28 @@ pub fn start(emu: &Arc<Emulator>) {
     }
 }
 
+/// Hook for records created outside the REST half (GraphQL mutations): gives a new
+/// `WebhookPolicy` its key material before it is stored, so that `webhookPolicyCreate` can
+/// answer `publicKeyPem`. Other types are left alone. Without this hook the change listener
+/// adds the key shortly after creation, and the public key is not returned through GraphQL.
+pub fn prepare_record(typename: &str, fields: &mut Record) {
+    if typename != "WebhookPolicy" || fields.contains_key("_signingKey") {
+        return;
+    }
+    let alg = fields
+        .get("jwtAlg")
+        .and_then(Value::as_str)
+        .unwrap_or("es256")
+        .to_string();
+    match keys::JwtAlg::parse(&alg).and_then(keys::PolicyKey::generate) {
+        Ok(key) => {
+            fields.insert("jwtAlg".into(), Value::String(key.alg.as_str().into()));
+            fields.extend(key.to_fields());
+        }
+        Err(e) => tracing::warn!(alg = %alg, error = %e, "cannot generate webhook policy key"),
+    }
+}
+
 /// The URL of an account in the emulator: `<base_url>/accounts/<account>`. It is the `account`
 /// of webhook messages and the default JWT issuer.
 pub fn account_url(emu: &Emulator, account: &str) -> String {
@@ -287,4 +309,24 @@ pub(crate) fn find_record(
     }?;
     (rec_str(&rec, "_account") == Some(account) && rec_str(&rec, "__typename") == Some(typename))
         .then_some(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_record_adds_policy_keys_only() {
+        let mut f = Record::new();
+        f.insert("jwtAlg".into(), Value::String("es256".into()));
+        prepare_record("WebhookPolicy", &mut f);
+        assert!(f["publicKeyPem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----"));
+        assert!(keys::PolicyKey::from_fields(&f).is_some());
+        let mut other = Record::new();
+        prepare_record("Webhook", &mut other);
+        assert!(other.is_empty());
+    }
 }
