@@ -252,3 +252,32 @@ fn missing_solution_yaml_is_reported() {
     assert!(d[0].span.file.ends_with("solution.yaml"));
     assert!(d[0].message.contains("cannot read file"), "{}", d[0]);
 }
+
+#[test]
+fn demo_example_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo");
+    let sol = load_solution_with_env(&dir, &|_| None).expect("examples/demo loads");
+    assert_eq!(sol.name, "demo");
+    // DEMO_API_KEY unset: the documented default applies.
+    assert_eq!(sol.env["API_KEY"].value, json!("demo-key"));
+    assert!(sol.env["API_KEY"].secret);
+    let names: Vec<&str> = sol.runbooks.keys().map(String::as_str).collect();
+    assert_eq!(names, ["forward", "intake"]);
+    let intake = &sol.runbooks["intake"];
+    let actions: Vec<&str> = intake
+        .walk()
+        .iter()
+        .map(|(s, _)| s.action.as_str())
+        .collect();
+    for needed in [
+        "flow.if_then_else",
+        "flow.loop",
+        "debug.log_message",
+        "runbook_variables.assign",
+    ] {
+        assert!(actions.contains(&needed), "demo intake lacks {needed}");
+    }
+    let forward = &sol.runbooks["forward"];
+    assert_eq!(forward.steps[0].action, "http.send_request");
+    assert_eq!(forward.steps[0].connection.as_deref(), Some("self"));
+}
