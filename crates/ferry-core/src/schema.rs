@@ -1208,8 +1208,9 @@ fn fmt_date_time(d: DateTime<FixedOffset>) -> Value {
     Value::String(d.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-/// `{date, time, time_zone}` → a date-time. The zone may be `UTC`/`Z` or a fixed offset
-/// (`+02:00`, `-0400`); IANA zone names are not supported (no time-zone database is bundled).
+/// `{date, time, time_zone}` → a date-time. The zone may be `UTC`/`Z`, a fixed offset
+/// (`+02:00`, `-0400`) or an IANA name (`America/New_York`); it defaults to UTC. An ambiguous
+/// local time (DST fold) takes the earlier instant; a skipped one (DST gap) does not resolve.
 fn date_time_from_parts(m: &Map<String, Value>) -> Option<DateTime<FixedOffset>> {
     let date = parse_date(m.get("date")?.as_str()?)?;
     let time = match m.get("time") {
@@ -1217,12 +1218,20 @@ fn date_time_from_parts(m: &Map<String, Value>) -> Option<DateTime<FixedOffset>>
         Some(Value::String(s)) => parse_time_of_day(&coerce_time_of_day(s))?,
         Some(_) => return None,
     };
-    let offset = match m.get("time_zone") {
-        None | Some(Value::Null) => FixedOffset::east_opt(0)?,
-        Some(Value::String(z)) => parse_offset(z)?,
-        Some(_) => return None,
-    };
-    offset.from_local_datetime(&date.and_time(time)).single()
+    let local = date.and_time(time);
+    match m.get("time_zone") {
+        None | Some(Value::Null) => Some(Utc.from_utc_datetime(&local).fixed_offset()),
+        Some(Value::String(z)) => {
+            if let Some(offset) = parse_offset(z) {
+                return offset.from_local_datetime(&local).single();
+            }
+            let tz: chrono_tz::Tz = z.trim().parse().ok()?;
+            tz.from_local_datetime(&local)
+                .earliest()
+                .map(|d| d.fixed_offset())
+        }
+        Some(_) => None,
+    }
 }
 
 fn parse_offset(z: &str) -> Option<FixedOffset> {

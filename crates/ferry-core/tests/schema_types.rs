@@ -247,6 +247,29 @@ fn date_time_coercion() {
         ),
         json!("2024-06-11T09:49:29-04:00")
     );
+    // ... and with an IANA zone (EDT in June, EST in January).
+    assert_eq!(
+        ok(
+            FieldType::DateTime,
+            json!({"date": "2024-06-11", "time": "09:49:29", "time_zone": "America/New_York"})
+        ),
+        json!("2024-06-11T09:49:29-04:00")
+    );
+    assert_eq!(
+        ok(
+            FieldType::DateTime,
+            json!({"date": "2024-01-11", "time": "09:49:29", "time_zone": "America/New_York"})
+        ),
+        json!("2024-01-11T09:49:29-05:00")
+    );
+    // 02:30 does not exist on the spring-forward day in Amsterdam.
+    assert_eq!(
+        err(
+            FieldType::DateTime,
+            json!({"date": "2024-03-31", "time": "02:30", "time_zone": "Europe/Amsterdam"})
+        ),
+        "Type of field 'x' invalid, expected DateTime found Hash."
+    );
     assert_eq!(
         ok(
             FieldType::DateTime,
