@@ -1,0 +1,21 @@
+//! `cargo run --release -p ferry-emulator --example bench [SCHEMA_PATH] [N]`
+//!
+//! Measures emulator start-up, introspection latency and simple query throughput.
+
+use std::path::PathBuf;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let schema = args.next().map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/xurrent/schema.graphql")
+    });
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    match ferry_emulator::bench::run_local(schema, n).await {
+        Ok(report) => println!("{report}"),
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
