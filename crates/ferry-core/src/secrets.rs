@@ -340,49 +340,105 @@ pub fn load_or_create_with(
         return Ok(Secrets::from_master_key(&key));
     }
     let path = data_dir.join(MASTER_KEY_FILE);
-    let io_err = |source: std::io::Error| SecretsError::Io {
+    if let Some(secrets) = read_key_file(&path)? {
+        return Ok(secrets);
+    }
+    if !data_dir.as_os_str().is_empty() {
+        std::fs::create_dir_all(data_dir).map_err(|source| SecretsError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+    }
+    if let Some(secrets) = create_key_file(data_dir, &path)? {
+        return Ok(secrets);
+    }
+    // Another process created the key file first: use theirs.
+    read_key_file(&path)?.ok_or_else(|| SecretsError::Io {
         path: path.clone(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "key file vanished"),
+    })
+}
+
+/// Read and parse the key file; `Ok(None)` when it does not exist.
+fn read_key_file(path: &Path) -> Result<Option<Secrets>, SecretsError> {
+    match std::fs::read_to_string(path) {
         Ok(text) => {
             let text = Zeroizing::new(text);
-            warn_if_permissive(&path);
+            warn_if_permissive(path);
             let key = parse_master_key(&text).map_err(|reason| SecretsError::MalformedKey {
                 source_name: path.display().to_string(),
                 reason,
             })?;
-            Ok(Secrets::from_master_key(&key))
+            Ok(Some(Secrets::from_master_key(&key)))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(io_err)?;
-            let mut key = Zeroizing::new([0u8; KEY_LEN]);
-            rand::rngs::OsRng.fill_bytes(key.as_mut_slice());
-            let mut text = Zeroizing::new(hex::encode(key.as_slice()));
-            text.push('\n');
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            match options.open(&path) {
-                Ok(mut file) => {
-                    file.write_all(text.as_bytes()).map_err(io_err)?;
-                    file.sync_all().map_err(io_err)?;
-                    tracing::info!(path = %path.display(), "created a new master key file");
-                    Ok(Secrets::from_master_key(&key))
-                }
-                // Another process created it between our read and our create: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    load_or_create_with(data_dir, None)
-                }
-                Err(e) => Err(io_err(e)),
-            }
-        }
-        Err(e) => Err(io_err(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SecretsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
+}
+
+/// Write a new random key to a private temporary file (mode 0600), sync it, then hard-link it to
+/// `path`, so the key file appears atomically and complete even if the process dies half-way.
+/// `Ok(None)` when `path` already exists (another process won the race).
+fn create_key_file(data_dir: &Path, path: &Path) -> Result<Option<Secrets>, SecretsError> {
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    rand::rngs::OsRng.fill_bytes(key.as_mut_slice());
+    let mut text = Zeroizing::new(hex::encode(key.as_slice()));
+    text.push('\n');
+    let tmp = data_dir.join(format!(
+        ".{MASTER_KEY_FILE}.{}.{:016x}",
+        std::process::id(),
+        rand::rngs::OsRng.next_u64()
+    ));
+    let io_err = |p: &Path, source: std::io::Error| SecretsError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(&tmp, e));
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(data_dir);
+            tracing::info!(path = %path.display(), "created a new master key file");
+            Ok(Some(Secrets::from_master_key(&key)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+/// Make the new directory entry durable (best effort; not possible on every platform).
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        let d = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(f) = std::fs::File::open(d) {
+            let _ = f.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 #[cfg(unix)]
@@ -590,6 +646,31 @@ mod tests {
         // An empty env value counts as unset.
         let c = load_or_create_with(&data, Some("  ")).unwrap();
         assert_eq!(c.open(&env).unwrap().as_str(), "kept");
+    }
+
+    #[test]
+    fn concurrent_first_start_agrees_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let data = data.clone();
+                std::thread::spawn(move || load_or_create_with(&data, None).unwrap())
+            })
+            .collect();
+        let all: Vec<Secrets> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let env = all[0].seal("same");
+        for s in &all {
+            assert_eq!(s.open(&env).unwrap().as_str(), "same");
+        }
+        // Only the key file remains: no temporary files.
+        let names: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [MASTER_KEY_FILE]);
+        let text = std::fs::read_to_string(data.join(MASTER_KEY_FILE)).unwrap();
+        assert_eq!(text.trim().len(), 64);
     }
 
     #[test]
