@@ -332,3 +332,44 @@ fn eval_template_str_handles_plain_strings() {
         json!("just text")
     );
 }
+
+#[test]
+fn documented_filters_and_tests_exist() {
+    let exprs = Expressions::new();
+    for src in [
+        "{{ 'a b' | title }}",
+        "{{ 'ab' | capitalize }}",
+        "{{ -1 | abs }}",
+        "{{ [1, 2] | reject('odd') | list }}",
+        "{{ trigger.body.tags | rejectattr('on') | list }}",
+        "{{ [3, 1] | min }}",
+        "{{ [3, 1] | max }}",
+        "{{ [3, 1] | sort }}",
+        "{{ [1, 1] | unique | list }}",
+        "{{ [1, 2, 3] | batch(2) | list }}",
+        "{{ [1, 2, 3] | slice(2) | list }}",
+        "{{ {'b': 1, 'a': 2} | dictsort }}",
+        "{{ 'a\nb' | indent(2) }}",
+        "{{ trigger.body.x is defined }}",
+        "{{ job.context_identifier is none }}",
+        "{{ 1 is number }}",
+        "{{ 'x' is string }}",
+        "{{ dict(a=1) }}",
+    ] {
+        eval_template_str(&exprs, src, &ctx()).unwrap_or_else(|e| panic!("{src}: {e}"));
+    }
+    assert!(eval_template_str(&exprs, "{{ namespace(a=1) }}", &ctx()).is_err());
+}
+
+#[test]
+fn literal_braces_can_be_written() {
+    let exprs = Expressions::new();
+    assert_eq!(
+        eval_template_str(&exprs, "{{ '{{' }}", &ctx()).unwrap(),
+        json!("{{")
+    );
+    assert_eq!(
+        eval_template_str(&exprs, "{% raw %}{{ not evaluated }}{% endraw %}", &ctx()).unwrap(),
+        json!("{{ not evaluated }}")
+    );
+}
