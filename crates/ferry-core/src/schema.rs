@@ -596,15 +596,21 @@ impl Schema {
         out
     }
 
-    /// Resolve a raw value (a JSON object) against the schema: apply defaults for absent fields,
-    /// coerce each value by type (spec §4.3 rules), drop unknown keys (nested: unless
-    /// remove_unmapped_fields = false), check required/min/max/length/pattern/enumeration, recurse into
-    /// nested fields and arrays (a non-array value for an array nested field is wrapped: spec §9.3),
-    /// encrypt plaintext secret_string values with `sealer` when given (values that are already sealed
-    /// envelopes stay as they are). Returns the resolved object or ALL messages.
+    /// Resolve a raw JSON object against the schema and return the resolved object, or every
+    /// problem found.
     ///
-    /// Without a `sealer`, a non-blank `secret_string` value must already be an envelope
-    /// ("Field 'x' is invalid. Expected an encrypted secret string value.").
+    /// - Absent keys get the field's default (a key present with `null` keeps `null`).
+    /// - Each value is coerced to its type (spec §4.3), then validated: type, nested sub-fields,
+    ///   pattern, min/max, min_date/max_date, enumeration, type-specific validity; afterwards
+    ///   required and min/max length.
+    /// - Unknown top-level keys are dropped; unknown keys of nested values too, unless the nested
+    ///   field has `remove_unmapped_fields: false`.
+    /// - Array fields wrap a single value into a one-element list (spec §9.3); element messages
+    ///   use the path `id[i]`, nested ones `Nested field 'id[i]' invalid: …`.
+    /// - Plaintext `secret_string` values are sealed with `sealer` when given; envelopes are kept.
+    ///   Without a `sealer`, a non-blank `secret_string` value must already be an envelope
+    ///   ("Field 'x' is invalid. Expected an encrypted secret string value.").
+    ///
     /// `null` is treated like an empty object.
     pub fn resolve(&self, raw: &Value, sealer: Option<&Secrets>) -> Result<Value, SchemaErrors> {
         let empty = Map::new();
@@ -724,8 +730,8 @@ impl Resolver<'_> {
                 Value::Object(m) => {
                     let mut sub = Vec::new();
                     let out = self.object(&f.fields, m, f.remove_unmapped_fields, &mut sub);
-                    // An object that resolves empty for a required (non-array) nested field is reported once,
-                    // as "is required", by the per-field checks.
+                    // An object that resolves empty for a required (non-array) nested field
+                    // is reported once, as "is required", by the per-field checks.
                     if out.is_empty() && f.required && !f.array {
                         sub.clear();
                     }
@@ -1256,8 +1262,9 @@ fn parse_offset(z: &str) -> Option<FixedOffset> {
     FixedOffset::east_opt(sign * (h * 3600 + mi * 60))
 }
 
-/// A string with an hour becomes `HH:MM:SS[.fraction]`: a valid time of day is normalized,
-/// a date-time string gives its (local) time; anything else stays as it is (and is reported invalid).
+/// A string with an hour becomes `HH:MM:SS[.fraction]`: a valid time of day is normalized, a
+/// date-time string gives its (local) time; anything else stays as it is (and is reported
+/// invalid).
 fn coerce_time_of_day(s: &str) -> String {
     let t = s.trim();
     if let Some(c) = TIME_OF_DAY_RE.captures(t) {
