@@ -122,6 +122,20 @@ impl Emu {
             .unwrap()
     }
 
+    /// Run a GraphQL document as the administrator; returns `data`.
+    async fn gql(&self, query: &str) -> Value {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/graphql",
+                Some(json!({ "query": query })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+        body["data"].clone()
+    }
+
     fn create(&self, typename: &str, fields: Value) -> Record {
         let f = fields.as_object().unwrap().clone();
         self.emu.create_record("wdc", typename, f, None)
@@ -666,24 +680,45 @@ async fn status_team_and_note_events() {
     for v in &verifies {
         assert_eq!(get_callback(&e.http, &v.body).await, 200);
     }
-    let team = e.create("Team", json!({"name": "Ops"}));
-    let req = e.create("Request", json!({"subject": "s", "status": "assigned"}));
-    let mut patch = Record::new();
-    patch.insert("status".into(), json!("in_progress"));
-    patch.insert("team".into(), team["id"].clone());
-    e.emu
-        .update_record(req["id"].as_str().unwrap(), patch, None)
-        .unwrap();
+    // all changes through GraphQL mutations
+    let team = e
+        .gql(r#"mutation { teamCreate(input: {name: "Ops"}) { errors { message } team { id } } }"#)
+        .await["teamCreate"]["team"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let req = e
+        .gql(r#"mutation { requestCreate(input: {subject: "s", status: assigned}) { request { id } } }"#)
+        .await["requestCreate"]["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let req_seq = e.emu.records.get(&req).unwrap()["_seq"].clone();
+    let team_seq = e.emu.records.get(&team).unwrap()["_seq"].clone();
+    let upd = e
+        .gql(&format!(
+            r#"mutation {{ requestUpdate(input: {{id: "{req}", status: in_progress, teamId: "{team}"}}) {{ errors {{ message }} request {{ id }} }} }}"#
+        ))
+        .await;
+    assert!(upd["requestUpdate"]["errors"].is_null(), "{upd}");
     let s = rcv.wait_for(1, event_is("request.status-changed")).await;
     assert_eq!(s[0].body["payload"]["status"], "in_progress");
     assert_eq!(s[0].body["payload"]["previous_status"], "assigned");
+    assert_eq!(s[0].body["object_id"], req_seq);
     let t = rcv.wait_for(1, event_is("request.team-changed")).await;
     assert_eq!(t[0].body["payload"]["team"]["name"], "Ops");
-    assert_eq!(t[0].body["payload"]["team"]["id"], team["_seq"]);
-    let note = e.create("Note", json!({"text": "hello", "_owner": req["id"]}));
+    assert_eq!(t[0].body["payload"]["team"]["id"], team_seq);
+    let note = e
+        .gql(&format!(
+            r#"mutation {{ noteCreate(input: {{ownerId: "{req}", text: "hello"}}) {{ errors {{ message }} note {{ id }} }} }}"#
+        ))
+        .await;
+    let note_id = note["noteCreate"]["note"]["id"].clone();
+    assert!(note_id.is_string(), "{note}");
     let n = rcv.wait_for(1, event_is("request.note-added")).await;
-    assert_eq!(n[0].body["object_id"], req["_seq"]);
-    assert_eq!(n[0].body["payload"]["note_nodeID"], note["id"]);
+    assert_eq!(n[0].body["object_id"], req_seq);
+    assert_eq!(n[0].body["payload"]["note_nodeID"], note_id);
+    assert_eq!(n[0].body["person_name"], "Emulator Admin");
     // unsigned bodies are plain JSON
     assert!(n[0].body.get("jwt").is_none());
 }
@@ -1377,4 +1412,98 @@ async fn rest_rate_limit_429() {
         .parse()
         .unwrap();
     assert!(retry >= 1);
+}
+
+#[tokio::test]
+async fn graphql_and_rest_share_objects() {
+    use reqwest::Method;
+    let e = Emu::start().await;
+    let rcv = Receiver::start().await;
+    let (_, hook) = e
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"event": "request.create", "uri": format!("{}/gql", rcv.base)})),
+        )
+        .await;
+    let v = rcv.wait_for(1, event_is("webhook.verify")).await;
+    assert_eq!(get_callback(&e.http, &v[0].body).await, 200);
+    // the REST webhook is visible through GraphQL
+    let (s, body) = e
+        .call(
+            Method::POST,
+            "/graphql",
+            Some(json!({"query": "{ webhooks { nodes { id event uri name disabled } } }"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let nodes = &body["data"]["webhooks"]["nodes"];
+    assert_eq!(nodes[0]["id"], hook["nodeID"]);
+    assert_eq!(nodes[0]["event"], "request_create");
+    assert_eq!(nodes[0]["name"], "request.create");
+    // a GraphQL mutation fires the webhook
+    let (s, body) = e
+        .call(
+            Method::POST,
+            "/graphql",
+            Some(json!({"query": "mutation { requestCreate(input: {subject: \"From GraphQL\"}) { errors { message } request { id } } }"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let rid = body["data"]["requestCreate"]["request"]["id"].clone();
+    assert!(rid.is_string(), "{body}");
+    let got = rcv.wait_for(1, event_is("request.create")).await;
+    assert_eq!(got[0].body["object_nodeID"], rid);
+    assert_eq!(got[0].body["person_name"], "Emulator Admin");
+    // a GraphQL-created webhook policy gets a key and signs deliveries
+    let (s, body) = e
+        .call(
+            Method::POST,
+            "/graphql",
+            Some(json!({"query": "mutation { webhookPolicyCreate(input: {jwtAlg: es256, jwtAudience: \"g\"}) { errors { message } webhookPolicy { id jwtAlg } } }"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let pid = body["data"]["webhookPolicyCreate"]["webhookPolicy"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, body) = e
+        .call(
+            Method::PATCH,
+            &format!("/v1/webhooks/{}", hook["id"]),
+            Some(json!({"webhook_policy_id": pid})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    e.create("Request", json!({"subject": "signed"}));
+    let got = rcv.wait_for(2, event_is("request.create")).await;
+    let jwt = got[1].body["jwt"]
+        .as_str()
+        .expect("signed after policy set");
+    assert_eq!(unverified_claims(jwt)["aud"], "g");
+    let jwks: Value = e
+        .http
+        .get(e.url("/accounts/wdc/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = decode_header(jwt).unwrap().kid.unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("GraphQL policy key in JWKS")
+        .clone();
+    let key =
+        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+            .unwrap();
+    let mut val = Validation::new(Algorithm::ES256);
+    val.set_audience(&["g"]);
+    val.required_spec_claims.clear();
+    assert!(decode::<Value>(jwt, &key, &val).is_ok());
 }
