@@ -68,7 +68,11 @@ fn ms(d: Duration) -> f64 {
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(s) = self.startup {
-            writeln!(f, "start-up (build, full schema): {:8.1} ms   (target <= 1000 ms)", ms(s))?;
+            writeln!(
+                f,
+                "start-up (build, full schema): {:8.1} ms   (target <= 1000 ms)",
+                ms(s)
+            )?;
         }
         writeln!(
             f,
@@ -76,7 +80,11 @@ impl fmt::Display for BenchReport {
             ms(self.introspection_first),
             self.introspection_bytes / 1024
         )?;
-        writeln!(f, "introspection, median warm:   {:8.1} ms", ms(self.introspection_median))?;
+        writeln!(
+            f,
+            "introspection, median warm:   {:8.1} ms",
+            ms(self.introspection_median)
+        )?;
         write!(
             f,
             "simple connection queries:    {:8.0} /s   (target >= 2000 /s; {} queries, {} clients, {:.2} s)",
@@ -115,7 +123,12 @@ async fn post(
 
 /// Run introspection and throughput measurements against a running emulator at `base_url`
 /// (its rate limits should be disabled). `n` is the number of simple queries.
-pub async fn run(base_url: &str, token: &str, account: &str, n: usize) -> Result<BenchReport, BenchError> {
+pub async fn run(
+    base_url: &str,
+    token: &str,
+    account: &str,
+    n: usize,
+) -> Result<BenchReport, BenchError> {
     let url = format!("{}/graphql", base_url.trim_end_matches('/'));
     let client = reqwest::Client::new();
     let mut report = BenchReport::default();
@@ -125,9 +138,15 @@ pub async fn run(base_url: &str, token: &str, account: &str, n: usize) -> Result
         let t = Instant::now();
         let body = post(&client, &url, token, account, INTROSPECTION_QUERY).await?;
         let d = t.elapsed();
-        let v: Value = serde_json::from_slice(&body).map_err(|e| BenchError::Unexpected(e.to_string()))?;
-        if v["data"]["__schema"]["types"].as_array().is_none_or(|t| t.len() < 1000) {
-            return Err(BenchError::Unexpected("introspection returned too few types".into()));
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| BenchError::Unexpected(e.to_string()))?;
+        if v["data"]["__schema"]["types"]
+            .as_array()
+            .is_none_or(|t| t.len() < 1000)
+        {
+            return Err(BenchError::Unexpected(
+                "introspection returned too few types".into(),
+            ));
         }
         if i == 0 {
             report.introspection_first = d;
@@ -173,7 +192,9 @@ pub async fn run_local(schema_path: PathBuf, n: usize) -> Result<BenchReport, Be
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let addr = listener.local_addr().map_err(|e| BenchError::Setup(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
     let config = EmulatorConfig {
         listen: addr,
         schema_path,
@@ -183,7 +204,9 @@ pub async fn run_local(schema_path: PathBuf, n: usize) -> Result<BenchReport, Be
     let token = config.token.clone();
     let account = config.account.clone();
     let t = Instant::now();
-    let emu = crate::build(config).await.map_err(|e| BenchError::Setup(e.to_string()))?;
+    let emu = crate::build(config)
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
     let startup = t.elapsed();
     let requests: Vec<Value> = (0..100)
         .map(|i| json!({ "subject": format!("Benchmark request {i}"), "status": "assigned" }))

@@ -58,7 +58,9 @@ impl Server {
     }
 
     async fn gql(&self, query: &str, variables: Value) -> Value {
-        let resp = self.post(json!({ "query": query, "variables": variables })).await;
+        let resp = self
+            .post(json!({ "query": query, "variables": variables }))
+            .await;
         assert_eq!(resp.status(), 200);
         resp.json().await.unwrap()
     }
@@ -70,7 +72,6 @@ impl Server {
         v["data"].clone()
     }
 }
-
 
 const REQ_PAGE: &str = "query($after: String, $first: Int) { requests(first: $first, after: $after) { totalCount nodes { id subject } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
 
@@ -117,7 +118,9 @@ async fn pagination_across_1000_records() {
     let mut subjects = Vec::new();
     let mut pages = 0;
     loop {
-        let d = s.data(REQ_PAGE, json!({ "after": after, "first": 100 })).await;
+        let d = s
+            .data(REQ_PAGE, json!({ "after": after, "first": 100 }))
+            .await;
         let conn = &d["requests"];
         assert_eq!(conn["totalCount"], 1000);
         assert_eq!(conn["pageInfo"]["hasPreviousPage"], pages > 0);
@@ -139,10 +142,16 @@ async fn pagination_across_1000_records() {
 
     // Default page size is 100; edges carry cursors usable with `before`/`last`.
     let d = s
-        .data("{ requests { nodes { id } edges { cursor node { subject } } } }", json!({}))
+        .data(
+            "{ requests { nodes { id } edges { cursor node { subject } } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(d["requests"]["nodes"].as_array().unwrap().len(), 100);
-    let c10 = d["requests"]["edges"][10]["cursor"].as_str().unwrap().to_string();
+    let c10 = d["requests"]["edges"][10]["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let d = s
         .data(
             "query($b: String) { requests(last: 3, before: $b) { nodes { subject } pageInfo { hasPreviousPage hasNextPage } } }",
@@ -184,15 +193,26 @@ async fn filters_and_order() {
     };
     let r = count(json!({ "status": { "values": ["assigned"] } })).await;
     assert_eq!(r["totalCount"], 10);
-    assert!(r["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "assigned"));
-    let r = count(json!({ "status": { "values": ["assigned", "completed"], "negate": true } })).await;
+    assert!(r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["status"] == "assigned"));
+    let r =
+        count(json!({ "status": { "values": ["assigned", "completed"], "negate": true } })).await;
     assert_eq!(r["totalCount"], 10);
-    assert!(r["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "in_progress"));
+    assert!(r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["status"] == "in_progress"));
     let r = count(json!({ "requestId": { "values": ["R-7", "R-8"] } })).await;
     assert_eq!(r["totalCount"], 2);
     let r = count(json!({ "createdAt": { "greaterThanOrEqualTo": "2026-01-01T00:00:10Z", "lessThan": "2026-01-01T00:00:12Z" } })).await;
     assert_eq!(r["totalCount"], 2);
-    let r = count(json!({ "createdAt": { "greaterThan": "2026-01-01T00:00:10Z", "negate": true } })).await;
+    let r =
+        count(json!({ "createdAt": { "greaterThan": "2026-01-01T00:00:10Z", "negate": true } }))
+            .await;
     assert_eq!(r["totalCount"], 11);
     let r = count(json!({ "query": "request 002" })).await;
     assert_eq!(r["totalCount"], 10);
@@ -200,7 +220,10 @@ async fn filters_and_order() {
     assert_eq!(r["totalCount"], 2);
     let r = count(json!({ "urgent": true })).await;
     assert_eq!(r["totalCount"], 3);
-    let r = count(json!({ "subject": { "values": ["Request 0005"] }, "status": { "values": ["completed"] } })).await;
+    let r = count(
+        json!({ "subject": { "values": ["Request 0005"] }, "status": { "values": ["completed"] } }),
+    )
+    .await;
     assert_eq!(r["totalCount"], 1);
 
     // Filter on id and inline literal filter/order in the document.
@@ -218,7 +241,10 @@ async fn filters_and_order() {
         .collect();
     assert_eq!(efforts, [29, 26, 23]);
     let d = s
-        .data("{ requests(first: 2, order: {field: subject, direction: asc}) { nodes { subject } } }", json!({}))
+        .data(
+            "{ requests(first: 2, order: {field: subject, direction: asc}) { nodes { subject } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(d["requests"]["nodes"][0]["subject"], "Request 0000");
 }
@@ -256,8 +282,19 @@ async fn node_and_nodes_and_references() {
     assert_eq!(d["nodes"][1]["id"], rid);
     // Records of another account are invisible.
     s.emu.ensure_account("other", "Other");
-    let other = s.emu.seed_from_value("other", &json!({ "records": { "Request": [ { "ref": "x", "subject": "secret" } ] } })).unwrap();
-    let d = s.data("query($id: ID!) { node(id: $id) { id } }", json!({ "id": other.refs["x"] })).await;
+    let other = s
+        .emu
+        .seed_from_value(
+            "other",
+            &json!({ "records": { "Request": [ { "ref": "x", "subject": "secret" } ] } }),
+        )
+        .unwrap();
+    let d = s
+        .data(
+            "query($id: ID!) { node(id: $id) { id } }",
+            json!({ "id": other.refs["x"] }),
+        )
+        .await;
     assert!(d["node"].is_null());
 }
 
@@ -268,21 +305,35 @@ async fn mutations_create_update_and_errors() {
     let team = s
         .data(r#"mutation { teamCreate(input: {name: "Ops"}) { errors { path message } team { id name } } }"#, json!({}))
         .await;
-    let tid = team["teamCreate"]["team"]["id"].as_str().unwrap().to_string();
+    let tid = team["teamCreate"]["team"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(team["teamCreate"]["errors"].is_null());
 
     let create = "mutation($input: RequestCreateInput!) { requestCreate(input: $input) { clientMutationId errors { path message } request { id subject status team { name } notes { nodes { text internal } } } } }";
     // Unknown referenced id: payload error naming the id, nothing created.
     let v = s
-        .gql(create, json!({ "input": { "subject": "x", "teamId": "bm9wZQ" } }))
+        .gql(
+            create,
+            json!({ "input": { "subject": "x", "teamId": "bm9wZQ" } }),
+        )
         .await;
     let p = &v["data"]["requestCreate"];
     assert!(p["request"].is_null());
     assert_eq!(p["errors"][0]["path"], json!(["teamId"]));
-    assert!(p["errors"][0]["message"].as_str().unwrap().contains("bm9wZQ"));
+    assert!(p["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("bm9wZQ"));
     // Required field missing: payload error.
-    let v = s.gql(create, json!({ "input": { "status": "assigned" } })).await;
-    assert_eq!(v["data"]["requestCreate"]["errors"][0]["path"], json!(["subject"]));
+    let v = s
+        .gql(create, json!({ "input": { "status": "assigned" } }))
+        .await;
+    assert_eq!(
+        v["data"]["requestCreate"]["errors"][0]["path"],
+        json!(["subject"])
+    );
     assert_eq!(s.emu.records.count("wdc", "Request"), 0);
 
     let v = s
@@ -299,11 +350,21 @@ async fn mutations_create_update_and_errors() {
     let rid = p["request"]["id"].as_str().unwrap().to_string();
 
     let update = "mutation($input: RequestUpdateInput!) { requestUpdate(input: $input) { errors { path message } request { id status subject } } }";
-    let v = s.data(update, json!({ "input": { "id": rid, "status": "completed" } })).await;
+    let v = s
+        .data(
+            update,
+            json!({ "input": { "id": rid, "status": "completed" } }),
+        )
+        .await;
     assert_eq!(v["requestUpdate"]["request"]["status"], "completed");
     assert_eq!(v["requestUpdate"]["request"]["subject"], "Laptop");
     // Unknown target id: top-level "Not Found".
-    let v = s.gql(update, json!({ "input": { "id": "bm9wZQ", "status": "completed" } })).await;
+    let v = s
+        .gql(
+            update,
+            json!({ "input": { "id": "bm9wZQ", "status": "completed" } }),
+        )
+        .await;
     assert_eq!(v["errors"][0]["message"], "Not Found");
     assert!(v["data"]["requestUpdate"].is_null());
 
@@ -318,10 +379,21 @@ async fn mutations_create_update_and_errors() {
         if c.typename == "Request" && c.kind == ferry_emulator::ChangeKind::Updated {
             assert_eq!(c.before.unwrap()["status"], "assigned");
             assert_eq!(c.after.unwrap()["status"], "completed");
-            assert_eq!(c.person_id.as_deref(), Some(s.emu.account("wdc").unwrap().admin_person_id.as_str()));
+            assert_eq!(
+                c.person_id.as_deref(),
+                Some(s.emu.account("wdc").unwrap().admin_person_id.as_str())
+            );
         }
     }
-    assert_eq!(kinds, ["Team:Created", "Request:Created", "Note:Created", "Request:Updated"]);
+    assert_eq!(
+        kinds,
+        [
+            "Team:Created",
+            "Request:Created",
+            "Note:Created",
+            "Request:Updated"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -334,7 +406,10 @@ async fn enum_wire_values_and_quoted_enum_literals() {
             json!({}),
         )
         .await;
-    assert_eq!(d["webhookCreate"]["webhook"]["event"], "app_instance_secrets_update");
+    assert_eq!(
+        d["webhookCreate"]["webhook"]["event"],
+        "app_instance_secrets_update"
+    );
     // Wire spelling in a variable.
     let d = s
         .data(
@@ -343,14 +418,18 @@ async fn enum_wire_values_and_quoted_enum_literals() {
         )
         .await;
     assert_eq!(d["webhookCreate"]["webhook"]["event"], "request_create");
-    let d = s.data("{ webhooks { totalCount nodes { event } } }", json!({})).await;
+    let d = s
+        .data("{ webhooks { totalCount nodes { event } } }", json!({}))
+        .await;
     assert_eq!(d["webhooks"]["totalCount"], 2);
     // A record stored with the wire spelling (e.g. by the REST half) reads back as the name.
     let raw = json!({ "event": "request.status-changed", "uri": "https://e/x" });
     s.emu
         .records
         .insert("wdc", "Webhook", raw.as_object().unwrap().clone());
-    let d = s.data("{ webhooks(last: 1) { nodes { event } } }", json!({})).await;
+    let d = s
+        .data("{ webhooks(last: 1) { nodes { event } } }", json!({}))
+        .await;
     assert_eq!(d["webhooks"]["nodes"][0]["event"], "request_status_changed");
 }
 
@@ -362,7 +441,11 @@ async fn auth_errors_are_401_json() {
         (None, Some("wdc"), "missing bearer token"),
         (Some("wrong-token"), Some("wdc"), "invalid or expired token"),
         (Some(DEFAULT_TOKEN), None, "missing X-Xurrent-Account"),
-        (Some(DEFAULT_TOKEN), Some("elsewhere"), "not valid for account 'elsewhere'"),
+        (
+            Some(DEFAULT_TOKEN),
+            Some("elsewhere"),
+            "not valid for account 'elsewhere'",
+        ),
     ];
     for (token, account, expect) in cases {
         let mut req = s.client.post(&s.url).json(&body);
@@ -416,10 +499,17 @@ async fn rate_limit_headers_and_429() {
     }
     let resp = s.post(body.clone()).await;
     assert_eq!(resp.status(), 429);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry));
     let v: Value = resp.json().await.unwrap();
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("Too Many Requests"));
+    assert!(v["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Too Many Requests"));
     // Switching limits off at runtime lets requests through again.
     s.emu.set_rate_limits(RateLimits::disabled());
     assert_eq!(s.post(body).await.status(), 200);
@@ -434,13 +524,22 @@ async fn attachment_upload_then_note_create() {
     let st = &d["attachmentStorage"];
     assert_eq!(st["provider"], "local");
     assert!(st["sizeLimit"].as_u64().unwrap() > 0);
-    assert!(st["allowedExtensions"].as_array().unwrap().iter().any(|e| e == "pdf"));
+    assert!(st["allowedExtensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "pdf"));
     let uri = st["uploadUri"].as_str().unwrap();
     assert!(uri.starts_with(&s.url));
     // Multipart exactly as the connector sends it: Content-Type, every provider parameter, file.
     let mut form = reqwest::multipart::Form::new().text("Content-Type", "text/plain");
     for (k, v) in st["providerParameters"].as_object().unwrap() {
-        form = form.text(k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        form = form.text(
+            k.clone(),
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string()),
+        );
     }
     let part = reqwest::multipart::Part::bytes(b"hello attachment".to_vec())
         .file_name("hello.txt")
@@ -449,7 +548,10 @@ async fn attachment_upload_then_note_create() {
     form = form.part("file", part);
     let resp = s.client.post(uri).multipart(form).send().await.unwrap();
     assert_eq!(resp.status(), 201);
-    let key = resp.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let key = resp.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(key.ends_with("hello.txt"));
 
     // A forged policy is refused.
@@ -457,13 +559,31 @@ async fn attachment_upload_then_note_create() {
         .text("key", "attachments/x/${filename}")
         .text("policy", "e30=")
         .text("x-emulator-signature", "00")
-        .part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"));
-    assert_eq!(s.client.post(uri).multipart(forged).send().await.unwrap().status(), 403);
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
+        );
+    assert_eq!(
+        s.client
+            .post(uri)
+            .multipart(forged)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     let req = s
-        .data(r#"mutation { requestCreate(input: {subject: "with file"}) { request { id } } }"#, json!({}))
+        .data(
+            r#"mutation { requestCreate(input: {subject: "with file"}) { request { id } } }"#,
+            json!({}),
+        )
         .await;
-    let rid = req["requestCreate"]["request"]["id"].as_str().unwrap().to_string();
+    let rid = req["requestCreate"]["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let note = "mutation($i: NoteCreateInput!) { noteCreate(input: $i) { errors { path message } note { id text textAttachments { nodes { filename size key expiringUrl } } } } }";
     let v = s
         .gql(note, json!({ "i": { "ownerId": rid, "text": "see file", "attachments": [ { "key": "nope" } ] } }))
@@ -489,7 +609,10 @@ async fn attachment_upload_then_note_create() {
     assert_eq!(&body[..], b"hello attachment");
     // The note shows up under the request.
     let d = s
-        .data("query($id: ID!) { node(id: $id) { ... on Request { notes { nodes { text } } } } }", json!({ "id": rid }))
+        .data(
+            "query($id: ID!) { node(id: $id) { ... on Request { notes { nodes { text } } } } }",
+            json!({ "id": rid }),
+        )
         .await;
     assert_eq!(d["node"]["notes"]["nodes"][0]["text"], "see file");
 }

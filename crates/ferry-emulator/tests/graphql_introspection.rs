@@ -72,23 +72,35 @@ fn sdl_signatures(sdl: &str) -> BTreeMap<String, Sig> {
             .collect::<BTreeSet<_>>()
     };
     for def in doc.definitions {
-        let TypeSystemDefinition::Type(t) = def else { continue };
+        let TypeSystemDefinition::Type(t) = def else {
+            continue;
+        };
         let t = t.node;
         let (kind, members) = match t.kind {
             TypeKind::Scalar => ("SCALAR", BTreeSet::new()),
             TypeKind::Object(o) => {
                 let mut m = fields_sig(&o.fields);
-                m.extend(o.implements.iter().map(|i| format!("implements {}", i.node)));
+                m.extend(
+                    o.implements
+                        .iter()
+                        .map(|i| format!("implements {}", i.node)),
+                );
                 ("OBJECT", m)
             }
             TypeKind::Interface(o) => ("INTERFACE", fields_sig(&o.fields)),
             TypeKind::Union(u) => (
                 "UNION",
-                u.members.iter().map(|m| format!("member {}", m.node)).collect(),
+                u.members
+                    .iter()
+                    .map(|m| format!("member {}", m.node))
+                    .collect(),
             ),
             TypeKind::Enum(e) => (
                 "ENUM",
-                e.values.iter().map(|v| format!("value {}", v.node.value.node)).collect(),
+                e.values
+                    .iter()
+                    .map(|v| format!("value {}", v.node.value.node))
+                    .collect(),
             ),
             TypeKind::InputObject(i) => (
                 "INPUT_OBJECT",
@@ -101,7 +113,12 @@ fn sdl_signatures(sdl: &str) -> BTreeMap<String, Sig> {
                             .as_ref()
                             .map(|d| format!("={}", d.node))
                             .unwrap_or_default();
-                        format!("input {}:{}{}", f.node.name.node, sdl_type(&f.node.ty.node), d)
+                        format!(
+                            "input {}:{}{}",
+                            f.node.name.node,
+                            sdl_type(&f.node.ty.node),
+                            d
+                        )
                     })
                     .collect(),
             ),
@@ -111,7 +128,10 @@ fn sdl_signatures(sdl: &str) -> BTreeMap<String, Sig> {
     out
 }
 
-fn intro_signatures(types: &[Value], interfaces_of: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Sig> {
+fn intro_signatures(
+    types: &[Value],
+    interfaces_of: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Sig> {
     let mut out = BTreeMap::new();
     for t in types {
         let name = t["name"].as_str().unwrap().to_string();
@@ -123,8 +143,16 @@ fn intro_signatures(types: &[Value], interfaces_of: &BTreeMap<String, Vec<String
                 .unwrap()
                 .iter()
                 .map(|a| {
-                    let d = a["defaultValue"].as_str().map(|d| format!("={d}")).unwrap_or_default();
-                    format!("{}:{}{}", a["name"].as_str().unwrap(), intro_type(&a["type"]), d)
+                    let d = a["defaultValue"]
+                        .as_str()
+                        .map(|d| format!("={d}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{}:{}{}",
+                        a["name"].as_str().unwrap(),
+                        intro_type(&a["type"]),
+                        d
+                    )
                 })
                 .collect();
             m.insert(format!(
@@ -135,8 +163,16 @@ fn intro_signatures(types: &[Value], interfaces_of: &BTreeMap<String, Vec<String
             ));
         }
         for f in t["inputFields"].as_array().into_iter().flatten() {
-            let d = f["defaultValue"].as_str().map(|d| format!("={d}")).unwrap_or_default();
-            m.insert(format!("input {}:{}{}", f["name"].as_str().unwrap(), intro_type(&f["type"]), d));
+            let d = f["defaultValue"]
+                .as_str()
+                .map(|d| format!("={d}"))
+                .unwrap_or_default();
+            m.insert(format!(
+                "input {}:{}{}",
+                f["name"].as_str().unwrap(),
+                intro_type(&f["type"]),
+                d
+            ));
         }
         for v in t["enumValues"].as_array().into_iter().flatten() {
             m.insert(format!("value {}", v["name"].as_str().unwrap()));
@@ -170,7 +206,9 @@ fn unreachable_types(sdl: &str) -> BTreeSet<String> {
     let mut all = BTreeSet::new();
     let mut implementors: Vec<(String, String)> = Vec::new();
     for def in doc.definitions {
-        let TypeSystemDefinition::Type(t) = def else { continue };
+        let TypeSystemDefinition::Type(t) = def else {
+            continue;
+        };
         let name = t.node.name.node.to_string();
         all.insert(name.clone());
         let e = edges.entry(name.clone()).or_default();
@@ -206,7 +244,12 @@ fn unreachable_types(sdl: &str) -> BTreeSet<String> {
         }
         stack.extend(edges.get(&t).into_iter().flatten().cloned());
         // Interfaces of a reachable object are reachable too.
-        stack.extend(implementors.iter().filter(|(_, o)| *o == t).map(|(i, _)| i.clone()));
+        stack.extend(
+            implementors
+                .iter()
+                .filter(|(_, o)| *o == t)
+                .map(|(i, _)| i.clone()),
+        );
     }
     all.difference(&seen).cloned().collect()
 }
@@ -238,7 +281,10 @@ async fn introspection_matches_the_sdl_type_for_type() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
-    eprintln!("build {build_time:?}, introspection {:?}", started.elapsed());
+    eprintln!(
+        "build {build_time:?}, introspection {:?}",
+        started.elapsed()
+    );
     assert!(v.get("errors").is_none(), "{}", v["errors"]);
     let schema = &v["data"]["__schema"];
     assert_eq!(schema["queryType"]["name"], "Query");
@@ -275,7 +321,10 @@ async fn introspection_matches_the_sdl_type_for_type() {
     assert_eq!(expected.len(), 1125, "the SDL declares 1,125 named types");
     let exp_names: BTreeSet<_> = expected.keys().collect();
     let act_names: BTreeSet<_> = actual.keys().collect();
-    let missing: BTreeSet<String> = exp_names.difference(&act_names).map(|s| s.to_string()).collect();
+    let missing: BTreeSet<String> = exp_names
+        .difference(&act_names)
+        .map(|s| s.to_string())
+        .collect();
     let extra: Vec<_> = act_names.difference(&exp_names).collect();
     assert!(extra.is_empty(), "types not in the SDL: {extra:?}");
     // async-graphql's introspection lists the types reachable from Query/Mutation; the SDL
@@ -284,7 +333,10 @@ async fn introspection_matches_the_sdl_type_for_type() {
     assert_eq!(missing, orphans, "only unreachable SDL types may be absent");
     assert_eq!(
         orphans,
-        BTreeSet::from(["DiscoveredItemStrategy".to_string(), "DiscoveredReferenceArrayStrategy".to_string()])
+        BTreeSet::from([
+            "DiscoveredItemStrategy".to_string(),
+            "DiscoveredReferenceArrayStrategy".to_string()
+        ])
     );
     let mut mismatches = Vec::new();
     for (name, sig) in expected.iter().filter(|(n, _)| !missing.contains(*n)) {

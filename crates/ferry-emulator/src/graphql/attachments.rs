@@ -109,7 +109,10 @@ pub(crate) fn storage_info(emu: &Emulator) -> Record {
     );
     let signature = sign(emu.attachments.secret(), &policy);
     let mut o = Record::new();
-    o.insert("uploadUri".into(), format!("{}/_emulator/attachments/upload", emu.base_url).into());
+    o.insert(
+        "uploadUri".into(),
+        format!("{}/_emulator/attachments/upload", emu.base_url).into(),
+    );
     o.insert("provider".into(), "local".into());
     o.insert(
         "providerParameters".into(),
@@ -126,7 +129,11 @@ pub(crate) fn storage_info(emu: &Emulator) -> Record {
 }
 
 fn upload_error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "errors": [ { "message": message.into() } ] }))).into_response()
+    (
+        status,
+        axum::Json(json!({ "errors": [ { "message": message.into() } ] })),
+    )
+        .into_response()
 }
 
 /// `POST /_emulator/attachments/upload`: multipart form with the provider parameters,
@@ -139,7 +146,12 @@ pub(crate) async fn upload(State(emu): State<Arc<Emulator>>, mut form: Multipart
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return upload_error(StatusCode::BAD_REQUEST, format!("invalid multipart body: {e}")),
+            Err(e) => {
+                return upload_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid multipart body: {e}"),
+                )
+            }
         };
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
@@ -148,7 +160,10 @@ pub(crate) async fn upload(State(emu): State<Arc<Emulator>>, mut form: Multipart
             match field.bytes().await {
                 Ok(b) => file = Some((filename, ct, b)),
                 Err(e) => {
-                    return upload_error(StatusCode::PAYLOAD_TOO_LARGE, format!("cannot read file: {e}"))
+                    return upload_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("cannot read file: {e}"),
+                    )
                 }
             }
         } else {
@@ -156,7 +171,9 @@ pub(crate) async fn upload(State(emu): State<Arc<Emulator>>, mut form: Multipart
                 Ok(t) => {
                     params.insert(name, t);
                 }
-                Err(e) => return upload_error(StatusCode::BAD_REQUEST, format!("invalid field: {e}")),
+                Err(e) => {
+                    return upload_error(StatusCode::BAD_REQUEST, format!("invalid field: {e}"))
+                }
             }
         }
     }
@@ -171,7 +188,10 @@ pub(crate) async fn upload(State(emu): State<Arc<Emulator>>, mut form: Multipart
         params.get("x-emulator-signature"),
         params.get("key"),
     ) else {
-        return upload_error(StatusCode::FORBIDDEN, "Access Denied: missing key, policy or signature");
+        return upload_error(
+            StatusCode::FORBIDDEN,
+            "Access Denied: missing key, policy or signature",
+        );
     };
     if sign(emu.attachments.secret(), policy) != *sig {
         return upload_error(StatusCode::FORBIDDEN, "Access Denied: invalid signature");
@@ -183,18 +203,33 @@ pub(crate) async fn upload(State(emu): State<Arc<Emulator>>, mut form: Multipart
     let Some(decoded) = decoded else {
         return upload_error(StatusCode::FORBIDDEN, "Access Denied: invalid policy");
     };
-    let exp = decoded.get("expiration").and_then(Json::as_i64).unwrap_or(0);
-    let prefix = decoded.get("key_prefix").and_then(Json::as_str).unwrap_or_default();
+    let exp = decoded
+        .get("expiration")
+        .and_then(Json::as_i64)
+        .unwrap_or(0);
+    let prefix = decoded
+        .get("key_prefix")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
     if exp < chrono::Utc::now().timestamp() {
         return upload_error(StatusCode::FORBIDDEN, "Access Denied: policy expired");
     }
     let safe_name: String = filename
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let key = key_tpl.replace("${filename}", &safe_name);
     if !key.starts_with(prefix) || key.contains("..") {
-        return upload_error(StatusCode::FORBIDDEN, "Access Denied: key outside the policy prefix");
+        return upload_error(
+            StatusCode::FORBIDDEN,
+            "Access Denied: key outside the policy prefix",
+        );
     }
     let content_type = params
         .get("Content-Type")
@@ -220,7 +255,10 @@ pub(crate) async fn upload(State(emu): State<Arc<Emulator>>, mut form: Multipart
 }
 
 /// `GET /_emulator/attachments/<key>`: download an uploaded file.
-pub(crate) async fn download(State(emu): State<Arc<Emulator>>, Path(key): Path<String>) -> Response {
+pub(crate) async fn download(
+    State(emu): State<Arc<Emulator>>,
+    Path(key): Path<String>,
+) -> Response {
     match emu.attachments.get(&key) {
         Some(f) => {
             let mut resp = Response::new(Body::from(f.data));

@@ -42,7 +42,10 @@ fn walk(model: &Model, parent: &str, set: &mut SelectionSet, cost: &mut u32) {
         match &mut item.node {
             Selection::Field(f) => {
                 let f = &mut f.node;
-                let Some(def) = model.get(parent).and_then(|t| t.fields.get(f.name.node.as_str())) else {
+                let Some(def) = model
+                    .get(parent)
+                    .and_then(|t| t.fields.get(f.name.node.as_str()))
+                else {
                     continue;
                 };
                 for (name, value) in &mut f.arguments {

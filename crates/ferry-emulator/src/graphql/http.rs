@@ -23,7 +23,11 @@ struct GqlBody {
 }
 
 fn json_error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "errors": [ { "message": message } ] }))).into_response()
+    (
+        status,
+        axum::Json(json!({ "errors": [ { "message": message } ] })),
+    )
+        .into_response()
 }
 
 /// `POST /` and `POST /graphql`.
@@ -51,11 +55,13 @@ pub(crate) async fn graphql(
     let model = &emu.gql.model;
     let mut variables = body.variables.unwrap_or(Json::Null);
     let mut cost = 1;
-    let parsed = async_graphql_parser::parse_query(&query).ok().map(|mut doc| {
-        cost = coerce_document(model, &mut doc);
-        coerce_variables(model, &doc, &mut variables);
-        doc
-    });
+    let parsed = async_graphql_parser::parse_query(&query)
+        .ok()
+        .map(|mut doc| {
+            cost = coerce_document(model, &mut doc);
+            coerce_variables(model, &doc, &mut variables);
+            doc
+        });
     let limits = emu.rate_limits();
     let mut rate = status.clone();
     rate.cost = cost;
@@ -86,7 +92,10 @@ pub(crate) async fn graphql(
     };
     let mut out = Response::new(axum::body::Body::from(bytes));
     let h = out.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     if let Ok(v) = uuid::Uuid::new_v4().to_string().parse() {
         h.insert("x-request-id", v);
     }

@@ -73,8 +73,9 @@ pub fn router() -> axum::Router<Arc<Emulator>> {
         .route("/graphql", post(http::graphql))
         .route(
             "/_emulator/attachments/upload",
-            post(attachments::upload)
-                .layer(axum::extract::DefaultBodyLimit::max(attachments::SIZE_LIMIT + 1024 * 1024)),
+            post(attachments::upload).layer(axum::extract::DefaultBodyLimit::max(
+                attachments::SIZE_LIMIT + 1024 * 1024,
+            )),
         )
         .route("/_emulator/attachments/{*key}", get(attachments::download))
 }

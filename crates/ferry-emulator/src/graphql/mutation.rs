@@ -61,7 +61,9 @@ impl MutationPlan {
         let record_type = model
             .types
             .values()
-            .filter(|t| model.is_record_type(&t.name) && field.name.starts_with(&lower_first(&t.name)))
+            .filter(|t| {
+                model.is_record_type(&t.name) && field.name.starts_with(&lower_first(&t.name))
+            })
             .max_by_key(|t| t.name.len())?
             .name
             .clone();
@@ -80,7 +82,10 @@ impl MutationPlan {
                 .values()
                 .find(|f| {
                     f.name != "errors"
-                        && matches!(model.kind(base_name(&f.ty)), Some(Kind::Object | Kind::Interface))
+                        && matches!(
+                            model.kind(base_name(&f.ty)),
+                            Some(Kind::Object | Kind::Interface)
+                        )
                 })
                 .map(|f| f.name.clone())
         });
@@ -168,7 +173,12 @@ impl MutationPlan {
                         fields.entry("person").or_insert_with(|| p.clone().into());
                     }
                 }
-                emu.create_record(&ctx.account, &self.record_type, fields, ctx.person_id.clone())
+                emu.create_record(
+                    &ctx.account,
+                    &self.record_type,
+                    fields,
+                    ctx.person_id.clone(),
+                )
             }
             Some(t) => {
                 let id = t.get("id").and_then(Json::as_str).unwrap_or_default();
@@ -250,12 +260,7 @@ fn plural_candidates(base: &str) -> Vec<String> {
     v
 }
 
-fn attachment_records(
-    emu: &Emulator,
-    key: &str,
-    value: &Json,
-    errors: &mut Errors,
-) -> Vec<Record> {
+fn attachment_records(emu: &Emulator, key: &str, value: &Json, errors: &mut Errors) -> Vec<Record> {
     let mut out = Vec::new();
     for (i, a) in value.as_array().into_iter().flatten().enumerate() {
         let k = a.get("key").and_then(Json::as_str).unwrap_or_default();
@@ -267,7 +272,10 @@ fn attachment_records(
                 r.insert("size".into(), (file.data.len() as u64).into());
                 r.insert(
                     "inline".into(),
-                    a.get("inline").and_then(Json::as_bool).unwrap_or(false).into(),
+                    a.get("inline")
+                        .and_then(Json::as_bool)
+                        .unwrap_or(false)
+                        .into(),
                 );
                 r.insert("contentType".into(), file.content_type.clone().into());
                 r.insert(
@@ -307,7 +315,10 @@ fn prepare(
                     .and_then(Json::as_str)
                     .is_none_or(|s| s.trim().is_empty());
                 if blank {
-                    errors.push((vec![f.to_string()], format!("{} can't be blank", capitalize(f))));
+                    errors.push((
+                        vec![f.to_string()],
+                        format!("{} can't be blank", capitalize(f)),
+                    ));
                 }
             }
         }
@@ -423,9 +434,15 @@ fn prepare(
     for (internal, recs) in note_attachments {
         match p.notes.iter_mut().find(|n| n.internal == internal) {
             Some(n) => n.attachments.extend(recs),
-            None => p
-                .attachments
-                .push((if internal { "internalNoteAttachments" } else { "noteAttachments" }.into(), recs)),
+            None => p.attachments.push((
+                if internal {
+                    "internalNoteAttachments"
+                } else {
+                    "noteAttachments"
+                }
+                .into(),
+                recs,
+            )),
         }
     }
     if errors.is_empty() {
@@ -481,8 +498,17 @@ fn apply_nested(emu: &Emulator, ctx: &Ctx, parent_id: &str, prep: &Prepared) {
         let mut fields = nested.prep.fields.clone();
         fields.insert("_owner".into(), parent_id.into());
         fields.insert("_field".into(), nested.field.clone().into());
-        let rec = emu.create_record(&ctx.account, &nested.typename, fields, ctx.person_id.clone());
-        let rid = rec.get("id").and_then(Json::as_str).unwrap_or_default().to_string();
+        let rec = emu.create_record(
+            &ctx.account,
+            &nested.typename,
+            fields,
+            ctx.person_id.clone(),
+        );
+        let rid = rec
+            .get("id")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
         apply_nested(emu, ctx, &rid, &nested.prep);
     }
 }

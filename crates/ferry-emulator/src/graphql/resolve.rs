@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::Value as Json;
 
 use super::model::{Kind, Model};
-use crate::{decode_node_id, Emulator, Record, RateStatus};
+use crate::{decode_node_id, Emulator, RateStatus, Record};
 
 /// Per-request data available to every resolver.
 pub(crate) struct Ctx {
@@ -228,7 +228,7 @@ pub(crate) fn records_of(emu: &Emulator, account: &str, types: &[String]) -> Vec
     for t in types {
         all.extend(emu.records.list_arc(account, t));
     }
-    all.sort_by(|a, b| created_key(a).cmp(&created_key(b)));
+    all.sort_by_key(|r| created_key(r));
     all
 }
 
@@ -380,7 +380,10 @@ fn order_key(emu: &Emulator, rec: &Record, field: &str) -> Json {
     if let Some(v) = rec.get(key) {
         return v.clone();
     }
-    let account = rec.get("_account").and_then(Json::as_str).unwrap_or_default();
+    let account = rec
+        .get("_account")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
     let follow = |stem: &str, target: &str| {
         rec.get(stem)
             .and_then(|r| deref(emu, account, r))
@@ -404,7 +407,12 @@ pub(crate) fn sort_records(emu: &Emulator, items: &mut Vec<Arc<Record>>, order: 
     }
     let mut keyed: Vec<(Vec<Json>, Arc<Record>)> = items
         .drain(..)
-        .map(|r| (order.iter().map(|(f, _)| order_key(emu, &r, f)).collect(), r))
+        .map(|r| {
+            (
+                order.iter().map(|(f, _)| order_key(emu, &r, f)).collect(),
+                r,
+            )
+        })
         .collect();
     keyed.sort_by(|(a, _), (b, _)| {
         for (i, (_, desc)) in order.iter().enumerate() {
@@ -445,10 +453,7 @@ pub(crate) fn nested_records(
         .and_then(Json::as_str)
         .unwrap_or_default();
     if let Some(Json::Array(list)) = parent.get(field) {
-        return list
-            .iter()
-            .filter_map(|v| deref(emu, account, v))
-            .collect();
+        return list.iter().filter_map(|v| deref(emu, account, v)).collect();
     }
     let Some(pid) = parent.get("id").and_then(Json::as_str) else {
         return Vec::new();
@@ -500,23 +505,59 @@ mod tests {
     #[test]
     fn paging_first_after_last() {
         let items: Vec<_> = (0..10).map(|i| rec(json!({ "n": i }))).collect();
-        let p = paginate(items.clone(), &Paging { first: Some(3), ..Default::default() }, false).unwrap();
+        let p = paginate(
+            items.clone(),
+            &Paging {
+                first: Some(3),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
         assert_eq!(p.items.len(), 3);
         assert!(p.has_next && !p.has_prev);
         let after = encode_cursor(8);
         let p = paginate(
             items.clone(),
-            &Paging { first: Some(3), after: Some(after), ..Default::default() },
+            &Paging {
+                first: Some(3),
+                after: Some(after),
+                ..Default::default()
+            },
             false,
         )
         .unwrap();
         assert_eq!(p.items.len(), 1);
         assert_eq!(p.items[0]["n"], 9);
         assert!(!p.has_next && p.has_prev);
-        let p = paginate(items.clone(), &Paging { last: Some(2), ..Default::default() }, false).unwrap();
+        let p = paginate(
+            items.clone(),
+            &Paging {
+                last: Some(2),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
         assert_eq!(p.offset, 8);
-        assert!(paginate(items.clone(), &Paging { first: Some(0), ..Default::default() }, false).is_err());
-        assert!(paginate(items, &Paging { first: Some(101), ..Default::default() }, false).is_err());
+        assert!(paginate(
+            items.clone(),
+            &Paging {
+                first: Some(0),
+                ..Default::default()
+            },
+            false
+        )
+        .is_err());
+        assert!(paginate(
+            items,
+            &Paging {
+                first: Some(101),
+                ..Default::default()
+            },
+            false
+        )
+        .is_err());
     }
 
     #[test]
@@ -524,15 +565,27 @@ mod tests {
         let r = rec(json!({ "status": "assigned", "n": 5, "disabled": false,
                              "createdAt": "2026-01-02T00:00:00Z", "tags": ["a", "b"] }));
         let f = |v: Json| matches_filter(&r, v.as_object().unwrap());
-        assert!(f(json!({ "status": { "values": ["assigned", "completed"] } })));
-        assert!(!f(json!({ "status": { "values": ["assigned"], "negate": true } })));
-        assert!(f(json!({ "n": { "greaterThan": 4, "lessThanOrEqualTo": 5 } })));
+        assert!(f(
+            json!({ "status": { "values": ["assigned", "completed"] } })
+        ));
+        assert!(!f(
+            json!({ "status": { "values": ["assigned"], "negate": true } })
+        ));
+        assert!(f(
+            json!({ "n": { "greaterThan": 4, "lessThanOrEqualTo": 5 } })
+        ));
         assert!(!f(json!({ "n": { "greaterThan": 5 } })));
-        assert!(f(json!({ "createdAt": { "greaterThan": "2026-01-01T23:00:00-02:00" } }) ) == false);
-        assert!(f(json!({ "createdAt": { "lessThan": "2026-01-02T00:00:01Z" } })));
+        assert!(!f(
+            json!({ "createdAt": { "greaterThan": "2026-01-01T23:00:00-02:00" } })
+        ));
+        assert!(f(
+            json!({ "createdAt": { "lessThan": "2026-01-02T00:00:01Z" } })
+        ));
         assert!(f(json!({ "disabled": false })));
         assert!(f(json!({ "missing": { "values": [null] } })));
         assert!(f(json!({ "tags": { "values": ["b"] } })));
-        assert!(f(json!({ "customFilters": [{ "name": "x", "values": ["y"] }] })));
+        assert!(f(
+            json!({ "customFilters": [{ "name": "x", "values": ["y"] }] })
+        ));
     }
 }

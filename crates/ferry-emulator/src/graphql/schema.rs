@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Directive, Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue,
-    Interface, InterfaceField, Object, ResolverContext, Scalar, Schema, TypeRef, Union,
+    Directive, Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface,
+    InterfaceField, Object, ResolverContext, Scalar, Schema, TypeRef, Union,
 };
 use async_graphql::{Error, Value};
 use async_graphql_parser::types::{BaseType, Type};
@@ -16,20 +16,35 @@ use super::model::{base_name, Kind, Model};
 use super::mutation;
 use super::resolve::{
     account_object, concrete_types, deref, encode_cursor, enum_value, json_to_value,
-    matches_filter, nested_records, node_by_id, paginate, record_value, records_of,
-    sort_records, value_to_json, ConnPage, Ctx, EdgeVal, Paging,
+    matches_filter, nested_records, node_by_id, paginate, record_value, records_of, sort_records,
+    value_to_json, ConnPage, Ctx, EdgeVal, Paging,
 };
 use crate::{EmulatorError, Record};
 
 /// How a field is resolved.
 #[derive(Debug)]
 enum Plan {
-    Scalar { key: String },
-    Enum { key: String, ty: String },
-    Ref { key: String, abstract_ty: bool },
+    Scalar {
+        key: String,
+    },
+    Enum {
+        key: String,
+        ty: String,
+    },
+    Ref {
+        key: String,
+        abstract_ty: bool,
+    },
     AccountRef,
-    NestedConn { key: String, types: Vec<String>, abstract_items: bool },
-    RootConn { types: Vec<String>, abstract_items: bool },
+    NestedConn {
+        key: String,
+        types: Vec<String>,
+        abstract_items: bool,
+    },
+    RootConn {
+        types: Vec<String>,
+        abstract_items: bool,
+    },
     ConnNodes,
     ConnEdges,
     ConnPageInfo,
@@ -108,9 +123,9 @@ fn plan_for(model: &Model, owner: &str, field: &super::model::FieldDef) -> Plan 
             _ => {}
         }
     }
-    let is_edge = model
-        .get(owner)
-        .is_some_and(|t| t.fields.contains_key("cursor") && t.fields.contains_key("node") && owner.ends_with("Edge"));
+    let is_edge = model.get(owner).is_some_and(|t| {
+        t.fields.contains_key("cursor") && t.fields.contains_key("node") && owner.ends_with("Edge")
+    });
     if is_edge {
         match field.name.as_str() {
             "cursor" => return Plan::EdgeCursor,
@@ -181,7 +196,9 @@ fn conn_value(page: ConnPage) -> Option<FieldValue<'static>> {
 
 /// A list of objects. The dynamic schema cannot return `null` items in object lists, so
 /// unresolvable items are left out.
-fn list_of(items: impl IntoIterator<Item = Option<FieldValue<'static>>>) -> Option<FieldValue<'static>> {
+fn list_of(
+    items: impl IntoIterator<Item = Option<FieldValue<'static>>>,
+) -> Option<FieldValue<'static>> {
     Some(FieldValue::list(items.into_iter().flatten()))
 }
 
@@ -218,12 +235,13 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                 .and_then(Json::as_str)
                 .unwrap_or(&ctx.account);
             match rec.get(key.as_str()) {
-                Some(Json::Array(list)) => list_of(
-                    list.iter()
-                        .map(|v| deref(&ctx.emu, account, v).and_then(|r| record_value(r, *abstract_ty))),
-                )
+                Some(Json::Array(list)) => list_of(list.iter().map(|v| {
+                    deref(&ctx.emu, account, v).and_then(|r| record_value(r, *abstract_ty))
+                }))
                 .map_or(ok(None), |v| ok(Some(v))),
-                Some(v) => ok(deref(&ctx.emu, account, v).and_then(|r| record_value(r, *abstract_ty))),
+                Some(v) => {
+                    ok(deref(&ctx.emu, account, v).and_then(|r| record_value(r, *abstract_ty)))
+                }
                 None => ok(None),
             }
         }
@@ -346,7 +364,10 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
             ok(record_value(edge.node.clone(), edge.abstract_item))
         }
         Plan::Node => {
-            let id = rctx.args.get("id").and_then(|v| v.string().ok().map(str::to_string));
+            let id = rctx
+                .args
+                .get("id")
+                .and_then(|v| v.string().ok().map(str::to_string));
             ok(id
                 .and_then(|id| node_by_id(&ctx.emu, &ctx.account, &id))
                 .and_then(|r| record_value(r, true)))
@@ -412,7 +433,10 @@ pub(crate) fn build_schema(model: &Model) -> Result<Schema, EmulatorError> {
     for t in model.types.values() {
         match t.kind {
             Kind::Scalar => {
-                if !matches!(t.name.as_str(), "Int" | "Float" | "String" | "Boolean" | "ID") {
+                if !matches!(
+                    t.name.as_str(),
+                    "Int" | "Float" | "String" | "Boolean" | "ID"
+                ) {
                     builder = builder.register(Scalar::new(t.name.clone()));
                 }
             }
