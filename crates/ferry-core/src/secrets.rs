@@ -566,6 +566,36 @@ mod tests {
     }
 
     #[test]
+    fn garbage_never_panics() {
+        let s = secrets();
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for len in 0..400 {
+            let body: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % 64) as usize] as char
+                })
+                .collect();
+            let t = format!("{ENVELOPE_PREFIX}{body}");
+            assert!(s.open(&t).is_err(), "len {len}");
+            let _ = is_envelope(&t);
+            let _ = redact_str(&t);
+        }
+        // A well-formed payload with another version byte is not an envelope.
+        let mut p = vec![2u8];
+        p.extend_from_slice(&[0u8; MIN_PAYLOAD]);
+        let t = format!(
+            "{ENVELOPE_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p)
+        );
+        assert!(!is_envelope(&t));
+        assert!(matches!(s.open(&t), Err(SecretsError::Malformed(_))));
+    }
+
+    #[test]
     fn debug_never_shows_key() {
         let s = Secrets::from_master_key(&[0xAB; 32]);
         let d = format!("{s:?}");
