@@ -1209,6 +1209,17 @@ async fn app_install_secrets_and_automation_rule() {
     );
     assert_eq!(c["data"]["object_nodeID"], inst["app_instance"]["nodeID"]);
 
+    // the instance is a record of the provider account, visible through GraphQL
+    let data = e
+        .gql("{ appInstances { nodes { id suspended customerAccount { id url } customerRepresentative { name } appOffering { reference } } } }")
+        .await;
+    let node = &data["appInstances"]["nodes"][0];
+    assert_eq!(node["id"], inst["app_instance"]["nodeID"]);
+    assert_eq!(node["customerAccount"]["id"], "widget");
+    assert_eq!(node["customerAccount"]["url"], customer_iss);
+    assert_eq!(node["customerRepresentative"]["name"], "Emulator Admin");
+    assert_eq!(node["appOffering"]["reference"], "phone");
+
     // the customer credentials give a token for the customer account
     let tok: Value = e
         .http

@@ -53,7 +53,7 @@ pub(crate) fn instance_payload(emu: &Emulator, instance: &Record, _deleted: bool
     if let Some(o) = offering.as_object_mut() {
         o.insert("updated".into(), json!(rec_bool(instance, "_updated")));
     }
-    let representative = rec_str(instance, "customerRepresentative")
+    let representative = rec_str(instance, "_customerRepresentative")
         .map(|p| reference_object(emu, p))
         .unwrap_or(Value::Null);
     json!({
@@ -185,7 +185,7 @@ fn send_secrets(
         json!(rec_str(instance, "_customerAccount")),
     );
     payload.extend(parts);
-    let person = rec_str(instance, "customerRepresentative").map(str::to_string);
+    let person = rec_str(instance, "_customerRepresentative").map(str::to_string);
     delivery::fire_event(
         emu,
         &ctx.provider,
@@ -324,9 +324,22 @@ async fn install(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<V
     };
     let mut inst = Record::new();
     inst.insert("appOffering".into(), json!(rec_str(&ctx.offering, "id")));
-    inst.insert("customerAccount".into(), json!(customer));
+    // Account and the customer's Person live outside the provider account: embed them as
+    // objects so that GraphQL can show them to the provider.
+    inst.insert(
+        "customerAccount".into(),
+        json!({"__typename": "Account", "id": cust.id, "name": cust.name,
+               "url": account_url(&emu, &cust.id)}),
+    );
     inst.insert("_customerAccount".into(), json!(customer));
-    inst.insert("customerRepresentative".into(), json!(cust.admin_person_id));
+    inst.insert(
+        "_customerRepresentative".into(),
+        json!(cust.admin_person_id),
+    );
+    if let Some(mut person) = emu.records.get(&cust.admin_person_id) {
+        person.retain(|k, _| !k.starts_with('_'));
+        inst.insert("customerRepresentative".into(), Value::Object(person));
+    }
     inst.insert("disabled".into(), json!(false));
     inst.insert("enabledByCustomer".into(), json!(true));
     inst.insert("suspended".into(), json!(false));
@@ -418,7 +431,7 @@ async fn update(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<Va
         patch.insert("customFields".into(), cf);
     }
     let id = rec_str(&inst, "id").unwrap_or_default().to_string();
-    let person = rec_str(&inst, "customerRepresentative").map(str::to_string);
+    let person = rec_str(&inst, "_customerRepresentative").map(str::to_string);
     let after = emu
         .update_record(&id, patch, person)
         .ok_or_else(ApiError::not_found)?;
@@ -469,7 +482,7 @@ async fn uninstall(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json
         }
     }
     let id = rec_str(&inst, "id").unwrap_or_default().to_string();
-    let person = rec_str(&inst, "customerRepresentative").map(str::to_string);
+    let person = rec_str(&inst, "_customerRepresentative").map(str::to_string);
     emu.delete_record(&id, person)
         .ok_or_else(ApiError::not_found)?;
     Ok(Json(
