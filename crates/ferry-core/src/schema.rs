@@ -96,7 +96,7 @@ impl FieldType {
         }
     }
 
-    /// The class name used in "Type of field … invalid, expected <X> found <Y>." messages, or
+    /// The class name used in "Type of field … invalid, expected `X` found `Y`." messages, or
     /// `None` for `any` (which accepts everything).
     pub fn class_name(self) -> Option<&'static str> {
         Some(match self {

@@ -21,8 +21,9 @@
 //! data key and fresh nonces, so sealing the same plaintext twice gives different envelopes.
 //!
 //! The base64url alphabet has no `.`, `"`, space or `:`, so an envelope embedded in a header
-//! (`Bearer fsec1.…`), a JSON string or `user:fsec1.…` ends unambiguously at the next such
-//! character.
+//! (`Bearer fsec1.…`), a JSON string or `user:fsec1.…` ends at the next such character. Text
+//! glued directly after an envelope is handled by [`Secrets::reveal_in`] (see there); for
+//! redaction it is simply redacted along with the envelope.
 //!
 //! # Master key
 //!
@@ -45,6 +46,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// Prefix of every envelope (including the separating dot).
 pub const ENVELOPE_PREFIX: &str = "fsec1.";
+/// How many base64url characters glued to the end of an envelope [`Secrets::reveal_in`] tolerates.
+pub const MAX_GLUED_SUFFIX: usize = 32;
 /// Text that replaces an envelope in redacted output.
 pub const REDACTED: &str = "[secret]";
 /// Name of the environment variable holding the master key.
@@ -243,17 +246,40 @@ impl Secrets {
 
     /// Replace every envelope embedded anywhere in `text` by its plaintext, e.g.
     /// `"Bearer fsec1.…"` → `"Bearer s3cr3t"`. Fails if any envelope does not open.
+    ///
+    /// An envelope directly followed by base64url characters (`fsec1.…abc`) is found too: when the
+    /// whole token does not open, up to [`MAX_GLUED_SUFFIX`] trailing characters are given back
+    /// to the surrounding text until it does (GCM authentication rules out a wrong split).
     pub fn reveal_in(&self, text: &str) -> Result<Zeroizing<String>, SecretsError> {
         let mut out = Zeroizing::new(String::with_capacity(text.len()));
         let mut last = 0;
         for m in ENVELOPE_RE.find_iter(text) {
             out.push_str(&text[last..m.start()]);
-            let plain = self.open(m.as_str())?;
+            let (plain, used) = self.open_prefix(m.as_str())?;
             out.push_str(&plain);
+            out.push_str(&m.as_str()[used..]);
             last = m.end();
         }
         out.push_str(&text[last..]);
         Ok(out)
+    }
+
+    /// Open `token`, or its longest prefix that opens when characters were glued to its end.
+    /// Returns the plaintext and the length of the prefix used.
+    fn open_prefix(&self, token: &str) -> Result<(Zeroizing<String>, usize), SecretsError> {
+        let first_err = match self.open(token) {
+            Ok(p) => return Ok((p, token.len())),
+            Err(e) => e,
+        };
+        let min = ENVELOPE_PREFIX.len() + MIN_ENCODED;
+        let shortest = token.len().saturating_sub(MAX_GLUED_SUFFIX).max(min);
+        for end in (shortest..token.len()).rev() {
+            // The token is ASCII (prefix + base64url), so every index is a char boundary.
+            if let Ok(p) = self.open(&token[..end]) {
+                return Ok((p, end));
+            }
+        }
+        Err(first_err)
     }
 
     /// Recursively reveal every string (not object keys) in a JSON value.
@@ -618,6 +644,11 @@ mod tests {
         );
         let bad = format!("Bearer {}", &tok[..tok.len() - 2]);
         assert!(s.reveal_in(&bad).is_err());
+        // Text glued directly to an envelope is given back.
+        let glued = format!("/{tok}abc_-9/{pw}Z");
+        assert_eq!(s.reveal_in(&glued).unwrap().as_str(), "/s3cr3tabc_-9/pwZ");
+        let too_much = format!("{tok}{}", "a".repeat(MAX_GLUED_SUFFIX + 1));
+        assert!(s.reveal_in(&too_much).is_err());
 
         let v = json!({"a": tok, "b": [1, {"c": format!("x {pw} y")}], "d": null});
         assert_eq!(
