@@ -616,3 +616,37 @@ async fn attachment_upload_then_note_create() {
         .await;
     assert_eq!(d["node"]["notes"]["nodes"][0]["text"], "see file");
 }
+
+#[tokio::test]
+async fn seed_from_yaml_file_with_refs() {
+    let s = start(RateLimits::disabled()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.yaml");
+    std::fs::write(
+        &path,
+        "records:\n  Team:\n    - ref: ops\n      name: Operations\n  Person:\n    - ref: ann\n      name: Ann\n      teams: [ { $ref: ops } ]\n  Request:\n    - subject: Broken\n      status: waiting_for\n      requestedFor: { $ref: ann }\n      team: { $ref: ops }\n",
+    )
+    .unwrap();
+    let summary = s.emu.seed_from_file("wdc", &path).unwrap();
+    assert_eq!(summary.created, 3);
+    let d = s
+        .data("{ requests { nodes { subject status requestedFor { name teams { totalCount nodes { name } } } team { name } } } }", json!({}))
+        .await;
+    let r = &d["requests"]["nodes"][0];
+    assert_eq!(r["status"], "waiting_for");
+    assert_eq!(r["requestedFor"]["name"], "Ann");
+    assert_eq!(r["requestedFor"]["teams"]["totalCount"], 1);
+    assert_eq!(r["requestedFor"]["teams"]["nodes"][0]["name"], "Operations");
+    assert_eq!(r["team"]["name"], "Operations");
+    // Invalid documents are rejected before anything is created.
+    let err = s
+        .emu
+        .seed_from_value("wdc", &json!({ "records": { "NoSuchType": [ {} ] } }))
+        .unwrap_err();
+    assert!(err.to_string().contains("NoSuchType"));
+    let err = s
+        .emu
+        .seed_from_value("wdc", &json!({ "records": { "Team": [ { "name": "x", "manager": { "$ref": "missing" } } ] } }))
+        .unwrap_err();
+    assert!(err.to_string().contains("missing"));
+}

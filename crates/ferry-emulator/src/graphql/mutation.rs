@@ -123,9 +123,16 @@ impl MutationPlan {
             Op::Create => None,
             Op::Update | Op::Delete => {
                 let id = input.get("id").and_then(Json::as_str).unwrap_or_default();
+                // Unknown ids, ids of other accounts and ids of other types are all
+                // "Not Found", the message clients use to detect a vanished record.
                 match node_by_id(emu, &ctx.account, id) {
-                    Some(r) => Some(r),
-                    None => return Err("Not Found".into()),
+                    Some(r)
+                        if r.get("__typename").and_then(Json::as_str)
+                            == Some(self.record_type.as_str()) =>
+                    {
+                        Some(r)
+                    }
+                    _ => return Err("Not Found".into()),
                 }
             }
         };

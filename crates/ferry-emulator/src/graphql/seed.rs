@@ -67,6 +67,22 @@ impl Emulator {
                 }
             }
         }
+        // Every `$ref` must name a `ref` label of the document.
+        let labels: std::collections::HashSet<&str> = records
+            .values()
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|r| r.get("ref").and_then(Value::as_str))
+            .collect();
+        for list in records.values().filter_map(Value::as_array) {
+            for r in list.iter().filter_map(Value::as_object) {
+                for v in r.values() {
+                    if let Some(missing) = first_unknown_ref(v, &labels) {
+                        return Err(EmulatorError::Seed(format!("unknown ref '{missing}'")));
+                    }
+                }
+            }
+        }
         let mut summary = SeedSummary::default();
         let mut pending: Vec<(String, Record)> = Vec::new();
         for (typename, list) in records {
@@ -136,6 +152,18 @@ fn ref_label(v: &Value) -> Option<&str> {
         return None;
     }
     o.get("$ref").and_then(Value::as_str)
+}
+
+fn first_unknown_ref<'a>(
+    v: &'a Value,
+    labels: &std::collections::HashSet<&str>,
+) -> Option<&'a str> {
+    if let Some(l) = ref_label(v) {
+        return (!labels.contains(l)).then_some(l);
+    }
+    v.as_array()?
+        .iter()
+        .find_map(|x| first_unknown_ref(x, labels))
 }
 
 fn contains_ref(v: &Value) -> bool {
