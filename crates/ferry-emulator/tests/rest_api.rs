@@ -1155,7 +1155,8 @@ async fn app_install_secrets_and_automation_rule() {
                 "webhookUriTemplate": format!("{}/automation?customer_account_id={{account}}", rcv.base),
                 "policyJwtAlg": "es256", "policyJwtAudience": "phone-app",
                 "scopes": [{"actions": ["read"], "effect": "allow", "grantType": "client_credentials"}]},
-              "automation_rules": [{"name": "Notify", "trigger": "on note added"}]}),
+              "automation_rules": [{"name": "Notify", "trigger": "request.create",
+                                    "actions": [{"name": "foo", "value": "from the rule"}]}]}),
         )
         .await;
     assert!(offering["nodeID"].is_string());
@@ -1274,6 +1275,30 @@ async fn app_install_secrets_and_automation_rule() {
         &v
     )
     .is_err());
+
+    // the offering's automation rule runs in the customer account on its trigger event,
+    // here a request created through GraphQL with the customer's OAuth token
+    let r = e
+        .http
+        .post(e.url("/graphql"))
+        .bearer_auth(&customer_token)
+        .header("X-Xurrent-Account", "widget")
+        .json(&json!({"query": "mutation { requestCreate(input: {subject: \"Phone broken\"}) { request { id } } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let rid = body["data"]["requestCreate"]["request"]["id"].clone();
+    assert!(rid.is_string(), "{body}");
+    let ar = rcv
+        .wait_for(1, move |m| {
+            m["event"] == "automation_rule" && m["object_nodeID"] == rid
+        })
+        .await;
+    let claims = verify_es256(&ar[0].body, &customer_pem, Some("phone-app"));
+    assert_eq!(claims["data"]["payload"]["foo"], "from the rule");
+    assert_eq!(claims["data"]["payload"]["customer_account_id"], "widget");
 
     // update with new secrets → app_instance.update + secrets-update with only the secrets
     e.control(

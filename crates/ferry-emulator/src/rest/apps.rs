@@ -66,6 +66,84 @@ pub(crate) fn instance_payload(emu: &Emulator, instance: &Record, _deleted: bool
     })
 }
 
+/// Run the automation rules of installed offerings for `event` on `object` in the customer
+/// `account`: every `AppOfferingAutomationRule` whose `trigger` names the event (wire spelling,
+/// e.g. `request.create`, or the GraphQL enum name) sends an `automation_rule` message to the
+/// customer webhook of the app instance. The rule's `actions` (`[{name, value}]`) become payload
+/// keys. Suspended or disabled instances do not run rules. Returns the number of messages.
+pub(crate) fn run_automation_rules(
+    emu: &Arc<Emulator>,
+    account: &str,
+    event: &str,
+    object: &Record,
+) -> usize {
+    let providers: Vec<String> = emu.accounts.read().keys().cloned().collect();
+    let mut sent = 0;
+    for provider in providers {
+        for inst in emu.records.list(&provider, "AppInstance") {
+            if rec_str(&inst, "_customerAccount") != Some(account)
+                || rec_bool(&inst, "suspended")
+                || rec_bool(&inst, "disabled")
+            {
+                continue;
+            }
+            let Some(offering_id) = rec_str(&inst, "appOffering") else {
+                continue;
+            };
+            let Some(webhook) = rec_str(&inst, "webhook").and_then(|w| emu.records.get(w)) else {
+                continue;
+            };
+            if rec_bool(&webhook, "disabled") {
+                continue;
+            }
+            for rule in emu.records.list(&provider, "AppOfferingAutomationRule") {
+                let triggered = rec_str(&rule, "appOffering") == Some(offering_id)
+                    && rec_str(&rule, "trigger").and_then(super::events::normalize_event)
+                        == Some(event);
+                if !triggered {
+                    continue;
+                }
+                let mut payload = Map::new();
+                payload.insert("app_offering".into(), offering_summary(emu, &inst));
+                payload.insert("customer_account_id".into(), json!(account));
+                for action in rule
+                    .get("actions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(name) = action.get("name").and_then(Value::as_str) {
+                        payload.insert(
+                            name.to_string(),
+                            action.get("value").cloned().unwrap_or(Value::Null),
+                        );
+                    }
+                }
+                let person = emu.account(account).map(|a| a.admin_person_id);
+                let message = delivery::build_message(
+                    emu,
+                    &webhook,
+                    "automation_rule",
+                    Some((rec_seq(object), rec_str(object, "id").unwrap_or_default())),
+                    person.as_deref(),
+                    Value::Object(payload),
+                );
+                let link = delivery::object_link(emu, object);
+                delivery::spawn_delivery(
+                    emu.clone(),
+                    webhook.clone(),
+                    "automation_rule".into(),
+                    message,
+                    link,
+                    None,
+                );
+                sent += 1;
+            }
+        }
+    }
+    sent
+}
+
 /// Body of the install / update / suspend / uninstall / automation rule endpoints.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

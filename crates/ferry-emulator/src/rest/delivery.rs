@@ -141,6 +141,7 @@ pub(crate) fn handle_change(emu: &Arc<Emulator>, change: RecordChange) {
                     payload,
                     reference.as_deref(),
                 );
+                super::apps::run_automation_rules(emu, &change.account, event, object);
             }
         }
     }
@@ -296,6 +297,7 @@ fn note_added(emu: &Arc<Emulator>, note: &Record, person_id: Option<&str>) {
         Value::Object(payload),
         None,
     );
+    super::apps::run_automation_rules(emu, &account, event, &owner);
 }
 
 /// Does `webhook` subscribe to `event` (stored as wire value or GraphQL enum name)?
