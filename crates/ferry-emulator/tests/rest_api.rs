@@ -721,6 +721,25 @@ async fn status_team_and_note_events() {
     assert_eq!(n[0].body["person_name"], "Emulator Admin");
     // unsigned bodies are plain JSON
     assert!(n[0].body.get("jwt").is_none());
+    // a recorded delivery can be re-sent; the copy names its origin
+    let recs = e.deliveries("?event=request.note-added").await;
+    assert_eq!(recs.len(), 1);
+    let r = e
+        .http
+        .post(e.url(&format!("/_emulator/deliveries/{}/resend", recs[0]["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let again = rcv.wait_for(2, event_is("request.note-added")).await;
+    assert_eq!(
+        again[1].headers["x-xurrent-delivery-origin"],
+        recs[0]["delivery"].as_str().unwrap()
+    );
+    assert_ne!(
+        again[1].headers["x-xurrent-delivery"],
+        recs[0]["delivery"].as_str().unwrap()
+    );
 }
 
 #[tokio::test]
