@@ -19,7 +19,7 @@ const TASKS: usize = 50;
 
 fn payload() -> Value {
     // About 1.5 KB of JSON once serialized.
-    let items: Vec<Value> = (0..12)
+    let items: Vec<Value> = (0..9)
         .map(|i| {
             json!({
                 "id": i,

@@ -647,3 +647,53 @@ async fn usable_as_trait_object() {
     store.insert_job(j).await.unwrap();
     assert_eq!(store.get_job(id).await.unwrap().unwrap().id, id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_resolve_to_one_job() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(open(&dir).await);
+    let mut handles = Vec::new();
+    for i in 0..300usize {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut j = if i % 3 == 0 {
+                keyed("K")
+            } else {
+                job("s", "r")
+            };
+            // One event delivered 100 times, mixed with 200 distinct events.
+            if i % 3 == 1 {
+                j.dedup_key = Some("same-event".into());
+            } else {
+                j.dedup_key = Some(format!("event-{i}"));
+            }
+            let id = j.id;
+            (i, id, store.insert_job(j).await.unwrap())
+        }));
+    }
+    let mut created_same = Vec::new();
+    let mut dup_targets = Vec::new();
+    for h in handles {
+        let (i, id, outcome) = h.await.unwrap();
+        match (i % 3 == 1, outcome) {
+            (true, InsertOutcome::Created) => created_same.push(id),
+            (true, InsertOutcome::Duplicate { existing }) => dup_targets.push(existing),
+            (false, InsertOutcome::Created) => {}
+            (false, other) => panic!("distinct event {i} not created: {other:?}"),
+        }
+    }
+    assert_eq!(created_same.len(), 1);
+    assert_eq!(dup_targets.len(), 99);
+    assert!(dup_targets.iter().all(|e| *e == created_same[0]));
+    let counts = store.count_by_status().await.unwrap();
+    assert!(counts.contains(&(JobStatus::Queued, 201)));
+    // Keyed jobs still run one at a time.
+    let mut keyed_running = 0;
+    while let Some(j) = store.claim_job("w", Utc::now(), LEASE).await.unwrap() {
+        if j.concurrency_key.is_some() {
+            keyed_running += 1;
+        }
+    }
+    assert_eq!(keyed_running, 1);
+    store.close().await;
+}

@@ -6,7 +6,7 @@ mod writer;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, JOB_COLS, STEP_COLS};
@@ -29,6 +29,10 @@ use crate::{
 const QUEUE_CAPACITY: usize = 16_384;
 /// Connections in the read pool.
 const READ_CONNECTIONS: u32 = 4;
+/// WAL size (pages) at which the writer checkpoints by itself.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+/// How often the background checkpointer looks for new writes.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,7 +51,40 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     read: SqlitePool,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
     counters: Arc<Counters>,
+}
+
+/// Run a passive WAL checkpoint on its own connection whenever there were writes since the
+/// last one. Passive checkpoints never block the writer or readers.
+async fn checkpointer(
+    mut conn: SqliteConnection,
+    counters: Weak<Counters>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+        }
+        let Some(c) = counters.upgrade() else { break };
+        let now = c.commands.load(Ordering::Relaxed);
+        drop(c);
+        if now == last {
+            continue;
+        }
+        last = now;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+    if let Err(e) = conn.close().await {
+        tracing::warn!(error = %e, "closing the checkpoint connection failed");
+    }
 }
 
 /// Group-commit statistics of a [`SqliteStore`] since it was opened.
@@ -83,8 +120,20 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .disable_statement_logging();
 
-        let mut conn: SqliteConnection = base.clone().create_if_missing(true).connect().await?;
+        // The writer leaves WAL checkpoints to the background checkpointer (so that commits never
+        // wait for the copy and fsync of a checkpoint); the high auto-checkpoint threshold only
+        // bounds the WAL should the checkpointer fall behind.
+        let mut conn: SqliteConnection = base
+            .clone()
+            .create_if_missing(true)
+            .pragma(
+                "wal_autocheckpoint",
+                WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+            )
+            .connect()
+            .await?;
         sqlx::migrate!().run(&mut conn).await?;
+        let ckpt_conn: SqliteConnection = base.clone().connect().await?;
 
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
@@ -96,12 +145,15 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(Counters::default());
         let handle = tokio::spawn(writer::run(conn, rx, opts.max_batch, counters.clone()));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let ckpt = tokio::spawn(checkpointer(ckpt_conn, Arc::downgrade(&counters), stop_rx));
         tracing::debug!(path = %path.display(), sync_full = opts.sync_full, "store opened");
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 tx,
                 read,
                 writer: Mutex::new(Some(handle)),
+                checkpointer: Mutex::new(Some((stop_tx, ckpt))),
                 counters,
             }),
         })
@@ -117,6 +169,12 @@ impl SqliteStore {
         if let Some(handle) = self.inner.writer.lock().await.take() {
             if let Err(e) = handle.await {
                 tracing::warn!(error = %e, "store writer task ended abnormally");
+            }
+        }
+        if let Some((stop, handle)) = self.inner.checkpointer.lock().await.take() {
+            let _ = stop.send(());
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "store checkpoint task ended abnormally");
             }
         }
         self.inner.read.close().await;

@@ -9,7 +9,7 @@
 //! is retried in its own transaction, so each caller gets its own outcome.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
@@ -196,19 +196,14 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<(Op, ReplyTx)>) 
         return;
     }
     tracing::trace!(size = batch.len(), "group commit");
-    let mut results: Vec<Result<Reply, StoreError>> = Vec::with_capacity(batch.len());
+    let mut results: Vec<Result<Reply, StoreError>> = Vec::new();
     let mut broken: Option<StoreError> = None;
     match exec_sql(conn, "BEGIN IMMEDIATE").await {
         Err(e) => broken = Some(e),
         Ok(()) => {
-            for (op, _) in batch.iter() {
-                match exec_op(conn, op).await {
-                    Err(e) if !e.is_command_local() => {
-                        broken = Some(e);
-                        break;
-                    }
-                    r => results.push(r),
-                }
+            match exec_all(conn, batch).await {
+                Ok(r) => results = r,
+                Err(e) => broken = Some(e),
             }
             if broken.is_none() {
                 if let Err(e) = exec_sql(conn, "COMMIT").await {
@@ -231,6 +226,108 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<(Op, ReplyTx)>) 
     for ((_, tx), res) in batch.drain(..).zip(results) {
         let _ = tx.send(res);
     }
+}
+
+/// Largest number of job inserts combined into one multi-row INSERT statement.
+const MULTI_INSERT_MAX: usize = 64;
+
+/// Execute every command of a batch inside the open transaction. Returns the per-command results,
+/// or the first error that is not local to its command (the batch must then be rolled back).
+///
+/// Consecutive inserts of jobs without a concurrency key are combined into multi-row INSERTs of
+/// 2, 4, ... 64 rows (one statement instead of one per job). If such a statement fails for a
+/// command-local reason (a duplicate), SQLite backs out the whole statement and its rows are
+/// inserted one by one, so each caller gets its own outcome.
+async fn exec_all(
+    conn: &mut SqliteConnection,
+    batch: &[(Op, ReplyTx)],
+) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut i = 0;
+    while i < batch.len() {
+        let run = batch[i..]
+            .iter()
+            .take(MULTI_INSERT_MAX)
+            .take_while(|(op, _)| matches!(op, Op::Insert(r) if r.concurrency_key.is_none()))
+            .count();
+        if run >= 2 {
+            // Largest power of two that fits, so only a handful of distinct statements exist.
+            let chunk = 1usize << run.ilog2();
+            let rows: Vec<&InsertRow> = batch[i..i + chunk]
+                .iter()
+                .filter_map(|(op, _)| match op {
+                    Op::Insert(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            match insert_many(conn, &rows).await {
+                Ok(()) => {
+                    results.extend((0..chunk).map(|_| Ok(Reply::Insert(InsertOutcome::Created))));
+                    i += chunk;
+                    continue;
+                }
+                Err(e) if !e.is_command_local() => return Err(e),
+                Err(_) => {
+                    for (op, _) in &batch[i..i + chunk] {
+                        results.push(exec_local(conn, op).await?);
+                    }
+                    i += chunk;
+                    continue;
+                }
+            }
+        }
+        results.push(exec_local(conn, &batch[i].0).await?);
+        i += 1;
+    }
+    Ok(results)
+}
+
+/// Execute one command; `Err` only for errors that are not local to the command.
+async fn exec_local(
+    conn: &mut SqliteConnection,
+    op: &Op,
+) -> Result<Result<Reply, StoreError>, StoreError> {
+    match exec_op(conn, op).await {
+        Err(e) if !e.is_command_local() => Err(e),
+        r => Ok(r),
+    }
+}
+
+/// The multi-row INSERT statement for `n` jobs without a concurrency key.
+fn multi_insert_sql(n: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..=MULTI_INSERT_MAX.ilog2())
+            .map(|p| {
+                let rows = vec!["(?, ?, ?, 'queued', ?, ?, NULL, ?, ?, 0, 0, ?, ?)"; 1 << p];
+                format!(
+                    "INSERT INTO jobs (id, solution, runbook, status, trigger_output, context_id, \
+                     concurrency_key, dedup_key, state, attempts, blocked, created_at, updated_at) \
+                     VALUES {}",
+                    rows.join(", ")
+                )
+            })
+            .collect()
+    });
+    all.get(n.ilog2() as usize).map_or("", String::as_str)
+}
+
+async fn insert_many(conn: &mut SqliteConnection, rows: &[&InsertRow]) -> Result<(), StoreError> {
+    let mut q = sqlx::query(multi_insert_sql(rows.len()));
+    for r in rows {
+        q = q
+            .bind(r.id)
+            .bind(&r.solution)
+            .bind(&r.runbook)
+            .bind(&r.trigger_output)
+            .bind(&r.context_id)
+            .bind(&r.dedup_key)
+            .bind(&r.state)
+            .bind(r.now)
+            .bind(r.now);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// Run one command in its own transaction.
