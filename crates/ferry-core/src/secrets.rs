@@ -163,8 +163,7 @@ impl Secrets {
         let mut nonce_v = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce_v);
 
-        let kek = cipher(&self.master);
-        let wrapped = kek
+        let wrapped = cipher(self.master.as_slice(), SecretsError::Encryption)?
             .encrypt(
                 &nonce_k.into(),
                 Payload {
@@ -173,7 +172,7 @@ impl Secrets {
                 },
             )
             .map_err(|_| SecretsError::Encryption)?;
-        let ct = cipher(&dek)
+        let ct = cipher(dek.as_slice(), SecretsError::Encryption)?
             .encrypt(
                 &nonce_v.into(),
                 Payload {
@@ -215,7 +214,7 @@ impl Secrets {
         let nonce_v = nonce_at(&payload, VALUE_NONCE_AT)?;
         let ct = &payload[VALUE_NONCE_AT + NONCE_LEN..];
 
-        let kek = cipher(&self.master);
+        let kek = cipher(self.master.as_slice(), SecretsError::Decryption)?;
         let dek = Zeroizing::new(
             kek.decrypt(
                 &nonce_k.into(),
@@ -226,12 +225,7 @@ impl Secrets {
             )
             .map_err(|_| SecretsError::Decryption)?,
         );
-        let dek: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
-            dek.as_slice()
-                .try_into()
-                .map_err(|_| SecretsError::Decryption)?,
-        );
-        let plain = cipher(&dek)
+        let plain = cipher(dek.as_slice(), SecretsError::Decryption)?
             .decrypt(&nonce_v.into(), Payload { msg: ct, aad: AAD })
             .map_err(|_| SecretsError::Decryption)?;
         match String::from_utf8(plain) {
@@ -307,8 +301,10 @@ impl Secrets {
     }
 }
 
-fn cipher(key: &[u8; KEY_LEN]) -> Aes256Gcm {
-    Aes256Gcm::new(&(*key).into())
+/// An AES-256-GCM instance for a 32-byte key (no stack copy of the key; the key schedule is
+/// zeroized on drop). Any other length is an error.
+fn cipher(key: &[u8], err: SecretsError) -> Result<Aes256Gcm, SecretsError> {
+    Aes256Gcm::new_from_slice(key).map_err(|_| err)
 }
 
 fn nonce_at(payload: &[u8], at: usize) -> Result<[u8; NONCE_LEN], SecretsError> {
