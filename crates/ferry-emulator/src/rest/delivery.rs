@@ -101,8 +101,12 @@ pub(crate) fn handle_change(emu: &Arc<Emulator>, change: RecordChange) {
         "Webhook" => handle_webhook_change(emu, &change),
         "WebhookPolicy" => {
             if change.kind == ChangeKind::Created {
-                if let Some(after) = &change.after {
-                    ensure_policy_key(emu, after);
+                if let Some(after) = change.after.clone() {
+                    if PolicyKey::from_fields(&after).is_none() {
+                        // RSA key generation takes a while: keep it off the listener.
+                        let emu = emu.clone();
+                        tokio::task::spawn_blocking(move || ensure_policy_key(&emu, &after));
+                    }
                 }
             }
         }
@@ -186,6 +190,11 @@ pub(crate) fn ensure_policy_key(emu: &Emulator, policy: &Record) -> Option<Polic
         return Some(key);
     }
     let id = rec_str(policy, "id")?;
+    // One generator at a time, so that concurrent callers cannot store different keys.
+    let _guard = emu.rest.key_lock.lock();
+    if let Some(existing) = emu.records.get(id).and_then(|p| PolicyKey::from_fields(&p)) {
+        return Some(existing);
+    }
     let alg = rec_str(policy, "jwtAlg").unwrap_or("es256");
     let alg = super::keys::JwtAlg::parse(alg).ok()?;
     let key = match PolicyKey::generate(alg) {
@@ -195,13 +204,6 @@ pub(crate) fn ensure_policy_key(emu: &Emulator, policy: &Record) -> Option<Polic
             return None;
         }
     };
-    // Re-check under the update so that a concurrent generator does not replace a key that
-    // was already handed out.
-    if let Some(current) = emu.records.get(id) {
-        if let Some(existing) = PolicyKey::from_fields(&current) {
-            return Some(existing);
-        }
-    }
     emu.records.update(id, key.to_fields())?;
     Some(key)
 }

@@ -77,6 +77,7 @@ pub struct RestState {
     pub(crate) deliveries: RwLock<Vec<delivery::DeliveryRecord>>,
     pub(crate) next_delivery: AtomicU64,
     pub(crate) oauth: oauth::OauthState,
+    pub(crate) key_lock: Mutex<()>,
     listener_started: AtomicBool,
     client: OnceLock<reqwest::Client>,
 }
