@@ -608,6 +608,62 @@ async fn policies_signed_delivery_and_verification_handshake() {
         DecodingKey::from_ec_pem(other["public_key_pem"].as_str().unwrap().as_bytes()).unwrap();
     assert!(decode::<Value>(jwt, &other_key, &v).is_err());
 
+    // 404 / 403 / 401 on policies, PATCH and DELETE
+    assert_eq!(
+        e.call(Method::GET, "/v1/webhook_policies/999", None)
+            .await
+            .0,
+        404
+    );
+    let pat = e
+        .control(
+            "/_emulator/tokens",
+            json!({"account": "wdc", "admin": false}),
+        )
+        .await;
+    let r = e
+        .http
+        .get(e.url("/v1/webhook_policies"))
+        .bearer_auth(pat["token"].as_str().unwrap())
+        .header("X-Xurrent-Account", "wdc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = e
+        .http
+        .get(e.url("/v1/webhook_policies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let oid = other["id"].as_u64().unwrap();
+    let (s, patched) = e
+        .call(
+            Method::PATCH,
+            &format!("/v1/webhook_policies/{oid}"),
+            Some(json!({"disabled": true, "jwt_audience": "x"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(patched["disabled"], true);
+    assert_eq!(patched["jwt_audience"], "x");
+    assert!(patched.get("public_key_pem").is_none());
+    let (_, dis) = e
+        .call(Method::GET, "/v1/webhook_policies/disabled", None)
+        .await;
+    assert_eq!(dis.as_array().unwrap().len(), 1);
+    let (s, _) = e
+        .call(Method::DELETE, &format!("/v1/webhook_policies/{oid}"), None)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        e.call(Method::GET, &format!("/v1/webhook_policies/{oid}"), None)
+            .await
+            .0,
+        404
+    );
+
     let data = &claims["data"];
     assert_eq!(data["event"], "webhook.verify");
     assert_eq!(data["webhook_id"], hook_id);
