@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
@@ -426,7 +426,7 @@ async fn authorize(
             if let Some(s) = &state {
                 url.query_pairs_mut().append_pair("state", s);
             }
-            Redirect::to(url.as_str()).into_response()
+            (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
         }
         None => Json(json!({ "code": code, "state": state })).into_response(),
     }
