@@ -280,11 +280,26 @@ async fn introspection_matches_the_sdl_type_for_type() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    let first_headers = resp.headers().clone();
     let v: Value = resp.json().await.unwrap();
     eprintln!(
         "build {build_time:?}, introspection {:?}",
         started.elapsed()
     );
+    assert_eq!(first_headers["x-costlimit-cost"], "1");
+    // A repeated introspection (served from the cache) answers the same document.
+    let again: Value = client
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(DEFAULT_TOKEN)
+        .header("X-Xurrent-Account", "wdc")
+        .json(&json!({ "query": INTROSPECTION }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, v);
     assert!(v.get("errors").is_none(), "{}", v["errors"]);
     let schema = &v["data"]["__schema"];
     assert_eq!(schema["queryType"]["name"], "Query");

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use async_graphql_parser::types::{ExecutableDocument, Selection};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -20,6 +21,25 @@ struct GqlBody {
     variables: Option<Json>,
     #[serde(default, rename = "operationName")]
     operation_name: Option<String>,
+}
+
+/// Maximum number of cached introspection answers.
+const INTROSPECTION_CACHE_MAX: usize = 32;
+
+/// Whether every operation of the document selects only introspection fields
+/// (`__schema`, `__type`, `__typename`) at the top level.
+fn introspection_only(doc: &ExecutableDocument) -> bool {
+    doc.operations.iter().all(|(_, op)| {
+        op.node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .all(|s| match &s.node {
+                Selection::Field(f) => f.node.name.node.starts_with("__"),
+                _ => false,
+            })
+    })
 }
 
 fn json_error(status: StatusCode, message: &str) -> Response {
@@ -77,19 +97,39 @@ pub(crate) async fn graphql(
     } else {
         async_graphql::Variables::default()
     };
-    let mut req = async_graphql::Request::new(query).variables(vars).data(ctx);
-    if let Some(op) = body.operation_name {
-        req = req.operation_name(op);
-    }
-    if let Some(doc) = parsed {
-        req.set_parsed_query(doc);
-    }
-    let resp = emu.gql.schema.execute(req).await;
-    let charged = emu.limiter.charge(&token, &limits, cost);
-    let bytes = match serde_json::to_vec(&resp) {
-        Ok(b) => b,
-        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let cache_key = parsed
+        .as_ref()
+        .filter(|d| introspection_only(d))
+        .map(|_| format!("{:?}\u{0}{}\u{0}{}", body.operation_name, vars, query));
+    let cached = cache_key
+        .as_ref()
+        .and_then(|k| emu.gql.introspection_cache.lock().get(k).cloned());
+    let bytes = match cached {
+        Some(b) => b,
+        None => {
+            let mut req = async_graphql::Request::new(query).variables(vars).data(ctx);
+            if let Some(op) = body.operation_name {
+                req = req.operation_name(op);
+            }
+            if let Some(doc) = parsed {
+                req.set_parsed_query(doc);
+            }
+            let resp = emu.gql.schema.execute(req).await;
+            let ok = resp.errors.is_empty();
+            let bytes = match serde_json::to_vec(&resp) {
+                Ok(b) => Bytes::from(b),
+                Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            };
+            if let (Some(k), true) = (cache_key, ok) {
+                let mut cache = emu.gql.introspection_cache.lock();
+                if cache.len() < INTROSPECTION_CACHE_MAX {
+                    cache.insert(k, bytes.clone());
+                }
+            }
+            bytes
+        }
     };
+    let charged = emu.limiter.charge(&token, &limits, cost);
     let mut out = Response::new(axum::body::Body::from(bytes));
     let h = out.headers_mut();
     h.insert(

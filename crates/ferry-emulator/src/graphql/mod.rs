@@ -23,13 +23,20 @@ use model::{base_name, Kind, Model};
 pub(crate) struct GraphqlState {
     pub(crate) model: Arc<Model>,
     pub(crate) schema: async_graphql::dynamic::Schema,
+    /// Serialized answers of introspection-only requests (the schema never changes).
+    pub(crate) introspection_cache:
+        parking_lot::Mutex<std::collections::HashMap<String, bytes::Bytes>>,
 }
 
 impl GraphqlState {
     pub(crate) fn from_sdl(sdl: &str) -> Result<Self, EmulatorError> {
         let model = Arc::new(Model::parse(sdl)?);
         let schema = schema::build_schema(&model)?;
-        Ok(GraphqlState { model, schema })
+        Ok(GraphqlState {
+            model,
+            schema,
+            introspection_cache: Default::default(),
+        })
     }
 
     /// Whether `name` is an object type with an `id` (a storable record type).
