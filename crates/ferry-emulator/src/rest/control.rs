@@ -166,8 +166,8 @@ async fn resend(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// Reset the emulator to its start state: all accounts, records, tokens, OAuth applications,
-/// webhook state and deliveries are dropped; the default account, its token, the configured
+/// Reset the emulator to its start state: all accounts, records, tokens, uploaded attachments,
+/// OAuth applications, webhook state and deliveries are dropped; the default account, its token, the configured
 /// rate limits and the seed file are applied again. Settings are kept.
 pub fn reset_emulator(emu: &Emulator) -> Result<(), crate::EmulatorError> {
     let ids: Vec<String> = emu.accounts.read().keys().cloned().collect();
@@ -176,6 +176,7 @@ pub fn reset_emulator(emu: &Emulator) -> Result<(), crate::EmulatorError> {
         emu.tokens.revoke_account(id);
     }
     emu.accounts.write().clear();
+    emu.attachments.clear();
     emu.rest.clear();
     emu.set_rate_limits(emu.config.rate_limits.clone());
     let account = emu.ensure_account(&emu.config.account, &emu.config.account);
