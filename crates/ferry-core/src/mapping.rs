@@ -16,8 +16,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
-use minijinja::value::Value as JValue;
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value as JValue};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
 
@@ -249,12 +250,36 @@ impl Mapping {
     /// Evaluate against `ctx` (a JSON object with `trigger`, `steps`, `item`, `vars`, `env`,
     /// `job`).
     pub fn eval(&self, exprs: &Expressions, ctx: &Value) -> Result<Value, MappingError> {
-        if !self.has_expressions() {
-            if let Node::Literal(v) = &self.root {
-                return Ok(v.clone());
-            }
+        if let Node::Literal(v) = &self.root {
+            return Ok(v.clone());
         }
-        let jctx = JValue::from_serialize(ctx);
+        // Copy only the top-level context entries the expressions can reach.
+        let shared = match ctx {
+            Value::Object(all) => {
+                let mut used = serde_json::Map::new();
+                for (_, var) in &self.references {
+                    let root = var.split('.').next().unwrap_or_default();
+                    if !used.contains_key(root) {
+                        if let Some(v) = all.get(root) {
+                            used.insert(root.to_string(), v.clone());
+                        }
+                    }
+                }
+                Value::Object(used)
+            }
+            other => other.clone(),
+        };
+        self.eval_shared(exprs, &Arc::new(shared))
+    }
+
+    /// Like [`eval`](Self::eval) for a context that is already shared: the context is read in
+    /// place (no copy, no conversion), which matters when it holds large step outputs.
+    pub fn eval_shared(
+        &self,
+        exprs: &Expressions,
+        ctx: &Arc<Value>,
+    ) -> Result<Value, MappingError> {
+        let jctx = json_value(ctx, Vec::new(), ctx);
         eval_node(exprs, &self.root, "", &jctx)
     }
 
@@ -379,6 +404,116 @@ fn subscripted_step_ids(src: &str) -> Vec<String> {
     out
 }
 
+/// One step of a path from the context root to a nested JSON value.
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(Arc<str>),
+    Index(usize),
+}
+
+/// A JSON object or array inside a shared context, exposed to minijinja without converting it:
+/// children are looked up on access.
+#[derive(Debug)]
+struct JsonRef {
+    root: Arc<Value>,
+    path: Vec<Seg>,
+}
+
+impl JsonRef {
+    fn value(&self) -> &Value {
+        let mut v: &Value = &self.root;
+        for seg in &self.path {
+            let next = match (seg, v) {
+                (Seg::Key(k), Value::Object(m)) => m.get(&**k),
+                (Seg::Index(i), Value::Array(a)) => a.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => v = n,
+                None => return &Value::Null,
+            }
+        }
+        v
+    }
+
+    fn child(&self, seg: Seg, v: &Value) -> JValue {
+        let mut path = self.path.clone();
+        path.push(seg);
+        json_value(&self.root, path, v)
+    }
+}
+
+/// The minijinja value for `v`, found at `path` under `root`.
+fn json_value(root: &Arc<Value>, path: Vec<Seg>, v: &Value) -> JValue {
+    match v {
+        Value::Null => JValue::from(()),
+        Value::Bool(b) => JValue::from(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                JValue::from(i)
+            } else if let Some(u) = n.as_u64() {
+                JValue::from(u)
+            } else {
+                JValue::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => JValue::from(s.as_str()),
+        Value::Array(_) | Value::Object(_) => JValue::from_object(JsonRef {
+            root: root.clone(),
+            path,
+        }),
+    }
+}
+
+impl Object for JsonRef {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        match self.value() {
+            Value::Array(_) => ObjectRepr::Seq,
+            _ => ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        match self.value() {
+            Value::Object(m) => {
+                let k = key.as_str()?;
+                let (k, v) = m.get_key_value(k)?;
+                Some(self.child(Seg::Key(Arc::from(k.as_str())), v))
+            }
+            Value::Array(a) => {
+                let i = key.as_i64()?;
+                let i = if i < 0 {
+                    a.len()
+                        .checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
+                } else {
+                    usize::try_from(i).ok()?
+                };
+                let v = a.get(i)?;
+                Some(self.child(Seg::Index(i), v))
+            }
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.value() {
+            Value::Object(m) => {
+                Enumerator::Values(m.keys().map(|k| JValue::from(k.as_str())).collect())
+            }
+            Value::Array(a) => Enumerator::Seq(a.len()),
+            _ => Enumerator::Empty,
+        }
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        match self.value() {
+            Value::Object(m) => Some(m.len()),
+            Value::Array(a) => Some(a.len()),
+            _ => Some(0),
+        }
+    }
+}
+
 /// An `io::Write` that refuses to grow beyond a limit.
 struct LimitedWriter {
     buf: Vec<u8>,
@@ -470,4 +605,99 @@ fn eval_node(
 /// text, else the literal string).
 pub fn eval_template_str(exprs: &Expressions, s: &str, ctx: &Value) -> Result<Value, MappingError> {
     Mapping::compile(exprs, &Value::String(s.to_string()))?.eval(exprs, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The lazy context wrapper must behave exactly like a fully converted context.
+    #[test]
+    fn lazy_context_matches_converted_context() {
+        let ctx = json!({
+            "trigger": { "body": {
+                "pet": "dog", "count": 5, "price": 2.5, "big": 18446744073709551615u64,
+                "neg": -3, "none": null, "yes": true,
+                "items": ["b", "a", "c"], "empty_list": [], "empty_obj": {},
+                "tags": [{"name": "x", "on": true}, {"name": "y", "on": false}],
+                "nested": {"a": {"b": [1, {"c": "deep"}]}}
+            }},
+            "steps": { "a-b": { "value": 7 } }
+        });
+        let sources = [
+            "{{ trigger.body }}",
+            "{{ trigger.body == trigger.body }}",
+            "{{ trigger.body.items == ['b', 'a', 'c'] }}",
+            "{{ 'a' in trigger.body.items }}",
+            "{{ 'pet' in trigger.body }}",
+            "{{ 'nope' in trigger.body }}",
+            "{{ trigger.body.items[-1] }}",
+            "{{ trigger.body.items[0:2] }}",
+            "{{ trigger.body.items[::-1] }}",
+            "{{ trigger.body | length }}",
+            "{{ trigger.body.items | length }}",
+            "{{ trigger.body.tags | map(attribute='name') | join(',') }}",
+            "{{ trigger.body.tags | selectattr('on') | list }}",
+            "{{ trigger.body | dictsort }}",
+            "{{ trigger.body.nested | items | list }}",
+            "{{ trigger.body.tags | tojson }}",
+            "{{ trigger.body | tojson }}",
+            "{{ trigger.body.items | reverse | list }}",
+            "{{ trigger.body.items | sort }}",
+            "{{ trigger.body.items | first }}",
+            "{{ trigger.body.items | last }}",
+            "{{ trigger.body.items | unique | list }}",
+            "{% for k, v in trigger.body.nested | items %}{{ k }}={{ v }};{% endfor %}",
+            "{% for x in trigger.body.items %}{{ loop.index }}{{ x }}{% endfor %}",
+            "{{ trigger.body.missing.deeper }}",
+            "{{ trigger.body.none is none }}",
+            "{{ trigger.body.empty_list is defined }}",
+            "{% if trigger.body.empty_list %}full{% else %}empty{% endif %}",
+            "{% if trigger.body.empty_obj %}full{% else %}empty{% endif %}",
+            "{% if trigger.body.tags %}full{% else %}empty{% endif %}",
+            "{{ trigger.body.big }}",
+            "{{ trigger.body.neg * trigger.body.price }}",
+            "{{ trigger.body.nested.a.b[1].c }}",
+            "{{ trigger.body.nested['a']['b'][0] + 1 }}",
+            "{{ steps['a-b'].value }}",
+            "{{ trigger.body.items | string }}",
+            "{{ trigger.body.nested | string }}",
+            "x{{ trigger.body.nested }}",
+            "{{ trigger.body.tags | map(attribute='on') | select | list | length }}",
+            "{{ trigger.body.items | batch(2) | list }}",
+            "{{ dict(trigger.body.nested) }}",
+            "{{ trigger.body.nested.a | list }}",
+            "{{ trigger.body.count in [5, 6] }}",
+        ];
+        let exprs = Expressions::new();
+        let shared = Arc::new(ctx.clone());
+        let lazy = json_value(&shared, Vec::new(), &shared);
+        let eager = JValue::from_serialize(&ctx);
+        for src in sources {
+            let m = Mapping::compile(&exprs, &json!(src)).unwrap_or_else(|e| panic!("{src}: {e}"));
+            let a = eval_node(&exprs, &m.root, "", &lazy);
+            let b = eval_node(&exprs, &m.root, "", &eager);
+            // A fully converted context sorts object keys; the lazy one keeps the document
+            // order. Compare JSON text results as parsed values (order-insensitive maps).
+            let parsed = |r: &Result<Value, MappingError>| match r {
+                Ok(Value::String(t)) if t.starts_with('{') => serde_json::from_str::<Value>(t).ok(),
+                _ => None,
+            };
+            match (parsed(&a), parsed(&b)) {
+                (Some(x), Some(y)) => assert_eq!(x, y, "{src}"),
+                _ => assert_eq!(a, b, "{src}"),
+            }
+        }
+        // Iteration follows the document order.
+        let m = Mapping::compile(
+            &exprs,
+            &json!("{% for k in trigger.body %}{{ k }},{% endfor %}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            m.eval(&exprs, &ctx).unwrap_or_else(|e| panic!("{e}")),
+            json!("pet,count,price,big,neg,none,yes,items,empty_list,empty_obj,tags,nested,")
+        );
+    }
 }
