@@ -229,7 +229,7 @@ fn parse_yaml(file: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<Do
         });
         return None;
     }
-    let yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
+    let mut yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             let line = e.location().map_or(1, |l| l.line().max(1));
@@ -246,6 +246,14 @@ fn parse_yaml(file: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<Do
             return None;
         }
     };
+    // `<<: *anchor` merge keys.
+    if let Err(e) = yaml.apply_merge() {
+        diags.push(Diagnostic {
+            span: Span::new(file, e.location().map_or(1, |l| l.line().max(1))),
+            message: format!("YAML merge key error: {e}"),
+        });
+        return None;
+    }
     let mut doc = Doc {
         file: file.to_path_buf(),
         value: Value::Null,
@@ -783,11 +791,13 @@ fn parse_connection(cx: &mut Cx<'_>, name: &str, def: &Value) -> Option<Connecti
         }
         None => None,
     };
+    let description = cx.opt_str(obj, &path, "description");
     let config = cx.opt_object(obj, &path, "config");
     Some(ConnectionDef {
         name: name.to_string(),
         connector: connector?,
         direction: direction?,
+        description,
         config,
         span: cx.doc.span_of(&path),
         config_spans: cx.doc.spans_under(&join(&path, "config")),
@@ -934,11 +944,13 @@ fn parse_trigger(cx: &mut Cx<'_>, v: &Value) -> Option<TriggerDef> {
     let connector = cx.req_str(obj, "trigger", "connector", "trigger");
     let kind = cx.req_str(obj, "trigger", "type", "trigger");
     let connection = cx.opt_str(obj, "trigger", "connection");
+    let description = cx.opt_str(obj, "trigger", "description");
     let config = cx.opt_object(obj, "trigger", "config");
     Some(TriggerDef {
         connector: connector?,
         kind: kind?,
         connection,
+        description,
         config,
         span: cx.doc.span_of("trigger"),
         config_spans: cx.doc.spans_under("trigger.config"),
@@ -1014,6 +1026,7 @@ fn parse_step(
         }
     }
     let connection = cx.opt_str(obj, path, "connection");
+    let description = cx.opt_str(obj, path, "description");
     let input = cx.opt_object(obj, path, "input");
 
     let has_each = obj.get("each").is_some_and(|v| !v.is_null());
@@ -1046,6 +1059,7 @@ fn parse_step(
     Some(StepDef {
         id: id?,
         action: action?,
+        description,
         connection,
         input,
         each,

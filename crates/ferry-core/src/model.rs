@@ -149,6 +149,8 @@ pub struct ConnectionDef {
     pub connector: String,
     /// Inbound or outbound.
     pub direction: Direction,
+    /// Free text.
+    pub description: Option<String>,
     /// Connector-specific configuration, unresolved: values may contain `{{ env.X }}`
     /// expressions (see [`crate::mapping`]). Always a JSON object.
     pub config: Value,
@@ -259,6 +261,8 @@ pub struct TriggerDef {
     pub kind: String,
     /// Optional inbound connection name.
     pub connection: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
     /// Trigger-type specific configuration (always a JSON object). May contain expressions where
     /// the trigger type allows them (`discard_if`, `deduplication_id`, …).
     pub config: Value,
@@ -275,6 +279,8 @@ pub struct StepDef {
     pub id: String,
     /// `"<connector>.<action>"`, e.g. `debug.log_message`.
     pub action: String,
+    /// Free text.
+    pub description: Option<String>,
     /// Optional outbound connection name.
     pub connection: Option<String>,
     /// Input mapping (values may contain expressions). A JSON object, `{}` when absent.

@@ -365,3 +365,46 @@ steps:
         "{errs:?}"
     );
 }
+
+#[test]
+fn merge_keys_and_descriptions() {
+    let rb = "\
+name: merge
+trigger:
+  connector: json_endpoint
+  type: endpoint
+  description: the door
+steps:
+  - id: one
+    description: first step
+    action: http.send_request
+    input: &base
+      method: GET
+      path: /a
+  - id: two
+    action: http.send_request
+    input:
+      <<: *base
+      path: /b
+";
+    let sol = "\
+name: edge
+connections:
+  api: { connector: http, direction: outbound, description: partner API }
+";
+    let sol = load(sol, &[("merge.yaml", rb)]).expect("loads");
+    let rb = &sol.runbooks["merge"];
+    assert_eq!(
+        rb.step("two").expect("two").input,
+        json!({"method": "GET", "path": "/b"})
+    );
+    assert_eq!(
+        rb.step("one").expect("one").description.as_deref(),
+        Some("first step")
+    );
+    assert_eq!(rb.trigger.description.as_deref(), Some("the door"));
+    assert_eq!(
+        sol.connections["api"].description.as_deref(),
+        Some("partner API")
+    );
+}
