@@ -1253,3 +1253,71 @@ fn known(sol: &Solution) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> HashMap<String, usize> {
+        let mut diags = Vec::new();
+        let doc = parse_yaml(Path::new("t.yaml"), text, &mut diags);
+        assert!(diags.is_empty(), "{diags:?}");
+        doc.map(|d| d.lines).unwrap_or_default()
+    }
+
+    #[test]
+    fn records_lines_of_keys_and_list_items() {
+        let l = lines(
+            "a: 1\nb:\n  - x\n  - { c: 2,\n      d: [3, 4] }\n  -\n    - nested\ne: |\n  text\nf: end\n",
+        );
+        assert_eq!(l["a"], 1);
+        assert_eq!(l["b"], 2);
+        assert_eq!(l["b.0"], 3);
+        assert_eq!(l["b.1"], 4);
+        assert_eq!(l["b.1.c"], 4);
+        assert_eq!(l["b.1.d"], 5);
+        assert_eq!(l["b.1.d.1"], 5);
+        assert_eq!(l["b.2.0"], 7);
+        assert_eq!(l["e"], 8);
+        assert_eq!(l["f"], 10);
+    }
+
+    #[test]
+    fn complex_keys_do_not_derail_the_recorder() {
+        let mut recv = LineRecorder::default();
+        Parser::new_from_str("? [a, b]\n: 1\nnext: 2\n")
+            .load(&mut recv, true)
+            .expect("parses");
+        assert_eq!(recv.lines["next"], 3);
+        // The conversion reports the complex key itself.
+        let mut diags = Vec::new();
+        parse_yaml(Path::new("t.yaml"), "? [a, b]\n: 1\n", &mut diags);
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0]
+            .message
+            .contains("mapping keys must be plain strings"));
+    }
+
+    #[test]
+    fn span_of_falls_back_to_the_closest_parent() {
+        let mut diags = Vec::new();
+        let doc =
+            parse_yaml(Path::new("t.yaml"), "a:\n  b:\n    c: 1\n", &mut diags).expect("parses");
+        assert_eq!(doc.span_of("a.b.c").line, 3);
+        assert_eq!(doc.span_of("a.b.missing.deeper").line, 2);
+        assert_eq!(doc.span_of("zzz").line, 1);
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(is_lower_name("my-solution_1"));
+        assert!(!is_lower_name("My"));
+        assert!(!is_lower_name(""));
+        assert!(!is_lower_name(&"a".repeat(65)));
+        assert!(is_id("Step-1_a"));
+        assert!(!is_id("a.b"));
+        assert!(is_env_name("_X1"));
+        assert!(!is_env_name("1X"));
+        assert!(!is_env_name("A-B"));
+    }
+}

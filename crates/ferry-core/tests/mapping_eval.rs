@@ -373,3 +373,18 @@ fn literal_braces_can_be_written() {
         json!("{{ not evaluated }}")
     );
 }
+
+#[test]
+fn missing_values_need_default_for_length() {
+    let exprs = Expressions::new();
+    assert!(eval_template_str(&exprs, "{{ trigger.body.nope | length }}", &ctx()).is_err());
+    assert_eq!(
+        eval_template_str(
+            &exprs,
+            "{{ trigger.body.nope | default([]) | length }}",
+            &ctx()
+        )
+        .unwrap(),
+        json!(0)
+    );
+}
