@@ -824,7 +824,12 @@ fn list_runbook_files(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
-            p.is_file()
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            !hidden
+                && p.is_file()
                 && matches!(
                     p.extension().and_then(|e| e.to_str()),
                     Some("yaml") | Some("yml")

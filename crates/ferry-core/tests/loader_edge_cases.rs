@@ -51,6 +51,23 @@ fn has(errs: &[(String, usize, String)], file: &str, line: usize, needle: &str) 
 }
 
 #[test]
+fn only_visible_yaml_files_are_runbooks() {
+    let rb = "name: only\ntrigger: { connector: json_endpoint, type: endpoint }\nsteps: [ { id: s, action: debug.log_message } ]\n";
+    let sol = load(
+        SOLUTION,
+        &[
+            ("only.yml", rb),
+            ("README.md", "not yaml"),
+            (".only.yaml.swp", "garbage: ["),
+            (".hidden.yaml", "garbage: ["),
+        ],
+    )
+    .expect("loads");
+    let names: Vec<&str> = sol.runbooks.keys().map(String::as_str).collect();
+    assert_eq!(names, ["only"]);
+}
+
+#[test]
 fn solution_without_runbooks_loads() {
     let sol = load(SOLUTION, &[]).expect("loads");
     assert_eq!(sol.name, "edge");
