@@ -1,18 +1,18 @@
 //! The group-commit writer: one task owns the write connection and runs every queued write
 //! command of a batch in one transaction.
 //!
-//! Failure isolation: every command is either a single SQL statement or a sequence whose
-//! statements after the first cannot fail for command-specific reasons. SQLite backs out only the
-//! failing *statement* on a constraint error and keeps the transaction open, so a command that
-//! fails that way (duplicate id, unknown job, ...) fails alone while the rest of the batch
-//! commits. Any other error (I/O, a failed COMMIT) rolls the whole batch back and every command
+//! Failure isolation: every command performs exactly one writing SQL statement (a checkpoint is
+//! an INSERT into a view whose trigger does the work; a statement, triggers included, is atomic).
+//! SQLite backs out only the failing *statement* on a constraint error and keeps the transaction
+//! open, so a command that fails that way (duplicate id, unknown job, ...) fails alone while the
+//! rest of the batch commits; this replaces a SAVEPOINT per command at no cost. Any other error (I/O, a failed COMMIT) rolls the whole batch back and every command
 //! is retried in its own transaction, so each caller gets its own outcome.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::rows::{job_cols, job_from_row};
@@ -330,22 +330,10 @@ async fn insert_many(conn: &mut SqliteConnection, rows: &[&InsertRow]) -> Result
     Ok(())
 }
 
-/// Run one command in its own transaction.
+/// Run one command on its own. Every command performs a single writing statement, so it runs
+/// in autocommit mode: the statement is its own (durable, atomic) transaction.
 async fn run_single(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
-    exec_sql(conn, "BEGIN IMMEDIATE").await?;
-    match exec_op(conn, op).await {
-        Ok(reply) => match exec_sql(conn, "COMMIT").await {
-            Ok(()) => Ok(reply),
-            Err(e) => {
-                let _ = exec_sql(conn, "ROLLBACK").await;
-                Err(e)
-            }
-        },
-        Err(e) => {
-            let _ = exec_sql(conn, "ROLLBACK").await;
-            Err(e)
-        }
-    }
+    exec_op(conn, op).await
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -353,12 +341,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation))
 }
 
-fn is_fk_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
-}
-
-/// Execute one command inside the open transaction.
+/// Execute one command (inside the batch transaction, or alone in autocommit mode).
 async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
     match op {
         Op::Insert(row) => insert(conn, row).await.map(Reply::Insert),
@@ -507,42 +490,16 @@ async fn claim(
     row.as_ref().map(job_from_row).transpose()
 }
 
+/// Message raised by the checkpoint trigger for an unknown job.
+const JOB_NOT_FOUND: &str = "ferry: job not found";
+
 async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(), StoreError> {
-    // The step goes first: it is the only statement that can fail for a command-specific reason
-    // (unknown job: foreign key), and a failing statement leaves no trace.
-    if let Some(step) = &cp.step {
-        let res = sqlx::query(
-            "INSERT INTO steps (job_id, seq, step_id, invocation, status, input, outputs, logs, error, \
-             started_at, finished_at) \
-             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 \
-             FROM steps WHERE job_id = ?1",
-        )
-        .bind(cp.job_id)
-        .bind(&step.step_id)
-        .bind(step.invocation)
-        .bind(step.status)
-        .bind(&step.input)
-        .bind(&step.outputs)
-        .bind(&step.logs)
-        .bind(&step.error)
-        .bind(step.started_at)
-        .bind(step.finished_at)
-        .execute(&mut *conn)
-        .await;
-        match res {
-            Ok(_) => {}
-            Err(e) if is_fk_violation(&e) => return Err(StoreError::NotFound),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let row = sqlx::query(
-        "UPDATE jobs SET state = ?2, status = ?3, error = ?4, updated_at = ?5, \
-         next_run_at = CASE WHEN ?3 = 'waiting' THEN ?6 ELSE NULL END, \
-         finished_at = CASE WHEN ?7 THEN ?5 ELSE NULL END, \
-         blocked = CASE WHEN ?7 THEN 0 ELSE blocked END, \
-         lease_owner = CASE WHEN ?3 = 'running' THEN lease_owner ELSE NULL END, \
-         lease_until = CASE WHEN ?3 = 'running' THEN lease_until ELSE NULL END \
-         WHERE id = ?1 RETURNING concurrency_key",
+    // One statement (see the `job_checkpoint` view and its trigger in the migrations).
+    let step = cp.step.as_ref();
+    let res = sqlx::query(
+        "INSERT INTO job_checkpoint (job_id, state, status, error, now, next_run_at, terminal, \
+         has_step, step_id, invocation, step_status, input, outputs, logs, step_error, started_at, \
+         finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(cp.job_id)
     .bind(&cp.state)
@@ -551,29 +508,28 @@ async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(
     .bind(cp.now)
     .bind(cp.next_run_at)
     .bind(cp.terminal)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
-        return Err(StoreError::NotFound);
-    };
-    let key: Option<String> = row.try_get(0)?;
-    if cp.terminal {
-        if let Some(key) = key {
-            release_key(conn, &key).await?;
+    .bind(step.is_some())
+    .bind(step.map(|s| s.step_id.as_str()))
+    .bind(step.map(|s| s.invocation))
+    .bind(step.map(|s| s.status))
+    .bind(step.map(|s| s.input.as_str()))
+    .bind(step.map(|s| s.outputs.as_str()))
+    .bind(step.map(|s| s.logs.as_str()))
+    .bind(step.and_then(|s| s.error.as_deref()))
+    .bind(step.map(|s| s.started_at))
+    .bind(step.map(|s| s.finished_at))
+    .execute(&mut *conn)
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_database_error()
+                .is_some_and(|d| d.message().contains(JOB_NOT_FOUND)) =>
+        {
+            Err(StoreError::NotFound)
         }
+        Err(e) => Err(e.into()),
     }
-    Ok(())
-}
-
-/// Hand a concurrency key to the oldest blocked job, unless an active job still holds it.
-async fn release_key(conn: &mut SqliteConnection, key: &str) -> Result<(), StoreError> {
-    let sql = "UPDATE jobs SET blocked = 0 WHERE seq = \
-           (SELECT seq FROM jobs WHERE concurrency_key = ?1 AND blocked = 1 AND status = 'queued' \
-            ORDER BY seq LIMIT 1) \
-         AND NOT EXISTS (SELECT 1 FROM jobs WHERE concurrency_key = ?1 AND blocked = 0 \
-            AND status IN ('queued', 'running', 'waiting'))";
-    sqlx::query(sql).bind(key).execute(&mut *conn).await?;
-    Ok(())
 }
 
 async fn requeue(
