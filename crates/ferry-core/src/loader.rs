@@ -123,11 +123,13 @@ pub fn load_solution_with_env(
         }
     }
 
-    if let Some(sol) = solution.as_mut() {
+    if let Some(sol) = &solution {
         check_connection_config(sol, &exprs, &mut diags);
-        for rb in runbooks.values() {
-            check_runbook_refs(sol, rb, &exprs, &mut diags);
-        }
+    }
+    for rb in runbooks.values() {
+        check_runbook_refs(solution.as_ref(), rb, &exprs, &mut diags);
+    }
+    if let Some(sol) = solution.as_mut() {
         sol.runbooks = runbooks;
     }
 
@@ -207,8 +209,10 @@ fn parse_yaml(file: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<Do
     let mut recv = LineRecorder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut recv, true) {
+        // Errors at the end of input point past the last line; report the last line.
+        let last_line = text.lines().count().max(1);
         diags.push(Diagnostic {
-            span: Span::new(file, e.marker().line().max(1)),
+            span: Span::new(file, e.marker().line().clamp(1, last_line)),
             message: format!("YAML syntax error: {}", e.info()),
         });
         return None;
@@ -1129,14 +1133,15 @@ fn mapping_diag(e: &MappingError, span_for: impl Fn(&str) -> Span) -> Diagnostic
     }
 }
 
+/// Check a runbook's connections (when `solution.yaml` loaded) and expressions.
 fn check_runbook_refs(
-    sol: &Solution,
+    sol: Option<&Solution>,
     rb: &Runbook,
     exprs: &Expressions,
     diags: &mut Vec<Diagnostic>,
 ) {
     // Connections.
-    if let Some(c) = &rb.trigger.connection {
+    if let (Some(sol), Some(c)) = (sol, &rb.trigger.connection) {
         match sol.connections.get(c) {
             None => diags.push(Diagnostic {
                 span: rb.trigger.span.clone(),
@@ -1190,7 +1195,7 @@ fn check_runbook_refs(
         }
     }
     for (step, _) in rb.walk() {
-        if let Some(c) = &step.connection {
+        if let (Some(sol), Some(c)) = (sol, &step.connection) {
             match sol.connections.get(c) {
                 None => diags.push(Diagnostic {
                     span: step.span.clone(),

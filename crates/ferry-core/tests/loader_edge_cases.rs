@@ -425,3 +425,32 @@ connections:
         Some("partner API")
     );
 }
+
+#[test]
+fn runbook_expressions_are_checked_even_when_solution_yaml_is_broken() {
+    let rb = "\
+name: still-checked
+trigger: { connector: json_endpoint, type: endpoint }
+steps:
+  - id: s
+    action: debug.log_message
+    connection: anything
+    input: { message: \"{{ 1 + }}\" }
+";
+    let errs = errors("name: [broken\n", &[("still.yaml", rb)]);
+    assert!(
+        has(&errs, "solution.yaml", 1, "YAML syntax error"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "still.yaml", 7, "invalid expression"),
+        "{errs:?}"
+    );
+    // Connections cannot be checked without solution.yaml.
+    assert!(
+        !errs
+            .iter()
+            .any(|(_, _, m)| m.contains("unknown connection")),
+        "{errs:?}"
+    );
+}
