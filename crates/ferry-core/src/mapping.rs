@@ -612,6 +612,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn engine_types_are_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Expressions>();
+        assert_send_sync::<Mapping>();
+        assert_send_sync::<MappingError>();
+    }
+
     /// The lazy context wrapper must behave exactly like a fully converted context.
     #[test]
     fn lazy_context_matches_converted_context() {
