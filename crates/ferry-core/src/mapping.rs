@@ -318,16 +318,40 @@ fn compile_node(
                 path: path.to_string(),
                 message: error_message(&e),
             };
-            let (node, vars) = match single_expression(s) {
+            let (node, vars, dry_run) = match single_expression(s) {
                 Some(src) => {
                     let expr = exprs.env.compile_expression(src).map_err(syntax)?;
-                    (Node::Expr(src.to_string()), expr.undeclared_variables(true))
+                    let dry_run = expr.eval(()).err();
+                    (
+                        Node::Expr(src.to_string()),
+                        expr.undeclared_variables(true),
+                        dry_run,
+                    )
                 }
                 None => {
                     let tmpl = exprs.env.template_from_str(s).map_err(syntax)?;
-                    (Node::Template(s.clone()), tmpl.undeclared_variables(true))
+                    let dry_run = tmpl.render_captured_to((), io::sink()).err();
+                    (
+                        Node::Template(s.clone()),
+                        tmpl.undeclared_variables(true),
+                        dry_run,
+                    )
                 }
             };
+            // minijinja looks filters, tests and functions up at run time. A dry run with an
+            // empty context catches unknown names on the paths it takes (typos such as
+            // `| tojosn`); other dry-run errors are expected (no data) and ignored.
+            if let Some(e) = dry_run {
+                if matches!(
+                    e.kind(),
+                    ErrorKind::UnknownFilter
+                        | ErrorKind::UnknownTest
+                        | ErrorKind::UnknownFunction
+                        | ErrorKind::UnknownMethod
+                ) {
+                    return Err(syntax(e));
+                }
+            }
             for var in vars {
                 let root = var.split('.').next().unwrap_or_default();
                 // Global functions (`range`, `dict`) are not context variables.

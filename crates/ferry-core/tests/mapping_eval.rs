@@ -388,3 +388,22 @@ fn missing_values_need_default_for_length() {
         json!(0)
     );
 }
+
+#[test]
+fn unknown_filters_and_tests_are_compile_errors() {
+    let exprs = Expressions::new();
+    for (src, needle) in [
+        ("{{ trigger.body | tojosn }}", "unknown filter"),
+        ("text {{ trigger.body.pet | nope }}", "unknown filter"),
+        ("{{ trigger.body.pet is nonsense }}", "unknown test"),
+        ("{{ nope_function(1) }}", "unknown function"),
+    ] {
+        let err = Mapping::compile(&exprs, &json!({ "f": src })).unwrap_err();
+        assert!(matches!(err, MappingError::Syntax { .. }), "{src}: {err:?}");
+        assert_eq!(err.path(), "f");
+        assert!(err.to_string().contains(needle), "{src}: {err}");
+    }
+    // Errors that only mean "no data yet" do not fail compilation.
+    assert!(Mapping::compile(&exprs, &json!("{{ trigger.body.items | length }}")).is_ok());
+    assert!(Mapping::compile(&exprs, &json!("{{ trigger.body.n + 1 }}")).is_ok());
+}
