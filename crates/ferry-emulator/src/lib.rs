@@ -84,6 +84,7 @@ pub async fn build(config: EmulatorConfig) -> Result<Arc<Emulator>, EmulatorErro
             source,
         })?;
     let gql = graphql::GraphqlState::from_sdl(&sdl)?;
+    gql.prewarm().await;
     let base_url = config
         .public_url
         .clone()

@@ -26,6 +26,15 @@ struct GqlBody {
 /// Maximum number of cached introspection answers.
 const INTROSPECTION_CACHE_MAX: usize = 32;
 
+/// Key of the introspection cache.
+pub(crate) fn cache_key(
+    operation_name: Option<&str>,
+    vars: &async_graphql::Variables,
+    query: &str,
+) -> String {
+    format!("{operation_name:?}\u{0}{vars}\u{0}{query}")
+}
+
 /// Whether every operation of the document selects only introspection fields
 /// (`__schema`, `__type`, `__typename`) at the top level.
 fn introspection_only(doc: &ExecutableDocument) -> bool {
@@ -100,7 +109,7 @@ pub(crate) async fn graphql(
     let cache_key = parsed
         .as_ref()
         .filter(|d| introspection_only(d))
-        .map(|_| format!("{:?}\u{0}{}\u{0}{}", body.operation_name, vars, query));
+        .map(|_| cache_key(body.operation_name.as_deref(), &vars, &query));
     let cached = cache_key
         .as_ref()
         .and_then(|k| emu.gql.introspection_cache.lock().get(k).cloned());

@@ -39,6 +39,26 @@ impl GraphqlState {
         })
     }
 
+    /// Answer the connector's introspection query (xurrent_connector.md §4.1) once and keep
+    /// the answer, so that the first client introspection is served from the cache.
+    pub(crate) async fn prewarm(&self) {
+        let query = crate::bench::INTROSPECTION_QUERY;
+        let resp = self
+            .schema
+            .execute(async_graphql::Request::new(query))
+            .await;
+        if !resp.errors.is_empty() {
+            tracing::warn!(errors = ?resp.errors, "introspection pre-warm failed");
+            return;
+        }
+        if let Ok(bytes) = serde_json::to_vec(&resp) {
+            let key = http::cache_key(None, &async_graphql::Variables::default(), query);
+            self.introspection_cache
+                .lock()
+                .insert(key, bytes::Bytes::from(bytes));
+        }
+    }
+
     /// Whether `name` is an object type with an `id` (a storable record type).
     pub(crate) fn is_record_type(&self, name: &str) -> bool {
         self.model.is_record_type(name)

@@ -120,7 +120,6 @@ pub(crate) fn json_to_value(v: &Json) -> Value {
         Json::Array(a) => Value::List(a.iter().map(json_to_value).collect()),
         Json::Object(o) => Value::Object(
             o.iter()
-                .filter(|(k, _)| !k.starts_with('_'))
                 .map(|(k, v)| (Name::new(k), json_to_value(v)))
                 .collect(),
         ),
