@@ -87,6 +87,11 @@ impl fmt::Display for BenchReport {
             "introspection, median warm:   {:8.1} ms",
             ms(self.introspection_median)
         )?;
+        writeln!(
+            f,
+            "introspection, uncached:      {:8.1} ms   (new query text, executed live)",
+            ms(self.introspection_uncached)
+        )?;
         write!(
             f,
             "simple connection queries:    {:8.0} /s   (target >= 2000 /s; {} queries, {} clients, {:.2} s)",
