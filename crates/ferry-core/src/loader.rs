@@ -86,6 +86,24 @@ pub fn load_solution_with_env(
     dir: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Solution, Vec<Diagnostic>> {
+    match load_partial_with_env(dir, lookup) {
+        (Some(sol), diags) if diags.is_empty() => {
+            tracing::debug!(
+                solution = %sol.name,
+                runbooks = sol.runbooks.len(),
+                "loaded solution from {}",
+                dir.display()
+            );
+            Ok(sol)
+        }
+        (_, diags) => Err(diags),
+    }
+}
+
+fn load_partial_with_env(
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (Option<Solution>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let exprs = Expressions::new();
     let solution_file = dir.join("solution.yaml");
@@ -133,20 +151,17 @@ pub fn load_solution_with_env(
         sol.runbooks = runbooks;
     }
 
-    if diags.is_empty() {
-        if let Some(sol) = solution {
-            tracing::debug!(
-                solution = %sol.name,
-                runbooks = sol.runbooks.len(),
-                "loaded solution from {}",
-                dir.display()
-            );
-            return Ok(sol);
-        }
-    }
     diags.sort_by(|a, b| a.span.cmp(&b.span));
     diags.dedup();
-    Err(diags)
+    (solution, diags)
+}
+
+/// Like [`load_solution`], but returns whatever model could be built together with every
+/// problem found, so that a caller (`ferry validate`) can run further checks on the parts that
+/// did load and report everything at once. The solution is `None` only when `solution.yaml`
+/// itself could not be read.
+pub fn load_solution_partial(dir: &Path) -> (Option<Solution>, Vec<Diagnostic>) {
+    load_partial_with_env(dir, &|name| std::env::var(name).ok())
 }
 
 // ---------------------------------------------------------------------------------------------

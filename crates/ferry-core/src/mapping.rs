@@ -82,6 +82,18 @@ impl Expressions {
         // mutable accumulation across loop iterations.
         env.remove_global("debug");
         env.remove_global("namespace");
+        // Render values the way JSON (and YAML authors) spell them: `true`/`false`, and an
+        // empty string for none/undefined, rather than Python's `True`/`None`.
+        env.set_formatter(|out, state, value| {
+            if value.kind() == minijinja::value::ValueKind::Bool {
+                out.write_str(if value.is_true() { "true" } else { "false" })?;
+                Ok(())
+            } else if value.is_none() || value.is_undefined() {
+                Ok(())
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
         env.add_filter("fromjson", filter_fromjson);
         env.add_filter("b64encode", filter_b64encode);
         env.add_filter("b64decode", filter_b64decode);

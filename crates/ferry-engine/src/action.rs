@@ -197,7 +197,10 @@ pub trait Action: Send + Sync + 'static {
         let _ = input;
         let spec = self.spec();
         if spec.nested {
-            spec.outputs.iter().find(|s| s.reference == reference).cloned()
+            spec.outputs
+                .iter()
+                .find(|s| s.reference == reference)
+                .cloned()
         } else {
             spec.outputs.first().cloned()
         }

@@ -153,17 +153,25 @@ pub fn compile_solution(
                 format!(
                     "Unknown connector '{}' for connection '{name}' (known: {})",
                     def.connector,
-                    registry.connectors().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
+                    registry
+                        .connectors()
+                        .map(|(n, _)| n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
-        let config = match Mapping::compile(exprs, &def.config).and_then(|m| m.eval(exprs, &env_ctx)) {
-            Ok(v) => v,
-            Err(e) => {
-                diags.push(diag(&def.span, format!("Connection '{name}' config invalid: {e}")));
-                Value::Null
-            }
-        };
+        let config =
+            match Mapping::compile(exprs, &def.config).and_then(|m| m.eval(exprs, &env_ctx)) {
+                Ok(v) => v,
+                Err(e) => {
+                    diags.push(diag(
+                        &def.span,
+                        format!("Connection '{name}' config invalid: {e}"),
+                    ));
+                    Value::Null
+                }
+            };
         directions.insert(name.clone(), def.direction);
         connections.insert(
             name.clone(),
@@ -179,7 +187,8 @@ pub fn compile_solution(
     let mut runbooks = IndexMap::new();
     for (rb_name, rb) in &solution.runbooks {
         let trigger_type = format!("{}.{}", rb.trigger.connector, rb.trigger.kind);
-        let Some(trigger) = registry.get_trigger(&trigger_type) else {
+        let trigger = registry.get_trigger(&trigger_type);
+        if trigger.is_none() {
             diags.push(diag(
                 &rb.trigger.span,
                 format!(
@@ -187,115 +196,19 @@ pub fn compile_solution(
                     registry.trigger_names().collect::<Vec<_>>().join(", ")
                 ),
             ));
-            continue;
-        };
-        // Trigger connection.
-        if let Some(conn) = &rb.trigger.connection {
-            match (connections.get(conn), directions.get(conn)) {
-                (Some(c), Some(dir)) => {
-                    if *dir != Direction::Inbound {
-                        diags.push(diag(
-                            &rb.trigger.span,
-                            format!("Connection '{conn}' is not an inbound connection"),
-                        ));
-                    }
-                    if let Some(want) = trigger.spec().connection {
-                        if c.connector != want {
-                            diags.push(diag(
-                                &rb.trigger.span,
-                                format!(
-                                    "Connection '{conn}' belongs to connector '{}', trigger '{trigger_type}' needs '{want}'",
-                                    c.connector
-                                ),
-                            ));
-                        }
-                    }
-                }
-                _ => diags.push(diag(&rb.trigger.span, format!("Unknown connection '{conn}'"))),
-            }
         }
-        // Trigger config: event-time expressions apart, the rest is resolved now.
-        let mut static_config = Map::new();
-        let mut discard_if = None;
-        let mut deduplication_id = None;
-        if let Value::Object(cfg) = &rb.trigger.config {
-            for (k, v) in cfg {
-                if EVENT_CONFIG_KEYS.contains(&k.as_str()) {
-                    match Mapping::compile(exprs, v) {
-                        Ok(m) => {
-                            for (_, reference) in m.references() {
-                                let root = reference.split(['.', '[']).next().unwrap_or_default();
-                                if !["trigger", "env", "vars"].contains(&root) {
-                                    diags.push(diag(
-                                        rb.trigger.config_span(k),
-                                        format!("{k}: unknown variable '{reference}' (use trigger or env)"),
-                                    ));
-                                }
-                            }
-                            if k == "discard_if" {
-                                discard_if = Some(m);
-                            } else {
-                                deduplication_id = Some(m);
-                            }
-                        }
-                        Err(e) => diags.push(diag(rb.trigger.config_span(k), format!("{k}: {e}"))),
-                    }
-                } else {
-                    match Mapping::compile(exprs, v).and_then(|m| m.eval(exprs, &env_ctx)) {
-                        Ok(v) => {
-                            static_config.insert(k.clone(), v);
-                        }
-                        Err(e) => diags.push(diag(rb.trigger.config_span(k), format!("{k}: {e}"))),
-                    }
-                }
-            }
-        }
-        let config_schema = Schema::new("config", trigger.spec().config.clone());
-        let allowed: BTreeSet<&str> = trigger.spec().config.iter().map(|f| f.id.as_str()).collect();
-        for k in static_config.keys() {
-            if !allowed.contains(k.as_str()) {
-                diags.push(diag(
-                    rb.trigger.config_span(k),
-                    format!(
-                        "Unknown trigger config field '{k}' (allowed: {})",
-                        allowed
-                            .iter()
-                            .copied()
-                            .chain(EVENT_CONFIG_KEYS)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
-        let trigger_config = match config_schema.resolve(&Value::Object(static_config.clone()), None) {
-            Ok(v) => v,
-            Err(e) => {
-                diags.push(diag(&rb.trigger.span, format!("Config mapping invalid: {e}")));
-                Value::Object(static_config)
-            }
-        };
-        if let Some(Value::Array(fields)) = rb.trigger.config.get("body_schema") {
-            for (i, f) in fields.iter().enumerate() {
-                match serde_json::from_value::<Field>(f.clone()) {
-                    Ok(field) => {
-                        for m in field.check_definition() {
-                            diags.push(diag(rb.trigger.config_span(&format!("body_schema.{i}")), format!("body_schema[{i}]: {m}")));
-                        }
-                    }
-                    Err(e) => diags.push(diag(
-                        rb.trigger.config_span(&format!("body_schema.{i}")),
-                        format!("body_schema[{i}]: {e}"),
-                    )),
-                }
-            }
-        }
-        let output_schema = match trigger.output_schema(&trigger_config) {
-            Ok(s) => s,
-            Err(e) => {
-                diags.push(diag(&rb.trigger.span, e));
-                Schema::new("output", vec![])
-            }
+        let (trigger_config, output_schema, discard_if, deduplication_id) = match &trigger {
+            Some(trigger) => compile_trigger(
+                rb,
+                trigger.as_ref(),
+                &trigger_type,
+                &connections,
+                &directions,
+                exprs,
+                &env_ctx,
+                &mut diags,
+            ),
+            None => (Value::Null, Schema::new("output", vec![]), None, None),
         };
         for var in &rb.variables {
             for m in var.check_definition() {
@@ -334,11 +247,23 @@ pub fn compile_solution(
                 Some((p, b)) => chain_key(Some((p, b))),
             };
             chains.entry(parent_key).or_default().push(step.id.clone());
-            check_step(step, action.as_ref(), &connections, &directions, &known_steps, parent.is_some(), rb, &mut diags);
+            check_step(
+                step,
+                action.as_ref(),
+                &connections,
+                &directions,
+                &known_steps,
+                parent.is_some(),
+                rb,
+                &mut diags,
+            );
             let input = match Mapping::compile(exprs, &step.input) {
                 Ok(m) => m,
                 Err(e) => {
-                    diags.push(diag(&step.span, format!("Step '{}': input invalid: {e}", step.id)));
+                    diags.push(diag(
+                        &step.span,
+                        format!("Step '{}': input invalid: {e}", step.id),
+                    ));
                     continue;
                 }
             };
@@ -356,22 +281,37 @@ pub fn compile_solution(
                     ));
                     continue;
                 }
-                let second = parts.next().map(|s| s.trim_matches(|c| c == '\'' || c == '"' || c == ']'));
+                let second = parts
+                    .next()
+                    .map(|s| s.trim_matches(|c| c == '\'' || c == '"' || c == ']'));
                 match (root, second) {
                     ("steps", Some(id)) if !id.is_empty() && !known_steps.contains(id) => {
-                        diags.push(diag(span, format!("({field}) invalid action references: '{id}'")));
+                        diags.push(diag(
+                            span,
+                            format!("({field}) invalid action references: '{id}'"),
+                        ));
                     }
                     ("item", _) if parent.is_none() => {
                         diags.push(diag(
                             span,
-                            format!("({field}) 'item' is only available inside a nested step's branch"),
+                            format!(
+                                "({field}) 'item' is only available inside a nested step's branch"
+                            ),
                         ));
                     }
-                    ("vars", Some(id)) if !id.is_empty() && !rb.variables.iter().any(|v| v.id == id) => {
-                        diags.push(diag(span, format!("({field}) unknown runbook variable '{id}'")));
+                    ("vars", Some(id))
+                        if !id.is_empty() && !rb.variables.iter().any(|v| v.id == id) =>
+                    {
+                        diags.push(diag(
+                            span,
+                            format!("({field}) unknown runbook variable '{id}'"),
+                        ));
                     }
                     ("env", Some(id)) if !id.is_empty() && !solution.env.contains_key(id) => {
-                        diags.push(diag(span, format!("({field}) unknown environment variable '{id}'")));
+                        diags.push(diag(
+                            span,
+                            format!("({field}) unknown environment variable '{id}'"),
+                        ));
                     }
                     _ => {}
                 }
@@ -392,6 +332,7 @@ pub fn compile_solution(
         if rb.steps.is_empty() {
             diags.push(diag(&rb.span, "No actions are connected to the trigger."));
         }
+        let Some(trigger) = trigger else { continue };
         runbooks.insert(
             rb_name.clone(),
             Arc::new(CompiledRunbook {
@@ -428,6 +369,147 @@ pub fn compile_solution(
     }
 }
 
+type TriggerParts = (Value, Schema, Option<Mapping>, Option<Mapping>);
+
+/// Check a runbook's trigger: its connection, its configuration and its output schema.
+#[allow(clippy::too_many_arguments)]
+fn compile_trigger(
+    rb: &ferry_core::model::Runbook,
+    trigger: &dyn Trigger,
+    trigger_type: &str,
+    connections: &IndexMap<String, ConnectionRef>,
+    directions: &HashMap<String, Direction>,
+    exprs: &Expressions,
+    env_ctx: &Value,
+    diags: &mut Vec<Diagnostic>,
+) -> TriggerParts {
+    // Trigger connection.
+    if let Some(conn) = &rb.trigger.connection {
+        match (connections.get(conn), directions.get(conn)) {
+            (Some(c), Some(dir)) => {
+                if *dir != Direction::Inbound {
+                    diags.push(diag(
+                        &rb.trigger.span,
+                        format!("Connection '{conn}' is not an inbound connection"),
+                    ));
+                }
+                if let Some(want) = trigger.spec().connection {
+                    if c.connector != want {
+                        diags.push(diag(
+                                &rb.trigger.span,
+                                format!(
+                                    "Connection '{conn}' belongs to connector '{}', trigger '{trigger_type}' needs '{want}'",
+                                    c.connector
+                                ),
+                            ));
+                    }
+                }
+            }
+            _ => diags.push(diag(
+                &rb.trigger.span,
+                format!("Unknown connection '{conn}'"),
+            )),
+        }
+    }
+    // Trigger config: event-time expressions apart, the rest is resolved now.
+    let mut static_config = Map::new();
+    let mut discard_if = None;
+    let mut deduplication_id = None;
+    if let Value::Object(cfg) = &rb.trigger.config {
+        for (k, v) in cfg {
+            if EVENT_CONFIG_KEYS.contains(&k.as_str()) {
+                match Mapping::compile(exprs, v) {
+                    Ok(m) => {
+                        for (_, reference) in m.references() {
+                            let root = reference.split(['.', '[']).next().unwrap_or_default();
+                            if !["trigger", "env", "vars"].contains(&root) {
+                                diags.push(diag(
+                                    rb.trigger.config_span(k),
+                                    format!(
+                                        "{k}: unknown variable '{reference}' (use trigger or env)"
+                                    ),
+                                ));
+                            }
+                        }
+                        if k == "discard_if" {
+                            discard_if = Some(m);
+                        } else {
+                            deduplication_id = Some(m);
+                        }
+                    }
+                    Err(e) => diags.push(diag(rb.trigger.config_span(k), format!("{k}: {e}"))),
+                }
+            } else {
+                match Mapping::compile(exprs, v).and_then(|m| m.eval(exprs, env_ctx)) {
+                    Ok(v) => {
+                        static_config.insert(k.clone(), v);
+                    }
+                    Err(e) => diags.push(diag(rb.trigger.config_span(k), format!("{k}: {e}"))),
+                }
+            }
+        }
+    }
+    let config_schema = Schema::new("config", trigger.spec().config.clone());
+    let allowed: BTreeSet<&str> = trigger
+        .spec()
+        .config
+        .iter()
+        .map(|f| f.id.as_str())
+        .collect();
+    for k in static_config.keys() {
+        if !allowed.contains(k.as_str()) {
+            diags.push(diag(
+                rb.trigger.config_span(k),
+                format!(
+                    "Unknown trigger config field '{k}' (allowed: {})",
+                    allowed
+                        .iter()
+                        .copied()
+                        .chain(EVENT_CONFIG_KEYS)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    let trigger_config = match config_schema.resolve(&Value::Object(static_config.clone()), None) {
+        Ok(v) => v,
+        Err(e) => {
+            diags.push(diag(
+                &rb.trigger.span,
+                format!("Config mapping invalid: {e}"),
+            ));
+            Value::Object(static_config)
+        }
+    };
+    if let Some(Value::Array(fields)) = rb.trigger.config.get("body_schema") {
+        for (i, f) in fields.iter().enumerate() {
+            match serde_json::from_value::<Field>(f.clone()) {
+                Ok(field) => {
+                    for m in field.check_definition() {
+                        diags.push(diag(
+                            rb.trigger.config_span(&format!("body_schema.{i}")),
+                            format!("body_schema[{i}]: {m}"),
+                        ));
+                    }
+                }
+                Err(e) => diags.push(diag(
+                    rb.trigger.config_span(&format!("body_schema.{i}")),
+                    format!("body_schema[{i}]: {e}"),
+                )),
+            }
+        }
+    }
+    let output_schema = match trigger.output_schema(&trigger_config) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.push(diag(&rb.trigger.span, e));
+            Schema::new("output", vec![])
+        }
+    };
+    (trigger_config, output_schema, discard_if, deduplication_id)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_step(
     step: &StepDef,
@@ -444,10 +526,16 @@ fn check_step(
     // Connection.
     match (&step.connection, spec.connection) {
         (Some(conn), want) => match connections.get(conn) {
-            None => diags.push(diag(&step.span, format!("Step '{id}': unknown connection '{conn}'"))),
+            None => diags.push(diag(
+                &step.span,
+                format!("Step '{id}': unknown connection '{conn}'"),
+            )),
             Some(c) => {
                 if directions.get(conn) != Some(&Direction::Outbound) {
-                    diags.push(diag(&step.span, format!("Step '{id}': connection '{conn}' is not an outbound connection")));
+                    diags.push(diag(
+                        &step.span,
+                        format!("Step '{id}': connection '{conn}' is not an outbound connection"),
+                    ));
                 }
                 if let Some(want) = want {
                     if c.connector != want {
@@ -461,7 +549,10 @@ fn check_step(
         },
         (None, Some(want)) => diags.push(diag(
             &step.span,
-            format!("Step '{id}': action '{}' needs an outbound '{want}' connection", spec.name),
+            format!(
+                "Step '{id}': action '{}' needs an outbound '{want}' connection",
+                spec.name
+            ),
         )),
         (None, None) => {}
     }
@@ -469,7 +560,10 @@ fn check_step(
     if !spec.nested && (!step.each.is_empty() || !step.branches.is_empty()) {
         diags.push(diag(
             &step.span,
-            format!("Step '{id}': action '{}' is not nested; it cannot have `each` or `branches`", spec.name),
+            format!(
+                "Step '{id}': action '{}' is not nested; it cannot have `each` or `branches`",
+                spec.name
+            ),
         ));
     }
     if spec.nested && !step.branches.is_empty() {
@@ -478,7 +572,11 @@ fn check_step(
                 if !keys.contains(key) {
                     diags.push(diag(
                         &step.span,
-                        format!("Step '{id}': unknown branch '{key}' for action '{}' (branches: {})", spec.name, keys.join(", ")),
+                        format!(
+                            "Step '{id}': unknown branch '{key}' for action '{}' (branches: {})",
+                            spec.name,
+                            keys.join(", ")
+                        ),
                     ));
                 }
             }
@@ -493,14 +591,24 @@ fn check_step(
                 format!(
                     "Step '{id}': unknown input field '{key}' for action '{}' (fields: {})",
                     spec.name,
-                    spec.input.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+                    spec.input
+                        .iter()
+                        .map(|f| f.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
     }
     for field in &spec.input {
         if field.required && field.default.is_none() && !input.contains_key(&field.id) {
-            diags.push(diag(&step.span, format!("Step '{id}': Input invalid: Field '{}' is required.", field.id)));
+            diags.push(diag(
+                &step.span,
+                format!(
+                    "Step '{id}': Input invalid: Field '{}' is required.",
+                    field.id
+                ),
+            ));
         }
     }
 }

@@ -78,7 +78,11 @@ pub struct Engine {
 
 impl Engine {
     /// A new engine over `store`.
-    pub fn new(store: Arc<dyn Store>, secrets: Arc<Secrets>, options: EngineOptions) -> Arc<Engine> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<Secrets>,
+        options: EngineOptions,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             registry: Registry::builtin(),
             services: Services {
@@ -122,7 +126,11 @@ impl Engine {
     }
 
     /// A runbook by solution and name.
-    pub fn runbook(&self, solution: &str, runbook: &str) -> Option<(Arc<CompiledSolution>, Arc<CompiledRunbook>)> {
+    pub fn runbook(
+        &self,
+        solution: &str,
+        runbook: &str,
+    ) -> Option<(Arc<CompiledSolution>, Arc<CompiledRunbook>)> {
         let s = self.solution(solution)?;
         let r = s.runbooks.get(runbook)?.clone();
         Some((s, r))
@@ -146,18 +154,36 @@ impl Engine {
 
     /// The trigger pipeline (spec §2.4): authenticate, parse, coerce, discard, dedup,
     /// and store the job. Returns only after the job is durably stored.
-    pub async fn ingest(&self, solution: &str, runbook: &str, request: InboundRequest) -> IngestOutcome {
+    pub async fn ingest(
+        &self,
+        solution: &str,
+        runbook: &str,
+        request: InboundRequest,
+    ) -> IngestOutcome {
         self.ingest_with(solution, runbook, request, true).await
     }
 
     /// The trigger pipeline without inbound authentication (for `ferry run`, where the
     /// event comes from a local file rather than the network).
-    pub async fn ingest_trusted(&self, solution: &str, runbook: &str, request: InboundRequest) -> IngestOutcome {
+    pub async fn ingest_trusted(
+        &self,
+        solution: &str,
+        runbook: &str,
+        request: InboundRequest,
+    ) -> IngestOutcome {
         self.ingest_with(solution, runbook, request, false).await
     }
 
-    async fn ingest_with(&self, solution: &str, runbook: &str, request: InboundRequest, authenticate: bool) -> IngestOutcome {
-        let outcome = self.ingest_inner(solution, runbook, request, authenticate).await;
+    async fn ingest_with(
+        &self,
+        solution: &str,
+        runbook: &str,
+        request: InboundRequest,
+        authenticate: bool,
+    ) -> IngestOutcome {
+        let outcome = self
+            .ingest_inner(solution, runbook, request, authenticate)
+            .await;
         let counter = match &outcome {
             IngestOutcome::Accepted { .. } => &self.metrics.events_accepted,
             IngestOutcome::Duplicate { .. } => &self.metrics.events_duplicate,
@@ -181,7 +207,12 @@ impl Engine {
                 message: format!("Unknown runbook '{solution}/{runbook}'"),
             };
         };
-        if let Some(conn) = rb.inbound.as_ref().and_then(|c| sol.connections.get(c)).filter(|_| authenticate) {
+        if let Some(conn) = rb
+            .inbound
+            .as_ref()
+            .and_then(|c| sol.connections.get(c))
+            .filter(|_| authenticate)
+        {
             if let Err(e) = inbound::validate(&conn.config, &request, &self.services.secrets) {
                 return trigger_error(e);
             }
@@ -265,7 +296,9 @@ impl Engine {
                 self.notify.notify_one();
                 IngestOutcome::Accepted { job_id: id }
             }
-            Ok(InsertOutcome::Duplicate { existing }) => IngestOutcome::Duplicate { job_id: existing },
+            Ok(InsertOutcome::Duplicate { existing }) => {
+                IngestOutcome::Duplicate { job_id: existing }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "storing job failed");
                 IngestOutcome::Rejected {

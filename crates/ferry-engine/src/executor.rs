@@ -104,16 +104,24 @@ impl ExecState {
 
     /// Index of the innermost Outputs frame of a try-catch currently in `branch`.
     fn enclosing_try(&self, rb: &CompiledRunbook, branch: &str) -> Option<usize> {
-        self.stack.iter().enumerate().rev().find_map(|(i, f)| match f {
-            Frame::Outputs { step, outputs, next } if *next > 0 => {
-                let is_try = rb
-                    .steps
-                    .get(step)
-                    .is_some_and(|s| s.action.spec().kind == ActionKind::TryCatch);
-                (is_try && outputs[*next - 1].0 == branch).then_some(i)
-            }
-            _ => None,
-        })
+        self.stack
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, f)| match f {
+                Frame::Outputs {
+                    step,
+                    outputs,
+                    next,
+                } if *next > 0 => {
+                    let is_try = rb
+                        .steps
+                        .get(step)
+                        .is_some_and(|s| s.action.spec().kind == ActionKind::TryCatch);
+                    (is_try && outputs[*next - 1].0 == branch).then_some(i)
+                }
+                _ => None,
+            })
     }
 
     fn advance(&mut self) {
@@ -144,7 +152,16 @@ enum Flow {
 pub async fn run_job(engine: &Arc<Engine>, job: JobRecord) -> RunEnd {
     let Some((sol, rb)) = engine.runbook(&job.solution, &job.runbook) else {
         let error = format!("Runbook '{}/{}' is not loaded", job.solution, job.runbook);
-        let _ = checkpoint(engine, &job, None, &Value::Null, JobStatus::Failed, None, Some(error)).await;
+        let _ = checkpoint(
+            engine,
+            &job,
+            None,
+            &Value::Null,
+            JobStatus::Failed,
+            None,
+            Some(error),
+        )
+        .await;
         return RunEnd::Status(JobStatus::Failed);
     };
     let mut state: ExecState = match serde_json::from_value(job.state.clone()) {
@@ -167,7 +184,9 @@ pub async fn run_job(engine: &Arc<Engine>, job: JobRecord) -> RunEnd {
                 let status = match stop {
                     Flow::Stop(status, error, next_run_at) => {
                         let value = serde_json::to_value(&state).unwrap_or(Value::Null);
-                        if let Err(e) = checkpoint(engine, &job, None, &value, status, next_run_at, error).await {
+                        if let Err(e) =
+                            checkpoint(engine, &job, None, &value, status, next_run_at, error).await
+                        {
                             tracing::error!(job = %job.id, error = %e, "final checkpoint failed");
                             return RunEnd::Interrupted;
                         }
@@ -225,7 +244,11 @@ async fn step_once(
         return Ok(Flow::Stop(JobStatus::Finished, None, None));
     };
     let step_id = match top {
-        Frame::Outputs { step, outputs, next } => {
+        Frame::Outputs {
+            step,
+            outputs,
+            next,
+        } => {
             if *next < outputs.len() {
                 let (schema, value) = outputs[*next].clone();
                 *next += 1;
@@ -267,7 +290,11 @@ async fn step_once(
         ));
     }
     let Some(step) = rb.steps.get(&step_id) else {
-        return Ok(Flow::Stop(JobStatus::Failed, Some(format!("Unknown step '{step_id}'")), None));
+        return Ok(Flow::Stop(
+            JobStatus::Failed,
+            Some(format!("Unknown step '{step_id}'")),
+            None,
+        ));
     };
     let spec = step.action.spec();
     let started_at = Utc::now();
@@ -299,9 +326,16 @@ async fn step_once(
 
     let mut logs = Vec::new();
     let (result, input_value, iteration_after) = match input {
-        Err(message) => (Err(Signal::Fail(message)), Value::Null, state.iteration.get(&step_id).map(|s| s.value.clone())),
+        Err(message) => (
+            Err(Signal::Fail(message)),
+            Value::Null,
+            state.iteration.get(&step_id).map(|s| s.value.clone()),
+        ),
         Ok(input) => {
-            let connection = step.connection.as_ref().and_then(|c| sol.connections.get(c));
+            let connection = step
+                .connection
+                .as_ref()
+                .and_then(|c| sol.connections.get(c));
             let mut vars = std::mem::take(&mut state.vars);
             let mut ctx = ActionContext {
                 input: input.clone(),
@@ -317,7 +351,8 @@ async fn step_once(
                 logs: Vec::new(),
                 annotations: BTreeMap::new(),
             };
-            let run = tokio::time::timeout(engine.options.step_timeout, step.action.run(&mut ctx)).await;
+            let run =
+                tokio::time::timeout(engine.options.step_timeout, step.action.run(&mut ctx)).await;
             let result = match run {
                 Ok(r) => r,
                 Err(_) => Err(Signal::Fail(format!(
@@ -334,14 +369,17 @@ async fn step_once(
     };
 
     // 2. Resolve outputs against their schemas.
-    let result = result.and_then(|outputs| resolve_outputs(engine, step.action.as_ref(), &input_value, outputs));
+    let result = result
+        .and_then(|outputs| resolve_outputs(engine, step.action.as_ref(), &input_value, outputs));
 
     // 3. Iteration state (kept on reschedule, as the Wait action relies on).
     if spec.nested {
         match iteration_after {
             Some(v) if !v.is_null() => {
                 let count = state.iteration.get(&step_id).map_or(0, |s| s.count) + 1;
-                state.iteration.insert(step_id.clone(), IterState { count, value: v });
+                state
+                    .iteration
+                    .insert(step_id.clone(), IterState { count, value: v });
             }
             _ => {
                 state.iteration.remove(&step_id);
@@ -373,7 +411,13 @@ async fn step_once(
             record.outputs = Value::Array(
                 outputs
                     .iter()
-                    .map(|(s, v)| if spec.nested { json!({ "branch": s, "output": v }) } else { v.clone() })
+                    .map(|(s, v)| {
+                        if spec.nested {
+                            json!({ "branch": s, "output": v })
+                        } else {
+                            v.clone()
+                        }
+                    })
                     .collect(),
             );
             if spec.kind == ActionKind::Retry {
@@ -393,7 +437,10 @@ async fn step_once(
                     next: 0,
                 });
             } else {
-                let last = outputs.last().map(|(_, v)| v.clone()).unwrap_or_else(|| json!({}));
+                let last = outputs
+                    .last()
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| json!({}));
                 state.outputs.insert(step_id.clone(), last);
                 state.advance();
             }
@@ -420,7 +467,9 @@ async fn step_once(
                 record.error = Some(error.clone());
                 Flow::Stop(JobStatus::Failed, Some(error), None)
             } else {
-                let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_else(|_| chrono::Duration::seconds(60));
+                let at = Utc::now()
+                    + chrono::Duration::from_std(after)
+                        .unwrap_or_else(|_| chrono::Duration::seconds(60));
                 Flow::Stop(JobStatus::Waiting, None, Some(at))
             }
         }
@@ -453,7 +502,16 @@ async fn step_once(
         _ => (JobStatus::Running, None, None),
     };
     let value = serde_json::to_value(&*state).unwrap_or(Value::Null);
-    checkpoint(engine, job, Some(record), &value, status, next_run_at, error).await?;
+    checkpoint(
+        engine,
+        job,
+        Some(record),
+        &value,
+        status,
+        next_run_at,
+        error,
+    )
+    .await?;
     Ok(match flow {
         Flow::Stop(s, ..) => Flow::Stopped(s),
         other => other,
@@ -473,7 +531,10 @@ fn resolve_outputs(
         let reference = if spec.nested {
             out.schema.clone()
         } else {
-            spec.outputs.first().map(|s| s.reference.clone()).unwrap_or_default()
+            spec.outputs
+                .first()
+                .map(|s| s.reference.clone())
+                .unwrap_or_default()
         };
         let Some(schema) = action.output_schema(&reference, input) else {
             errors.push(format!("Output schema '{reference}' not found."));

@@ -132,7 +132,10 @@ impl HttpClient {
             }
         }
         let limit = self.limits.max_response_bytes;
-        if response.content_length().is_some_and(|l| l as usize > limit) {
+        if response
+            .content_length()
+            .is_some_and(|l| l as usize > limit)
+        {
             return Err(HttpError::TooLarge { url, limit });
         }
         let mut body = BytesMut::new();
@@ -208,9 +211,8 @@ mod tests {
             retry_after_seconds(Some("Wed, 21 Oct 2015 07:28:00 GMT"), 60),
             60
         );
-        let future = httpdate::fmt_http_date(
-            std::time::SystemTime::now() + Duration::from_secs(120),
-        );
+        let future =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
         let n = retry_after_seconds(Some(&future), 60);
         assert!((100..=120).contains(&n), "{n}");
     }

@@ -24,7 +24,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Check a request against an inbound connection's validators.
-pub fn validate(config: &Value, request: &InboundRequest, secrets: &Secrets) -> Result<(), TriggerError> {
+pub fn validate(
+    config: &Value,
+    request: &InboundRequest,
+    secrets: &Secrets,
+) -> Result<(), TriggerError> {
     let open = |s: &str| -> Result<String, TriggerError> {
         secrets
             .reveal_in(s)
@@ -34,10 +38,14 @@ pub fn validate(config: &Value, request: &InboundRequest, secrets: &Secrets) -> 
                 message: "Inbound connection secret could not be decrypted.".into(),
             })
     };
-    if let (Some(key), Some(expected)) = (conf(config, "api_key", "key"), conf(config, "api_key", "value")) {
+    if let (Some(key), Some(expected)) = (
+        conf(config, "api_key", "key"),
+        conf(config, "api_key", "value"),
+    ) {
         let expected = open(expected)?;
-        let in_query = conf(config, "api_key", "placement")
-            .is_some_and(|p| p.eq_ignore_ascii_case("query params") || p.eq_ignore_ascii_case("query"));
+        let in_query = conf(config, "api_key", "placement").is_some_and(|p| {
+            p.eq_ignore_ascii_case("query params") || p.eq_ignore_ascii_case("query")
+        });
         let got = if in_query {
             request.query_param(key)
         } else {
@@ -55,7 +63,9 @@ pub fn validate(config: &Value, request: &InboundRequest, secrets: &Secrets) -> 
         let scheme = parts.next().unwrap_or_default();
         let rest = parts.next().map(str::trim).unwrap_or_default();
         if !scheme.eq_ignore_ascii_case("basic") || rest.is_empty() {
-            return Err(TriggerError::bad_request("Missing basic authentication header."));
+            return Err(TriggerError::bad_request(
+                "Missing basic authentication header.",
+            ));
         }
         let invalid = || TriggerError::bad_request("Invalid basic authentication header.");
         let decoded = base64::engine::general_purpose::STANDARD

@@ -36,7 +36,10 @@ impl InboundRequest {
     /// A query parameter's first value.
     pub fn query_param(&self, name: &str) -> Option<String> {
         let q = self.query.as_deref()?;
-        form_pairs(q).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        form_pairs(q)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// The query string as an object (repeated keys become arrays).

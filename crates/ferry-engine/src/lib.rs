@@ -27,6 +27,6 @@ pub mod worker;
 pub use action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
 pub use compile::{compile_solution, CompiledRunbook, CompiledSolution};
 pub use engine::{Engine, EngineOptions};
-pub use ingest::{IngestOutcome, InboundRequest};
+pub use ingest::{InboundRequest, IngestOutcome};
 pub use registry::Registry;
 pub use trigger::{Trigger, TriggerError, TriggerParse, TriggerSpec};

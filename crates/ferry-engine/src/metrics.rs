@@ -6,7 +6,9 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const BUCKETS_MS: [f64; 11] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0, 30000.0];
+const BUCKETS_MS: [f64; 11] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0, 30000.0,
+];
 
 /// Engine counters.
 #[derive(Default)]
@@ -34,7 +36,8 @@ impl Metrics {
         if failed {
             self.steps_failed.fetch_add(1, Ordering::Relaxed);
         }
-        self.step_sum_us.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
+        self.step_sum_us
+            .fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
         for (i, b) in BUCKETS_MS.iter().enumerate() {
             if ms <= *b {
                 self.step_buckets[i].fetch_add(1, Ordering::Relaxed);
@@ -54,14 +57,21 @@ impl Metrics {
             ("discarded", &self.events_discarded),
             ("duplicate", &self.events_duplicate),
         ] {
-            let _ = writeln!(out, "ferry_events_total{{outcome=\"{outcome}\"}} {}", get(v));
+            let _ = writeln!(
+                out,
+                "ferry_events_total{{outcome=\"{outcome}\"}} {}",
+                get(v)
+            );
         }
         let _ = writeln!(out, "# HELP ferry_jobs Jobs in the store by status.");
         let _ = writeln!(out, "# TYPE ferry_jobs gauge");
         for (status, n) in jobs_by_status {
             let _ = writeln!(out, "ferry_jobs{{status=\"{status}\"}} {n}");
         }
-        let _ = writeln!(out, "# HELP ferry_step_duration_seconds Step invocation latency.");
+        let _ = writeln!(
+            out,
+            "# HELP ferry_step_duration_seconds Step invocation latency."
+        );
         let _ = writeln!(out, "# TYPE ferry_step_duration_seconds histogram");
         for (i, b) in BUCKETS_MS.iter().enumerate() {
             let _ = writeln!(
@@ -72,14 +82,20 @@ impl Metrics {
             );
         }
         let total = get(&self.steps_total);
-        let _ = writeln!(out, "ferry_step_duration_seconds_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "ferry_step_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
+        );
         let _ = writeln!(
             out,
             "ferry_step_duration_seconds_sum {}",
             get(&self.step_sum_us) as f64 / 1_000_000.0
         );
         let _ = writeln!(out, "ferry_step_duration_seconds_count {total}");
-        let _ = writeln!(out, "# HELP ferry_steps_failed_total Failed step invocations.");
+        let _ = writeln!(
+            out,
+            "# HELP ferry_steps_failed_total Failed step invocations."
+        );
         let _ = writeln!(out, "# TYPE ferry_steps_failed_total counter");
         let _ = writeln!(out, "ferry_steps_failed_total {}", get(&self.steps_failed));
         out

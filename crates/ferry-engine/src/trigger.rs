@@ -64,6 +64,9 @@ pub trait Trigger: Send + Sync + 'static {
     fn output_schema(&self, config: &Value) -> Result<Schema, String>;
 
     /// Parse an authenticated request.
-    async fn parse(&self, request: &InboundRequest, config: &Value)
-        -> Result<TriggerParse, TriggerError>;
+    async fn parse(
+        &self,
+        request: &InboundRequest,
+        config: &Value,
+    ) -> Result<TriggerParse, TriggerError>;
 }

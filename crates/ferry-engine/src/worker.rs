@@ -14,7 +14,9 @@ pub async fn run_workers(engine: Arc<Engine>, n: usize) {
     let mut handles = Vec::new();
     for i in 0..n.max(1) {
         let engine = engine.clone();
-        handles.push(tokio::spawn(async move { worker(engine, format!("w{i}")).await }));
+        handles.push(tokio::spawn(async move {
+            worker(engine, format!("w{i}")).await
+        }));
     }
     for h in handles {
         let _ = h.await;

@@ -36,7 +36,10 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let ok = presented.is_some_and(|p| {
         ferry_engine::inbound::constant_time_eq(p.as_bytes(), state.options.api_token.as_bytes())
@@ -49,7 +52,10 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 }
 
 fn trigger_url(state: &AppState, sol: &str, rb: &str) -> String {
-    format!("{}/inbound/{sol}/{rb}", state.options.public_url.trim_end_matches('/'))
+    format!(
+        "{}/inbound/{sol}/{rb}",
+        state.options.public_url.trim_end_matches('/')
+    )
 }
 
 fn runbook_json(state: &AppState, sol: &CompiledSolution, rb: &CompiledRunbook) -> Value {
@@ -86,7 +92,10 @@ fn connections_json(sol: &CompiledSolution) -> Vec<Value> {
         .collect()
 }
 
-fn find_solution(engine: &Engine, name: &str) -> Result<std::sync::Arc<CompiledSolution>, ApiError> {
+fn find_solution(
+    engine: &Engine,
+    name: &str,
+) -> Result<std::sync::Arc<CompiledSolution>, ApiError> {
     engine
         .solution(name)
         .ok_or_else(|| ApiError::NotFound(format!("solution '{name}' not found")))
@@ -102,14 +111,24 @@ async fn list_solutions(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "solutions": list }))
 }
 
-async fn get_solution(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_solution(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let sol = find_solution(&state.engine, &name)?;
     Ok(Json(solution_json(&state, &sol)))
 }
 
-async fn list_runbooks(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn list_runbooks(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let sol = find_solution(&state.engine, &name)?;
-    let list: Vec<Value> = sol.runbooks.values().map(|rb| runbook_json(&state, &sol, rb)).collect();
+    let list: Vec<Value> = sol
+        .runbooks
+        .values()
+        .map(|rb| runbook_json(&state, &sol, rb))
+        .collect();
     Ok(Json(json!({ "runbooks": list })))
 }
 
@@ -118,14 +137,18 @@ async fn get_runbook(
     Path((name, runbook)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let sol = find_solution(&state.engine, &name)?;
-    let rb = sol
-        .runbooks
-        .get(&runbook)
-        .ok_or_else(|| ApiError::NotFound(format!("runbook '{runbook}' not found in solution '{name}'")))?;
+    let rb = sol.runbooks.get(&runbook).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "runbook '{runbook}' not found in solution '{name}'"
+        ))
+    })?;
     Ok(Json(runbook_json(&state, &sol, rb)))
 }
 
-async fn list_connections(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn list_connections(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let sol = find_solution(&state.engine, &name)?;
     Ok(Json(json!({ "connections": connections_json(&sol) })))
 }
@@ -161,7 +184,10 @@ pub fn job_json(job: &JobRecord) -> Value {
 
 /// A step record as the API shows it (secrets redacted).
 pub fn step_json(step: &StepRecord) -> Value {
-    let duration_ms = (step.finished_at - step.started_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    let duration_ms = (step.finished_at - step.started_at)
+        .num_microseconds()
+        .unwrap_or(0) as f64
+        / 1000.0;
     json!({
         "seq": step.seq,
         "step_id": step.step_id,
@@ -179,7 +205,10 @@ pub fn step_json(step: &StepRecord) -> Value {
     })
 }
 
-async fn list_jobs(State(state): State<AppState>, Query(q): Query<JobsQuery>) -> Result<Json<Value>, ApiError> {
+async fn list_jobs(
+    State(state): State<AppState>,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<Value>, ApiError> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
@@ -192,15 +221,20 @@ async fn list_jobs(State(state): State<AppState>, Query(q): Query<JobsQuery>) ->
         None | Some("") => 50,
         Some(l) => match l.parse::<u32>() {
             Ok(n) if (1..=500).contains(&n) => n,
-            _ => return Err(ApiError::BadRequest(format!("invalid value for 'limit': '{l}' (expected 1..500)"))),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid value for 'limit': '{l}' (expected 1..500)"
+                )))
+            }
         },
     };
     let before_seq = match q.before.as_deref() {
         None | Some("") => None,
-        Some(b) => Some(
-            b.parse::<i64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid value for 'before': '{b}' (expected a cursor from next_before)")))?,
-        ),
+        Some(b) => Some(b.parse::<i64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "invalid value for 'before': '{b}' (expected a cursor from next_before)"
+            ))
+        })?),
     };
     let filter = JobFilter {
         solution: q.solution,
@@ -218,10 +252,14 @@ async fn list_jobs(State(state): State<AppState>, Query(q): Query<JobsQuery>) ->
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::BadRequest(format!("invalid job id '{id}' (expected a UUID)")))
+    Uuid::parse_str(id)
+        .map_err(|_| ApiError::BadRequest(format!("invalid job id '{id}' (expected a UUID)")))
 }
 
-async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let job = state
         .engine
@@ -235,7 +273,10 @@ async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     Ok(Json(value))
 }
 
-async fn rerun_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn rerun_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let job = state
         .engine
@@ -252,7 +293,12 @@ async fn rerun_job(State(state): State<AppState>, Path(id): Path<String>) -> Res
     let (_, rb) = state
         .engine
         .runbook(&job.solution, &job.runbook)
-        .ok_or_else(|| ApiError::Conflict(format!("runbook '{}/{}' is not loaded", job.solution, job.runbook)))?;
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "runbook '{}/{}' is not loaded",
+                job.solution, job.runbook
+            ))
+        })?;
     state
         .engine
         .store

@@ -31,7 +31,17 @@ pub async fn receive_postfix(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(state, solution, runbook, Some(postfix), method, query, headers, body).await
+    handle(
+        state,
+        solution,
+        runbook,
+        Some(postfix),
+        method,
+        query,
+        headers,
+        body,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -51,7 +61,12 @@ async fn handle(
         query,
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
     };

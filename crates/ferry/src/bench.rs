@@ -59,10 +59,21 @@ enum Which {
 /// Run a benchmark and print its figures.
 pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.which {
-        Which::Ingest { connections, seconds, body_bytes, workers } => {
+        Which::Ingest {
+            connections,
+            seconds,
+            body_bytes,
+            workers,
+        } => {
             let server = Server::start(1, workers)?;
             let body = event_body(body_bytes);
-            let r = load(&server, connections, Limit::Time(Duration::from_secs(seconds)), body).await?;
+            let r = load(
+                &server,
+                connections,
+                Limit::Time(Duration::from_secs(seconds)),
+                body,
+            )
+            .await?;
             println!("ingest: {connections} connections, {seconds} s, body {body_bytes} B, {workers} workers");
             r.print();
         }
@@ -125,7 +136,10 @@ impl Drop for Server {
 fn write_solution(dir: &Path, steps: usize) -> anyhow::Result<PathBuf> {
     let sol = dir.join("bench");
     std::fs::create_dir_all(sol.join("runbooks"))?;
-    std::fs::write(sol.join("solution.yaml"), "name: bench\ndescription: Benchmark solution\n")?;
+    std::fs::write(
+        sol.join("solution.yaml"),
+        "name: bench\ndescription: Benchmark solution\n",
+    )?;
     let mut rb = String::from(
         "name: intake\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema:\n      - { id: id, type: string }\n      - { id: subject, type: string }\n      - { id: priority, type: integer }\n      - { id: requester, type: string }\n      - { id: payload, type: string }\nsteps:\n",
     );
@@ -145,7 +159,14 @@ impl Server {
         let token = "bench-token".to_string();
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--data"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                &workers.to_string(),
+                "--data",
+            ])
             .arg(dir.path().join("data"))
             .arg(&sol)
             .env("FERRY_API_TOKEN", &token)
@@ -168,7 +189,12 @@ impl Server {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Server { child, addr, token, _dir: dir })
+        Ok(Server {
+            child,
+            addr,
+            token,
+            _dir: dir,
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -213,7 +239,12 @@ impl LoadResult {
     }
 }
 
-async fn load(server: &Server, connections: usize, limit: Limit, body: Bytes) -> anyhow::Result<LoadResult> {
+async fn load(
+    server: &Server,
+    connections: usize,
+    limit: Limit,
+    body: Bytes,
+) -> anyhow::Result<LoadResult> {
     let start = Instant::now();
     let deadline = match limit {
         Limit::Time(d) => Some(start + d),
@@ -291,7 +322,10 @@ async fn runbook_latency(server: &Server, jobs: usize) -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        let id = resp["job_uuid"].as_str().context("no job_uuid")?.to_string();
+        let id = resp["job_uuid"]
+            .as_str()
+            .context("no job_uuid")?
+            .to_string();
         loop {
             let job: Value = client
                 .get(server.url(&format!("/api/v1/jobs/{id}")))
@@ -303,9 +337,14 @@ async fn runbook_latency(server: &Server, jobs: usize) -> anyhow::Result<()> {
             match job["status"].as_str() {
                 Some("finished") => {
                     client_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                    let created = chrono::DateTime::parse_from_rfc3339(job["created_at"].as_str().unwrap_or(""))?;
-                    let finished = chrono::DateTime::parse_from_rfc3339(job["finished_at"].as_str().unwrap_or(""))?;
-                    server_ms.push((finished - created).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                    let created = chrono::DateTime::parse_from_rfc3339(
+                        job["created_at"].as_str().unwrap_or(""),
+                    )?;
+                    let finished = chrono::DateTime::parse_from_rfc3339(
+                        job["finished_at"].as_str().unwrap_or(""),
+                    )?;
+                    server_ms
+                        .push((finished - created).num_microseconds().unwrap_or(0) as f64 / 1000.0);
                     let steps = job["steps"].as_array().map_or(0, Vec::len);
                     if steps == 0 {
                         bail!("job finished without steps");
@@ -319,7 +358,10 @@ async fn runbook_latency(server: &Server, jobs: usize) -> anyhow::Result<()> {
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
-        (v[v.len() / 2], v[(v.len() as f64 * 0.99) as usize].max(v[v.len() - 1].min(v[v.len() - 1])))
+        (
+            v[v.len() / 2],
+            v[(v.len() as f64 * 0.99) as usize].max(v[v.len() - 1].min(v[v.len() - 1])),
+        )
     };
     let (c50, _) = med(&mut client_ms);
     let (s50, _) = med(&mut server_ms);

@@ -12,7 +12,12 @@ pub struct JobsArgs {
     #[command(subcommand)]
     command: JobsCommand,
     /// Server base URL.
-    #[arg(long, global = true, env = "FERRY_URL", default_value = "http://127.0.0.1:8787")]
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_URL",
+        default_value = "http://127.0.0.1:8787"
+    )]
     server: String,
     /// API token (default: FERRY_API_TOKEN, else `<data>/api.token`).
     #[arg(long, global = true, env = "FERRY_API_TOKEN", hide_env_values = true)]
@@ -70,13 +75,29 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     let (request, show) = match &args.command {
-        JobsCommand::List { solution, runbook, status, limit, before } => {
+        JobsCommand::List {
+            solution,
+            runbook,
+            status,
+            limit,
+            before,
+        } => {
             let mut q: Vec<(&str, String)> = Vec::new();
-            if let Some(s) = solution { q.push(("solution", s.clone())); }
-            if let Some(s) = runbook { q.push(("runbook", s.clone())); }
-            if let Some(s) = status { q.push(("status", s.clone())); }
-            if let Some(s) = limit { q.push(("limit", s.to_string())); }
-            if let Some(s) = before { q.push(("before", s.to_string())); }
+            if let Some(s) = solution {
+                q.push(("solution", s.clone()));
+            }
+            if let Some(s) = runbook {
+                q.push(("runbook", s.clone()));
+            }
+            if let Some(s) = status {
+                q.push(("status", s.clone()));
+            }
+            if let Some(s) = limit {
+                q.push(("limit", s.to_string()));
+            }
+            if let Some(s) = before {
+                q.push(("before", s.to_string()));
+            }
             (client.get(format!("{base}/api/v1/jobs")).query(&q), false)
         }
         JobsCommand::Show { id } => (client.get(format!("{base}/api/v1/jobs/{id}")), true),
@@ -92,14 +113,19 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
     if !status.is_success() {
         eprintln!(
             "error ({status}): {}",
-            body.get("error").and_then(Value::as_str).unwrap_or("request failed")
+            body.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed")
         );
         return Ok(ExitCode::from(1));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else if matches!(args.command, JobsCommand::Rerun { .. }) {
-        println!("job {} queued again", body.get("id").and_then(Value::as_str).unwrap_or("?"));
+        println!(
+            "job {} queued again",
+            body.get("id").and_then(Value::as_str).unwrap_or("?")
+        );
     } else if show {
         crate::output::print_job(&body);
     } else {

@@ -1,6 +1,7 @@
 //! `ferry`: the command-line entry point.
 
 mod bench;
+mod emulator_cli;
 mod jobs;
 mod output;
 mod run;
@@ -44,7 +45,11 @@ enum Command {
 
 /// Arguments of `ferry emulator`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct EmulatorArgs {
+    /// Control a running emulator instead of starting one.
+    #[command(subcommand)]
+    control: Option<emulator_cli::EmulatorCommand>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4780")]
     listen: SocketAddr,
@@ -76,7 +81,10 @@ fn init_tracing() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -115,20 +123,36 @@ fn validate(dirs: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     let secrets = ferry_core::secrets::Secrets::from_master_key(&[0u8; 32]);
     let mut problems = 0usize;
     for dir in &dirs {
-        let result = ferry_core::loader::load_solution(dir).and_then(|solution| {
-            ferry_engine::compile_solution(&solution, &registry, &exprs, &secrets).map(|c| {
-                (
-                    c.name.clone(),
-                    c.runbooks.len(),
-                    c.runbooks.values().map(|r| r.steps.len()).sum::<usize>(),
-                )
-            })
-        });
-        match result {
-            Ok((name, runbooks, steps)) => {
-                println!("{}: ok (solution '{name}', {runbooks} runbooks, {steps} steps)", dir.display());
+        // Report everything at once: the loader's problems, then those the registry-aware
+        // checks find in the parts that did load (skipping lines the loader already flagged).
+        let (solution, mut diags) = ferry_core::loader::load_solution_partial(dir);
+        let mut summary = None;
+        if let Some(solution) = &solution {
+            match ferry_engine::compile_solution(solution, &registry, &exprs, &secrets) {
+                Ok(c) if diags.is_empty() => {
+                    summary = Some((
+                        c.name.clone(),
+                        c.runbooks.len(),
+                        c.runbooks.values().map(|r| r.steps.len()).sum::<usize>(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(more) => {
+                    let flagged: Vec<_> = diags.iter().map(|d| d.span.clone()).collect();
+                    diags.extend(more.into_iter().filter(|d| !flagged.contains(&d.span)));
+                }
             }
-            Err(diags) => {
+        }
+        diags.sort_by(|a, b| a.span.cmp(&b.span));
+        diags.dedup();
+        match summary {
+            Some((name, runbooks, steps)) if diags.is_empty() => {
+                println!(
+                    "{}: ok (solution '{name}', {runbooks} runbooks, {steps} steps)",
+                    dir.display()
+                );
+            }
+            _ => {
                 problems += diags.len();
                 for d in diags {
                     println!("{d}");
@@ -170,7 +194,10 @@ fn default_schema_path() -> PathBuf {
     let candidates = [
         PathBuf::from("../shared/xurrent/schema.graphql"),
         PathBuf::from("shared/xurrent/schema.graphql"),
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/xurrent/schema.graphql")),
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/xurrent/schema.graphql"
+        )),
     ];
     candidates
         .iter()
@@ -180,9 +207,14 @@ fn default_schema_path() -> PathBuf {
 }
 
 async fn emulator(args: EmulatorArgs) -> anyhow::Result<ExitCode> {
+    if let Some(cmd) = args.control {
+        return emulator_cli::control(cmd).await;
+    }
     let schema_path = args.schema.unwrap_or_else(default_schema_path);
+    // Bind first so that `--listen 127.0.0.1:0` reports (and signs with) the real port.
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let config = ferry_emulator::EmulatorConfig {
-        listen: args.listen,
+        listen: listener.local_addr()?,
         account: args.account.clone(),
         token: args.token.clone(),
         seed: args.seed,
@@ -194,7 +226,6 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<ExitCode> {
         },
         public_url: None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let emu = ferry_emulator::build(config).await?;
     let base = emu.base_url.clone();
     println!("Xurrent emulator listening on {base}");

@@ -32,10 +32,15 @@ pub struct RunArgs {
 
 /// Run the event and print the job; exit 0 only if the job finished.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let body = std::fs::read(&args.event).with_context(|| format!("reading {}", args.event.display()))?;
+    let body =
+        std::fs::read(&args.event).with_context(|| format!("reading {}", args.event.display()))?;
     let tmp = tempfile::tempdir().context("creating a temporary store")?;
     let (secrets, store) = crate::serve::open_data(tmp.path(), false).await?;
-    let engine = Engine::new(store.clone() as Arc<dyn Store>, secrets, EngineOptions::default());
+    let engine = Engine::new(
+        store.clone() as Arc<dyn Store>,
+        secrets,
+        EngineOptions::default(),
+    );
     let solution = match engine.load_dir(&args.solution) {
         Ok(s) => s,
         Err(diags) => {
@@ -58,7 +63,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         body: body.into(),
         ..Default::default()
     };
-    let job_id = match engine.ingest_trusted(&solution.name, &args.runbook, request).await {
+    let job_id = match engine
+        .ingest_trusted(&solution.name, &args.runbook, request)
+        .await
+    {
         IngestOutcome::Accepted { job_id } => job_id,
         IngestOutcome::Rejected { status, message } => {
             eprintln!("event rejected ({status}): {message}");
@@ -79,13 +87,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if job.status.is_terminal() {
             break;
         }
-        if let Some(job) = store.claim_job("run", Utc::now(), Duration::from_secs(300)).await? {
+        if let Some(job) = store
+            .claim_job("run", Utc::now(), Duration::from_secs(300))
+            .await?
+        {
             if run_job(&engine, job).await == RunEnd::Interrupted {
                 anyhow::bail!("job was interrupted");
             }
         } else {
             let wait = match store.next_wakeup().await? {
-                Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::from_millis(10)),
+                Some(at) => (at - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::from_millis(10)),
                 None => Duration::from_millis(10),
             };
             tokio::time::sleep(wait.min(Duration::from_secs(5))).await;

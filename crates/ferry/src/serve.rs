@@ -37,8 +37,12 @@ pub struct ServeArgs {
 }
 
 /// Shared start-up: data dir, secrets and store.
-pub async fn open_data(data: &Path, sync_full: bool) -> anyhow::Result<(Arc<Secrets>, Arc<SqliteStore>)> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
+pub async fn open_data(
+    data: &Path,
+    sync_full: bool,
+) -> anyhow::Result<(Arc<Secrets>, Arc<SqliteStore>)> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating data directory {}", data.display()))?;
     let secrets = Arc::new(Secrets::load_or_create(data).context("loading the master key")?);
     let store = SqliteStore::open(
         &data.join("ferry.db"),
@@ -80,7 +84,9 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
 }
@@ -92,10 +98,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if recovered > 0 {
         tracing::info!(recovered, "resuming interrupted jobs");
     }
-    let engine = Engine::new(store.clone() as Arc<dyn Store>, secrets, EngineOptions {
-        workers: args.workers,
-        ..EngineOptions::default()
-    });
+    let engine = Engine::new(
+        store.clone() as Arc<dyn Store>,
+        secrets,
+        EngineOptions {
+            workers: args.workers,
+            ..EngineOptions::default()
+        },
+    );
     let mut failed = false;
     for dir in &args.solutions {
         if let Err(diags) = engine.load_dir(dir) {
@@ -114,14 +124,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     println!("Ferry listening on http://{addr}");
     if generated {
-        println!("Management API token (saved in {}, shown once): {token}", args.data.join("api.token").display());
+        println!(
+            "Management API token (saved in {}, shown once): {token}",
+            args.data.join("api.token").display()
+        );
     }
     for sol in engine.solutions() {
         for rb in sol.runbooks.values() {
-            println!("  trigger {}/{}: POST {public_url}/inbound/{}/{}", sol.name, rb.name, sol.name, rb.name);
+            println!(
+                "  trigger {}/{}: POST {public_url}/inbound/{}/{}",
+                sol.name, rb.name, sol.name, rb.name
+            );
         }
     }
     let router = ferry_server::router(
@@ -132,8 +151,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_body_bytes: args.max_body_bytes,
         },
     );
-    let workers = (args.workers > 0)
-        .then(|| tokio::spawn(ferry_engine::worker::run_workers(engine.clone(), args.workers)));
+    let workers = (args.workers > 0).then(|| {
+        tokio::spawn(ferry_engine::worker::run_workers(
+            engine.clone(),
+            args.workers,
+        ))
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(crate::shutdown_signal())
         .await

@@ -120,9 +120,15 @@ fn loop_batch_and_section_iterate_in_order() {
     );
     let (code, job, err) = run_json(&dir, "r", &json!({"items": ["a", "b", "c"]}));
     assert_eq!(code, 0, "{err}");
-    let logs: Vec<Value> = steps(&job, "log_item").iter().map(|s| s["logs"][0]["message"].clone()).collect();
+    let logs: Vec<Value> = steps(&job, "log_item")
+        .iter()
+        .map(|s| s["logs"][0]["message"].clone())
+        .collect();
     assert_eq!(logs, [json!("0=a"), json!("1=b"), json!("2=c")]);
-    let batches: Vec<Value> = steps(&job, "log_batch").iter().map(|s| s["logs"][0]["message"].clone()).collect();
+    let batches: Vec<Value> = steps(&job, "log_batch")
+        .iter()
+        .map(|s| s["logs"][0]["message"].clone())
+        .collect();
     assert_eq!(batches, [json!("a,b"), json!("c")]);
     assert!(steps(&job, "never").is_empty());
     assert_eq!(steps(&job, "empty").len(), 1);
@@ -197,8 +203,17 @@ fn try_catch_receives_the_error_and_retry_reruns_try() {
     );
     let (code, job, err) = run_json(&dir, "r", &json!({}));
     assert_eq!(code, 0, "{err}\n{job:#}");
-    let caught: Vec<Value> = steps(&job, "log_error").iter().map(|s| s["logs"][0]["message"].clone()).collect();
-    assert_eq!(caught, [json!("caught: attempt 1 failed"), json!("caught: attempt 2 failed")]);
+    let caught: Vec<Value> = steps(&job, "log_error")
+        .iter()
+        .map(|s| s["logs"][0]["message"].clone())
+        .collect();
+    assert_eq!(
+        caught,
+        [
+            json!("caught: attempt 1 failed"),
+            json!("caught: attempt 2 failed")
+        ]
+    );
     assert_eq!(steps(&job, "after")[0]["logs"][0]["message"], "attempts=3");
     // The failing steps are recorded as failed; the job still finished.
     assert_eq!(steps(&job, "boom").len(), 2);
@@ -256,8 +271,16 @@ fn wait_suspends_and_reports_the_actual_wait() {
     assert_eq!(pauses.len(), 2);
     assert_eq!(pauses[0]["status"], "rescheduled");
     assert_eq!(pauses[1]["outputs"][0]["output"]["requested_wait"], 1);
-    assert!(pauses[1]["outputs"][0]["output"]["actual_wait"].as_i64().unwrap() >= 1);
-    assert!(steps(&job, "report")[0]["logs"][0]["message"].as_str().unwrap().starts_with("waited "));
+    assert!(
+        pauses[1]["outputs"][0]["output"]["actual_wait"]
+            .as_i64()
+            .unwrap()
+            >= 1
+    );
+    assert!(steps(&job, "report")[0]["logs"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("waited "));
 }
 
 #[test]
@@ -311,6 +334,49 @@ fn typed_expressions_keep_their_type_and_templates_make_strings() {
         &json!({"items": [{"name": "a", "keep": true}, {"name": "b", "keep": false}, {"name": "c", "keep": true}], "flag": "off"}),
     );
     assert_eq!(code, 0, "{err}");
-    let logs: Vec<Value> = steps(&job, "each_log").iter().map(|s| s["logs"][0]["message"].clone()).collect();
+    let logs: Vec<Value> = steps(&job, "each_log")
+        .iter()
+        .map(|s| s["logs"][0]["message"].clone())
+        .collect();
     assert_eq!(logs, [json!("hello a (false)"), json!("hello c (false)")]);
+}
+
+#[test]
+fn secrets_are_redacted_in_run_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = solution(
+        tmp.path(),
+        "s",
+        "name: s\nenv:\n  PASSWORD: { secret: true, from_env: TEST_SECRET_PASSWORD }\n",
+        &[(
+            "r",
+            &format!(
+                "name: r\n{}steps:\n  - {{ id: leak, action: debug.log_message, input: {{ message: \"pw={{{{ env.PASSWORD }}}}\" }} }}\n  - {{ id: boom, action: flow.fail, input: {{ message: \"failed with {{{{ env.PASSWORD }}}}\" }} }}\n",
+                trigger("      - { id: x, type: secret_string }\n")
+            ),
+        )],
+    );
+    let event = tmp.path().join("e.json");
+    std::fs::write(&event, r#"{"x": "body-secret-123"}"#).unwrap();
+    for json_flag in [true, false] {
+        let mut args = vec![
+            "run",
+            dir.to_str().unwrap(),
+            "--runbook",
+            "r",
+            "--event",
+            event.to_str().unwrap(),
+        ];
+        if json_flag {
+            args.push("--json");
+        }
+        let out = ferry(&args, &[("TEST_SECRET_PASSWORD", "hunter2-plain")]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(!text.contains("hunter2-plain"), "{text}");
+        assert!(!text.contains("body-secret-123"), "{text}");
+        assert!(text.contains("pw=[secret]"), "{text}");
+        assert!(text.contains("failed with [secret]"), "{text}");
+    }
 }

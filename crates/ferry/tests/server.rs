@@ -43,22 +43,54 @@ const KEY: &str = "k3y-s3cr3t-value";
 async fn ingest_validates_dedups_discards_and_records_jobs() {
     let tmp = tempfile::tempdir().unwrap();
     let sol = intake_solution(tmp.path());
-    let server = Server::start(&tmp.path().join("data"), &[&sol], &[("TEST_INBOUND_KEY", KEY)]);
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[&sol],
+        &[("TEST_INBOUND_KEY", KEY)],
+    );
     let auth = [("x-api-key", KEY)];
 
     // Missing / wrong API key.
-    let (code, body) = server.post("/inbound/demo/intake", &json!({"subject": "a"}), &[]).await;
-    assert_eq!((code, body["error"].as_str()), (400, Some("Invalid or missing API key.")));
-    let (code, _) = server.post("/inbound/demo/intake", &json!({"subject": "a"}), &[("x-api-key", "nope")]).await;
+    let (code, body) = server
+        .post("/inbound/demo/intake", &json!({"subject": "a"}), &[])
+        .await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (400, Some("Invalid or missing API key."))
+    );
+    let (code, _) = server
+        .post(
+            "/inbound/demo/intake",
+            &json!({"subject": "a"}),
+            &[("x-api-key", "nope")],
+        )
+        .await;
     assert_eq!(code, 400);
 
     // Invalid body: the message names the field.
-    let (code, body) = server.post("/inbound/demo/intake", &json!({"priority": 2}), &auth).await;
+    let (code, body) = server
+        .post("/inbound/demo/intake", &json!({"priority": 2}), &auth)
+        .await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().contains("Field 'subject' is required."), "{body}");
-    let (code, body) = server.post("/inbound/demo/intake", &json!({"subject": "s", "priority": 9}), &auth).await;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Field 'subject' is required."),
+        "{body}"
+    );
+    let (code, body) = server
+        .post(
+            "/inbound/demo/intake",
+            &json!({"subject": "s", "priority": 9}),
+            &auth,
+        )
+        .await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().contains("priority"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("priority"),
+        "{body}"
+    );
     // Not JSON.
     let resp = reqwest::Client::new()
         .post(server.url("/inbound/demo/intake"))
@@ -68,7 +100,10 @@ async fn ingest_validates_dedups_discards_and_records_jobs() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "Request body could not be parsed");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "Request body could not be parsed"
+    );
     // Unknown runbook.
     let (code, _) = server.post("/inbound/demo/nope", &json!({}), &auth).await;
     assert_eq!(code, 404);
@@ -83,14 +118,25 @@ async fn ingest_validates_dedups_discards_and_records_jobs() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let header = resp.headers().get("x-job-uuid").unwrap().to_str().unwrap().to_string();
+    let header = resp
+        .headers()
+        .get("x-job-uuid")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["job_uuid"], header);
-    let job = server.wait_job(&header, &["finished"], Duration::from_secs(10)).await;
+    let job = server
+        .wait_job(&header, &["finished"], Duration::from_secs(10))
+        .await;
     let out = &job["trigger_output"];
     assert_eq!(out["body"]["priority"], 3);
     assert_eq!(out["body"]["tags"], json!(["single"]));
-    assert!(out["body"].get("extra").is_none(), "unknown fields are dropped");
+    assert!(
+        out["body"].get("extra").is_none(),
+        "unknown fields are dropped"
+    );
     assert_eq!(out["url_postfix"], "some/postfix");
     assert_eq!(out["query_params"], json!({"x": "1"}));
     assert_eq!(out["headers"]["x-source"], "tests");
@@ -98,14 +144,24 @@ async fn ingest_validates_dedups_discards_and_records_jobs() {
 
     // Duplicate: no new job.
     let (code, body) = server
-        .post("/inbound/demo/intake", &json!({"id": "evt-1", "subject": "again"}), &auth)
+        .post(
+            "/inbound/demo/intake",
+            &json!({"id": "evt-1", "subject": "again"}),
+            &auth,
+        )
         .await;
     assert_eq!(code, 200);
     assert_eq!(body["job_uuid"], header);
     assert_eq!(body["result"], "Discarded");
 
     // Discarded by condition: 200, no job.
-    let (code, body) = server.post("/inbound/demo/intake", &json!({"subject": "ignore me"}), &auth).await;
+    let (code, body) = server
+        .post(
+            "/inbound/demo/intake",
+            &json!({"subject": "ignore me"}),
+            &auth,
+        )
+        .await;
     assert_eq!(code, 200);
     assert!(body.get("job_uuid").is_none());
 
@@ -121,15 +177,33 @@ async fn ingest_validates_dedups_discards_and_records_jobs() {
 async fn management_api_requires_the_token() {
     let tmp = tempfile::tempdir().unwrap();
     let sol = intake_solution(tmp.path());
-    let server = Server::start(&tmp.path().join("data"), &[&sol], &[("TEST_INBOUND_KEY", KEY)]);
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[&sol],
+        &[("TEST_INBOUND_KEY", KEY)],
+    );
     let client = reqwest::Client::new();
-    for path in ["/api/v1/jobs", "/api/v1/solutions", "/api/v1/solutions/demo/connections"] {
+    for path in [
+        "/api/v1/jobs",
+        "/api/v1/solutions",
+        "/api/v1/solutions/demo/connections",
+    ] {
         let r = client.get(server.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
         assert_eq!(r.headers()["www-authenticate"], "Bearer");
-        let r = client.get(server.url(path)).bearer_auth("wrong").send().await.unwrap();
+        let r = client
+            .get(server.url(path))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{path}");
-        let r = client.get(server.url(path)).bearer_auth(TOKEN).send().await.unwrap();
+        let r = client
+            .get(server.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
     let (code, body) = server.api("/jobs?status=bogus").await;
@@ -144,16 +218,35 @@ async fn management_api_requires_the_token() {
     assert_eq!(code, 404);
     let (code, sols) = server.api("/solutions").await;
     assert_eq!(code, 200);
-    let url = sols["solutions"][0]["runbooks"][0]["trigger"]["url"].as_str().unwrap();
+    let url = sols["solutions"][0]["runbooks"][0]["trigger"]["url"]
+        .as_str()
+        .unwrap();
     assert_eq!(url, server.url("/inbound/demo/intake"));
     // Health and metrics are open.
-    assert_eq!(client.get(server.url("/healthz")).send().await.unwrap().status(), 200);
-    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("ferry_events_total"));
 }
 
 /// A tiny HTTP server that records requests and answers 429 for the first `fail_first` calls.
-async fn echo_server(fail_first: usize) -> (String, Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>) {
+async fn echo_server(
+    fail_first: usize,
+) -> (String, Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>) {
     use axum::http::{HeaderMap, StatusCode};
     let seen: Arc<Mutex<Vec<(Vec<(String, String)>, String)>>> = Arc::default();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -168,9 +261,17 @@ async fn echo_server(fail_first: usize) -> (String, Arc<Mutex<Vec<(Vec<(String, 
                 .collect();
             seen.lock().unwrap().push((h, body));
             if calls.fetch_add(1, Ordering::SeqCst) < fail_first {
-                (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down".to_string())
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1")],
+                    "slow down".to_string(),
+                )
             } else {
-                (StatusCode::OK, [("x-echo", "yes")], "{\"ok\":true}".to_string())
+                (
+                    StatusCode::OK,
+                    [("x-echo", "yes")],
+                    "{\"ok\":true}".to_string(),
+                )
             }
         }
     });
@@ -211,22 +312,36 @@ steps:
 "#,
         )],
     );
-    let server = Server::start(&tmp.path().join("data"), &[&sol], &[("TEST_API_TOKEN", token)]);
-    let (code, body) = server.post("/inbound/calls/call", &json!({"name": "widget"}), &[]).await;
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[&sol],
+        &[("TEST_API_TOKEN", token)],
+    );
+    let (code, body) = server
+        .post("/inbound/calls/call", &json!({"name": "widget"}), &[])
+        .await;
     assert_eq!(code, 200, "{body}");
     let id = body["job_uuid"].as_str().unwrap();
-    let job = server.wait_job(id, &["finished", "failed"], Duration::from_secs(15)).await;
+    let job = server
+        .wait_job(id, &["finished", "failed"], Duration::from_secs(15))
+        .await;
     assert_eq!(job["status"], "finished", "{job:#}");
     let posts = steps(&job, "post");
     assert_eq!(posts.len(), 2);
     assert_eq!(posts[0]["status"], "rescheduled");
-    assert!(posts[0]["error"].as_str().unwrap().contains("retry after: 1"));
+    assert!(posts[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("retry after: 1"));
     assert_eq!(posts[1]["outputs"][0]["response"]["status"], 200);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     let (headers, body) = &seen[1];
     let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    assert_eq!(get("authorization").as_deref(), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(
+        get("authorization").as_deref(),
+        Some(format!("Bearer {token}").as_str())
+    );
     assert_eq!(get("x-secret-echo").as_deref(), Some(token));
     assert_eq!(body, r#"{"name": "widget"}"#);
     // The secret is not in the job as the API shows it, nor in the server's output.
@@ -257,10 +372,16 @@ async fn failed_jobs_can_be_rerun() {
     let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
     let (_, body) = server.post("/inbound/s/r", &json!({}), &[]).await;
     let id = body["job_uuid"].as_str().unwrap().to_string();
-    let job = server.wait_job(&id, &["failed"], Duration::from_secs(10)).await;
+    let job = server
+        .wait_job(&id, &["failed"], Duration::from_secs(10))
+        .await;
     assert_eq!(job["error"], "nope");
     let client = reqwest::Client::new();
-    let r = client.post(server.url(&format!("/api/v1/jobs/{id}/rerun"))).send().await.unwrap();
+    let r = client
+        .post(server.url(&format!("/api/v1/jobs/{id}/rerun")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = client
         .post(server.url(&format!("/api/v1/jobs/{id}/rerun")))
@@ -269,7 +390,9 @@ async fn failed_jobs_can_be_rerun() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let job = server.wait_job(&id, &["failed"], Duration::from_secs(10)).await;
+    let job = server
+        .wait_job(&id, &["failed"], Duration::from_secs(10))
+        .await;
     assert_eq!(steps(&job, "stop").len(), 2);
     assert_eq!(job["attempts"], 2);
 }
@@ -294,10 +417,15 @@ async fn per_runbook_concurrency_runs_jobs_one_at_a_time() {
     }
     let mut spans = Vec::new();
     for id in &ids {
-        let job = server.wait_job(id, &["finished"], Duration::from_secs(20)).await;
+        let job = server
+            .wait_job(id, &["finished"], Duration::from_secs(20))
+            .await;
         let first = job["steps"][0]["started_at"].as_str().unwrap().to_string();
         let last = job["finished_at"].as_str().unwrap().to_string();
-        spans.push((chrono::DateTime::parse_from_rfc3339(&first).unwrap(), chrono::DateTime::parse_from_rfc3339(&last).unwrap()));
+        spans.push((
+            chrono::DateTime::parse_from_rfc3339(&first).unwrap(),
+            chrono::DateTime::parse_from_rfc3339(&last).unwrap(),
+        ));
     }
     spans.sort();
     for w in spans.windows(2) {
@@ -320,20 +448,37 @@ async fn per_job_context_concurrency_serializes_only_the_same_context() {
     let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
     let mut ids = Vec::new();
     for ctx in ["a", "a", "b"] {
-        let (_, body) = server.post("/inbound/s/r", &json!({"n": 1}), &[("x-job-context-identifier", ctx)]).await;
+        let (_, body) = server
+            .post(
+                "/inbound/s/r",
+                &json!({"n": 1}),
+                &[("x-job-context-identifier", ctx)],
+            )
+            .await;
         ids.push(body["job_uuid"].as_str().unwrap().to_string());
     }
     let mut spans = Vec::new();
     for id in &ids {
-        let job = server.wait_job(id, &["finished"], Duration::from_secs(20)).await;
+        let job = server
+            .wait_job(id, &["finished"], Duration::from_secs(20))
+            .await;
         assert!(job["context_id"].is_string());
-        let first = chrono::DateTime::parse_from_rfc3339(job["steps"][0]["started_at"].as_str().unwrap()).unwrap();
-        let last = chrono::DateTime::parse_from_rfc3339(job["finished_at"].as_str().unwrap()).unwrap();
+        let first =
+            chrono::DateTime::parse_from_rfc3339(job["steps"][0]["started_at"].as_str().unwrap())
+                .unwrap();
+        let last =
+            chrono::DateTime::parse_from_rfc3339(job["finished_at"].as_str().unwrap()).unwrap();
         spans.push((first, last));
     }
     // Same context: one after the other. Different context: overlaps with the first.
-    assert!(spans[0].1 <= spans[1].0 || spans[1].1 <= spans[0].0, "{spans:?}");
-    assert!(spans[2].0 < spans[0].1 && spans[0].0 < spans[2].1, "context b should not wait for a: {spans:?}");
+    assert!(
+        spans[0].1 <= spans[1].0 || spans[1].1 <= spans[0].0,
+        "{spans:?}"
+    );
+    assert!(
+        spans[2].0 < spans[0].1 && spans[0].0 < spans[2].1,
+        "context b should not wait for a: {spans:?}"
+    );
 }
 
 #[tokio::test]
@@ -352,10 +497,14 @@ async fn rescheduled_step_wakes_up_after_a_restart() {
     let mut server = Server::start(&data, &[&sol], &[]);
     let (_, body) = server.post("/inbound/s/r", &json!({"n": 1}), &[]).await;
     let id = body["job_uuid"].as_str().unwrap().to_string();
-    server.wait_job(&id, &["waiting"], Duration::from_secs(10)).await;
+    server
+        .wait_job(&id, &["waiting"], Duration::from_secs(10))
+        .await;
     server.kill9();
     let server = Server::start(&data, &[&sol], &[]);
-    let job = server.wait_job(&id, &["finished"], Duration::from_secs(15)).await;
+    let job = server
+        .wait_job(&id, &["finished"], Duration::from_secs(15))
+        .await;
     assert_eq!(step_order(&job), ["before", "pause", "pause", "after"]);
 }
 
@@ -382,7 +531,12 @@ async fn every_acknowledged_event_survives_kill_9_during_ingest() {
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             for n in 0..400 {
-                match client.post(&url).json(&json!({"n": t * 1000 + n})).send().await {
+                match client
+                    .post(&url)
+                    .json(&json!({"n": t * 1000 + n}))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => {
                         if let Ok(v) = r.json::<Value>().await {
                             if let Some(id) = v["job_uuid"].as_str() {
@@ -405,10 +559,16 @@ async fn every_acknowledged_event_survives_kill_9_during_ingest() {
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 200, "only {} events acknowledged", acked.len());
+    assert!(
+        acked.len() >= 200,
+        "only {} events acknowledged",
+        acked.len()
+    );
     let server = Server::start(&data, &[&sol], &[]);
     for id in &acked {
-        let job = server.wait_job(id, &["finished", "failed"], Duration::from_secs(60)).await;
+        let job = server
+            .wait_job(id, &["finished", "failed"], Duration::from_secs(60))
+            .await;
         assert_eq!(job["status"], "finished", "{job}");
         assert_eq!(steps(&job, "b").len(), 1, "{job}");
     }
@@ -439,6 +599,8 @@ async fn graceful_shutdown_then_restart_finishes_queued_jobs() {
     assert!(server.child.try_wait().unwrap().is_some());
     let server = Server::start(&data, &[&sol], &[]);
     for id in &ids {
-        server.wait_job(id, &["finished"], Duration::from_secs(20)).await;
+        server
+            .wait_job(id, &["finished"], Duration::from_secs(20))
+            .await;
     }
 }

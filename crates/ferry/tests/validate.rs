@@ -31,8 +31,16 @@ fn a_valid_solution_passes() {
 #[test]
 fn the_example_solution_is_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo");
-    let out = ferry(&["validate", dir.to_str().unwrap()], &[("DEMO_API_KEY", "demo-key")]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = ferry(
+        &["validate", dir.to_str().unwrap()],
+        &[("DEMO_API_KEY", "demo-key")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -57,7 +65,7 @@ fn problems_are_reported_with_file_and_line() {
             .and_then(|n| n.parse().ok())
     };
     assert_eq!(line_of("unknown action 'debug.nope'"), Some(8), "{out}");
-    assert_eq!(line_of("invalid action references: 'ghost'"), Some(12), "{out}");
+    assert_eq!(line_of("unknown steps: 'ghost'"), Some(12), "{out}");
     assert_eq!(line_of("Field 'message' is required."), Some(13), "{out}");
 }
 
@@ -68,14 +76,24 @@ fn yaml_syntax_errors_and_unknown_keys_name_the_line() {
         tmp.path(),
         "bad",
         "name: bad\n",
-        &[("r", &format!("{HEAD}  - id: a\n    action: debug.log_message\n    inputs: {{ message: x }}\n"))],
+        &[(
+            "r",
+            &format!(
+                "{HEAD}  - id: a\n    action: debug.log_message\n    inputs: {{ message: x }}\n"
+            ),
+        )],
     );
     let (code, out) = validate(&dir);
     assert_eq!(code, 1);
     assert!(out.contains("runbooks/r.yaml:10"), "{out}");
     assert!(out.contains("inputs"), "{out}");
 
-    let dir = solution(tmp.path(), "bad2", "name: bad2\n", &[("r", "name: r\ntrigger: [\n")]);
+    let dir = solution(
+        tmp.path(),
+        "bad2",
+        "name: bad2\n",
+        &[("r", "name: r\ntrigger: [\n")],
+    );
     let (code, out) = validate(&dir);
     assert_eq!(code, 1);
     assert!(out.contains("runbooks/r.yaml:"), "{out}");
@@ -88,7 +106,10 @@ fn unknown_trigger_branch_and_connection_are_reported() {
     let dir = solution(tmp.path(), "bad", "name: bad\n", &[("r", runbook)]);
     let (code, out) = validate(&dir);
     assert_eq!(code, 1);
-    assert!(out.contains("Unknown trigger type 'json_endpoint.nope'"), "{out}");
+    assert!(
+        out.contains("Unknown trigger type 'json_endpoint.nope'"),
+        "{out}"
+    );
     assert!(out.contains("unknown branch 'maybe'"), "{out}");
     assert!(out.contains("needs an outbound 'http' connection"), "{out}");
 }

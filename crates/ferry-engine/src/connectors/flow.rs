@@ -51,7 +51,10 @@ fn spec_if() -> ActionSpec {
             Field::new("condition", FieldType::Boolean).required(),
             Field::new("include_false_path", FieldType::Boolean).default_value(json!(true)),
         ],
-        vec![Schema::new("true", result()), Schema::new("false", result())],
+        vec![
+            Schema::new("true", result()),
+            Schema::new("false", result()),
+        ],
     )
 }
 
@@ -65,7 +68,8 @@ impl Action for IfThenElse {
     }
     async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
         let condition = ctx.input.get("condition").and_then(Value::as_bool) == Some(true);
-        let include_false = ctx.input.get("include_false_path").and_then(Value::as_bool) != Some(false);
+        let include_false =
+            ctx.input.get("include_false_path").and_then(Value::as_bool) != Some(false);
         if condition {
             Ok(vec![Output::new("true", json!({ "result": true }))])
         } else if include_false {
@@ -136,11 +140,18 @@ impl Action for Case {
             .get("matches")
             .and_then(Value::as_array)
             .is_some_and(|m| m.iter().any(|v| v.as_str() == Some(expression.as_str())));
-        let include_else = ctx.input.get("include_else_path").and_then(Value::as_bool) != Some(false);
+        let include_else =
+            ctx.input.get("include_else_path").and_then(Value::as_bool) != Some(false);
         if matched {
-            Ok(vec![Output::new(&expression, json!({ "expression": expression }))])
+            Ok(vec![Output::new(
+                &expression,
+                json!({ "expression": expression }),
+            )])
         } else if include_else {
-            Ok(vec![Output::new("else", json!({ "expression": expression }))])
+            Ok(vec![Output::new(
+                "else",
+                json!({ "expression": expression }),
+            )])
         } else {
             Ok(vec![])
         }
@@ -213,7 +224,9 @@ fn spec_batch() -> ActionSpec {
         "Run the branch once per chunk of `batch_size` items",
         vec![
             Field::new("items", FieldType::Any).array().required(),
-            Field::new("batch_size", FieldType::Integer).required().min(2.0),
+            Field::new("batch_size", FieldType::Integer)
+                .required()
+                .min(2.0),
         ],
         vec![Schema::new(
             "batch",
@@ -250,7 +263,12 @@ impl Action for Batch {
     }
 }
 
-fn plain(name: &'static str, description: &'static str, input: Vec<Field>, kind: ActionKind) -> ActionSpec {
+fn plain(
+    name: &'static str,
+    description: &'static str,
+    input: Vec<Field>,
+    kind: ActionKind,
+) -> ActionSpec {
     ActionSpec {
         name,
         description,

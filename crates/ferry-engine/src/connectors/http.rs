@@ -8,7 +8,9 @@ use base64::Engine as _;
 use ferry_core::schema::{Field, FieldType, Schema};
 use serde_json::{json, Value};
 
-use crate::action::{Action, ActionContext, ActionKind, ActionSpec, ConnectionRef, Output, Services, Signal};
+use crate::action::{
+    Action, ActionContext, ActionKind, ActionSpec, ConnectionRef, Output, Services, Signal,
+};
 use crate::http::retry_after_seconds;
 use crate::registry::Registry;
 
@@ -18,7 +20,9 @@ pub fn register(r: &mut Registry) {
     r.action(SendRequest::new());
 }
 
-const METHODS: [&str; 8] = ["HEAD", "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
+const METHODS: [&str; 8] = [
+    "HEAD", "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+];
 
 /// Send HTTP Request.
 pub struct SendRequest(ActionSpec);
@@ -27,7 +31,9 @@ impl SendRequest {
     fn new() -> Self {
         let pair = |pattern: &str| {
             vec![
-                Field::new("name", FieldType::String).required().pattern(pattern),
+                Field::new("name", FieldType::String)
+                    .required()
+                    .pattern(pattern),
                 Field::new("value", FieldType::String),
             ]
         };
@@ -126,10 +132,14 @@ pub async fn authenticate(
     mut builder: reqwest::RequestBuilder,
 ) -> Result<reqwest::RequestBuilder, Signal> {
     let c = &connection.config;
-    if let (Some(key), Some(value)) = (conf_str(c, &["api_key", "key"]), conf_str(c, &["api_key", "value"])) {
+    if let (Some(key), Some(value)) = (
+        conf_str(c, &["api_key", "key"]),
+        conf_str(c, &["api_key", "value"]),
+    ) {
         let value = reveal(services, value)?;
-        let in_query = conf_str(c, &["api_key", "placement"])
-            .is_some_and(|p| p.eq_ignore_ascii_case("query params") || p.eq_ignore_ascii_case("query"));
+        let in_query = conf_str(c, &["api_key", "placement"]).is_some_and(|p| {
+            p.eq_ignore_ascii_case("query params") || p.eq_ignore_ascii_case("query")
+        });
         builder = if in_query {
             builder.query(&[(key, value.as_str())])
         } else {
@@ -137,11 +147,16 @@ pub async fn authenticate(
         };
     }
     if let Some(user) = conf_str(c, &["basic_auth", "username"]) {
-        let password = reveal(services, conf_str(c, &["basic_auth", "password"]).unwrap_or_default())?;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let password = reveal(
+            services,
+            conf_str(c, &["basic_auth", "password"]).unwrap_or_default(),
+        )?;
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         builder = builder.header("authorization", format!("Basic {encoded}"));
     }
-    if let Some(token) = conf_str(c, &["bearer", "bearer_token"]).or(conf_str(c, &["bearer_token"])) {
+    if let Some(token) = conf_str(c, &["bearer", "bearer_token"]).or(conf_str(c, &["bearer_token"]))
+    {
         let token = reveal(services, token)?;
         builder = builder.header("authorization", format!("Bearer {token}"));
     }
@@ -155,13 +170,23 @@ pub async fn authenticate(
 /// Client-credentials token, cached (sealed) in the connection store until shortly before expiry.
 async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result<String, Signal> {
     let c = &connection.config;
-    let url = conf_str(c, &["oauth2", "authorization_url"])
-        .ok_or_else(|| Signal::Fail("Outbound connection invalid: Field 'oauth2.authorization_url' is required.".into()))?;
+    let url = conf_str(c, &["oauth2", "authorization_url"]).ok_or_else(|| {
+        Signal::Fail(
+            "Outbound connection invalid: Field 'oauth2.authorization_url' is required.".into(),
+        )
+    })?;
     let client_id = conf_str(c, &["oauth2", "client_id"]).unwrap_or_default();
-    let client_secret = reveal(services, conf_str(c, &["oauth2", "client_secret"]).unwrap_or_default())?;
+    let client_secret = reveal(
+        services,
+        conf_str(c, &["oauth2", "client_secret"]).unwrap_or_default(),
+    )?;
     let scope = conf_str(c, &["oauth2", "scope"]);
     let cache_key = "oauth2_access_token";
-    if let Ok(Some(Value::String(sealed))) = services.store.kv_get(&connection.namespace, cache_key).await {
+    if let Ok(Some(Value::String(sealed))) = services
+        .store
+        .kv_get(&connection.namespace, cache_key)
+        .await
+    {
         if let Ok(token) = services.secrets.open(&sealed) {
             return Ok(token.to_string());
         }
@@ -189,7 +214,10 @@ async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result
         .map_err(|e| Signal::Fail(format!("OAuth 2 token request failed: {e}")))?;
     let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     if response.status != 200 {
-        let error = body.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+        let error = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
         return Err(Signal::Fail(format!(
             "OAuth 2 token request failed with status {}: {error}",
             response.status
@@ -200,7 +228,10 @@ async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result
         .and_then(Value::as_str)
         .ok_or_else(|| Signal::Fail("OAuth 2 token response has no access_token".into()))?
         .to_string();
-    let expires_in = body.get("expires_in").and_then(Value::as_u64).unwrap_or(3600);
+    let expires_in = body
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .unwrap_or(3600);
     let ttl = Duration::from_secs(expires_in.saturating_sub(60).max(1));
     let sealed = services.secrets.seal(&token);
     let _ = services
@@ -229,14 +260,18 @@ impl Action for SendRequest {
             .map_err(|_| Signal::Fail(format!("Invalid HTTP method {method}")))?;
         let path = ctx.input_str("path").unwrap_or_default();
         let url = reveal(services, &join_url(base, path))?;
-        let parsed = url::Url::parse(&url).map_err(|_| Signal::Fail(format!("URI {url} is invalid.")))?;
+        let parsed =
+            url::Url::parse(&url).map_err(|_| Signal::Fail(format!("URI {url} is invalid.")))?;
 
         let mut builder = services.http.inner().request(method.clone(), parsed);
         // Repeated headers are joined, repeated query names use `name[]`.
         let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in pairs(ctx.input.get("headers")) {
             let value = reveal(services, &value)?;
-            match headers.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(&name)) {
+            match headers
+                .iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&name))
+            {
                 Some(h) => {
                     h.1.push_str(", ");
                     h.1.push_str(&value);
@@ -248,7 +283,11 @@ impl Action for SendRequest {
         let mut query_out: Vec<(String, String)> = Vec::new();
         for (name, value) in &query {
             let repeated = query.iter().filter(|(n, _)| n == name).count() > 1;
-            let key = if repeated { format!("{name}[]") } else { name.clone() };
+            let key = if repeated {
+                format!("{name}[]")
+            } else {
+                name.clone()
+            };
             query_out.push((key, reveal(services, value)?));
         }
         builder = authenticate(services, connection, builder).await?;
@@ -267,7 +306,10 @@ impl Action for SendRequest {
         let request = builder
             .build()
             .map_err(|e| Signal::Fail(format!("Invalid request: {e}")))?;
-        ctx.log(format!("{method} {}", ferry_core::secrets::redact_str(&url)));
+        ctx.log(format!(
+            "{method} {}",
+            ferry_core::secrets::redact_str(&url)
+        ));
         let response = services
             .http
             .execute(request)
@@ -277,8 +319,14 @@ impl Action for SendRequest {
         if response.status == 429 || response.status == 503 {
             let raw = response.header("retry-after").map(str::to_string);
             let seconds = retry_after_seconds(raw.as_deref(), 60);
-            let what = if response.status == 429 { "rate limit hit" } else { "not available" };
-            let suffix = raw.map(|r| format!(" (retry after: {r})")).unwrap_or_default();
+            let what = if response.status == 429 {
+                "rate limit hit"
+            } else {
+                "not available"
+            };
+            let suffix = raw
+                .map(|r| format!(" (retry after: {r})"))
+                .unwrap_or_default();
             let body = String::from_utf8_lossy(&response.body);
             let message = format!("HTTP API {what}{suffix}. '{}'", truncate(&body, 200));
             ctx.log(message.clone());

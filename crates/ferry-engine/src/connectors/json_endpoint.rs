@@ -104,7 +104,11 @@ impl Trigger for Endpoint {
         Ok(Schema::new("output", fields))
     }
 
-    async fn parse(&self, request: &InboundRequest, config: &Value) -> Result<TriggerParse, TriggerError> {
+    async fn parse(
+        &self,
+        request: &InboundRequest,
+        config: &Value,
+    ) -> Result<TriggerParse, TriggerError> {
         let context_id = request
             .header("x-job-context-identifier")
             .map(str::trim)
@@ -119,7 +123,11 @@ impl Trigger for Endpoint {
         let mut output = Map::new();
         output.insert(
             "url_postfix".into(),
-            request.postfix.clone().map(Value::String).unwrap_or(Value::Null),
+            request
+                .postfix
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
         );
         output.insert("query_params".into(), Value::Object(request.query_map()));
         let headers = configured_headers(config);

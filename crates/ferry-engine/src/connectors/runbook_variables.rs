@@ -9,7 +9,10 @@ use crate::registry::Registry;
 
 /// Register the runbook variables connector.
 pub fn register(r: &mut Registry) {
-    r.connector("runbook_variables", "Typed variables shared by the steps of a job");
+    r.connector(
+        "runbook_variables",
+        "Typed variables shared by the steps of a job",
+    );
     r.action(Assign::new());
 }
 
@@ -22,10 +25,15 @@ impl Assign {
             name: "runbook_variables.assign",
             description: "Assign a value to a runbook variable",
             input: vec![
-                Field::new("id", FieldType::String).required().max_length(256),
+                Field::new("id", FieldType::String)
+                    .required()
+                    .max_length(256),
                 Field::new("value", FieldType::Any),
             ],
-            outputs: vec![Schema::new("output", vec![Field::new("value", FieldType::Any)])],
+            outputs: vec![Schema::new(
+                "output",
+                vec![Field::new("value", FieldType::Any)],
+            )],
             nested: false,
             kind: ActionKind::Normal,
             connection: None,

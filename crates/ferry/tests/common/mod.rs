@@ -16,7 +16,12 @@ pub fn bin() -> PathBuf {
 }
 
 /// Write a solution directory from `solution.yaml` text and runbook files.
-pub fn solution(root: &Path, name: &str, solution_yaml: &str, runbooks: &[(&str, &str)]) -> PathBuf {
+pub fn solution(
+    root: &Path,
+    name: &str,
+    solution_yaml: &str,
+    runbooks: &[(&str, &str)],
+) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(dir.join("solution.yaml"), solution_yaml).unwrap();
@@ -42,7 +47,15 @@ pub fn run_json(dir: &Path, runbook: &str, event: &Value) -> (i32, Value, String
     let event_file = tmp.path().join("event.json");
     std::fs::write(&event_file, serde_json::to_vec(event).unwrap()).unwrap();
     let out = ferry(
-        &["run", dir.to_str().unwrap(), "--runbook", runbook, "--event", event_file.to_str().unwrap(), "--json"],
+        &[
+            "run",
+            dir.to_str().unwrap(),
+            "--runbook",
+            runbook,
+            "--event",
+            event_file.to_str().unwrap(),
+            "--json",
+        ],
         &[],
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -63,7 +76,11 @@ pub fn steps<'a>(job: &'a Value, id: &str) -> Vec<&'a Value> {
 pub fn step_order(job: &Value) -> Vec<String> {
     job["steps"]
         .as_array()
-        .map(|a| a.iter().map(|s| s["step_id"].as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| s["step_id"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -80,7 +97,12 @@ impl Server {
         Self::start_with(data, solutions, envs, &[])
     }
 
-    pub fn start_with(data: &Path, solutions: &[&Path], envs: &[(&str, &str)], extra: &[&str]) -> Server {
+    pub fn start_with(
+        data: &Path,
+        solutions: &[&Path],
+        envs: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Server {
         let mut cmd = Command::new(bin());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
@@ -121,8 +143,14 @@ impl Server {
                 out3.lock().unwrap().push('\n');
             }
         });
-        let addr = addr.unwrap_or_else(|| panic!("server did not start:\n{}", output.lock().unwrap()));
-        Server { child, addr, data: data.to_path_buf(), output }
+        let addr =
+            addr.unwrap_or_else(|| panic!("server did not start:\n{}", output.lock().unwrap()));
+        Server {
+            child,
+            addr,
+            data: data.to_path_buf(),
+            output,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -135,7 +163,10 @@ impl Server {
     }
 
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -182,7 +213,10 @@ impl Server {
                 return job;
             }
             if Instant::now() > deadline {
-                panic!("job {id} did not reach {statuses:?}: {job}\nserver output:\n{}", self.logs());
+                panic!(
+                    "job {id} did not reach {statuses:?}: {job}\nserver output:\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
