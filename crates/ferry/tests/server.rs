@@ -243,12 +243,13 @@ async fn management_api_requires_the_token() {
     assert!(metrics.contains("ferry_events_total"));
 }
 
+/// Requests an echo server received: headers and body.
+type Seen = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
+
 /// A tiny HTTP server that records requests and answers 429 for the first `fail_first` calls.
-async fn echo_server(
-    fail_first: usize,
-) -> (String, Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>) {
+async fn echo_server(fail_first: usize) -> (String, Seen) {
     use axum::http::{HeaderMap, StatusCode};
-    let seen: Arc<Mutex<Vec<(Vec<(String, String)>, String)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let calls = Arc::new(AtomicUsize::new(0));
     let seen2 = seen.clone();
     let app = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
