@@ -251,12 +251,41 @@ fn record_key(field: &str) -> &str {
     }
 }
 
+/// Whether a record passes `customFilters` (`[{name, values, negate}]`), matched against the
+/// record's `customFields` (`[{id, value}]`); a `null` in `values` matches an empty field.
+fn matches_custom_filters(rec: &Record, filters: &Json) -> bool {
+    let fields = rec.get("customFields").and_then(Json::as_array);
+    filters.as_array().into_iter().flatten().all(|f| {
+        let Some(name) = f.get("name").and_then(Json::as_str) else {
+            return true;
+        };
+        let actual = fields
+            .and_then(|cf| {
+                cf.iter()
+                    .find(|c| c.get("id").and_then(Json::as_str) == Some(name))
+            })
+            .and_then(|c| c.get("value"))
+            .unwrap_or(&Json::Null);
+        let mut cond = serde_json::Map::new();
+        cond.insert(
+            "values".into(),
+            f.get("values").cloned().unwrap_or(Json::Array(Vec::new())),
+        );
+        if let Some(n) = f.get("negate") {
+            cond.insert("negate".into(), n.clone());
+        }
+        matches_condition(actual, &cond)
+    })
+}
+
 /// Whether a record passes a connection filter (a JSON object of filter fields).
-/// `customFilters` are not evaluated.
 pub(crate) fn matches_filter(rec: &Record, filter: &serde_json::Map<String, Json>) -> bool {
     filter.iter().all(|(field, cond)| {
-        if field == "customFilters" || cond.is_null() {
+        if cond.is_null() {
             return true;
+        }
+        if field == "customFilters" {
+            return matches_custom_filters(rec, cond);
         }
         if field == "query" {
             return cond.as_str().is_none_or(|q| text_search(rec, q));
@@ -583,8 +612,24 @@ mod tests {
         assert!(f(json!({ "disabled": false })));
         assert!(f(json!({ "missing": { "values": [null] } })));
         assert!(f(json!({ "tags": { "values": ["b"] } })));
-        assert!(f(
+        let c = rec(
+            json!({ "customFields": [ { "id": "x", "value": "y" }, { "id": "n", "value": 3 } ] }),
+        );
+        let g = |v: Json| matches_filter(&c, v.as_object().unwrap());
+        assert!(g(
             json!({ "customFilters": [{ "name": "x", "values": ["y"] }] })
+        ));
+        assert!(g(
+            json!({ "customFilters": [{ "name": "n", "values": ["3"] }, { "name": "x", "values": ["y", "z"] }] })
+        ));
+        assert!(!g(
+            json!({ "customFilters": [{ "name": "x", "values": ["y"], "negate": true }] })
+        ));
+        assert!(!g(
+            json!({ "customFilters": [{ "name": "x", "values": ["z"] }] })
+        ));
+        assert!(g(
+            json!({ "customFilters": [{ "name": "missing", "values": [null] }] })
         ));
     }
 }

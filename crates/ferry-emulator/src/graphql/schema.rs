@@ -58,6 +58,7 @@ enum Plan {
     AttachmentStorage,
     RateLimit,
     Null,
+    Unsupported(String),
     Mutation(Arc<mutation::MutationPlan>),
 }
 
@@ -111,7 +112,10 @@ fn plan_for(model: &Model, owner: &str, field: &super::model::FieldDef) -> Plan 
     if model.mutation.as_deref() == Some(owner) {
         return match mutation::MutationPlan::new(model, field) {
             Some(p) => Plan::Mutation(Arc::new(p)),
-            None => Plan::Null,
+            None => Plan::Unsupported(format!(
+                "Mutation '{}' is not supported by the emulator",
+                field.name
+            )),
         };
     }
     if model.is_connection(owner) {
@@ -208,6 +212,7 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
     };
     match plan {
         Plan::Null => ok(None),
+        Plan::Unsupported(msg) => err(msg.clone()),
         Plan::Scalar { key } => {
             let Some(rec) = rctx.parent_value.downcast_ref::<Arc<Record>>() else {
                 return ok(None);
