@@ -110,6 +110,8 @@ async fn insert_phase(dir: &std::path::Path, secs: u64) -> Result<(), Box<dyn st
         stats.largest_batch
     );
     summary("insert latency", all);
+    let wal = std::fs::metadata(dir.join("ingest.db-wal")).map_or(0, |m| m.len());
+    println!("insert: WAL file {:.1} MB after the run", wal as f64 / 1e6);
     store.close().await;
     Ok(())
 }

@@ -30,9 +30,11 @@ const QUEUE_CAPACITY: usize = 16_384;
 /// Connections in the read pool.
 const READ_CONNECTIONS: u32 = 4;
 /// WAL size (pages) at which the writer checkpoints by itself.
-const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 32_768;
 /// How often the background checkpointer looks for new writes.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+/// WAL size (frames = pages) from which the writer is asked to restart the WAL.
+const RESTART_FRAMES: i64 = 8_192;
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,7 +58,8 @@ struct Inner {
 }
 
 /// Run a passive WAL checkpoint on its own connection whenever there were writes since the
-/// last one. Passive checkpoints never block the writer or readers.
+/// last one (passive checkpoints never block the writer or readers), and ask the writer to
+/// restart the WAL when it has grown past [`RESTART_FRAMES`].
 async fn checkpointer(
     mut conn: SqliteConnection,
     counters: Weak<Counters>,
@@ -70,16 +73,31 @@ async fn checkpointer(
         }
         let Some(c) = counters.upgrade() else { break };
         let now = c.commands.load(Ordering::Relaxed);
+        let restart_pending = c.restart_wal.load(Ordering::Relaxed);
         drop(c);
-        if now == last {
+        // While the writer is about to restart the WAL, stay out of its way.
+        if now == last || restart_pending {
             continue;
         }
         last = now;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut conn)
-            .await
-        {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        // Result row: (busy, frames in the WAL, frames checkpointed).
+        let wal_frames =
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut conn)
+                .await
+            {
+                Ok((_, frames, _)) => frames,
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                    continue;
+                }
+            };
+        if wal_frames >= RESTART_FRAMES {
+            // Nearly everything is copied already: ask the writer to restart the WAL between two
+            // batches (cheap there; here it would have to wait for the writer's lock).
+            if let Some(c) = counters.upgrade() {
+                c.restart_wal.store(true, Ordering::Relaxed);
+            }
         }
     }
     if let Err(e) = conn.close().await {
@@ -120,9 +138,11 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .disable_statement_logging();
 
-        // The writer leaves WAL checkpoints to the background checkpointer (so that commits never
-        // wait for the copy and fsync of a checkpoint); the high auto-checkpoint threshold only
-        // bounds the WAL should the checkpointer fall behind.
+        // WAL checkpoints: a background task copies the WAL into the database with passive
+        // checkpoints (they never block the writer). Under a sustained load the WAL cannot start
+        // over while passive checkpoints lag behind, so once it is large the writer runs a
+        // RESTART checkpoint between two batches (only the small un-copied tail is left then).
+        // The writer's own auto-checkpoint is a high backstop only.
         let mut conn: SqliteConnection = base
             .clone()
             .create_if_missing(true)

@@ -8,7 +8,7 @@
 //! rest of the batch commits; this replaces a SAVEPOINT per command at no cost. Any other error (I/O, a failed COMMIT) rolls the whole batch back and every command
 //! is retried in its own transaction, so each caller gets its own outcome.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use sqlx::sqlite::SqliteConnection;
@@ -122,6 +122,8 @@ pub(crate) struct Counters {
     pub batches: AtomicU64,
     pub commands: AtomicU64,
     pub largest: AtomicU64,
+    /// Set by the checkpointer when the WAL is large: the writer then restarts it.
+    pub restart_wal: AtomicBool,
 }
 
 /// The writer task body.
@@ -158,6 +160,13 @@ pub(crate) async fn run(
             counters.commands.fetch_add(n, Ordering::Relaxed);
             counters.largest.fetch_max(n, Ordering::Relaxed);
             run_batch(&mut conn, &mut batch).await;
+            if counters.restart_wal.swap(false, Ordering::Relaxed) {
+                let t = std::time::Instant::now();
+                if let Err(e) = exec_sql(&mut conn, "PRAGMA wal_checkpoint(RESTART)").await {
+                    tracing::warn!(error = %e, "WAL restart checkpoint failed");
+                }
+                tracing::debug!(took = ?t.elapsed(), "WAL restarted");
+            }
         }
         if let Some(ack) = shutdown {
             // Refuse whatever arrived after the shutdown request.
@@ -210,6 +219,7 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<(Op, ReplyTx)>) 
                     broken = Some(e);
                 }
             }
+
             if broken.is_some() {
                 let _ = exec_sql(conn, "ROLLBACK").await;
             }
