@@ -650,3 +650,59 @@ async fn seed_from_yaml_file_with_refs() {
         .unwrap_err();
     assert!(err.to_string().contains("missing"));
 }
+
+#[tokio::test]
+async fn nested_inputs_custom_fields_and_deletes() {
+    let s = start(RateLimits::disabled()).await;
+    let me = s.data("{ me { id } }", json!({})).await["me"]["id"].clone();
+    let d = s
+        .data(
+            "mutation($i: RequestCreateInput!) { requestCreate(input: $i) { errors { message } request { id customFields { id value } watches { totalCount nodes { id person { name } } } } } }",
+            json!({ "i": { "subject": "nested", "newWatches": [ { "personId": me } ],
+                           "customFields": [ { "id": "a", "value": "1" } ] } }),
+        )
+        .await;
+    let r = &d["requestCreate"]["request"];
+    assert_eq!(r["watches"]["totalCount"], 1);
+    assert_eq!(r["watches"]["nodes"][0]["person"]["name"], "Emulator Admin");
+    assert_eq!(r["customFields"], json!([ { "id": "a", "value": "1" } ]));
+    let rid = r["id"].clone();
+    let wid = r["watches"]["nodes"][0]["id"].clone();
+    // A nested input with an unknown reference is reported with its path.
+    let v = s
+        .gql(
+            "mutation($i: RequestCreateInput!) { requestCreate(input: $i) { errors { path message } request { id } } }",
+            json!({ "i": { "subject": "bad", "newWatches": [ { "personId": "bm9wZQ" } ] } }),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["requestCreate"]["errors"][0]["path"],
+        json!(["newWatches", "0", "personId"])
+    );
+    let d = s
+        .data(
+            "mutation($i: RequestUpdateInput!) { requestUpdate(input: $i) { request { customFields { id value } watches { totalCount } } } }",
+            json!({ "i": { "id": rid, "watchesToDelete": [wid],
+                           "customFields": [ { "id": "b", "value": 2 }, { "id": "a", "value": "3" } ] } }),
+        )
+        .await;
+    let r = &d["requestUpdate"]["request"];
+    assert_eq!(r["watches"]["totalCount"], 0);
+    assert_eq!(
+        r["customFields"],
+        json!([ { "id": "a", "value": "3" }, { "id": "b", "value": 2 } ])
+    );
+    let count = |cf: Value| {
+        let s = &s;
+        async move {
+            s.data(
+                "query($f: RequestFilter) { requests(filter: $f) { totalCount } }",
+                json!({ "f": { "customFilters": cf } }),
+            )
+            .await["requests"]["totalCount"]
+                .clone()
+        }
+    };
+    assert_eq!(count(json!([ { "name": "b", "values": ["2"] } ])).await, 1);
+    assert_eq!(count(json!([ { "name": "a", "values": ["1"] } ])).await, 0);
+}
