@@ -706,3 +706,24 @@ async fn nested_inputs_custom_fields_and_deletes() {
     assert_eq!(count(json!([ { "name": "b", "values": ["2"] } ])).await, 1);
     assert_eq!(count(json!([ { "name": "a", "values": ["1"] } ])).await, 0);
 }
+
+#[tokio::test]
+async fn cost_limit_refuses_once_spent() {
+    let s = start(RateLimits {
+        cost_per_window: 3,
+        ..RateLimits::xurrent_defaults()
+    })
+    .await;
+    // Cost = 1 per request + 1 per connection field.
+    let body = json!({ "query": "{ requests(first: 1) { totalCount } }" });
+    let first = s.post(body.clone()).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-costlimit-remaining"], "1");
+    assert_eq!(s.post(body.clone()).await.status(), 200);
+    let refused = s.post(body).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(refused.headers()["x-costlimit-remaining"], "0");
+    let v: Value = refused.json().await.unwrap();
+    assert!(v["errors"][0]["message"].as_str().unwrap().contains("cost"));
+}
