@@ -109,6 +109,80 @@ pub struct Services {
     pub store: Arc<dyn Store>,
 }
 
+impl Services {
+    /// Read a value from a connection's key/value store. Values are sealed at rest.
+    pub async fn kv_get(
+        &self,
+        connection: &ConnectionRef,
+        key: &str,
+    ) -> Result<Option<Value>, Signal> {
+        let stored = self
+            .store
+            .kv_get(&connection.namespace, key)
+            .await
+            .map_err(|e| Signal::Fail(format!("Connection store unavailable: {e}")))?;
+        let Some(Value::String(sealed)) = stored else {
+            return Ok(None);
+        };
+        let plain = self
+            .secrets
+            .open(&sealed)
+            .map_err(|e| Signal::Fail(format!("Connection store value unreadable: {e}")))?;
+        Ok(serde_json::from_str(&plain).ok())
+    }
+
+    /// Write a value (sealed) to a connection's key/value store, optionally expiring.
+    pub async fn kv_put(
+        &self,
+        connection: &ConnectionRef,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), Signal> {
+        let sealed = Value::String(self.secrets.seal(&value.to_string()));
+        self.store
+            .kv_put(&connection.namespace, key, &sealed, ttl)
+            .await
+            .map_err(|e| Signal::Fail(format!("Connection store unavailable: {e}")))
+    }
+
+    /// Run `f` while holding the single-flight lock `key` (spec §2.10). When another worker
+    /// holds it, the step is rescheduled after 2–3 s; when the store cannot be reached, after
+    /// 30–35 s. The lock is always released by its owner afterwards.
+    pub async fn with_lock<T, F, Fut>(&self, key: &str, ttl: Duration, f: F) -> Result<T, Signal>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Signal>>,
+    {
+        use rand::Rng as _;
+        let token = uuid::Uuid::new_v4().to_string();
+        let jitter = |base: f64, spread: f64| {
+            Duration::from_secs_f64(base + rand::thread_rng().gen::<f64>() * spread)
+        };
+        match self.store.lock_acquire(key, &token, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Signal::Reschedule {
+                    after: jitter(2.0, 1.0),
+                    message: "Lock held by another worker; rescheduling.".into(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "lock.unavailable");
+                return Err(Signal::Reschedule {
+                    after: jitter(30.0, 5.0),
+                    message: "Lock store unavailable; rescheduling.".into(),
+                });
+            }
+        }
+        let result = f().await;
+        if let Err(e) = self.store.lock_release(key, &token).await {
+            tracing::warn!(error = %e, "releasing a lock failed; it expires with its TTL");
+        }
+        result
+    }
+}
+
 /// A resolved connection as an action sees it.
 #[derive(Clone, Debug)]
 pub struct ConnectionRef {

@@ -182,15 +182,30 @@ async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result
     )?;
     let scope = conf_str(c, &["oauth2", "scope"]);
     let cache_key = "oauth2_access_token";
-    if let Ok(Some(Value::String(sealed))) = services
-        .store
-        .kv_get(&connection.namespace, cache_key)
-        .await
-    {
-        if let Ok(token) = services.secrets.open(&sealed) {
-            return Ok(token.to_string());
-        }
+    if let Some(Value::String(token)) = services.kv_get(connection, cache_key).await? {
+        return Ok(token);
     }
+    // Single flight: one worker fetches the token, the others reschedule and then find it cached.
+    let lock = format!("{}/oauth2_token", connection.namespace);
+    services
+        .with_lock(&lock, Duration::from_secs(60), || async {
+            if let Some(Value::String(token)) = services.kv_get(connection, cache_key).await? {
+                return Ok(token);
+            }
+            fetch_oauth2_token(services, connection, url, client_id, client_secret, scope).await
+        })
+        .await
+}
+
+async fn fetch_oauth2_token(
+    services: &Services,
+    connection: &ConnectionRef,
+    url: &str,
+    client_id: &str,
+    client_secret: String,
+    scope: Option<&str>,
+) -> Result<String, Signal> {
+    let cache_key = "oauth2_access_token";
     let mut form = vec![
         ("grant_type", "client_credentials".to_string()),
         ("client_id", client_id.to_string()),
@@ -233,11 +248,9 @@ async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result
         .and_then(Value::as_u64)
         .unwrap_or(3600);
     let ttl = Duration::from_secs(expires_in.saturating_sub(60).max(1));
-    let sealed = services.secrets.seal(&token);
-    let _ = services
-        .store
-        .kv_put(&connection.namespace, cache_key, &json!(sealed), Some(ttl))
-        .await;
+    services
+        .kv_put(connection, cache_key, &json!(token), Some(ttl))
+        .await?;
     Ok(token)
 }
 
