@@ -605,3 +605,90 @@ async fn graceful_shutdown_then_restart_finishes_queued_jobs() {
             .await;
     }
 }
+
+#[tokio::test]
+async fn basic_auth_inbound_and_the_jobs_cli() {
+    use base64::Engine as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = solution(
+        tmp.path(),
+        "b",
+        "name: b\nenv:\n  PW: { secret: true, from_env: TEST_BASIC_PW }\nconnections:\n  in:\n    connector: json_endpoint\n    direction: inbound\n    config:\n      basic_auth: { username: hook, password: \"{{ env.PW }}\" }\n",
+        &[(
+            "r",
+            "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  connection: in\n  config:\n    body_schema: [ { id: n, type: integer } ]\nsteps:\n  - { id: a, action: debug.log_message, input: { message: \"n={{ trigger.body.n }}\" } }\n",
+        )],
+    );
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[&sol],
+        &[("TEST_BASIC_PW", "pa55:word")],
+    );
+    let basic = |u: &str, p: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    };
+    let (code, body) = server.post("/inbound/b/r", &json!({"n": 1}), &[]).await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (400, Some("Missing basic authentication header."))
+    );
+    let (code, body) = server
+        .post(
+            "/inbound/b/r",
+            &json!({"n": 1}),
+            &[("authorization", &basic("hook", "nope"))],
+        )
+        .await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (400, Some("Invalid basic authentication header."))
+    );
+    let (code, body) = server
+        .post(
+            "/inbound/b/r",
+            &json!({"n": 1}),
+            &[("authorization", "Basic %%%")],
+        )
+        .await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (400, Some("Invalid basic authentication header."))
+    );
+    let (code, body) = server
+        .post(
+            "/inbound/b/r",
+            &json!({"n": 7}),
+            &[("authorization", &basic("hook", "pa55:word"))],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let id = body["job_uuid"].as_str().unwrap().to_string();
+    server
+        .wait_job(&id, &["finished"], Duration::from_secs(10))
+        .await;
+
+    let url = server.url("");
+    let out = ferry(&["jobs", "list", "--server", &url, "--token", TOKEN], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&id) && text.contains("finished"), "{text}");
+    let out = ferry(
+        &[
+            "jobs", "show", &id, "--server", &url, "--token", TOKEN, "--json",
+        ],
+        &[],
+    );
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["steps"][0]["logs"][0]["message"], "n=7");
+    let out = ferry(
+        &["jobs", "show", &id, "--server", &url, "--token", TOKEN],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("n=7"));
+    let out = ferry(&["jobs", "list", "--server", &url, "--token", "wrong"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
