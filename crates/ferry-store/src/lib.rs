@@ -108,4 +108,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Release a lock; only the owner token can. Returns whether a lock was released.
     async fn lock_release(&self, key: &str, token: &str) -> Result<bool, StoreError>;
+
+    /// Delete expired key/value entries and locks. Expired entries already read as absent; this
+    /// reclaims their space (call it periodically). Returns how many rows were deleted.
+    async fn purge_expired(&self) -> Result<u64, StoreError>;
 }

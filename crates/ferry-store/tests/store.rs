@@ -497,6 +497,27 @@ async fn kv_put_get_delete_and_ttl() {
     store.kv_delete("conn:1", "token").await.unwrap();
     assert_eq!(store.kv_get("conn:1", "token").await.unwrap(), None);
     store.kv_delete("conn:1", "absent").await.unwrap();
+    // purge_expired removes the expired entry (and an expired lock), nothing else.
+    store
+        .kv_put(
+            "conn:1",
+            "keep",
+            &json!(true),
+            Some(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .lock_acquire("l", "t", Duration::from_millis(1))
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.purge_expired().await.unwrap(), 2);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert_eq!(
+        store.kv_get("conn:1", "keep").await.unwrap(),
+        Some(json!(true))
+    );
     store.close().await;
 }
 

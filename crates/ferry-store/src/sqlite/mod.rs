@@ -35,6 +35,9 @@ const WRITER_AUTOCHECKPOINT_PAGES: u32 = 32_768;
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 /// WAL size (frames = pages) from which the writer is asked to restart the WAL.
 const RESTART_FRAMES: i64 = 8_192;
+/// Earliest wake-up time of the Waiting jobs.
+pub(crate) const NEXT_WAKEUP_SQL: &str =
+    "SELECT MIN(next_run_at) FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting'";
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -397,10 +400,9 @@ impl Store for SqliteStore {
     }
 
     async fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let ms: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(next_run_at) FROM jobs WHERE status = 'waiting'")
-                .fetch_one(&self.inner.read)
-                .await?;
+        let ms: Option<i64> = sqlx::query_scalar(NEXT_WAKEUP_SQL)
+            .fetch_one(&self.inner.read)
+            .await?;
         ms.map(from_ms).transpose()
     }
 
@@ -479,6 +481,13 @@ impl Store for SqliteStore {
         };
         match self.write(op).await? {
             Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        match self.write(Op::Purge { now: now_ms() }).await? {
+            Reply::Count(n) => Ok(n),
             other => Err(unexpected(&other)),
         }
     }
