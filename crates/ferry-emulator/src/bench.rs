@@ -41,6 +41,10 @@ pub struct BenchReport {
     pub introspection_first: Duration,
     /// An introspection the server has not seen before (executed, not cached).
     pub introspection_uncached: Duration,
+    /// In-process execution of an introspection (no HTTP, no cache), when measured.
+    pub introspection_execute: Option<Duration>,
+    /// In-process JSON serialization of that answer, when measured.
+    pub introspection_serialize: Option<Duration>,
     /// Median of the following introspection queries.
     pub introspection_median: Duration,
     /// Size of the introspection answer in bytes.
@@ -92,6 +96,14 @@ impl fmt::Display for BenchReport {
             "introspection, uncached:      {:8.1} ms   (new query text, executed live)",
             ms(self.introspection_uncached)
         )?;
+        if let (Some(e), Some(s)) = (self.introspection_execute, self.introspection_serialize) {
+            writeln!(
+                f,
+                "  of which in-process:        {:8.1} ms execute + {:.1} ms serialize",
+                ms(e),
+                ms(s)
+            )?;
+        }
         write!(
             f,
             "simple connection queries:    {:8.0} /s   (target >= 2000 /s; {} queries, {} clients, {:.2} s)",
@@ -226,6 +238,23 @@ pub async fn run_local(schema_path: PathBuf, n: usize) -> Result<BenchReport, Be
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let startup = t.elapsed();
+    let t = Instant::now();
+    let resp = emu
+        .gql
+        .schema
+        .execute(async_graphql::Request::new(format!(
+            "{INTROSPECTION_QUERY}  "
+        )))
+        .await;
+    let execute = t.elapsed();
+    let t = Instant::now();
+    let size = serde_json::to_vec(&resp).map(|b| b.len()).unwrap_or(0);
+    let serialize = t.elapsed();
+    if size == 0 || !resp.errors.is_empty() {
+        return Err(BenchError::Unexpected(
+            "in-process introspection failed".into(),
+        ));
+    }
     let requests: Vec<Value> = (0..100)
         .map(|i| json!({ "subject": format!("Benchmark request {i}"), "status": "assigned" }))
         .collect();
@@ -240,5 +269,7 @@ pub async fn run_local(schema_path: PathBuf, n: usize) -> Result<BenchReport, Be
     let _ = server.await;
     let mut report = result?;
     report.startup = Some(startup);
+    report.introspection_execute = Some(execute);
+    report.introspection_serialize = Some(serialize);
     Ok(report)
 }
