@@ -182,7 +182,7 @@ pub async fn run(
         &url,
         token,
         account,
-        &format!("{INTROSPECTION_QUERY} "),
+        &format!("query Uncached {INTROSPECTION_QUERY}"),
     )
     .await?;
     report.introspection_uncached = t.elapsed();
@@ -243,7 +243,7 @@ pub async fn run_local(schema_path: PathBuf, n: usize) -> Result<BenchReport, Be
         .gql
         .schema
         .execute(async_graphql::Request::new(format!(
-            "{INTROSPECTION_QUERY}  "
+            "query InProcess {INTROSPECTION_QUERY}"
         )))
         .await;
     let execute = t.elapsed();

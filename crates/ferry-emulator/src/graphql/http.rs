@@ -32,7 +32,10 @@ pub(crate) fn cache_key(
     vars: &async_graphql::Variables,
     query: &str,
 ) -> String {
-    format!("{operation_name:?}\u{0}{vars}\u{0}{query}")
+    // Whitespace runs are insignificant outside strings; introspection documents carry no
+    // strings, so collapsing them lets formatting variants share one entry.
+    let normalized = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("{operation_name:?}\u{0}{vars}\u{0}{normalized}")
 }
 
 /// Whether every operation of the document selects only introspection fields
