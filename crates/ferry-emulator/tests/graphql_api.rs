@@ -727,3 +727,29 @@ async fn cost_limit_refuses_once_spent() {
     let v: Value = refused.json().await.unwrap();
     assert!(v["errors"][0]["message"].as_str().unwrap().contains("cost"));
 }
+
+#[tokio::test]
+async fn webhook_policy_create_returns_public_key_once() {
+    let s = start(RateLimits::disabled()).await;
+    // Quoted enum literal, as public clients send it.
+    let d = s
+        .data(
+            r#"mutation { webhookPolicyCreate(input: {jwtAlg: "es256", jwtAudience: "ferry"}) { errors { message } webhookPolicy { id jwtAlg jwtAudience publicKeyPem } } }"#,
+            json!({}),
+        )
+        .await;
+    let p = &d["webhookPolicyCreate"]["webhookPolicy"];
+    assert_eq!(p["jwtAlg"], "es256");
+    assert!(p["publicKeyPem"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN PUBLIC KEY"));
+    let d = s
+        .data(
+            "{ webhookPolicies { totalCount nodes { id jwtAudience } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["webhookPolicies"]["totalCount"], 1);
+    assert_eq!(d["webhookPolicies"]["nodes"][0]["id"], p["id"]);
+}
