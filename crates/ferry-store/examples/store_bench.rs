@@ -3,7 +3,11 @@
 //! 1. 50 concurrent tasks insert jobs with a 1.5 KB trigger output for SECONDS (default 3):
 //!    inserts/s and latency percentiles (each insert is acknowledged after COMMIT).
 //! 2. `claim_job` on a store holding 100,000 queued jobs: time per claim.
-//! 3. A 40-step job: 40 sequential checkpoints, each appending a step record.
+//! 3. `claim_job` when 50,000 of 100,000 queued jobs share one concurrency key (all but one of
+//!    them blocked): claims must skip the blocked jobs through the index.
+//! 4. A 40-step job: 40 sequential checkpoints, each appending a step record.
+//!
+//! A second argument `full` opens every store with `sync_full` (fsync on each commit).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +20,13 @@ use ferry_store::{
 use serde_json::{json, Value};
 
 const TASKS: usize = 50;
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        sync_full: std::env::args().nth(2).is_some_and(|a| a == "full"),
+        ..StoreOptions::default()
+    }
+}
 
 fn payload() -> Value {
     // About 1.5 KB of JSON once serialized.
@@ -71,7 +82,7 @@ fn summary(label: &str, mut lat: Vec<Duration>) {
 }
 
 async fn insert_phase(dir: &std::path::Path, secs: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Arc::new(SqliteStore::open(&dir.join("ingest.db"), StoreOptions::default()).await?);
+    let store = Arc::new(SqliteStore::open(&dir.join("ingest.db"), opts()).await?);
     let body = payload();
     println!(
         "insert: {TASKS} tasks, trigger_output {} bytes, {secs} s",
@@ -116,9 +127,13 @@ async fn insert_phase(dir: &std::path::Path, secs: u64) -> Result<(), Box<dyn st
     Ok(())
 }
 
-async fn claim_phase(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn claim_phase(
+    dir: &std::path::Path,
+    name: &str,
+    keyed: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     const JOBS: usize = 100_000;
-    let store = Arc::new(SqliteStore::open(&dir.join("claim.db"), StoreOptions::default()).await?);
+    let store = Arc::new(SqliteStore::open(&dir.join(name), opts()).await?);
     let body = json!({"n": 1, "text": "small trigger output"});
     let t = Instant::now();
     let mut handles = Vec::new();
@@ -126,8 +141,12 @@ async fn claim_phase(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Er
         let store = store.clone();
         let body = body.clone();
         handles.push(tokio::spawn(async move {
-            for _ in 0..JOBS / TASKS {
-                store.insert_job(new_job(&body)).await?;
+            for i in 0..JOBS / TASKS {
+                let mut job = new_job(&body);
+                if keyed && i < JOBS / TASKS / 2 {
+                    job.concurrency_key = Some("one-key".into());
+                }
+                store.insert_job(job).await?;
             }
             Ok::<_, ferry_store::StoreError>(())
         }));
@@ -135,8 +154,13 @@ async fn claim_phase(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Er
     for h in handles {
         h.await??;
     }
+    let what = if keyed {
+        "100k queued, 50k behind one key"
+    } else {
+        "100k queued"
+    };
     println!(
-        "claim: filled {JOBS} queued jobs in {:.2} s",
+        "claim: filled {JOBS} queued jobs ({what}) in {:.2} s",
         t.elapsed().as_secs_f64()
     );
     let mut lat = Vec::new();
@@ -150,13 +174,13 @@ async fn claim_phase(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Er
             return Err("queue unexpectedly empty".into());
         }
     }
-    summary("claim latency (100k queued)", lat);
+    summary(&format!("claim latency ({what})"), lat);
     store.close().await;
     Ok(())
 }
 
 async fn checkpoint_phase(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    let store = SqliteStore::open(&dir.join("steps.db"), StoreOptions::default()).await?;
+    let store = SqliteStore::open(&dir.join("steps.db"), opts()).await?;
     let mut totals = Vec::new();
     let mut per_cp = Vec::new();
     for _ in 0..50 {
@@ -218,7 +242,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(3);
     let dir = tempfile::TempDir::new()?;
     insert_phase(dir.path(), secs).await?;
-    claim_phase(dir.path()).await?;
+    claim_phase(dir.path(), "claim.db", false).await?;
+    claim_phase(dir.path(), "claim_keyed.db", true).await?;
     checkpoint_phase(dir.path()).await?;
     Ok(())
 }
