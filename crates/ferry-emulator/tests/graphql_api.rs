@@ -753,3 +753,45 @@ async fn webhook_policy_create_returns_public_key_once() {
     assert_eq!(d["webhookPolicies"]["totalCount"], 1);
     assert_eq!(d["webhookPolicies"]["nodes"][0]["id"], p["id"]);
 }
+
+#[tokio::test]
+async fn person_relative_views() {
+    let s = start(RateLimits::disabled()).await;
+    let me = s.emu.account("wdc").unwrap().admin_person_id;
+    s.emu
+        .seed_from_value(
+            "wdc",
+            &json!({ "records": {
+                "Person": [ { "ref": "bob", "name": "Bob" } ],
+                "Team": [ { "ref": "mine", "name": "Mine", "members": [me] }, { "ref": "other", "name": "Other" } ],
+                "Request": [
+                    { "subject": "mine", "member": me, "team": { "$ref": "mine" } },
+                    { "subject": "bob's", "member": { "$ref": "bob" }, "team": { "$ref": "other" }, "requestedFor": me },
+                    { "subject": "nobody's" }
+                ] } }),
+        )
+        .unwrap();
+    let subjects = |view: &'static str| {
+        let s = &s;
+        async move {
+            let d = s
+                .data(
+                    &format!("{{ requests(view: {view}) {{ nodes {{ subject }} }} }}"),
+                    json!({}),
+                )
+                .await;
+            d["requests"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["subject"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(subjects("current_account").await.len(), 3);
+    assert_eq!(subjects("all").await.len(), 3);
+    assert_eq!(subjects("assigned_to_me").await, ["mine"]);
+    assert_eq!(subjects("assigned_to_my_team").await, ["mine"]);
+    assert_eq!(subjects("requested_by_or_for_me").await, ["bob's"]);
+    assert!(subjects("trash").await.is_empty());
+}

@@ -287,6 +287,13 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                 Err(e) => return err(e.message),
             };
             let mut items = records_of(&ctx.emu, &ctx.account, types);
+            if let Some(view) = rctx
+                .args
+                .get("view")
+                .and_then(|v| v.enum_name().ok().map(str::to_string))
+            {
+                apply_view(ctx, &view, &mut items);
+            }
             if let Some(filter) = rctx.args.get("filter").filter(|f| !f.is_null()) {
                 if let Json::Object(f) = value_to_json(filter.as_value()) {
                     items.retain(|r| matches_filter(r, &f));
@@ -419,6 +426,57 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
             }
         }
     }
+}
+
+/// Person-relative views; other views (`current_account`, `all`, ...) show every record of
+/// the request's account, and `trash` / `archive` are empty (nothing is ever trashed).
+fn apply_view(ctx: &Ctx, view: &str, items: &mut Vec<Arc<Record>>) {
+    let me = ctx.person_id.clone().unwrap_or_default();
+    let is_me = |r: &Record, key: &str| r.get(key).and_then(Json::as_str) == Some(me.as_str());
+    match view {
+        "trash" | "archive" => items.clear(),
+        "assigned_to_me" => items.retain(|r| is_me(r, "member")),
+        "created_by_me" => items.retain(|r| is_me(r, "createdBy")),
+        "managed_by_me" => items.retain(|r| is_me(r, "manager")),
+        "coordinated_by_me" => items.retain(|r| is_me(r, "coordinator")),
+        "requested_by_or_for_me" => {
+            items.retain(|r| is_me(r, "requestedBy") || is_me(r, "requestedFor"))
+        }
+        "assigned_to_my_team" => {
+            let mine = my_teams(ctx, &me);
+            items.retain(|r| {
+                r.get("team")
+                    .and_then(Json::as_str)
+                    .is_some_and(|t| mine.iter().any(|m| m == t))
+            })
+        }
+        _ => {}
+    }
+}
+
+/// Teams of a person: the person's `teams` list, plus teams whose `members` list the person.
+fn my_teams(ctx: &Ctx, person: &str) -> Vec<String> {
+    let mut teams: Vec<String> = ctx
+        .emu
+        .records
+        .get_arc(person)
+        .and_then(|p| p.get("teams").and_then(Json::as_array).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    for t in ctx.emu.records.list_arc(&ctx.account, "Team") {
+        let member = t
+            .get("members")
+            .and_then(Json::as_array)
+            .is_some_and(|m| m.iter().any(|v| v.as_str() == Some(person)));
+        if member {
+            if let Some(id) = t.get("id").and_then(Json::as_str) {
+                teams.push(id.to_string());
+            }
+        }
+    }
+    teams
 }
 
 fn make_field(model: &Model, owner: &str, f: &super::model::FieldDef) -> Field {
