@@ -718,3 +718,64 @@ async fn concurrent_duplicates_resolve_to_one_job() {
     assert_eq!(keyed_running, 1);
     store.close().await;
 }
+
+#[tokio::test]
+async fn due_waiting_jobs_are_claimed_before_queued_ones() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let early = insert(&store, job("s", "r")).await;
+    assert_eq!(claim(&store).await, Some(early));
+    let mut cp = done(early, JobStatus::Waiting);
+    cp.next_run_at = Some(Utc::now() - TimeDelta::seconds(1));
+    store.checkpoint(cp).await.unwrap();
+    let queued = insert(&store, job("s", "r")).await;
+    assert_eq!(claim(&store).await, Some(early));
+    assert_eq!(claim(&store).await, Some(queued));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn acknowledged_writes_are_on_disk_without_close() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("data/ferry.db");
+    let first = SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    let id = insert(&first, job("s", "r")).await;
+    first.kv_put("ns", "k", &json!("v"), None).await.unwrap();
+    // Abandon the first store without closing it (its connections stay open, nothing is
+    // flushed on shutdown); a second store on the same file must see every acknowledged write.
+    std::mem::forget(first);
+    let second = SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(second.get_job(id).await.unwrap().is_some());
+    assert_eq!(second.kv_get("ns", "k").await.unwrap(), Some(json!("v")));
+    second.close().await;
+}
+
+#[test]
+fn status_names_round_trip() {
+    for s in JobStatus::ALL {
+        assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+    }
+    assert_eq!(JobStatus::parse("done"), None);
+    assert!(JobStatus::Finished.is_terminal() && JobStatus::Failed.is_terminal());
+    assert!(!JobStatus::Waiting.is_terminal());
+    for s in [
+        StepStatus::Completed,
+        StepStatus::Failed,
+        StepStatus::Rescheduled,
+        StepStatus::Finished,
+    ] {
+        assert_eq!(StepStatus::parse(s.as_str()), Some(s));
+        assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+    }
+    assert_eq!(JobFilter::default().effective_limit(), 50);
+    let big = JobFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    assert_eq!(big.effective_limit(), 500);
+}
