@@ -779,3 +779,93 @@ fn status_names_round_trip() {
     };
     assert_eq!(big.effective_limit(), 500);
 }
+
+/// Child half of `acknowledged_inserts_survive_kill_9`: only active when the parent sets
+/// `FERRY_STORE_KILL_CHILD_DB`. Inserts jobs forever, printing each id once `insert_job` returned.
+#[test]
+fn kill_9_child() {
+    let Ok(path) = std::env::var("FERRY_STORE_KILL_CHILD_DB") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let store = Arc::new(
+            SqliteStore::open(std::path::Path::new(&path), StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let j = job("s", "r");
+                    let id = j.id;
+                    store.insert_job(j).await.unwrap();
+                    println!("ACK {id}");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+#[tokio::test]
+async fn acknowledged_inserts_survive_kill_9() {
+    use std::io::BufRead;
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("ferry.db");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill_9_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("FERRY_STORE_KILL_CHILD_DB", &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut ids = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(id) = line.strip_prefix("ACK ") {
+                ids.push(id.parse::<JobId>().unwrap());
+                if ids.len() == 500 {
+                    break;
+                }
+            }
+        }
+        ids
+    });
+    // Never hang the suite: a child that stops printing fails the test after a minute.
+    let acked = tokio::time::timeout(Duration::from_secs(60), reader).await;
+    child.kill().unwrap(); // SIGKILL while inserts are in flight
+    let acked = acked.expect("child stalled").unwrap();
+    child.wait().unwrap();
+    assert_eq!(acked.len(), 500);
+    let store = open_at(&path).await;
+    for id in &acked {
+        assert!(
+            store.get_job(*id).await.unwrap().is_some(),
+            "acknowledged job {id} lost"
+        );
+    }
+    store.close().await;
+}
+
+async fn open_at(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(path, StoreOptions::default())
+        .await
+        .unwrap()
+}
