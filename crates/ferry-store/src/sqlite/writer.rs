@@ -233,7 +233,7 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<(Op, ReplyTx)>) 
     if let Some(e) = broken {
         tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying each command alone");
         for (op, tx) in batch.drain(..) {
-            let res = run_single(conn, &op).await;
+            let res = run_isolated(conn, &op).await;
             let _ = tx.send(res);
         }
         return;
@@ -349,6 +349,26 @@ async fn insert_many(conn: &mut SqliteConnection, rows: &[&InsertRow]) -> Result
 /// in autocommit mode: the statement is its own (durable, atomic) transaction.
 async fn run_single(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
     exec_op(conn, op).await
+}
+
+/// Run one command in an explicit transaction. Used after a failed batch: should the failed
+/// batch have left a transaction open, BEGIN fails and the caller gets an error instead of a
+/// success that was never committed.
+async fn run_isolated(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
+    exec_sql(conn, "BEGIN IMMEDIATE").await?;
+    match exec_op(conn, op).await {
+        Ok(reply) => match exec_sql(conn, "COMMIT").await {
+            Ok(()) => Ok(reply),
+            Err(e) => {
+                let _ = exec_sql(conn, "ROLLBACK").await;
+                Err(e)
+            }
+        },
+        Err(e) => {
+            let _ = exec_sql(conn, "ROLLBACK").await;
+            Err(e)
+        }
+    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
