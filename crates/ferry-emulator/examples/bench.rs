@@ -1,5 +1,8 @@
 //! `cargo run --release -p ferry-emulator --example bench [SCHEMA_PATH] [N]`
 //!
+//! The schema defaults to `FERRY_XURRENT_SCHEMA`, else `../shared/xurrent/schema.graphql`
+//! relative to the repository; `N` (default 20,000) is the number of simple queries.
+//!
 //! Measures emulator start-up, introspection latency and simple query throughput.
 
 use std::path::PathBuf;
@@ -7,9 +10,14 @@ use std::path::PathBuf;
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let schema = args.next().map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/xurrent/schema.graphql")
-    });
+    let schema = args
+        .next()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("FERRY_XURRENT_SCHEMA").ok())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/xurrent/schema.graphql")
+        });
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20_000);
     match ferry_emulator::bench::run_local(schema, n).await {
         Ok(report) => println!("{report}"),

@@ -7,7 +7,11 @@ use std::sync::Arc;
 use ferry_emulator::{Emulator, EmulatorConfig, RateLimits, DEFAULT_TOKEN};
 use serde_json::{json, Value};
 
+/// `FERRY_XURRENT_SCHEMA`, else `shared/xurrent/schema.graphql` next to the repository.
 fn schema_path() -> PathBuf {
+    if let Ok(p) = std::env::var("FERRY_XURRENT_SCHEMA") {
+        return PathBuf::from(p);
+    }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/xurrent/schema.graphql")
 }
 

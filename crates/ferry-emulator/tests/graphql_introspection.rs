@@ -12,7 +12,11 @@ use serde_json::{json, Value};
 /// The connector's introspection query (xurrent_connector.md §4.1), verbatim.
 const INTROSPECTION: &str = "{ __schema { queryType { name } mutationType { name } types { kind name description fields(includeDeprecated: false) { name description args { name description type { ...TypeRef } defaultValue } type { ...TypeRef } } inputFields { name description type { ...TypeRef } defaultValue } enumValues(includeDeprecated: false) { name description } possibleTypes { name } } } } fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }";
 
+/// `FERRY_XURRENT_SCHEMA`, else `shared/xurrent/schema.graphql` next to the repository.
 fn schema_path() -> PathBuf {
+    if let Ok(p) = std::env::var("FERRY_XURRENT_SCHEMA") {
+        return PathBuf::from(p);
+    }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/xurrent/schema.graphql")
 }
 
