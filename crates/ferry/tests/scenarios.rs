@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use serde_json::{json, Value};
@@ -544,4 +545,259 @@ fn s102_fail_and_finish_default_messages() {
     assert_eq!(job["status"], "finished");
     assert_eq!(logs_of(&job, "done"), ["Runbook execution completed"]);
     assert_eq!(step_order(&job), ["done"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP action and outbound authentication (against a local recording server)
+// ---------------------------------------------------------------------------------------------
+
+/// One request as the recording server saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A local HTTP server that records every request and answers by path:
+/// `/status/N` → status N; `/flaky503` → 503 with `Retry-After: 1` once, then 200;
+/// `/token` → an OAuth 2 token; `/token-bad` → 400 `invalid_grant`; anything else → 200.
+async fn recorder() -> (String, Log) {
+    use axum::http::{StatusCode, Uri};
+    let log: Log = Arc::default();
+    let log2 = log.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: Uri, headers: axum::http::HeaderMap, body: String| {
+            let log = log2.clone();
+            async move {
+                let seen = Seen {
+                    path: uri.path().to_string(),
+                    query: uri.query().unwrap_or_default().to_string(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect(),
+                    body,
+                };
+                let path = seen.path.clone();
+                let mut log = log.lock().unwrap();
+                let earlier = log.iter().filter(|s| s.path == path).count();
+                log.push(seen);
+                let (status, retry, body) = match path.as_str() {
+                    p if p.starts_with("/status/") => (
+                        p.trim_start_matches("/status/").parse().unwrap_or(500),
+                        None,
+                        format!("status {p}"),
+                    ),
+                    "/flaky503" if earlier == 0 => (503, Some("1"), "down".to_string()),
+                    "/token" => (
+                        200,
+                        None,
+                        json!({"access_token": "tkn-1", "token_type": "bearer", "expires_in": 3600})
+                            .to_string(),
+                    ),
+                    "/token-bad" => (
+                        400,
+                        None,
+                        json!({"error": "invalid_grant", "error_description": "bad"}).to_string(),
+                    ),
+                    _ => (200, None, "ok".to_string()),
+                };
+                let mut resp = axum::response::Response::new(axum::body::Body::from(body));
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                if let Some(r) = retry {
+                    resp.headers_mut()
+                        .insert("retry-after", axum::http::HeaderValue::from_static(r));
+                }
+                resp
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), log)
+}
+
+/// `ferry run … --json` off the async runtime (the recording server keeps serving).
+async fn run_async(dir: &Path, runbook: &str, event: Value) -> (i32, Value, String) {
+    let dir = dir.to_path_buf();
+    let runbook = runbook.to_string();
+    tokio::task::spawn_blocking(move || run_json(&dir, &runbook, &event))
+        .await
+        .unwrap()
+}
+
+/// 87, 89, 93, 104: default User-Agent, outbound basic auth and query API key, repeated
+/// headers joined, repeated query names as `name[]`, 4xx/5xx returned as data, 503 rescheduled
+/// honouring `Retry-After` (Ferry reschedules on 503 by design, see the issue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s87_s89_s93_s104_http_action_requests() {
+    let (base, log) = recorder().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = format!(
+        "name: s\nconnections:\n  basic:\n    connector: http\n    direction: outbound\n    config:\n      base_url: {base}\n      basic_auth: {{ username: admin, password: \"12345\" }}\n  keyed:\n    connector: http\n    direction: outbound\n    config:\n      base_url: {base}\n      api_key: {{ key: secret, value: boo, placement: query }}\n"
+    );
+    let plan = r#"  - { id: ua, action: http.send_request, connection: basic, input: { method: GET, path: /ua } }
+  - id: own-ua
+    action: http.send_request
+    connection: basic
+    input: { method: GET, path: /own-ua, headers: [ { name: User-Agent, value: mine } ] }
+  - id: repeated
+    action: http.send_request
+    connection: keyed
+    input:
+      method: GET
+      path: /repeated
+      headers: [ { name: Accept, value: text/plain }, { name: Accept, value: application/json } ]
+      query_parameters: [ { name: q, value: A }, { name: q, value: B } ]
+  - { id: five-hundred, action: http.send_request, connection: basic, input: { method: GET, path: /status/500 } }
+  - { id: flaky, action: http.send_request, connection: basic, input: { method: GET, path: /flaky503 } }
+  - { id: after, action: debug.log_message, input: { message: "{{ steps['five-hundred'].response.status }} {{ steps.flaky.response.status }}" } }
+"#;
+    let dir = one(tmp.path(), &sol, "", "[ { id: x, type: string } ]", plan);
+    let (code, job, err) = run_async(&dir, "r", json!({})).await;
+    assert_eq!(code, 0, "{err}\n{job:#}");
+    let log = log.lock().unwrap().clone();
+    let get = |p: &str| log.iter().find(|s| s.path == p).cloned().unwrap();
+    // 87: default User-Agent unless the request sets its own.
+    assert_eq!(get("/ua").header("user-agent"), Some("Ferry"));
+    assert_eq!(get("/own-ua").header("user-agent"), Some("mine"));
+    // 89: basic auth and an API key in the query.
+    assert_eq!(
+        get("/ua").header("authorization"),
+        Some("Basic YWRtaW46MTIzNDU=")
+    );
+    let repeated = get("/repeated");
+    assert!(repeated.query.starts_with("secret=boo"), "{repeated:?}");
+    // 104: headers joined, query names repeated as `q[]`.
+    assert_eq!(
+        repeated.header("accept"),
+        Some("text/plain, application/json")
+    );
+    assert!(
+        repeated.query.ends_with("q%5B%5D=A&q%5B%5D=B"),
+        "{repeated:?}"
+    );
+    // 93: a 500 is data, not a retry; a 503 reschedules with the Retry-After delay.
+    assert_eq!(log.iter().filter(|s| s.path == "/status/500").count(), 1);
+    assert_eq!(
+        steps(&job, "five-hundred")[0]["outputs"][0]["response"]["status"],
+        500
+    );
+    let flaky = steps(&job, "flaky");
+    assert_eq!(flaky.len(), 2);
+    assert_eq!(flaky[0]["status"], "rescheduled");
+    assert_eq!(
+        flaky[0]["error"],
+        "HTTP API not available (retry after: 1). 'down'"
+    );
+    assert_eq!(logs_of(&job, "after"), ["500 200"]);
+}
+
+/// 88, 104: invalid request inputs fail the step with the field named.
+#[test]
+fn s88_s104_invalid_http_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = "name: s\nconnections:\n  api:\n    connector: http\n    direction: outbound\n    config: { base_url: \"http://127.0.0.1:9\" }\n";
+    let dir = one(
+        tmp.path(),
+        sol,
+        "",
+        "[ { id: path, type: string }, { id: t, type: integer }, { id: b, type: any } ]",
+        "  - id: call\n    action: http.send_request\n    connection: api\n    input: { method: POST, path: \"{{ trigger.body.path }}\", timeout_seconds: \"{{ trigger.body.t }}\", body: \"{{ trigger.body.b }}\" }\n",
+    );
+    for (event, error) in [
+        (
+            json!({"t": 301}),
+            "Input invalid: Field 'timeout_seconds' should be at most 300.",
+        ),
+        (
+            json!({"b": {"bo": "dy"}}),
+            "Input invalid: Type of field 'body' invalid, expected String found Hash.",
+        ),
+    ] {
+        let (code, job, _) = run_json(&dir, "r", &event);
+        assert_eq!(code, 1, "{event}");
+        assert_eq!(job["error"], error, "{event}");
+    }
+    let (code, job, _) = run_json(&dir, "r", &json!({"path": "a\\b /foo"}));
+    assert_eq!(code, 1);
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("Input invalid: Field 'path' should confirm to pattern /"),
+        "{error}"
+    );
+}
+
+/// 90, 91: OAuth 2 client credentials: the token is fetched once (form POST) and cached for
+/// the next request; an `invalid_grant` answer fails the job naming the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s90_s91_oauth2_token_is_cached_and_errors_fail() {
+    let (base, log) = recorder().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = format!(
+        "name: s\nconnections:\n  good:\n    connector: http\n    direction: outbound\n    config:\n      base_url: {base}\n      oauth2: {{ authorization_url: \"{base}/token\", client_id: cid, client_secret: csecret }}\n  bad:\n    connector: http\n    direction: outbound\n    config:\n      base_url: {base}\n      oauth2: {{ authorization_url: \"{base}/token-bad\", client_id: cid, client_secret: csecret }}\n"
+    );
+    let dir = solution(
+        tmp.path(),
+        "s",
+        &sol,
+        &[
+            (
+                "good",
+                &rb(
+                    "good",
+                    "",
+                    "[ { id: x, type: string } ]",
+                    "  - { id: one, action: http.send_request, connection: good, input: { method: GET, path: /one } }\n  - { id: two, action: http.send_request, connection: good, input: { method: GET, path: /two } }\n",
+                ),
+            ),
+            (
+                "bad",
+                &rb(
+                    "bad",
+                    "",
+                    "[ { id: x, type: string } ]",
+                    "  - { id: one, action: http.send_request, connection: bad, input: { method: GET, path: /one } }\n",
+                ),
+            ),
+        ],
+    );
+    let (code, job, err) = run_async(&dir, "good", json!({})).await;
+    assert_eq!(code, 0, "{err}\n{job:#}");
+    {
+        let log = log.lock().unwrap();
+        let tokens: Vec<&Seen> = log.iter().filter(|s| s.path == "/token").collect();
+        assert_eq!(tokens.len(), 1, "{log:?}");
+        assert_eq!(
+            tokens[0].header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert!(tokens[0].body.contains("grant_type=client_credentials"));
+        for p in ["/one", "/two"] {
+            let s = log.iter().find(|s| s.path == p).unwrap();
+            assert_eq!(s.header("authorization"), Some("Bearer tkn-1"));
+        }
+    }
+    let (code, job, _) = run_async(&dir, "bad", json!({})).await;
+    assert_eq!(code, 1);
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("invalid_grant"), "{error}");
+    // The failed token request stops the step: `/one` was only reached by the first job.
+    let log = log.lock().unwrap();
+    assert_eq!(log.iter().filter(|s| s.path == "/one").count(), 1);
+    assert_eq!(log.iter().filter(|s| s.path == "/token-bad").count(), 1);
 }
