@@ -109,6 +109,24 @@ pub trait Store: Send + Sync + 'static {
     /// Release a lock; only the owner token can. Returns whether a lock was released.
     async fn lock_release(&self, key: &str, token: &str) -> Result<bool, StoreError>;
 
+    /// Extend the lease of a Running job held by `worker` to `now + lease` (a heartbeat for long
+    /// steps). Returns false if the job is not Running or is leased by another worker.
+    async fn renew_lease(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Retention: delete up to `limit` Finished/Failed jobs (with their steps) that finished
+    /// before `before`, oldest first. Returns how many jobs were deleted; call again while it
+    /// returns `limit`.
+    async fn purge_finished_jobs(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
     /// Delete expired key/value entries and locks. Expired entries already read as absent; this
     /// reclaims their space (call it periodically). Returns how many rows were deleted.
     async fn purge_expired(&self) -> Result<u64, StoreError>;

@@ -869,3 +869,53 @@ async fn open_at(path: &std::path::Path) -> SqliteStore {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn renew_lease_only_for_the_owner_of_a_running_job() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    assert!(
+        !store.renew_lease(id, "w1", LEASE).await.unwrap(),
+        "not running yet"
+    );
+    // Claimed with a lease that is already over...
+    let past = Utc::now() - TimeDelta::minutes(5);
+    store.claim_job("w1", past, LEASE).await.unwrap().unwrap();
+    assert!(
+        !store.renew_lease(id, "w2", LEASE).await.unwrap(),
+        "other worker"
+    );
+    // ...renewed by its owner, so recovery of expired leases leaves it alone.
+    assert!(store.renew_lease(id, "w1", LEASE).await.unwrap());
+    assert_eq!(store.recover_interrupted(false).await.unwrap(), 0);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn purge_finished_jobs_removes_old_terminal_jobs_and_their_steps() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let mut finished = Vec::new();
+    for _ in 0..3 {
+        let id = insert(&store, job("s", "r")).await;
+        claim(&store).await.unwrap();
+        let mut cp = done(id, JobStatus::Finished);
+        cp.step = Some(step(id, "a", 0));
+        store.checkpoint(cp).await.unwrap();
+        finished.push(id);
+    }
+    let queued = insert(&store, job("s", "r")).await;
+    // Nothing finished before an hour ago.
+    let hour_ago = Utc::now() - TimeDelta::hours(1);
+    assert_eq!(store.purge_finished_jobs(hour_ago, 100).await.unwrap(), 0);
+    let later = Utc::now() + TimeDelta::seconds(1);
+    assert_eq!(store.purge_finished_jobs(later, 2).await.unwrap(), 2);
+    assert_eq!(store.purge_finished_jobs(later, 2).await.unwrap(), 1);
+    for id in &finished {
+        assert!(store.get_job(*id).await.unwrap().is_none());
+        assert!(store.job_steps(*id).await.unwrap().is_empty());
+    }
+    assert!(store.get_job(queued).await.unwrap().is_some());
+    store.close().await;
+}

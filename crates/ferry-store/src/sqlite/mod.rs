@@ -485,6 +485,38 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn renew_lease(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let op = Op::RenewLease {
+            id,
+            worker: worker.to_owned(),
+            lease_until: now_ms().saturating_add(dur_ms(lease)),
+        };
+        match self.write(op).await? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn purge_finished_jobs(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let op = Op::PurgeFinished {
+            before: to_ms(before),
+            limit: i64::from(limit),
+        };
+        match self.write(op).await? {
+            Reply::Count(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         match self.write(Op::Purge { now: now_ms() }).await? {
             Reply::Count(n) => Ok(n),

@@ -95,6 +95,15 @@ pub(crate) enum Op {
         key: String,
         token: String,
     },
+    RenewLease {
+        id: JobId,
+        worker: String,
+        lease_until: i64,
+    },
+    PurgeFinished {
+        before: i64,
+        limit: i64,
+    },
     /// Delete expired key/value entries and locks (two independent, idempotent deletes).
     Purge {
         now: i64,
@@ -446,6 +455,34 @@ async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreErr
             .execute(&mut *conn)
             .await?;
             Ok(Reply::Bool(res.rows_affected() > 0))
+        }
+        Op::RenewLease {
+            id,
+            worker,
+            lease_until,
+        } => {
+            let res = sqlx::query(
+                "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
+            )
+            .bind(id)
+            .bind(worker)
+            .bind(lease_until)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Reply::Bool(res.rows_affected() > 0))
+        }
+        Op::PurgeFinished { before, limit } => {
+            // Steps go with their job (ON DELETE CASCADE).
+            let res = sqlx::query(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_finished \
+                 WHERE status IN ('finished', 'failed') AND finished_at < ?1 \
+                 ORDER BY finished_at LIMIT ?2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Reply::Count(res.rows_affected()))
         }
         Op::Purge { now } => {
             let kv =
