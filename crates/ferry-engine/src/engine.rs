@@ -233,7 +233,13 @@ impl Engine {
                 }
             }
         };
-        let ctx = json!({ "trigger": output, "env": sol.env, "vars": {} });
+        // The expression context is only built when the runbook has event-time expressions.
+        let needs_ctx = rb.discard_if.is_some() || rb.deduplication_id.is_some();
+        let ctx = if needs_ctx {
+            json!({ "trigger": output, "env": sol.env, "vars": {} })
+        } else {
+            Value::Null
+        };
         if let Some(m) = &rb.discard_if {
             match m.eval(&self.exprs, &ctx) {
                 Ok(v) if truthy(&v) => {
