@@ -6,6 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -800,4 +801,165 @@ async fn s90_s91_oauth2_token_is_cached_and_errors_fail() {
     let log = log.lock().unwrap();
     assert_eq!(log.iter().filter(|s| s.path == "/one").count(), 1);
     assert_eq!(log.iter().filter(|s| s.path == "/token-bad").count(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trigger phase, through `ferry serve`
+// ---------------------------------------------------------------------------------------------
+
+const INBOUND: &str = "name: t\nconnections:\n  query:\n    connector: json_endpoint\n    direction: inbound\n    config:\n      api_key: { key: secret, value: boo, placement: query }\n  both:\n    connector: json_endpoint\n    direction: inbound\n    config:\n      api_key: { key: x-api-key, value: k }\n      basic_auth: { username: admin, password: \"12345\" }\n";
+
+fn inbound_runbook(name: &str, connection: &str) -> String {
+    format!(
+        "name: {name}\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  connection: {connection}\n  config:\n    headers: [ {{ name: x-tags, array: true }}, {{ name: x-one }} ]\n    body_schema: [ {{ id: pet, type: string, required: true }} ]\nsteps:\n  - {{ id: log, action: debug.log_message, input: {{ message: \"{{{{ trigger.body.pet }}}}\" }} }}\n"
+    )
+}
+
+/// 16, 18, 22, 27, 103: API key in the query, validators ANDed, the accepted answer, the job
+/// context identifier per request, and the JSON endpoint's output.
+#[tokio::test]
+async fn s16_s18_s22_s27_s103_inbound_requests() {
+    use base64::Engine as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = solution(
+        tmp.path(),
+        "t",
+        INBOUND,
+        &[
+            ("q", &inbound_runbook("q", "query")),
+            ("both", &inbound_runbook("both", "both")),
+        ],
+    );
+    let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
+    let client = reqwest::Client::new();
+    let pet = json!({"pet": "zuzu"});
+
+    // 16: API key in the query string.
+    let (code, body) = server.post("/inbound/t/q?secret=oops", &pet, &[]).await;
+    assert_eq!(code, 400);
+    assert_eq!(body, json!({"error": "Invalid or missing API key."}));
+    let (_, jobs) = server.api("/jobs?runbook=q").await;
+    assert_eq!(jobs["jobs"], json!([]));
+
+    // 22: the accepted answer.
+    let resp = client
+        .post(server.url("/inbound/t/q?secret=boo"))
+        .header("x-job-context-identifier", "1")
+        .header("x-tags", "foo")
+        .json(&pet)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let header = resp.headers()["x-job-uuid"].to_str().unwrap().to_string();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body, json!({"job_uuid": header}));
+    let first = server
+        .wait_job(&header, &["finished"], Duration::from_secs(10))
+        .await;
+    // 103: the trigger output; an array header becomes a list.
+    assert_eq!(
+        first["trigger_output"],
+        json!({"url_postfix": null, "query_params": {"secret": "boo"}, "headers": {"x-tags": ["foo"]}, "body": {"pet": "zuzu"}})
+    );
+    assert_eq!(first["context_id"], "1");
+
+    // 27: the next request starts without an identifier.
+    let (code, body) = server.post("/inbound/t/q?secret=boo", &pet, &[]).await;
+    assert_eq!(code, 200);
+    let second = server
+        .wait_job(
+            body["job_uuid"].as_str().unwrap(),
+            &["finished"],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(second["context_id"], Value::Null);
+
+    // 18: every configured validator must pass.
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("admin:12345")
+    );
+    let (code, body) = server
+        .post("/inbound/t/both", &pet, &[("x-api-key", "k")])
+        .await;
+    assert_eq!(
+        (code, body),
+        (
+            400,
+            json!({"error": "Missing basic authentication header."})
+        )
+    );
+    let (code, body) = server
+        .post("/inbound/t/both", &pet, &[("authorization", &basic)])
+        .await;
+    assert_eq!(
+        (code, body),
+        (400, json!({"error": "Invalid or missing API key."}))
+    );
+    let (code, body) = server
+        .post(
+            "/inbound/t/both",
+            &pet,
+            &[("authorization", &basic), ("x-api-key", "k")],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (_, jobs) = server.api("/jobs?runbook=both").await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
+}
+
+/// 32, 86: a `secret_string` trigger field is stored encrypted (not in the database file,
+/// shown as `[secret]`), and decrypts to the original when an HTTP step sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s32_secret_trigger_output_is_stored_encrypted() {
+    let (base, log) = recorder().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = solution(
+        tmp.path(),
+        "z",
+        &format!("name: z\nconnections:\n  api:\n    connector: http\n    direction: outbound\n    config: {{ base_url: \"{base}\" }}\n"),
+        &[(
+            "r",
+            "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: pw, type: secret_string }, { id: pins, type: secret_string, array: true } ]\nsteps:\n  - id: send\n    action: http.send_request\n    connection: api\n    input: { method: POST, path: /secret, body: \"{{ trigger.body.pw }}|{{ trigger.body.pins | join(',') }}\" }\n",
+        )],
+    );
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[&sol], &[]);
+    let (code, body) = server
+        .post(
+            "/inbound/z/r",
+            &json!({"pw": "Zuzu-s3cret", "pins": ["pin-one-111", "pin-two-222"]}),
+            &[],
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let job = server
+        .wait_job(
+            body["job_uuid"].as_str().unwrap(),
+            &["finished", "failed"],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(job["status"], "finished", "{job:#}");
+    assert_eq!(job["trigger_output"]["body"]["pw"], "[secret]");
+    assert_eq!(
+        job["trigger_output"]["body"]["pins"],
+        json!(["[secret]", "[secret]"])
+    );
+    let sent = log.lock().unwrap().clone();
+    assert_eq!(sent[0].body, "Zuzu-s3cret|pin-one-111,pin-two-222");
+    for file in ["ferry.db", "ferry.db-wal"] {
+        let bytes = std::fs::read(data.join(file)).unwrap_or_default();
+        for plain in ["Zuzu-s3cret", "pin-one-111", "pin-two-222"] {
+            assert!(
+                !bytes.windows(plain.len()).any(|w| w == plain.as_bytes()),
+                "{plain} in {file}"
+            );
+        }
+    }
+    assert!(!server.logs().contains("Zuzu-s3cret"));
 }
