@@ -105,7 +105,7 @@ pub(crate) async fn graphql(
         rate,
     };
     let vars = if variables.is_object() {
-        async_graphql::Variables::from_json(variables)
+        async_graphql::Variables::from_json(variables.clone())
     } else {
         async_graphql::Variables::default()
     };
@@ -119,6 +119,24 @@ pub(crate) async fn graphql(
     let bytes = match cached {
         Some(b) => b,
         None => {
+            // Introspection-only: project from the captured universe when possible.
+            let projected = match (&cache_key, &parsed, emu.gql.universe()) {
+                (Some(_), Some(doc), Some(u)) => {
+                    u.answer(doc, body.operation_name.as_deref(), &variables)
+                }
+                _ => None,
+            };
+            if let (Some(answer), Some(k)) = (projected, &cache_key) {
+                if let Ok(b) = serde_json::to_vec(&answer) {
+                    let b = Bytes::from(b);
+                    let mut cache = emu.gql.introspection_cache.lock();
+                    if cache.len() < INTROSPECTION_CACHE_MAX {
+                        cache.insert(k.clone(), b.clone());
+                    }
+                    drop(cache);
+                    return finish(&emu, &token, &limits, cost, b);
+                }
+            }
             let mut req = async_graphql::Request::new(query).variables(vars).data(ctx);
             if let Some(op) = body.operation_name {
                 req = req.operation_name(op);
@@ -141,7 +159,18 @@ pub(crate) async fn graphql(
             bytes
         }
     };
-    let charged = emu.limiter.charge(&token, &limits, cost);
+    finish(&emu, &token, &limits, cost, bytes)
+}
+
+/// Charge the request's cost and build the JSON response with the rate headers.
+fn finish(
+    emu: &Emulator,
+    token: &str,
+    limits: &crate::RateLimits,
+    cost: u32,
+    bytes: Bytes,
+) -> Response {
+    let charged = emu.limiter.charge(token, limits, cost);
     let mut out = Response::new(axum::body::Body::from(bytes));
     let h = out.headers_mut();
     h.insert(

@@ -4,6 +4,7 @@
 pub mod attachments;
 mod coerce;
 mod http;
+mod introspect;
 pub(crate) mod model;
 mod mutation;
 mod resolve;
@@ -23,6 +24,8 @@ use model::{base_name, Kind, Model};
 pub(crate) struct GraphqlState {
     pub(crate) model: Arc<Model>,
     pub(crate) schema: async_graphql::dynamic::Schema,
+    /// Introspection data for fast answers (captured by `prewarm`).
+    pub(crate) universe: std::sync::OnceLock<Arc<introspect::Universe>>,
     /// Serialized answers of introspection-only requests (the schema never changes).
     pub(crate) introspection_cache:
         parking_lot::Mutex<std::collections::HashMap<String, bytes::Bytes>>,
@@ -37,6 +40,8 @@ struct Compiled {
     schema: async_graphql::dynamic::Schema,
     /// The pre-computed answer to the connector's introspection query.
     introspection: Option<bytes::Bytes>,
+    /// Introspection data for fast answers.
+    universe: Option<Arc<introspect::Universe>>,
 }
 
 static COMPILED: parking_lot::Mutex<Option<Compiled>> = parking_lot::Mutex::new(None);
@@ -54,6 +59,7 @@ impl GraphqlState {
                     model,
                     schema,
                     introspection: None,
+                    universe: None,
                 };
                 *COMPILED.lock() = Some(c.clone());
                 c
@@ -62,8 +68,12 @@ impl GraphqlState {
         let state = GraphqlState {
             model: compiled.model,
             schema: compiled.schema,
+            universe: Default::default(),
             introspection_cache: Default::default(),
         };
+        if let Some(u) = compiled.universe {
+            let _ = state.universe.set(u);
+        }
         if let Some(bytes) = compiled.introspection {
             state.insert_connector_introspection(bytes);
         }
@@ -79,20 +89,40 @@ impl GraphqlState {
     /// Answer the connector's introspection query (xurrent_connector.md §4.1) once and keep
     /// the answer, so that the first client introspection is served from the cache.
     pub(crate) async fn prewarm(&self) {
+        if self.universe.get().is_none() {
+            if let Some(u) = introspect::Universe::capture(&self.schema).await {
+                let u = Arc::new(u);
+                let _ = self.universe.set(u.clone());
+                if let Some(c) = COMPILED.lock().as_mut() {
+                    if Arc::ptr_eq(&c.model, &self.model) {
+                        c.universe = Some(u);
+                    }
+                }
+            }
+        }
         let query = crate::bench::INTROSPECTION_QUERY;
         let key = http::cache_key(None, &async_graphql::Variables::default(), query);
         if self.introspection_cache.lock().contains_key(&key) {
             return;
         }
-        let resp = self
-            .schema
-            .execute(async_graphql::Request::new(query))
-            .await;
-        if !resp.errors.is_empty() {
-            tracing::warn!(errors = ?resp.errors, "introspection pre-warm failed");
-            return;
-        }
-        if let Ok(bytes) = serde_json::to_vec(&resp) {
+        let projected = async_graphql_parser::parse_query(query)
+            .ok()
+            .and_then(|doc| self.universe()?.answer(&doc, None, &Value::Null));
+        let serialized = match projected {
+            Some(answer) => serde_json::to_vec(&answer),
+            None => {
+                let resp = self
+                    .schema
+                    .execute(async_graphql::Request::new(query))
+                    .await;
+                if !resp.errors.is_empty() {
+                    tracing::warn!(errors = ?resp.errors, "introspection pre-warm failed");
+                    return;
+                }
+                serde_json::to_vec(&resp)
+            }
+        };
+        if let Ok(bytes) = serialized {
             let bytes = bytes::Bytes::from(bytes);
             if let Some(c) = COMPILED.lock().as_mut() {
                 if Arc::ptr_eq(&c.model, &self.model) {
@@ -101,6 +131,11 @@ impl GraphqlState {
             }
             self.insert_connector_introspection(bytes);
         }
+    }
+
+    /// The captured introspection universe, if any.
+    pub(crate) fn universe(&self) -> Option<&introspect::Universe> {
+        self.universe.get().map(|u| u.as_ref())
     }
 
     /// Whether `name` is an object type with an `id` (a storable record type).
