@@ -743,6 +743,23 @@ fn s88_s104_invalid_http_inputs() {
     );
 }
 
+/// 88: a URL that does not parse fails the step with the URL named.
+#[test]
+fn s88_unparsable_url_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = "name: s\nconnections:\n  api:\n    connector: http\n    direction: outbound\n    config: { base_url: foo }\n";
+    let dir = one(
+        tmp.path(),
+        sol,
+        "",
+        "[ { id: x, type: string } ]",
+        "  - { id: call, action: http.send_request, connection: api, input: { method: GET, path: bar } }\n",
+    );
+    let (code, job, _) = run_json(&dir, "r", &json!({}));
+    assert_eq!(code, 1);
+    assert_eq!(job["error"], "URI foo/bar is invalid.");
+}
+
 /// 90, 91: OAuth 2 client credentials: the token is fetched once (form POST) and cached for
 /// the next request; an `invalid_grant` answer fails the job naming the error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -840,6 +857,16 @@ async fn s16_s18_s22_s27_s103_inbound_requests() {
     assert_eq!(body, json!({"error": "Invalid or missing API key."}));
     let (_, jobs) = server.api("/jobs?runbook=q").await;
     assert_eq!(jobs["jobs"], json!([]));
+
+    // 21: a body that violates the schema.
+    let (code, body) = server
+        .post("/inbound/t/q?secret=boo", &json!({"pet": ""}), &[])
+        .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body,
+        json!({"error": "Output invalid: Nested field 'body' invalid: Field 'pet' is required."})
+    );
 
     // 22: the accepted answer.
     let resp = client
