@@ -641,11 +641,11 @@ async fn run_async(dir: &Path, runbook: &str, event: Value) -> (i32, Value, Stri
         .unwrap()
 }
 
-/// 87, 89, 93, 104: default User-Agent, outbound basic auth and query API key, repeated
+/// 87, 89, 93, 94, 104: default User-Agent, outbound basic auth and query API key, repeated
 /// headers joined, repeated query names as `name[]`, 4xx/5xx returned as data, 503 rescheduled
 /// honouring `Retry-After` (Ferry reschedules on 503 by design, see the issue).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s87_s89_s93_s104_http_action_requests() {
+async fn s87_s89_s93_s94_s104_http_action_requests() {
     let (base, log) = recorder().await;
     let tmp = tempfile::tempdir().unwrap();
     let sol = format!(
@@ -692,6 +692,15 @@ async fn s87_s89_s93_s104_http_action_requests() {
         repeated.query.ends_with("q%5B%5D=A&q%5B%5D=B"),
         "{repeated:?}"
     );
+    // 94: the run log names method and URL, never credentials, query values or the body.
+    assert_eq!(
+        logs_of(&job, "repeated"),
+        [
+            format!("GET {base}/repeated"),
+            "Response status 200".to_string()
+        ]
+    );
+    assert!(!job["steps"].to_string().contains("YWRtaW46MTIzNDU="));
     // 93: a 500 is data, not a retry; a 503 reschedules with the Retry-After delay.
     assert_eq!(log.iter().filter(|s| s.path == "/status/500").count(), 1);
     assert_eq!(
