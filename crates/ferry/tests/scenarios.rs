@@ -487,6 +487,64 @@ fn s100_try_catch_without_retry_continues() {
     );
 }
 
+/// 43, 44, 100: a failure inside an inner `catch` goes to the enclosing try-catch's `catch`
+/// (skipping the rest of the outer `try`); Finish inside `try` ends the job and is not caught.
+#[test]
+fn s43_s44_s100_nested_try_catch_and_finish_inside_try() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = r#"  - id: outer
+    action: flow.try_catch
+    branches:
+      try:
+        - id: inner
+          action: flow.try_catch
+          branches:
+            try:
+              - { id: boom, action: flow.fail, input: { message: first } }
+            catch:
+              - { id: inner-caught, action: debug.log_message, input: { message: "inner {{ item.error }}" } }
+              - { id: boom2, action: flow.fail, input: { message: second } }
+        - { id: not-run, action: debug.log_message, input: { message: x } }
+      catch:
+        - { id: outer-caught, action: debug.log_message, input: { message: "outer {{ item.error }}" } }
+  - id: t2
+    action: flow.try_catch
+    branches:
+      try:
+        - { id: fin, action: flow.finish }
+      catch:
+        - { id: c2, action: debug.log_message, input: { message: caught }  }
+  - { id: never, action: debug.log_message, input: { message: never } }
+"#;
+    let dir = one(
+        tmp.path(),
+        "name: s\n",
+        "",
+        "[ { id: x, type: string } ]",
+        tree,
+    );
+    let (code, job, err) = run_json(&dir, "r", &json!({}));
+    assert_eq!(code, 0, "{err}\n{job:#}");
+    assert_eq!(job["status"], "finished");
+    assert_eq!(
+        step_order(&job),
+        [
+            "outer",
+            "inner",
+            "boom",
+            "inner",
+            "inner-caught",
+            "boom2",
+            "outer",
+            "outer-caught",
+            "t2",
+            "fin"
+        ]
+    );
+    assert_eq!(logs_of(&job, "inner-caught"), ["inner first"]);
+    assert_eq!(logs_of(&job, "outer-caught"), ["outer second"]);
+}
+
 /// 101: Wait 0 completes in one invocation with `actual_wait` 0.
 #[test]
 fn s101_wait_zero_completes_at_once() {
