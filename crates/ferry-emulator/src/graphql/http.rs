@@ -127,15 +127,13 @@ pub(crate) async fn graphql(
                 _ => None,
             };
             if let (Some(answer), Some(k)) = (projected, &cache_key) {
-                if let Ok(b) = serde_json::to_vec(&answer) {
-                    let b = Bytes::from(b);
-                    let mut cache = emu.gql.introspection_cache.lock();
-                    if cache.len() < INTROSPECTION_CACHE_MAX {
-                        cache.insert(k.clone(), b.clone());
-                    }
-                    drop(cache);
-                    return finish(&emu, &token, &limits, cost, b);
+                let b = Bytes::from(answer);
+                let mut cache = emu.gql.introspection_cache.lock();
+                if cache.len() < INTROSPECTION_CACHE_MAX {
+                    cache.insert(k.clone(), b.clone());
                 }
+                drop(cache);
+                return finish(&emu, &token, &limits, cost, b);
             }
             let mut req = async_graphql::Request::new(query).variables(vars).data(ctx);
             if let Some(op) = body.operation_name {

@@ -15,7 +15,7 @@ use async_graphql_parser::types::{
     DocumentOperations, ExecutableDocument, Field, OperationType, Selection, SelectionSet,
 };
 use async_graphql_value::Value;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 /// Selection used to capture the universe.
 const MAXIMAL_QUERY: &str = "{ __schema { description queryType { name } mutationType { name } subscriptionType { name } types { ...T } directives { name description locations isRepeatable args(includeDeprecated: true) { ...IV } } } } fragment T on __Type { kind name description specifiedByURL isOneOf fields(includeDeprecated: true) { name description args(includeDeprecated: true) { ...IV } type { ...R } isDeprecated deprecationReason } inputFields(includeDeprecated: true) { ...IV } interfaces { name } possibleTypes { name } enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason } } fragment IV on __InputValue { name description type { ...R } defaultValue isDeprecated deprecationReason } fragment R on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }";
@@ -55,6 +55,16 @@ struct Projector<'a> {
     u: &'a Universe,
     doc: &'a ExecutableDocument,
     vars: &'a Json,
+    /// Serialized projections of named types, by (selection set, type name).
+    memo: std::cell::RefCell<HashMap<(usize, &'a str), Vec<u8>>>,
+}
+
+fn write_json(out: &mut Vec<u8>, v: &Json) -> Option<()> {
+    serde_json::to_writer(out, v).ok()
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) -> Option<()> {
+    serde_json::to_writer(out, s).ok()
 }
 
 impl Universe {
@@ -83,14 +93,14 @@ impl Universe {
         })
     }
 
-    /// Answer an introspection-only request as the JSON body (`{"data": ...}`), or `None`
-    /// when the request must be executed by async-graphql.
+    /// Answer an introspection-only request as the serialized JSON body (`{"data": ...}`),
+    /// or `None` when the request must be executed by async-graphql.
     pub(crate) fn answer(
         &self,
         doc: &ExecutableDocument,
         operation_name: Option<&str>,
         vars: &Json,
-    ) -> Option<Json> {
+    ) -> Option<Vec<u8>> {
         let op = match (&doc.operations, operation_name) {
             (DocumentOperations::Single(op), None) => op,
             (DocumentOperations::Single(_), Some(_)) => return None,
@@ -101,33 +111,17 @@ impl Universe {
         if op.node.ty != OperationType::Query || !op.node.directives.is_empty() {
             return None;
         }
-        let p = Projector { u: self, doc, vars };
-        let data = p.root(&op.node.selection_set.node)?;
-        let mut out = Map::new();
-        out.insert("data".into(), Json::Object(data));
-        Some(Json::Object(out))
-    }
-}
-
-fn merge(out: &mut Map<String, Json>, key: String, value: Json) {
-    match (out.get_mut(&key), value) {
-        (Some(Json::Object(a)), Json::Object(b)) => {
-            for (k, v) in b {
-                merge(a, k, v);
-            }
-        }
-        (Some(Json::Array(a)), Json::Array(b)) if a.len() == b.len() => {
-            for (x, y) in a.iter_mut().zip(b) {
-                if let (Json::Object(xo), Json::Object(yo)) = (x, y) {
-                    for (k, v) in yo {
-                        merge(xo, k, v);
-                    }
-                }
-            }
-        }
-        (_, value) => {
-            out.insert(key, value);
-        }
+        let p = Projector {
+            u: self,
+            doc,
+            vars,
+            memo: Default::default(),
+        };
+        let mut out = Vec::with_capacity(64 * 1024);
+        out.extend_from_slice(b"{\"data\":");
+        p.root(&op.node.selection_set.node, &mut out)?;
+        out.push(b'}');
+        Some(out)
     }
 }
 
@@ -210,61 +204,98 @@ impl<'a> Projector<'a> {
         Some(())
     }
 
-    fn root(&self, set: &'a SelectionSet) -> Option<Map<String, Json>> {
+    /// Fields of a selection set for `typename`; `None` if two share a response key
+    /// (merging is left to async-graphql).
+    fn fields(&self, set: &'a SelectionSet, typename: &str) -> Option<Vec<&'a Field>> {
         let mut fields = Vec::new();
-        self.collect(set, &self.u.query_type, &mut fields)?;
-        let mut out = Map::new();
-        for f in fields {
-            let key = f.response_key().node.to_string();
-            let value = match f.name.node.as_str() {
-                "__typename" => Json::String(self.u.query_type.clone()),
+        self.collect(set, typename, &mut fields)?;
+        for (i, f) in fields.iter().enumerate() {
+            let k = f.response_key().node.as_str();
+            if fields[..i]
+                .iter()
+                .any(|g| g.response_key().node.as_str() == k)
+            {
+                return None;
+            }
+        }
+        Some(fields)
+    }
+
+    fn root(&self, set: &'a SelectionSet, out: &mut Vec<u8>) -> Option<()> {
+        let fields = self.fields(set, &self.u.query_type)?;
+        out.push(b'{');
+        for (i, f) in fields.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, f.response_key().node.as_str())?;
+            out.push(b':');
+            match f.name.node.as_str() {
+                "__typename" => write_str(out, &self.u.query_type)?,
                 "__schema" => {
                     self.args(f, &[])?;
-                    Json::Object(self.object(&f.selection_set.node, Node::Schema)?)
+                    self.object(&f.selection_set.node, Node::Schema, out)?;
                 }
                 "__type" => {
                     let args = self.args(f, &["name"])?;
                     let name = args.get("name")?.as_str()?;
                     match self.u.types.get(name) {
-                        Some(t) => Json::Object(self.object(&f.selection_set.node, Node::Type(t))?),
-                        None => Json::Null,
+                        Some(t) => self.object(&f.selection_set.node, Node::Type(t), out)?,
+                        None => out.extend_from_slice(b"null"),
                     }
                 }
                 _ => return None,
-            };
-            merge(&mut out, key, value);
+            }
         }
-        Some(out)
+        out.push(b'}');
+        Some(())
     }
 
-    fn object(&self, set: &'a SelectionSet, node: Node<'a>) -> Option<Map<String, Json>> {
+    fn object(&self, set: &'a SelectionSet, node: Node<'a>, out: &mut Vec<u8>) -> Option<()> {
         if set.items.is_empty() {
             return None;
         }
+        let mut memo_key = None;
         let node = match node {
             // Named type references resolve to the full type.
             Node::Type(t) => match t.get("name").and_then(Json::as_str) {
-                Some(name) => Node::Type(self.u.types.get(name)?),
+                Some(name) => {
+                    let (name, full) = self.u.types.get_key_value(name)?;
+                    let key = (set as *const SelectionSet as usize, name.as_str());
+                    if let Some(bytes) = self.memo.borrow().get(&key) {
+                        out.extend_from_slice(bytes);
+                        return Some(());
+                    }
+                    memo_key = Some(key);
+                    Node::Type(full)
+                }
                 None => Node::Type(t),
             },
             other => other,
         };
-        let mut fields = Vec::new();
-        self.collect(set, node.typename(), &mut fields)?;
-        let mut out = Map::new();
-        for f in fields {
-            let key = f.response_key().node.to_string();
-            let value = self.field(f, node)?;
-            merge(&mut out, key, value);
+        let start = out.len();
+        let fields = self.fields(set, node.typename())?;
+        out.push(b'{');
+        for (i, f) in fields.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, f.response_key().node.as_str())?;
+            out.push(b':');
+            self.field(f, node, out)?;
         }
-        Some(out)
+        out.push(b'}');
+        if let Some(key) = memo_key {
+            self.memo.borrow_mut().insert(key, out[start..].to_vec());
+        }
+        Some(())
     }
 
-    fn scalar(&self, f: &Field, obj: &Json, name: &str) -> Option<Json> {
+    fn scalar(&self, f: &Field, obj: &Json, name: &str, out: &mut Vec<u8>) -> Option<()> {
         if !f.selection_set.node.items.is_empty() || !f.arguments.is_empty() {
             return None;
         }
-        obj.get(name).cloned()
+        write_json(out, obj.get(name).unwrap_or(&Json::Null))
     }
 
     fn list(
@@ -273,23 +304,28 @@ impl<'a> Projector<'a> {
         items: Option<&'a Json>,
         deprecated_filter: Option<bool>,
         wrap: fn(&'a Json) -> Node<'a>,
-    ) -> Option<Json> {
-        let Some(items) = items else {
-            return Some(Json::Null);
+        out: &mut Vec<u8>,
+    ) -> Option<()> {
+        let Some(Json::Array(items)) = items else {
+            out.extend_from_slice(b"null");
+            return Some(());
         };
-        let Json::Array(items) = items else {
-            return Some(Json::Null);
-        };
-        let mut out = Vec::with_capacity(items.len());
+        out.push(b'[');
+        let mut first = true;
         for it in items {
             if deprecated_filter == Some(false)
                 && it.get("isDeprecated").and_then(Json::as_bool) == Some(true)
             {
                 continue;
             }
-            out.push(Json::Object(self.object(&f.selection_set.node, wrap(it))?));
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            self.object(&f.selection_set.node, wrap(it), out)?;
         }
-        Some(Json::Array(out))
+        out.push(b']');
+        Some(())
     }
 
     fn single(
@@ -297,102 +333,105 @@ impl<'a> Projector<'a> {
         f: &'a Field,
         v: Option<&'a Json>,
         wrap: fn(&'a Json) -> Node<'a>,
-    ) -> Option<Json> {
+        out: &mut Vec<u8>,
+    ) -> Option<()> {
         match v {
-            None | Some(Json::Null) => Some(Json::Null),
-            Some(v) => Some(Json::Object(self.object(&f.selection_set.node, wrap(v))?)),
+            None | Some(Json::Null) => {
+                out.extend_from_slice(b"null");
+                Some(())
+            }
+            Some(v) => self.object(&f.selection_set.node, wrap(v), out),
         }
     }
 
-    fn field(&self, f: &'a Field, node: Node<'a>) -> Option<Json> {
+    fn field(&self, f: &'a Field, node: Node<'a>, out: &mut Vec<u8>) -> Option<()> {
         let name = f.name.node.as_str();
         if name == "__typename" {
-            return Some(Json::String(node.typename().into()));
+            return write_str(out, node.typename());
         }
         match node {
             Node::Schema => {
                 let s = &self.u.schema;
                 match name {
-                    "description" => self.scalar(f, s, name),
+                    "description" => self.scalar(f, s, name, out),
                     "types" => {
                         self.args(f, &[])?;
-                        self.list(f, s.get("types"), None, Node::Type)
+                        self.list(f, s.get("types"), None, Node::Type, out)
                     }
                     "queryType" | "mutationType" | "subscriptionType" => {
                         self.args(f, &[])?;
-                        self.single(f, s.get(name), Node::Type)
+                        self.single(f, s.get(name), Node::Type, out)
                     }
                     "directives" => {
                         self.args(f, &[])?;
-                        self.list(f, s.get("directives"), None, Node::Directive)
+                        self.list(f, s.get("directives"), None, Node::Directive, out)
                     }
                     _ => None,
                 }
             }
             Node::Type(t) => match name {
                 "kind" | "name" | "description" | "specifiedByURL" | "isOneOf" => {
-                    if !f.selection_set.node.items.is_empty() || !f.arguments.is_empty() {
-                        return None;
-                    }
-                    Some(t.get(name).cloned().unwrap_or(Json::Null))
+                    self.scalar(f, t, name, out)
                 }
                 "fields" => {
                     let d = self.include_deprecated(f)?;
-                    self.list(f, t.get("fields"), Some(d), Node::Field)
+                    self.list(f, t.get("fields"), Some(d), Node::Field, out)
                 }
                 "inputFields" => {
                     let d = self.include_deprecated(f)?;
-                    self.list(f, t.get("inputFields"), Some(d), Node::InputValue)
+                    self.list(f, t.get("inputFields"), Some(d), Node::InputValue, out)
                 }
                 "enumValues" => {
                     let d = self.include_deprecated(f)?;
-                    self.list(f, t.get("enumValues"), Some(d), Node::EnumValue)
+                    self.list(f, t.get("enumValues"), Some(d), Node::EnumValue, out)
                 }
                 "interfaces" | "possibleTypes" => {
                     self.args(f, &[])?;
-                    self.list(f, t.get(name), None, Node::Type)
+                    self.list(f, t.get(name), None, Node::Type, out)
                 }
                 "ofType" => {
                     self.args(f, &[])?;
-                    self.single(f, t.get("ofType"), Node::Type)
+                    self.single(f, t.get("ofType"), Node::Type, out)
                 }
                 _ => None,
             },
             Node::Field(x) => match name {
                 "name" | "description" | "isDeprecated" | "deprecationReason" => {
-                    self.scalar(f, x, name)
+                    self.scalar(f, x, name, out)
                 }
                 "args" => {
                     let d = self.include_deprecated(f)?;
-                    self.list(f, x.get("args"), Some(d), Node::InputValue)
+                    self.list(f, x.get("args"), Some(d), Node::InputValue, out)
                 }
                 "type" => {
                     self.args(f, &[])?;
-                    self.single(f, x.get("type"), Node::Type)
+                    self.single(f, x.get("type"), Node::Type, out)
                 }
                 _ => None,
             },
             Node::InputValue(x) => match name {
                 "name" | "description" | "defaultValue" | "isDeprecated" | "deprecationReason" => {
-                    self.scalar(f, x, name)
+                    self.scalar(f, x, name, out)
                 }
                 "type" => {
                     self.args(f, &[])?;
-                    self.single(f, x.get("type"), Node::Type)
+                    self.single(f, x.get("type"), Node::Type, out)
                 }
                 _ => None,
             },
             Node::EnumValue(x) => match name {
                 "name" | "description" | "isDeprecated" | "deprecationReason" => {
-                    self.scalar(f, x, name)
+                    self.scalar(f, x, name, out)
                 }
                 _ => None,
             },
             Node::Directive(x) => match name {
-                "name" | "description" | "locations" | "isRepeatable" => self.scalar(f, x, name),
+                "name" | "description" | "locations" | "isRepeatable" => {
+                    self.scalar(f, x, name, out)
+                }
                 "args" => {
                     let d = self.include_deprecated(f)?;
-                    self.list(f, x.get("args"), Some(d), Node::InputValue)
+                    self.list(f, x.get("args"), Some(d), Node::InputValue, out)
                 }
                 _ => None,
             },
@@ -428,15 +467,13 @@ mod tests {
         let vars = serde_json::json!({ "n": "WebhookEvent", "d": true });
         for q in queries {
             let doc = async_graphql_parser::parse_query(q).unwrap();
-            let projected = u.answer(&doc, None, &vars).expect(q);
+            let projected = String::from_utf8(u.answer(&doc, None, &vars).expect(q)).unwrap();
             let req = async_graphql::Request::new(q)
                 .variables(async_graphql::Variables::from_json(vars.clone()));
             let executed = state.schema.execute(req).await;
             assert!(executed.errors.is_empty(), "{q}: {:?}", executed.errors);
-            let executed = serde_json::to_value(&executed).unwrap();
-            assert_eq!(projected, executed, "{q}");
-            // Key order matters too (clients may compare text).
-            assert_eq!(projected.to_string(), executed.to_string(), "{q}");
+            // Byte for byte, key order included.
+            assert_eq!(projected, serde_json::to_string(&executed).unwrap(), "{q}");
         }
         // Shapes the projector does not handle fall back to execution.
         for q in [
@@ -444,6 +481,7 @@ mod tests {
             "{ __schema { nope } }",
             "mutation { __typename }",
             "{ __type(name: \"Request\") { name } requests { totalCount } }",
+            "{ __type(name: \"Request\") { name } __type(name: \"Request\") { kind } }",
         ] {
             let doc = async_graphql_parser::parse_query(q).unwrap();
             assert!(u.answer(&doc, None, &vars).is_none(), "{q}");

@@ -109,7 +109,7 @@ impl GraphqlState {
             .ok()
             .and_then(|doc| self.universe()?.answer(&doc, None, &Value::Null));
         let serialized = match projected {
-            Some(answer) => serde_json::to_vec(&answer),
+            Some(answer) => Ok(answer),
             None => {
                 let resp = self
                     .schema
