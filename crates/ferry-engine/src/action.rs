@@ -266,6 +266,13 @@ pub trait Action: Send + Sync + 'static {
         )
     }
 
+    /// Action-specific static checks of a step's raw input mapping (for `ferry validate`),
+    /// given the runbook's declared variables. Returns problems as messages.
+    fn check(&self, raw_input: &Value, variables: &[Field]) -> Vec<String> {
+        let _ = (raw_input, variables);
+        Vec::new()
+    }
+
     /// The output schema for `reference` given the resolved input (dynamic schemas override this).
     fn output_schema(&self, reference: &str, input: &Value) -> Option<Schema> {
         let _ = input;

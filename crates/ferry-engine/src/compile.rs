@@ -582,6 +582,9 @@ fn check_step(
             }
         }
     }
+    for message in action.check(&step.input, &_rb.variables) {
+        diags.push(diag(&step.span, format!("Step '{id}': {message}")));
+    }
     // Input keys and required inputs.
     let input = step.input.as_object().cloned().unwrap_or_default();
     for key in input.keys() {

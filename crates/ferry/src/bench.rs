@@ -67,6 +67,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         } => {
             let server = Server::start(1, workers)?;
             let body = event_body(body_bytes);
+            let server_cpu0 = cpu_seconds(server.child.id());
+            let client_cpu0 = cpu_seconds(std::process::id());
             let r = load(
                 &server,
                 connections,
@@ -74,8 +76,18 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 body,
             )
             .await?;
+            let server_cpu = cpu_seconds(server.child.id()) - server_cpu0;
+            let client_cpu = cpu_seconds(std::process::id()) - client_cpu0;
             println!("ingest: {connections} connections, {seconds} s, body {body_bytes} B, {workers} workers");
             r.print();
+            println!(
+                "  CPU: server {:.2} s ({:.0} µs/event), load generator {:.2} s, in {:.2} s on {} cores",
+                server_cpu,
+                server_cpu * 1e6 / r.ok.max(1) as f64,
+                client_cpu,
+                r.elapsed.as_secs_f64(),
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
         }
         Which::Runbook { steps, jobs } => {
             let server = Server::start(steps, 2)?;
@@ -98,6 +110,24 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// User + system CPU seconds of a process, from /proc (0 where unavailable).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the full line: 12 and 13 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -879,8 +879,10 @@ async fn s90_s91_oauth2_token_is_cached_and_errors_fail() {
     }
     let (code, job, _) = run_async(&dir, "bad", json!({})).await;
     assert_eq!(code, 1);
-    let error = job["error"].as_str().unwrap();
-    assert!(error.contains("invalid_grant"), "{error}");
+    assert_eq!(
+        job["error"],
+        "Authentication to 127.0.0.1 failed: invalid_grant: bad"
+    );
     // The failed token request stops the step: `/one` was only reached by the first job.
     let log = log.lock().unwrap();
     assert_eq!(log.iter().filter(|s| s.path == "/one").count(), 1);
@@ -1056,4 +1058,40 @@ async fn s32_secret_trigger_output_is_stored_encrypted() {
         }
     }
     assert!(!server.logs().contains("Zuzu-s3cret"));
+}
+
+/// 80 (undeclared id): the step is invalid at run time, and `ferry validate` reports a literal
+/// undeclared id statically.
+#[test]
+fn s80_assign_to_an_undeclared_variable_is_invalid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = one(
+        tmp.path(),
+        "name: s\n",
+        "variables:\n  - { id: n, type: integer }\n",
+        "[ { id: v, type: string } ]",
+        "  - { id: set, action: runbook_variables.assign, input: { id: \"{{ trigger.body.v }}\", value: 1 } }\n",
+    );
+    let (code, job, _) = run_json(&dir, "r", &json!({"v": "nope"}));
+    assert_eq!(code, 1, "{job:#}");
+    assert_eq!(job["error"], "Input invalid: Field 'id' is required.");
+    assert_eq!(
+        logs_of(&job, "set"),
+        ["Runbook variable 'nope' not in use."]
+    );
+
+    let literal = one(
+        tmp.path(),
+        "name: s2\n",
+        "variables:\n  - { id: n, type: integer }\n",
+        "[ { id: v, type: string } ]",
+        "  - { id: set, action: runbook_variables.assign, input: { id: nope, value: 1 } }\n",
+    );
+    let out = ferry(&["validate", literal.to_str().unwrap()], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("Field 'id' is required.") && text.contains("'nope'"),
+        "{text}"
+    );
 }

@@ -47,12 +47,26 @@ impl Action for Assign {
         &self.0
     }
 
+    fn check(&self, raw_input: &Value, variables: &[Field]) -> Vec<String> {
+        match raw_input.get("id").and_then(Value::as_str) {
+            Some(id) if !id.contains("{{") && !variables.iter().any(|v| v.id == id) => vec![format!(
+                "Input invalid: Field 'id' is required. (runbook variable '{id}' is not declared; declared: {})",
+                variables.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(", ")
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
         let id = ctx.input_str("id").unwrap_or_default().to_string();
         let value = ctx.input.get("value").cloned().unwrap_or(Value::Null);
+        // An id that names no declared variable resolves to nothing, so the required `id`
+        // input is missing (spec scenario 80).
         let Some(declared) = ctx.variables.declared.iter().find(|f| f.id == id).cloned() else {
             ctx.log(format!("Runbook variable '{id}' not in use."));
-            return Ok(vec![Output::new("output", json!({ "value": null }))]);
+            return Err(Signal::Fail(
+                "Input invalid: Field 'id' is required.".into(),
+            ));
         };
         if value.is_null() {
             ctx.variables.values.remove(&id);
