@@ -799,3 +799,35 @@ async fn person_relative_views() {
     assert_eq!(subjects("requested_by_or_for_me").await, ["bob's"]);
     assert!(subjects("trash").await.is_empty());
 }
+
+#[tokio::test]
+async fn account_typed_fields_and_filters() {
+    let s = start(RateLimits::disabled()).await;
+    s.emu.ensure_account("acme", "Acme Corp");
+    s.emu
+        .seed_from_value(
+            "wdc",
+            &json!({ "records": { "AppInstance": [
+                { "customerAccount": "acme", "disabled": false },
+                { "customerAccount": { "__typename": "Account", "id": "globex", "name": "Globex" }, "disabled": false }
+            ] } }),
+        )
+        .unwrap();
+    let d = s
+        .data(
+            "{ appInstances(filter: {customerAccount: {values: [\"globex\"]}}) { nodes { customerAccount { id name } account { id } } } all: appInstances { nodes { customerAccount { id name } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["appInstances"]["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        d["appInstances"]["nodes"][0]["customerAccount"]["name"],
+        "Globex"
+    );
+    assert_eq!(d["appInstances"]["nodes"][0]["account"]["id"], "wdc");
+    // An account id string resolves to that account.
+    assert_eq!(
+        d["all"]["nodes"][0]["customerAccount"],
+        json!({ "id": "acme", "name": "Acme Corp" })
+    );
+}

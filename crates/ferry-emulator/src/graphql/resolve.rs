@@ -357,6 +357,10 @@ fn scalar_text(v: &Json) -> Option<String> {
 }
 
 fn scalar_eq(actual: &Json, want: &Json) -> bool {
+    // Embedded objects (e.g. an `Account`) compare by their id.
+    if let Json::Object(o) = actual {
+        return o.get("id").is_some_and(|id| scalar_eq(id, want));
+    }
     match (actual, want) {
         (Json::Null, Json::Null) => true,
         (Json::Null, _) | (_, Json::Null) => false,
@@ -612,6 +616,19 @@ mod tests {
         assert!(f(json!({ "disabled": false })));
         assert!(f(json!({ "missing": { "values": [null] } })));
         assert!(f(json!({ "tags": { "values": ["b"] } })));
+        let a = rec(json!({ "customerAccount": { "id": "wdc", "name": "W" } }));
+        assert!(matches_filter(
+            &a,
+            json!({ "customerAccount": { "values": ["wdc"] } })
+                .as_object()
+                .unwrap()
+        ));
+        assert!(!matches_filter(
+            &a,
+            json!({ "customerAccount": { "values": ["x"] } })
+                .as_object()
+                .unwrap()
+        ));
         let c = rec(
             json!({ "customFields": [ { "id": "x", "value": "y" }, { "id": "n", "value": 3 } ] }),
         );

@@ -12,7 +12,7 @@ use async_graphql::{Error, Value};
 use async_graphql_parser::types::{BaseType, Type};
 use serde_json::Value as Json;
 
-use super::model::{base_name, Kind, Model};
+use super::model::{base_name, is_list, Kind, Model};
 use super::mutation;
 use super::resolve::{
     account_object, concrete_types, deref, encode_cursor, enum_value, json_to_value,
@@ -35,7 +35,11 @@ enum Plan {
         key: String,
         abstract_ty: bool,
     },
-    AccountRef,
+    /// A field of type `Account`: an account id string, an embedded object, or (for
+    /// `account`) the record's own account.
+    AccountRef {
+        key: String,
+    },
     NestedConn {
         key: String,
         types: Vec<String>,
@@ -152,8 +156,8 @@ fn plan_for(model: &Model, owner: &str, field: &super::model::FieldDef) -> Plan 
                     abstract_items: is_abstract(model, &item),
                     types: concrete_types(model, &item),
                 }
-            } else if ty == "Account" && field.name == "account" {
-                Plan::AccountRef
+            } else if ty == "Account" && !is_list(&field.ty) {
+                Plan::AccountRef { key }
             } else {
                 Plan::Ref {
                     key,
@@ -250,15 +254,24 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                 None => ok(None),
             }
         }
-        Plan::AccountRef => {
+        Plan::AccountRef { key } => {
             let Some(rec) = rctx.parent_value.downcast_ref::<Arc<Record>>() else {
                 return ok(None);
             };
-            let account = rec
-                .get("_account")
-                .and_then(Json::as_str)
-                .unwrap_or(&ctx.account);
-            ok(account_object(&ctx.emu, account).map(FieldValue::owned_any))
+            match rec.get(key.as_str()) {
+                Some(Json::Object(o)) => ok(Some(FieldValue::owned_any(Arc::new(o.clone())))),
+                Some(Json::String(id)) => {
+                    ok(account_object(&ctx.emu, id).map(FieldValue::owned_any))
+                }
+                None if key == "account" => {
+                    let account = rec
+                        .get("_account")
+                        .and_then(Json::as_str)
+                        .unwrap_or(&ctx.account);
+                    ok(account_object(&ctx.emu, account).map(FieldValue::owned_any))
+                }
+                _ => ok(None),
+            }
         }
         Plan::NestedConn {
             key,
