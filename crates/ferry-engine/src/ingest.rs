@@ -13,24 +13,49 @@ pub struct InboundRequest {
     pub postfix: Option<String>,
     /// Raw query string.
     pub query: Option<String>,
-    /// Headers (names lower-case).
-    pub headers: Vec<(String, String)>,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
     /// Body bytes.
     pub body: Bytes,
 }
 
-fn normalize(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// Header names compare case-insensitively, with `-` and `_` equivalent.
+fn same_header(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let norm = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            norm(x) == norm(y)
+        })
 }
 
 impl InboundRequest {
     /// A header by name: case-insensitive, and `-`/`_` are equivalent (spec §2.4.1).
+    /// Values that are not valid UTF-8 are ignored.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let want = normalize(name);
+        if let Some(v) = self.headers.get(name) {
+            return v.to_str().ok();
+        }
         self.headers
             .iter()
-            .find(|(k, _)| normalize(k) == want)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| same_header(k.as_str(), name))
+            .and_then(|(_, v)| v.to_str().ok())
+    }
+
+    /// Add a header (used by `ferry run` and tests); invalid names or values are skipped.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        if let (Ok(n), Ok(v)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) {
+            self.headers.append(n, v);
+        }
+        self
     }
 
     /// A query parameter's first value.
@@ -101,10 +126,10 @@ mod tests {
     #[test]
     fn headers_are_case_and_dash_insensitive() {
         let r = InboundRequest {
-            headers: vec![("optional_header".into(), "x".into())],
             query: Some("a=1&b=2&a=3".into()),
             ..Default::default()
-        };
+        }
+        .with_header("optional_header", "x");
         assert_eq!(r.header("Optional-Header"), Some("x"));
         assert_eq!(r.query_param("b").as_deref(), Some("2"));
         assert_eq!(

@@ -59,21 +59,21 @@ async fn handle(
         method: method.to_string(),
         postfix,
         query,
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers,
         body,
     };
     match state.engine.ingest(&solution, &runbook, request).await {
         IngestOutcome::Accepted { job_id } => {
             let id = job_id.to_string();
-            let mut response = Json(json!({ "job_uuid": id })).into_response();
+            let body = format!("{{\"job_uuid\":\"{id}\"}}");
+            let mut response = (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
             if let Ok(v) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert("x-job-uuid", v);
             }

@@ -50,19 +50,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let mut request = InboundRequest {
+        method: "POST".into(),
+        body: body.into(),
+        ..Default::default()
+    }
+    .with_header("content-type", "application/json");
     for h in &args.headers {
         let (k, v) = h
             .split_once(':')
             .with_context(|| format!("--header '{h}' must look like 'Name: value'"))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        request = request.with_header(k.trim(), v.trim());
     }
-    let request = InboundRequest {
-        method: "POST".into(),
-        headers,
-        body: body.into(),
-        ..Default::default()
-    };
     let job_id = match engine
         .ingest_trusted(&solution.name, &args.runbook, request)
         .await
