@@ -831,3 +831,67 @@ async fn account_typed_fields_and_filters() {
         json!({ "id": "acme", "name": "Acme Corp" })
     );
 }
+
+#[tokio::test]
+async fn derived_filters_and_ui_extension_versions() {
+    let s = start(RateLimits::disabled()).await;
+    // The App Store lookup of the app connector: instances by offering reference + customer.
+    s.emu
+        .seed_from_value(
+            "wdc",
+            &json!({ "records": {
+                "AppOffering": [ { "ref": "o", "reference": "my_app", "published": false } ],
+                "AppInstance": [
+                    { "appOffering": { "$ref": "o" }, "customerAccount": "wdc", "disabled": false },
+                    { "customerAccount": "wdc", "disabled": true }
+                ] } }),
+        )
+        .unwrap();
+    let d = s
+        .data(
+            "query($appReference: String!, $customerAccountId: String!) { appInstances(first: 1, filter: { appOfferingReference: { values: [$appReference] }, customerAccount: { values: [$customerAccountId] } }) { nodes { disabled appOffering { reference } } } }",
+            json!({ "appReference": "my_app", "customerAccountId": "wdc" }),
+        )
+        .await;
+    assert_eq!(d["appInstances"]["nodes"][0]["disabled"], false);
+    assert_eq!(
+        d["appInstances"]["nodes"][0]["appOffering"]["reference"],
+        "my_app"
+    );
+    let d = s
+        .data(
+            "{ appOfferings(first: 1, filter: { published: false, reference: { values: [\"my_app\"] } }) { nodes { reference } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["appOfferings"]["nodes"][0]["reference"], "my_app");
+
+    let sel = "errors { path message } uiExtension { id activeVersion { id html versionNr status } versions { totalCount } }";
+    let d = s
+        .data(
+            &format!("mutation($input: UiExtensionCreateInput!) {{ uiExtensionCreate(input: $input) {{ {sel} }} }}"),
+            json!({ "input": { "category": "app_offering", "name": "ext", "html": "<p>v1</p>", "activate": true } }),
+        )
+        .await;
+    let ext = &d["uiExtensionCreate"]["uiExtension"];
+    assert_eq!(ext["activeVersion"]["html"], "<p>v1</p>");
+    assert_eq!(ext["activeVersion"]["status"], "active");
+    let v1 = ext["activeVersion"]["id"].clone();
+    let d = s
+        .data(
+            &format!("mutation($input: UiExtensionUpdateInput!) {{ uiExtensionUpdate(input: $input) {{ {sel} }} }}"),
+            json!({ "input": { "id": ext["id"], "css": "p {}", "activate": true } }),
+        )
+        .await;
+    let ext = &d["uiExtensionUpdate"]["uiExtension"];
+    assert_eq!(ext["activeVersion"]["versionNr"], 2);
+    assert_eq!(ext["activeVersion"]["html"], "<p>v1</p>");
+    assert_eq!(ext["versions"]["totalCount"], 2);
+    let d = s
+        .data(
+            "query($id: ID!) { node(id: $id) { ... on UiExtensionVersion { status } } }",
+            json!({ "id": v1 }),
+        )
+        .await;
+    assert_eq!(d["node"]["status"], "archived");
+}

@@ -207,6 +207,9 @@ impl MutationPlan {
             .unwrap_or_default()
             .to_string();
         apply_nested(emu, ctx, &rid, &prep);
+        if self.record_type == "UiExtension" {
+            ui_extension_version(emu, ctx, &rid, &input, target.is_none());
+        }
         // Re-read so nested changes made above are visible.
         let record = emu.records.get(&rid).unwrap_or(record);
         payload.insert("errors".into(), Json::Null);
@@ -520,4 +523,78 @@ fn apply_nested(emu: &Emulator, ctx: &Ctx, parent_id: &str, prep: &Prepared) {
             .to_string();
         apply_nested(emu, ctx, &rid, &nested.prep);
     }
+}
+
+/// Content fields of a UI extension that live on its versions.
+const UI_EXTENSION_CONTENT: &[&str] = &["css", "html", "javascript", "formDefinition"];
+
+/// `uiExtensionCreate` / `uiExtensionUpdate`: content changes create a new
+/// `UiExtensionVersion` (content not given is carried over from the active version). With
+/// `activate: true` it becomes `active` (the previous active version is `archived`) and the
+/// extension's `activeVersion`; otherwise it is `being_prepared`.
+fn ui_extension_version(
+    emu: &Emulator,
+    ctx: &Ctx,
+    ext_id: &str,
+    input: &serde_json::Map<String, Json>,
+    created: bool,
+) {
+    let changed = UI_EXTENSION_CONTENT.iter().any(|k| input.contains_key(*k));
+    let activate = input
+        .get("activate")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
+    if !changed && !created && !activate {
+        return;
+    }
+    let Some(ext) = emu.records.get(ext_id) else {
+        return;
+    };
+    let previous = ext
+        .get("activeVersion")
+        .and_then(Json::as_str)
+        .and_then(|id| emu.records.get(id));
+    let versions = emu
+        .records
+        .list_arc(&ctx.account, "UiExtensionVersion")
+        .into_iter()
+        .filter(|v| v.get("uiExtension").and_then(Json::as_str) == Some(ext_id))
+        .count();
+    let now = crate::now_timestamp();
+    let mut v = Record::new();
+    for k in UI_EXTENSION_CONTENT {
+        let value = input
+            .get(*k)
+            .or_else(|| previous.as_ref().and_then(|p| p.get(*k)))
+            .cloned()
+            .unwrap_or(Json::Null);
+        v.insert((*k).into(), value);
+    }
+    v.insert("uiExtension".into(), ext_id.into());
+    v.insert("versionNr".into(), (versions as u64 + 1).into());
+    v.insert(
+        "status".into(),
+        if activate { "active" } else { "being_prepared" }.into(),
+    );
+    if activate {
+        v.insert("activatedAt".into(), now.clone().into());
+    }
+    let version = emu.create_record(&ctx.account, "UiExtensionVersion", v, ctx.person_id.clone());
+    if !activate {
+        return;
+    }
+    if let Some(p) = previous {
+        if let Some(pid) = p.get("id").and_then(Json::as_str) {
+            let mut patch = Record::new();
+            patch.insert("status".into(), "archived".into());
+            patch.insert("archivedAt".into(), now.into());
+            emu.update_record(pid, patch, ctx.person_id.clone());
+        }
+    }
+    let mut patch = Record::new();
+    patch.insert(
+        "activeVersion".into(),
+        version.get("id").cloned().unwrap_or(Json::Null),
+    );
+    emu.update_record(ext_id, patch, ctx.person_id.clone());
 }

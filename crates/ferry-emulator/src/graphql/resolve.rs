@@ -279,7 +279,43 @@ fn matches_custom_filters(rec: &Record, filters: &Json) -> bool {
 }
 
 /// Whether a record passes a connection filter (a JSON object of filter fields).
+#[cfg(test)]
 pub(crate) fn matches_filter(rec: &Record, filter: &serde_json::Map<String, Json>) -> bool {
+    matches_filter_with(rec, filter, &|_, _| Json::Null)
+}
+
+/// The value a filter field reads when the record has no such field: for a name like
+/// `appOfferingReference` or `teamName`, the `reference` / `name` of the record referenced by
+/// `appOffering` / `team`.
+pub(crate) fn derived_value(emu: &Emulator, rec: &Record, field: &str) -> Json {
+    let account = rec
+        .get("_account")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    for (i, c) in field.char_indices().skip(1) {
+        if !c.is_ascii_uppercase() {
+            continue;
+        }
+        let (stem, rest) = field.split_at(i);
+        let Some(target) = rec.get(stem).filter(|v| v.is_string()) else {
+            continue;
+        };
+        let Some(r) = deref(emu, account, target) else {
+            continue;
+        };
+        let mut key = rest.to_string();
+        key[..1].make_ascii_lowercase();
+        return r.get(&key).cloned().unwrap_or(Json::Null);
+    }
+    Json::Null
+}
+
+/// [`matches_filter`] with a fallback for filter fields the record does not have.
+pub(crate) fn matches_filter_with(
+    rec: &Record,
+    filter: &serde_json::Map<String, Json>,
+    derive: &dyn Fn(&Record, &str) -> Json,
+) -> bool {
     filter.iter().all(|(field, cond)| {
         if cond.is_null() {
             return true;
@@ -290,7 +326,14 @@ pub(crate) fn matches_filter(rec: &Record, filter: &serde_json::Map<String, Json
         if field == "query" {
             return cond.as_str().is_none_or(|q| text_search(rec, q));
         }
-        let actual = rec.get(record_key(field)).unwrap_or(&Json::Null);
+        let derived;
+        let actual = match rec.get(record_key(field)) {
+            Some(v) => v,
+            None => {
+                derived = derive(rec, field);
+                &derived
+            }
+        };
         match cond {
             Json::Bool(b) => actual.as_bool().unwrap_or(false) == *b,
             Json::Object(c) => matches_condition(actual, c),

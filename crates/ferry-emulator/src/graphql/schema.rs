@@ -15,9 +15,9 @@ use serde_json::Value as Json;
 use super::model::{base_name, is_list, Kind, Model};
 use super::mutation;
 use super::resolve::{
-    account_object, concrete_types, deref, encode_cursor, enum_value, json_to_value,
-    matches_filter, nested_records, node_by_id, paginate, record_value, records_of, sort_records,
-    value_to_json, ConnPage, Ctx, EdgeVal, Paging,
+    account_object, concrete_types, deref, derived_value, encode_cursor, enum_value, json_to_value,
+    matches_filter_with, nested_records, node_by_id, paginate, record_value, records_of,
+    sort_records, value_to_json, ConnPage, Ctx, EdgeVal, Paging,
 };
 use crate::{EmulatorError, Record};
 
@@ -309,7 +309,8 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
             }
             if let Some(filter) = rctx.args.get("filter").filter(|f| !f.is_null()) {
                 if let Json::Object(f) = value_to_json(filter.as_value()) {
-                    items.retain(|r| matches_filter(r, &f));
+                    let derive = |r: &Record, field: &str| derived_value(&ctx.emu, r, field);
+                    items.retain(|r| matches_filter_with(r, &f, &derive));
                 }
             }
             if let Some(order) = rctx.args.get("order").filter(|f| !f.is_null()) {
