@@ -895,3 +895,47 @@ async fn derived_filters_and_ui_extension_versions() {
         .await;
     assert_eq!(d["node"]["status"], "archived");
 }
+
+#[tokio::test]
+async fn inline_lists_get_ids_merge_and_delete() {
+    let s = start(RateLimits::disabled()).await;
+    let si = s
+        .emu
+        .seed_from_value(
+            "wdc",
+            &json!({ "records": { "ServiceInstance": [ { "ref": "si", "name": "SI" } ] } }),
+        )
+        .unwrap()
+        .refs["si"]
+        .clone();
+    let sel = "errors { path message } appOffering { id scopes { id actions effect grantType } }";
+    let d = s
+        .data(
+            &format!("mutation($i: AppOfferingCreateInput!) {{ appOfferingCreate(input: $i) {{ {sel} }} }}"),
+            json!({ "i": { "name": "App", "serviceInstanceId": si, "newScopes": [
+                { "actions": ["read"], "effect": "allow", "grantType": "client_credentials" },
+                { "actions": ["write"], "effect": "deny", "grantType": "client_credentials" } ] } }),
+        )
+        .await;
+    let o = &d["appOfferingCreate"]["appOffering"];
+    let scopes = o["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 2);
+    let first_id = scopes[0]["id"].as_str().unwrap().to_string();
+    assert_ne!(scopes[0]["id"], scopes[1]["id"]);
+    let second_id = scopes[1]["id"].clone();
+    let d = s
+        .data(
+            &format!("mutation($i: AppOfferingUpdateInput!) {{ appOfferingUpdate(input: $i) {{ {sel} }} }}"),
+            json!({ "i": { "id": o["id"], "scopesToDelete": [first_id],
+                           "newScopes": [ { "id": second_id, "actions": ["write", "read"] } ] } }),
+        )
+        .await;
+    let scopes = d["appOfferingUpdate"]["appOffering"]["scopes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(scopes.len(), 1);
+    assert_eq!(scopes[0]["id"], second_id);
+    assert_eq!(scopes[0]["actions"], json!(["write", "read"]));
+    assert_eq!(scopes[0]["effect"], "deny");
+}

@@ -192,11 +192,7 @@ impl MutationPlan {
             Some(t) => {
                 let id = t.get("id").and_then(Json::as_str).unwrap_or_default();
                 let mut patch = prep.fields.clone();
-                if let (Some(Json::Array(new)), Some(Json::Array(old))) =
-                    (patch.get("customFields"), t.get("customFields"))
-                {
-                    patch.insert("customFields".into(), merge_custom_fields(old, new));
-                }
+                merge_inline_lists(t, &mut patch, &prep.deletes);
                 emu.update_record(id, patch, ctx.person_id.clone())
                     .ok_or_else(|| "Not Found".to_string())?
             }
@@ -220,16 +216,50 @@ impl MutationPlan {
     }
 }
 
-fn merge_custom_fields(old: &[Json], new: &[Json]) -> Json {
-    let mut out: Vec<Json> = old.to_vec();
-    for n in new {
-        let id = n.get("id");
-        match out.iter_mut().find(|o| o.get("id") == id) {
-            Some(slot) => *slot = n.clone(),
-            None => out.push(n.clone()),
+fn is_object_list(v: &Json) -> bool {
+    v.as_array()
+        .is_some_and(|a| !a.is_empty() && a.iter().all(|x| x.get("id").is_some()))
+}
+
+/// Inline lists of objects with ids (`customFields`, `scopes`, ...) are merged by id on
+/// update: given elements replace or extend the stored ones, and ids listed in an
+/// `xxxToDelete` input are removed.
+fn merge_inline_lists(current: &Record, patch: &mut Record, deletes: &[String]) {
+    for (k, old) in current {
+        if k.starts_with('_') || !is_object_list(old) {
+            continue;
+        }
+        let Some(old) = old.as_array() else { continue };
+        let mut out: Vec<Json> = old.to_vec();
+        let mut touched = false;
+        if let Some(Json::Array(new)) = patch.get(k) {
+            if new.iter().all(Json::is_object) {
+                for n in new {
+                    let id = n.get("id");
+                    match out.iter_mut().find(|o| id.is_some() && o.get("id") == id) {
+                        Some(Json::Object(slot)) => {
+                            if let Json::Object(n) = n {
+                                for (fk, fv) in n {
+                                    slot.insert(fk.clone(), fv.clone());
+                                }
+                            }
+                        }
+                        _ => out.push(n.clone()),
+                    }
+                }
+                touched = true;
+            }
+        }
+        let before = out.len();
+        out.retain(|o| {
+            o.get("id")
+                .and_then(Json::as_str)
+                .is_none_or(|id| !deletes.iter().any(|d| d == id))
+        });
+        if touched || out.len() != before {
+            patch.insert(k.clone(), Json::Array(out));
         }
     }
-    Json::Array(out)
 }
 
 /// A note to create from `note` / `internalNote` input fields.
@@ -438,7 +468,22 @@ fn prepare(
                     continue;
                 }
             }
-            p.fields.insert(target, value.clone());
+            let needs_ids = model
+                .get(tbase)
+                .is_some_and(|t| t.kind == Kind::Object && t.fields.contains_key("id"))
+                && tbase != "CustomField";
+            let mut value = value.clone();
+            if needs_ids {
+                for el in value.as_array_mut().into_iter().flatten() {
+                    if let Json::Object(o) = el {
+                        if o.get("id").is_none_or(Json::is_null) {
+                            let seq = u64::from(rand::random::<u32>());
+                            o.insert("id".into(), crate::encode_node_id(account, tbase, seq).into());
+                        }
+                    }
+                }
+            }
+            p.fields.insert(target, value);
             continue;
         }
         p.fields.insert(key.clone(), value.clone());
