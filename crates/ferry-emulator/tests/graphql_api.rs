@@ -938,4 +938,26 @@ async fn inline_lists_get_ids_merge_and_delete() {
     assert_eq!(scopes[0]["id"], second_id);
     assert_eq!(scopes[0]["actions"], json!(["write", "read"]));
     assert_eq!(scopes[0]["effect"], "deny");
+    let d = s
+        .data(
+            "mutation($id: ID!) { appOfferingPublish(input: {id: $id}) { appOffering { published } } }",
+            json!({ "id": o["id"] }),
+        )
+        .await;
+    assert_eq!(d["appOfferingPublish"]["appOffering"]["published"], true);
+    // The one mutation the emulator cannot do generically says so.
+    let v = s
+        .gql(
+            "mutation($i: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $i) { errors { message } } }",
+            json!({ "i": {} }),
+        )
+        .await;
+    let msg = v["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("not supported") || msg.contains("Invalid value"),
+        "{v}"
+    );
 }

@@ -193,6 +193,9 @@ impl MutationPlan {
                 let id = t.get("id").and_then(Json::as_str).unwrap_or_default();
                 let mut patch = prep.fields.clone();
                 merge_inline_lists(t, &mut patch, &prep.deletes);
+                if self.name.ends_with("Publish") {
+                    patch.insert("published".into(), true.into());
+                }
                 emu.update_record(id, patch, ctx.person_id.clone())
                     .ok_or_else(|| "Not Found".to_string())?
             }
