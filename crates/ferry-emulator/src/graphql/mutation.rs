@@ -481,7 +481,10 @@ fn prepare(
                     if let Json::Object(o) = el {
                         if o.get("id").is_none_or(Json::is_null) {
                             let seq = u64::from(rand::random::<u32>());
-                            o.insert("id".into(), crate::encode_node_id(account, tbase, seq).into());
+                            o.insert(
+                                "id".into(),
+                                crate::encode_node_id(account, tbase, seq).into(),
+                            );
                         }
                     }
                 }
