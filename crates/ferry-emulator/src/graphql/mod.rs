@@ -90,7 +90,7 @@ impl GraphqlState {
     /// the answer, so that the first client introspection is served from the cache.
     pub(crate) async fn prewarm(&self) {
         if self.universe.get().is_none() {
-            if let Some(u) = introspect::Universe::capture(&self.schema).await {
+            if let Some(u) = introspect::Universe::capture(&self.schema, &self.model).await {
                 let u = Arc::new(u);
                 let _ = self.universe.set(u.clone());
                 if let Some(c) = COMPILED.lock().as_mut() {
