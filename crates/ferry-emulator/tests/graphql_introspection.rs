@@ -385,6 +385,30 @@ async fn introspection_matches_the_sdl_type_for_type() {
             am.difference(em).collect::<Vec<_>>()
         );
     }
+    // The SDL's own directive is declared too.
+    let d: Value = client
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(DEFAULT_TOKEN)
+        .header("X-Xurrent-Account", "wdc")
+        .json(&json!({ "query": "{ __schema { directives { name locations args { name type { kind ofType { name } } } } } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wire = d["data"]["__schema"]["directives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "wireValue")
+        .cloned()
+        .expect("@wireValue is listed");
+    assert_eq!(
+        wire,
+        json!({ "name": "wireValue", "locations": ["ENUM_VALUE"],
+                "args": [ { "name": "value", "type": { "kind": "NON_NULL", "ofType": { "name": "String" } } } ] })
+    );
     // Spot checks of counts given in the SDL's README.
     let count = |kind: &str| actual.values().filter(|(k, _)| k == kind).count();
     assert_eq!(count("OBJECT"), 516);

@@ -59,7 +59,60 @@ struct Projector<'a> {
     memo: std::cell::RefCell<HashMap<(usize, &'a str), Vec<u8>>>,
 }
 
-/// Add SDL enums and scalars missing from the captured type list, keeping it sorted by name.
+/// Introspection JSON of a type reference (`NON_NULL` / `LIST` wrappers around a named type).
+fn type_json(model: &super::model::Model, ty: &async_graphql_parser::types::Type) -> Json {
+    use super::model::Kind;
+    use async_graphql_parser::types::BaseType;
+    let inner = match &ty.base {
+        BaseType::List(t) => {
+            serde_json::json!({ "kind": "LIST", "name": null, "ofType": type_json(model, t) })
+        }
+        BaseType::Named(n) => {
+            let kind = match model.kind(n.as_str()) {
+                Some(Kind::Object) => "OBJECT",
+                Some(Kind::Interface) => "INTERFACE",
+                Some(Kind::Union) => "UNION",
+                Some(Kind::Enum) => "ENUM",
+                Some(Kind::Input) => "INPUT_OBJECT",
+                Some(Kind::Scalar) | None => "SCALAR",
+            };
+            serde_json::json!({ "kind": kind, "name": n.as_str(), "ofType": null })
+        }
+    };
+    if ty.nullable {
+        inner
+    } else {
+        serde_json::json!({ "kind": "NON_NULL", "name": null, "ofType": inner })
+    }
+}
+
+/// Directive definitions declared in the SDL (e.g. `@wireValue`), as introspection JSON.
+fn directives_json(model: &super::model::Model) -> Vec<Json> {
+    model
+        .directives
+        .iter()
+        .map(|d| {
+            let args: Vec<Json> = d
+                .args
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "name": a.name, "description": null, "type": type_json(model, &a.ty),
+                        "defaultValue": a.default.as_ref().map(|v| v.to_string()),
+                        "isDeprecated": false, "deprecationReason": null,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": d.name, "description": d.description, "locations": d.locations,
+                "isRepeatable": d.repeatable, "args": args,
+            })
+        })
+        .collect()
+}
+
+/// Add SDL enums and scalars missing from the captured type list (keeping it sorted by
+/// name) and the SDL's own directive definitions.
 fn add_orphans(schema: &mut Json, model: &super::model::Model) {
     use super::model::Kind;
     let Some(Json::Array(types)) = schema.get_mut("types") else {
@@ -100,6 +153,18 @@ fn add_orphans(schema: &mut Json, model: &super::model::Model) {
         }));
         added = true;
     }
+    let model_directives = directives_json(model);
+    if let Some(Json::Array(list)) = schema.get_mut("directives") {
+        for d in model_directives {
+            let name = d.get("name").cloned();
+            if !list.iter().any(|x| x.get("name") == name.as_ref()) {
+                list.push(d);
+            }
+        }
+    }
+    let Some(Json::Array(types)) = schema.get_mut("types") else {
+        return;
+    };
     if added {
         types.sort_by(|a, b| {
             let name = |t: &Json| {
@@ -525,6 +590,15 @@ mod tests {
         for o in orphans {
             assert!(u.types.contains_key(o), "orphan {o} not added");
         }
+        let wire = u.schema["directives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "wireValue")
+            .expect("@wireValue listed");
+        assert_eq!(wire["locations"], serde_json::json!(["ENUM_VALUE"]));
+        assert_eq!(wire["args"][0]["type"]["kind"], "NON_NULL");
+        assert_eq!(wire["args"][0]["type"]["ofType"]["name"], "String");
         let queries = [
             crate::bench::INTROSPECTION_QUERY,
             MAXIMAL_QUERY,
@@ -542,6 +616,10 @@ mod tests {
                 types.retain(|t| {
                     !orphans.contains(&t.get("name").and_then(Json::as_str).unwrap_or(""))
                 });
+            }
+            // ... nor the SDL's own `@wireValue` directive.
+            if let Some(Json::Array(ds)) = projected.pointer_mut("/data/__schema/directives") {
+                ds.retain(|d| d.get("name").and_then(Json::as_str) != Some("wireValue"));
             }
             let req = async_graphql::Request::new(q)
                 .variables(async_graphql::Variables::from_json(vars.clone()));

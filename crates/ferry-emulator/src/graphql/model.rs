@@ -60,10 +60,34 @@ pub(crate) struct TypeDef {
     pub value_names: HashSet<String>,
 }
 
+/// A directive definition (e.g. `@wireValue`).
+#[derive(Clone, Debug)]
+pub(crate) struct DirectiveDef {
+    pub name: String,
+    pub description: Option<String>,
+    /// Locations in introspection spelling (`ENUM_VALUE`).
+    pub locations: Vec<String>,
+    pub args: Vec<InputDef>,
+    pub repeatable: bool,
+}
+
+/// `EnumValue` → `ENUM_VALUE`.
+fn screaming_snake(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
 /// The whole SDL.
 #[derive(Debug)]
 pub(crate) struct Model {
     pub types: IndexMap<String, TypeDef>,
+    pub directives: Vec<DirectiveDef>,
     pub query: String,
     pub mutation: Option<String>,
 }
@@ -99,6 +123,7 @@ impl Model {
         let doc = async_graphql_parser::parse_schema(sdl)
             .map_err(|e| EmulatorError::Schema(e.to_string()))?;
         let mut types = IndexMap::new();
+        let mut directives = Vec::new();
         let mut query = "Query".to_string();
         let mut mutation = None;
         for def in doc.definitions {
@@ -109,7 +134,28 @@ impl Model {
                     }
                     mutation = s.node.mutation.map(|m| m.node.to_string());
                 }
-                TypeSystemDefinition::Directive(_) => {}
+                TypeSystemDefinition::Directive(d) => {
+                    let d = d.node;
+                    directives.push(DirectiveDef {
+                        name: d.name.node.to_string(),
+                        description: d.description.map(|x| x.node),
+                        locations: d
+                            .locations
+                            .iter()
+                            .map(|l| screaming_snake(&format!("{:?}", l.node)))
+                            .collect(),
+                        args: d
+                            .arguments
+                            .into_iter()
+                            .map(|a| InputDef {
+                                name: a.node.name.node.to_string(),
+                                ty: a.node.ty.node,
+                                default: a.node.default_value.map(|d| d.node),
+                            })
+                            .collect(),
+                        repeatable: d.is_repeatable,
+                    });
+                }
                 TypeSystemDefinition::Type(t) => {
                     let t = t.node;
                     let name = t.name.node.to_string();
@@ -196,6 +242,7 @@ impl Model {
         }
         Ok(Model {
             types,
+            directives,
             query,
             mutation,
         })
