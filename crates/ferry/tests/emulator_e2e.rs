@@ -251,3 +251,117 @@ steps:
     // The client secret never shows.
     assert!(!server.logs().contains(&client_secret));
 }
+
+#[tokio::test]
+async fn emulator_control_sub_commands_drive_the_app_store_flow() {
+    let emu = start_emulator();
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/_emulator/apps/offerings", emu.base))
+        .json(
+            &json!({"offering": {"reference": "phone", "name": "Phone", "policyJwtAlg": "es256"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "{}",
+        created.text().await.unwrap()
+    );
+    let url = emu.base.clone();
+    let run = |args: Vec<String>| {
+        let mut all = vec!["emulator".to_string()];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        ferry(&refs, &[])
+    };
+    let app = |action: &str| {
+        vec![
+            "app",
+            action,
+            "--url",
+            &url,
+            "--reference",
+            "phone",
+            "--customer",
+            "widget",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let mut install = app("install");
+    install.extend(["--secret".to_string(), "api_key=s3cret".to_string()]);
+    let out = run(install);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(answer.is_object(), "{answer}");
+    // Installing twice is refused, and the CLI says so with a non-zero exit.
+    let out = run(app("install"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409"));
+    // The instance exists in the provider account.
+    let instances: Value = client
+        .post(format!("{}/graphql", emu.base))
+        .bearer_auth(ferry_emulator::DEFAULT_TOKEN)
+        .header("x-xurrent-account", "wdc")
+        .json(&json!({"query": "{ appInstances(first: 5) { nodes { customerAccount { id } suspended } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nodes = instances["data"]["appInstances"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(nodes.len(), 1, "{instances}");
+    for action in ["suspend", "update", "uninstall"] {
+        let out = run(app(action));
+        assert!(
+            out.status.success(),
+            "{action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Seed, deliveries and reset.
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed.yaml");
+    std::fs::write(&seed, "records:\n  Request:\n    - subject: Seeded one\n").unwrap();
+    let out = run(vec![
+        "seed".into(),
+        seed.to_string_lossy().into(),
+        "--url".into(),
+        url.clone(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seeded: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seeded["created"], 1, "{seeded}");
+    let out = run(vec!["deliveries".into(), "--url".into(), url.clone()]);
+    assert!(out.status.success());
+    assert!(serde_json::from_slice::<Value>(&out.stdout).is_ok());
+    let out = run(vec!["reset".into(), "--url".into(), url.clone()]);
+    assert!(out.status.success());
+    let after: Value = client
+        .post(format!("{}/graphql", emu.base))
+        .bearer_auth(ferry_emulator::DEFAULT_TOKEN)
+        .header("x-xurrent-account", "wdc")
+        .json(&json!({"query": "{ requests(first: 5) { totalCount } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["data"]["requests"]["totalCount"], 0, "{after}");
+}
