@@ -110,7 +110,7 @@ impl HttpClient {
         let mut url = request.url().clone();
         url.set_query(None);
         let url = url.to_string();
-        let response = self.client.execute(request).await.map_err(|e| {
+        let failed = |e: reqwest::Error| {
             if e.is_timeout() {
                 HttpError::Timeout(url.clone())
             } else {
@@ -119,7 +119,8 @@ impl HttpClient {
                     message: error_chain(&e),
                 }
             }
-        })?;
+        };
+        let response = self.client.execute(request).await.map_err(failed)?;
         let status = response.status().as_u16();
         let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in response.headers() {
@@ -136,23 +137,20 @@ impl HttpClient {
             .content_length()
             .is_some_and(|l| l as usize > limit)
         {
-            return Err(HttpError::TooLarge { url, limit });
+            return Err(HttpError::TooLarge {
+                url: url.clone(),
+                limit,
+            });
         }
         let mut body = BytesMut::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                if e.is_timeout() {
-                    HttpError::Timeout(url.clone())
-                } else {
-                    HttpError::Network {
-                        url: url.clone(),
-                        message: error_chain(&e),
-                    }
-                }
-            })?;
+            let chunk = chunk.map_err(failed)?;
             if body.len() + chunk.len() > limit {
-                return Err(HttpError::TooLarge { url, limit });
+                return Err(HttpError::TooLarge {
+                    url: url.clone(),
+                    limit,
+                });
             }
             body.extend_from_slice(&chunk);
         }

@@ -251,22 +251,24 @@ async fn list_jobs(
     })))
 }
 
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id)
-        .map_err(|_| ApiError::BadRequest(format!("invalid job id '{id}' (expected a UUID)")))
+/// The job with this id (400 for a malformed id, 404 for an unknown one).
+async fn find_job(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+    let id = Uuid::parse_str(id)
+        .map_err(|_| ApiError::BadRequest(format!("invalid job id '{id}' (expected a UUID)")))?;
+    state
+        .engine
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))
 }
 
 async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
-    let job = state
-        .engine
-        .store
-        .get_job(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))?;
+    let job = find_job(&state, &id).await?;
+    let id = job.id;
     let steps = state.engine.store.job_steps(id).await?;
     let mut value = job_json(&job);
     value["steps"] = Value::Array(steps.iter().map(step_json).collect());
@@ -277,13 +279,8 @@ async fn rerun_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
-    let job = state
-        .engine
-        .store
-        .get_job(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))?;
+    let job = find_job(&state, &id).await?;
+    let id = job.id;
     if job.status != JobStatus::Failed {
         return Err(ApiError::Conflict(format!(
             "only failed jobs can be re-run; job '{id}' is {}",

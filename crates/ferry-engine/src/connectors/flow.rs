@@ -158,6 +158,15 @@ impl Action for Case {
     }
 }
 
+/// The `items` input as a list (absent or null: empty).
+fn items_of(input: &Value) -> Vec<Value> {
+    input
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn spec_section() -> ActionSpec {
     nested(
         "flow.section",
@@ -204,12 +213,7 @@ impl Action for Loop {
         &self.0
     }
     async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
-        let items = ctx
-            .input
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let items = items_of(&ctx.input);
         Ok(items
             .into_iter()
             .enumerate()
@@ -244,12 +248,7 @@ impl Action for Batch {
         &self.0
     }
     async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
-        let items = ctx
-            .input
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let items = items_of(&ctx.input);
         let size = ctx
             .input
             .get("batch_size")
