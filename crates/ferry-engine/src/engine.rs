@@ -109,9 +109,17 @@ impl Engine {
             &self.exprs,
             &self.services.secrets,
         )?);
-        self.solutions
-            .write()
-            .insert(compiled.name.clone(), compiled.clone());
+        let mut solutions = self.solutions.write();
+        if solutions.contains_key(&compiled.name) {
+            return Err(vec![Diagnostic {
+                span: solution.span.clone(),
+                message: format!(
+                    "solution '{}' is already loaded from another directory; solution names must be unique",
+                    compiled.name
+                ),
+            }]);
+        }
+        solutions.insert(compiled.name.clone(), compiled.clone());
         Ok(compiled)
     }
 
