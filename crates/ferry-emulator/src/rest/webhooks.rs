@@ -202,6 +202,32 @@ enum Filter {
     Disabled,
 }
 
+/// List the records of `typename` in the caller's account (administrators only), keep those
+/// the predefined filter selects, render each with `render`, and paginate.
+fn list_filtered(
+    emu: &Emulator,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    typename: &str,
+    filter: Filter,
+    path: &str,
+    render: impl Fn(&crate::Record) -> Value,
+) -> Result<Response, ApiError> {
+    let auth = admin_auth(emu, headers)?;
+    let items = emu
+        .records
+        .list(&auth.account, typename)
+        .iter()
+        .filter(|r| match filter {
+            Filter::All => true,
+            Filter::Enabled => !rec_bool(r, "disabled"),
+            Filter::Disabled => rec_bool(r, "disabled"),
+        })
+        .map(render)
+        .collect();
+    paginate(emu, path, items, q)
+}
+
 fn list_webhooks_filtered(
     emu: &Emulator,
     headers: &HeaderMap,
@@ -209,19 +235,9 @@ fn list_webhooks_filtered(
     filter: Filter,
     path: &str,
 ) -> Result<Response, ApiError> {
-    let auth = admin_auth(emu, headers)?;
-    let items = emu
-        .records
-        .list(&auth.account, "Webhook")
-        .iter()
-        .filter(|w| match filter {
-            Filter::All => true,
-            Filter::Enabled => !rec_bool(w, "disabled"),
-            Filter::Disabled => rec_bool(w, "disabled"),
-        })
-        .map(|w| webhook_json(emu, w))
-        .collect();
-    paginate(emu, path, items, q)
+    list_filtered(emu, headers, q, "Webhook", filter, path, |w| {
+        webhook_json(emu, w)
+    })
 }
 
 async fn list_webhooks(
@@ -581,19 +597,7 @@ fn list_policies_filtered(
     filter: Filter,
     path: &str,
 ) -> Result<Response, ApiError> {
-    let auth = admin_auth(emu, headers)?;
-    let items = emu
-        .records
-        .list(&auth.account, "WebhookPolicy")
-        .iter()
-        .filter(|w| match filter {
-            Filter::All => true,
-            Filter::Enabled => !rec_bool(w, "disabled"),
-            Filter::Disabled => rec_bool(w, "disabled"),
-        })
-        .map(policy_json)
-        .collect();
-    paginate(emu, path, items, q)
+    list_filtered(emu, headers, q, "WebhookPolicy", filter, path, policy_json)
 }
 
 async fn list_policies(
