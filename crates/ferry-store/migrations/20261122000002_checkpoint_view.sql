@@ -9,6 +9,8 @@ CREATE VIEW job_checkpoint AS SELECT
     NULL AS finished_at
 WHERE 0;
 
+-- The concurrency-key look-ups are pinned to their partial indexes: without statistics the
+-- planner could otherwise walk every job of a status.
 CREATE TRIGGER job_checkpoint_insert INSTEAD OF INSERT ON job_checkpoint
 BEGIN
     SELECT RAISE(ABORT, 'ferry: job not found')
@@ -36,11 +38,11 @@ BEGIN
 
     UPDATE jobs SET blocked = 0
     WHERE NEW.terminal
-      AND seq = (SELECT b.seq FROM jobs b
+      AND seq = (SELECT b.seq FROM jobs AS b INDEXED BY jobs_key_blocked
                  WHERE b.concurrency_key = (SELECT concurrency_key FROM jobs WHERE id = NEW.job_id)
                    AND b.blocked = 1 AND b.status = 'queued'
                  ORDER BY b.seq LIMIT 1)
-      AND NOT EXISTS (SELECT 1 FROM jobs a
+      AND NOT EXISTS (SELECT 1 FROM jobs AS a INDEXED BY jobs_key_active
                       WHERE a.concurrency_key = (SELECT concurrency_key FROM jobs WHERE id = NEW.job_id)
                         AND a.blocked = 0 AND a.status IN ('queued', 'running', 'waiting'));
 END;
