@@ -1,7 +1,7 @@
 //! `cargo run --release -p ferry-emulator --example bench [SCHEMA_PATH] [N]`
 //!
-//! The schema defaults to `FERRY_XURRENT_SCHEMA`, else `../shared/xurrent/schema.graphql`
-//! relative to the repository; `N` (default 20,000) is the number of simple queries.
+//! The schema is the embedded Xurrent SDL unless `SCHEMA_PATH` (or `FERRY_XURRENT_SCHEMA`)
+//! names a file; `N` (default 20,000) is the number of simple queries.
 //!
 //! Measures emulator start-up, introspection latency and simple query throughput.
 
@@ -14,10 +14,7 @@ async fn main() {
         .next()
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("FERRY_XURRENT_SCHEMA").ok())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/xurrent/schema.graphql")
-        });
+        .map(PathBuf::from);
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20_000);
     match ferry_emulator::bench::run_local(schema, n).await {
         Ok(report) => println!("{report}"),

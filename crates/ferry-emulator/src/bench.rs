@@ -225,9 +225,9 @@ pub async fn run(
     Ok(report)
 }
 
-/// Build an emulator from `schema_path` (timing start-up), seed 100 requests, serve it on
-/// 127.0.0.1 with rate limits disabled and run [`run`] against it.
-pub async fn run_local(schema_path: PathBuf, n: usize) -> Result<BenchReport, BenchError> {
+/// Build an emulator from `schema_path` (`None`: the embedded SDL) timing start-up, seed 100
+/// requests, serve it on 127.0.0.1 with rate limits disabled and run [`run`] against it.
+pub async fn run_local(schema_path: Option<PathBuf>, n: usize) -> Result<BenchReport, BenchError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;

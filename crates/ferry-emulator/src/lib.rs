@@ -1,6 +1,7 @@
 //! `ferry-emulator`: a local Xurrent (formerly 4me) emulator.
 //!
-//! It serves the Xurrent GraphQL API generically from the SDL (`schema.graphql`) on top of an
+//! It serves the Xurrent GraphQL API generically from the SDL (embedded from
+//! `ferry-xurrent-schema`, or a file given in [`EmulatorConfig::schema_path`]) on top of an
 //! in-memory record store, plus the REST/OAuth/webhook/App Store parts.
 //! Start one with [`build`] and [`serve`].
 
@@ -33,8 +34,9 @@ pub struct EmulatorConfig {
     pub token: String,
     /// Optional seed file (JSON or YAML, see [`Emulator::seed_from_value`]).
     pub seed: Option<PathBuf>,
-    /// Path of `schema.graphql`.
-    pub schema_path: PathBuf,
+    /// SDL file to serve instead of the embedded Xurrent schema ([`ferry_xurrent_schema::SDL`]);
+    /// `None` (the default) serves the embedded one.
+    pub schema_path: Option<PathBuf>,
     /// Rate limits (see [`RateLimits::xurrent_defaults`] and [`RateLimits::disabled`]).
     pub rate_limits: RateLimits,
     /// Base URL used in URLs handed out (upload URIs, callbacks); default `http://<listen>`.
@@ -48,7 +50,7 @@ impl Default for EmulatorConfig {
             account: "wdc".into(),
             token: DEFAULT_TOKEN.into(),
             seed: None,
-            schema_path: PathBuf::from("schema.graphql"),
+            schema_path: None,
             rate_limits: RateLimits::xurrent_defaults(),
             public_url: None,
         }
@@ -77,13 +79,21 @@ pub enum EmulatorError {
 /// Build the shared state: parse the SDL, build the dynamic schema, create the
 /// administrator account with its `Person` record and token, and apply the seed file.
 pub async fn build(config: EmulatorConfig) -> Result<Arc<Emulator>, EmulatorError> {
-    let sdl = tokio::fs::read_to_string(&config.schema_path)
-        .await
-        .map_err(|source| EmulatorError::Io {
-            path: config.schema_path.display().to_string(),
-            source,
-        })?;
-    let gql = graphql::GraphqlState::from_sdl(&sdl)?;
+    let file_sdl;
+    let sdl = match &config.schema_path {
+        Some(path) => {
+            file_sdl =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|source| EmulatorError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+            file_sdl.as_str()
+        }
+        None => ferry_xurrent_schema::SDL,
+    };
+    let gql = graphql::GraphqlState::from_sdl(sdl)?;
     gql.prewarm().await;
     let base_url = config
         .public_url

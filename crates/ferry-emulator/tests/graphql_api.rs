@@ -1,19 +1,10 @@
 //! GraphQL API tests: a real emulator on 127.0.0.1:0 driven with plain reqwest + JSON.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferry_emulator::{Emulator, EmulatorConfig, RateLimits, DEFAULT_TOKEN};
 use serde_json::{json, Value};
-
-/// `FERRY_XURRENT_SCHEMA`, else `shared/xurrent/schema.graphql` next to the repository.
-fn schema_path() -> PathBuf {
-    if let Ok(p) = std::env::var("FERRY_XURRENT_SCHEMA") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/xurrent/schema.graphql")
-}
 
 struct Server {
     emu: Arc<Emulator>,
@@ -27,7 +18,6 @@ async fn start(limits: RateLimits) -> Server {
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = EmulatorConfig {
         listen: addr,
-        schema_path: schema_path(),
         rate_limits: limits,
         ..Default::default()
     };

@@ -3,7 +3,6 @@
 //! interfaces, possible types) against an independent parse of the SDL.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use async_graphql_parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
 use ferry_emulator::{EmulatorConfig, RateLimits, DEFAULT_TOKEN};
@@ -11,14 +10,6 @@ use serde_json::{json, Value};
 
 /// The connector's introspection query (xurrent_connector.md §4.1), verbatim.
 const INTROSPECTION: &str = "{ __schema { queryType { name } mutationType { name } types { kind name description fields(includeDeprecated: false) { name description args { name description type { ...TypeRef } defaultValue } type { ...TypeRef } } inputFields { name description type { ...TypeRef } defaultValue } enumValues(includeDeprecated: false) { name description } possibleTypes { name } } } } fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }";
-
-/// `FERRY_XURRENT_SCHEMA`, else `shared/xurrent/schema.graphql` next to the repository.
-fn schema_path() -> PathBuf {
-    if let Ok(p) = std::env::var("FERRY_XURRENT_SCHEMA") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/xurrent/schema.graphql")
-}
 
 /// Signature of one type: kind plus sorted member descriptions.
 type Sig = (String, BTreeSet<String>);
@@ -265,7 +256,6 @@ async fn introspection_matches_the_sdl_type_for_type() {
     let started = std::time::Instant::now();
     let emu = ferry_emulator::build(EmulatorConfig {
         listen: addr,
-        schema_path: schema_path(),
         rate_limits: RateLimits::disabled(),
         ..Default::default()
     })
@@ -346,8 +336,8 @@ async fn introspection_matches_the_sdl_type_for_type() {
         .cloned()
         .collect();
 
-    let sdl = std::fs::read_to_string(schema_path()).unwrap();
-    let expected = sdl_signatures(&sdl);
+    let sdl = ferry_xurrent_schema::SDL;
+    let expected = sdl_signatures(sdl);
     let actual = intro_signatures(&declared, &interfaces_of);
     assert_eq!(expected.len(), 1125, "the SDL declares 1,125 named types");
     let exp_names: BTreeSet<_> = expected.keys().collect();
@@ -361,7 +351,7 @@ async fn introspection_matches_the_sdl_type_for_type() {
     assert!(missing.is_empty(), "SDL types missing: {missing:?}");
     // The SDL has exactly two orphan enums that no field, argument or input field uses
     // (async-graphql alone would not list them; the emulator adds them).
-    let orphans = unreachable_types(&sdl);
+    let orphans = unreachable_types(sdl);
     assert_eq!(
         orphans,
         BTreeSet::from([

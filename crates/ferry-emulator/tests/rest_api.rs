@@ -12,27 +12,6 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-fn schema_path() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("FERRY_XURRENT_SCHEMA") {
-        return p.into();
-    }
-    let candidates = [
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/xurrent/schema.graphql"
-        ),
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/xurrent/schema.graphql"
-        ),
-    ];
-    candidates
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-        .expect("schema.graphql not found; set FERRY_XURRENT_SCHEMA")
-}
-
 struct Emu {
     emu: Arc<Emulator>,
     base: String,
@@ -45,7 +24,6 @@ impl Emu {
         let addr = listener.local_addr().unwrap();
         let config = EmulatorConfig {
             listen: addr,
-            schema_path: schema_path(),
             rate_limits: RateLimits::disabled(),
             ..EmulatorConfig::default()
         };

@@ -6,6 +6,7 @@ mod jobs;
 mod output;
 mod run;
 mod serve;
+mod xurrent_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +42,11 @@ enum Command {
     Emulator(EmulatorArgs),
     /// Benchmarks (drive a real `ferry serve` over loopback).
     Bench(bench::BenchArgs),
+    /// Tools for a Xurrent account (e.g. print its GraphQL schema).
+    Xurrent {
+        #[command(subcommand)]
+        command: xurrent_cli::XurrentCommand,
+    },
 }
 
 /// Arguments of `ferry emulator`.
@@ -62,7 +68,7 @@ struct EmulatorArgs {
     /// Personal access token of the administrator.
     #[arg(long, env = "FERRY_EMULATOR_TOKEN", default_value = ferry_emulator::DEFAULT_TOKEN)]
     token: String,
-    /// Path of the GraphQL SDL to serve.
+    /// GraphQL SDL file to serve instead of the embedded Xurrent schema.
     #[arg(long, env = "FERRY_XURRENT_SCHEMA")]
     schema: Option<PathBuf>,
     /// Disable rate limiting.
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
                 emulator(args).await
             }
             Command::Bench(args) => bench::bench(args).await,
+            Command::Xurrent { command } => xurrent_cli::xurrent(command).await,
         }
     });
     match result {
@@ -189,28 +196,10 @@ fn connectors() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn default_schema_path() -> PathBuf {
-    // Next to the checkout (development) or the current directory.
-    let candidates = [
-        PathBuf::from("../shared/xurrent/schema.graphql"),
-        PathBuf::from("shared/xurrent/schema.graphql"),
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/xurrent/schema.graphql"
-        )),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| candidates[0].clone())
-}
-
 async fn emulator(args: EmulatorArgs) -> anyhow::Result<ExitCode> {
     if let Some(cmd) = args.control {
         return emulator_cli::control(cmd).await;
     }
-    let schema_path = args.schema.unwrap_or_else(default_schema_path);
     // Bind first so that `--listen 127.0.0.1:0` reports (and signs with) the real port.
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let config = ferry_emulator::EmulatorConfig {
@@ -218,7 +207,7 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<ExitCode> {
         account: args.account.clone(),
         token: args.token.clone(),
         seed: args.seed,
-        schema_path,
+        schema_path: args.schema,
         rate_limits: if args.no_rate_limits {
             ferry_emulator::RateLimits::disabled()
         } else {

@@ -23,15 +23,9 @@ impl Drop for Emulator {
     }
 }
 
-fn schema() -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/xurrent/schema.graphql");
-    p.to_string_lossy().to_string()
-}
-
 fn start_emulator() -> Emulator {
     let mut child = Command::new(bin())
-        .args(["emulator", "--listen", "127.0.0.1:0", "--schema", &schema()])
+        .args(["emulator", "--listen", "127.0.0.1:0"])
         .env("FERRY_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

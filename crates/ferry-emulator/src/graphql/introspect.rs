@@ -570,19 +570,10 @@ impl<'a> Projector<'a> {
 mod tests {
     use super::*;
 
-    fn schema_path() -> std::path::PathBuf {
-        match std::env::var("FERRY_XURRENT_SCHEMA") {
-            Ok(p) => p.into(),
-            Err(_) => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/xurrent/schema.graphql"),
-        }
-    }
-
     /// The projector must give exactly what async-graphql gives.
     #[tokio::test]
     async fn projection_equals_execution() {
-        let sdl = std::fs::read_to_string(schema_path()).unwrap();
-        let state = crate::graphql::GraphqlState::from_sdl(&sdl).unwrap();
+        let state = crate::graphql::GraphqlState::from_sdl(ferry_xurrent_schema::SDL).unwrap();
         let u = Universe::capture(&state.schema, &state.model)
             .await
             .unwrap();
