@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod graphql;
+pub mod policy;
 pub mod rest;
 pub mod state;
 

@@ -573,6 +573,9 @@ pub struct Emulator {
     pub(crate) gql: crate::graphql::GraphqlState,
     /// Private state of the REST/webhook half.
     pub rest: crate::rest::RestState,
+    /// Serialises key generation of policies that have no key yet (see
+    /// [`crate::policy::ensure_key`]).
+    pub(crate) policy_key_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -604,7 +607,14 @@ impl Emulator {
             attachments: Default::default(),
             gql,
             rest: Default::default(),
+            policy_key_lock: Mutex::new(()),
         }
+    }
+
+    /// The URL of an account: `<base_url>/accounts/<account>` (Xurrent: `https://<account>.<domain>`).
+    /// It is the `account` of webhook messages and the default JWT issuer.
+    pub fn account_url(&self, account: &str) -> String {
+        format!("{}/accounts/{}", self.base_url, account)
     }
 
     /// Create another account (with an administrator `Person` record). Idempotent: an
@@ -684,7 +694,8 @@ impl Emulator {
         let _ = self.changes.send(change);
     }
 
-    /// Create a record and broadcast the change.
+    /// Create a record and broadcast the change. Attributes Xurrent gives every new record of the
+    /// type are set when missing (a new `Request` is `assigned`).
     pub fn create_record(
         &self,
         account: &str,
@@ -692,6 +703,8 @@ impl Emulator {
         fields: Record,
         person_id: Option<String>,
     ) -> Record {
+        let mut fields = fields;
+        apply_defaults(typename, &mut fields);
         let rec = self.records.insert(account, typename, fields);
         self.notify(RecordChange {
             account: account.to_string(),
@@ -738,11 +751,31 @@ impl Emulator {
     }
 }
 
+/// Attributes Xurrent gives a new record when the input leaves them out.
+const DEFAULTS: &[(&str, &str, &str)] = &[("Request", "status", "assigned")];
+
+fn apply_defaults(typename: &str, fields: &mut Record) {
+    for (ty, field, value) in DEFAULTS {
+        if *ty == typename && fields.get(*field).is_none_or(serde_json::Value::is_null) {
+            fields.insert((*field).into(), (*value).into());
+        }
+    }
+}
+
 fn str_field(rec: &Record, key: &str) -> String {
     rec.get(key)
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string()
+}
+
+/// Parse a seed document given as JSON or YAML text.
+pub fn parse_seed_text(text: &str) -> Result<serde_json::Value, crate::EmulatorError> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        return Ok(v);
+    }
+    serde_yaml::from_str::<serde_json::Value>(text)
+        .map_err(|e| crate::EmulatorError::Seed(e.to_string()))
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

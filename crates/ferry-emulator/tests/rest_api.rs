@@ -326,19 +326,22 @@ async fn webhooks_api_crud_and_errors() {
             ),
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 201);
 
-    // create: name defaults to the event, GraphQL spelling of the event is accepted too
-    let (status, created) = e
-        .call(
-            Method::POST,
-            "/v1/webhooks",
-            Some(json!({"event": "problem_update", "uri": uri,
+    // create: 201 Created with a Location; name defaults to the event, GraphQL spelling of the
+    // event is accepted too
+    let r = e
+        .req(Method::POST, "/v1/webhooks")
+        .json(&json!({"event": "problem_update", "uri": uri,
                 "mail_exceptions_to": "john.doe@example.com, jane.doe@example.com",
-                "app_offering_references": ["a", "b"]})),
-        )
-        .await;
-    assert_eq!(status, 200);
+                "app_offering_references": ["a", "b"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(location, e.url(&format!("/v1/webhooks/{}", created["id"])));
     assert_eq!(created["name"], "problem.update");
     assert_eq!(created["event"], "problem.update");
     assert_eq!(created["disabled"], false);
@@ -358,11 +361,23 @@ async fn webhooks_api_crud_and_errors() {
         "john.doe@example.com, jane.doe@example.com"
     );
 
-    // get, 404
+    // get (also at the Location), 404
     let (status, got) = e
         .call(Method::GET, &format!("/v1/webhooks/{id}"), None)
         .await;
     assert_eq!(status, 200);
+    let at_location: Value = e
+        .http
+        .get(&location)
+        .bearer_auth(DEFAULT_TOKEN)
+        .header("X-Xurrent-Account", "wdc")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(at_location["nodeID"], created["nodeID"]);
     assert_eq!(got["uri"], json!(uri));
     assert_eq!(e.call(Method::GET, "/v1/webhooks/4242", None).await.0, 404);
     assert_eq!(
@@ -483,15 +498,26 @@ async fn policies_signed_delivery_and_verification_handshake() {
         .await;
     assert_eq!(s, 422);
 
-    // create: public_key_pem only in the create response
-    let (s, policy) = e
-        .call(
-            Method::POST,
-            "/v1/webhook_policies",
-            Some(json!({"jwt_alg": "es256", "jwt_audience": "ferry", "jwt_claim_expires_in": 300})),
-        )
-        .await;
-    assert_eq!(s, 200);
+    // create: 201 with a Location; public_key_pem only in the create response; the name is
+    // generated as Xurrent does (56 hex characters)
+    let r = e
+        .req(Method::POST, "/v1/webhook_policies")
+        .json(&json!({"jwt_alg": "es256", "jwt_audience": "ferry", "jwt_claim_expires_in": 300}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let policy: Value = r.json().await.unwrap();
+    assert_eq!(
+        location,
+        e.url(&format!("/v1/webhook_policies/{}", policy["id"]))
+    );
+    let policy_name = policy["name"].as_str().unwrap();
+    assert_eq!(policy_name.len(), 56, "{policy_name}");
+    assert!(policy_name
+        .chars()
+        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
     let pem = policy["public_key_pem"].as_str().unwrap().to_string();
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
     let pid = policy["id"].as_u64().unwrap();
@@ -501,9 +527,23 @@ async fn policies_signed_delivery_and_verification_handshake() {
     assert_eq!(got["jwt_alg"], "es256");
     assert_eq!(got["jwt_audience"], "ferry");
     assert!(got.get("public_key_pem").is_none());
+    // the collection lists id, name, created_at and updated_at, as Xurrent's does;
+    // ?fields= selects others
     let (_, list) = e.call(Method::GET, "/v1/webhook_policies", None).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
-    assert!(list[0].get("public_key_pem").is_none());
+    let mut keys: Vec<&str> = list[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["created_at", "id", "name", "updated_at"]);
+    assert_eq!(list[0]["name"], policy_name);
+    let (_, list) = e
+        .call(Method::GET, "/v1/webhook_policies?fields=id,jwt_alg", None)
+        .await;
+    assert_eq!(list[0], json!({"id": pid, "jwt_alg": "es256"}));
     let (_, en) = e
         .call(Method::GET, "/v1/webhook_policies/enabled", None)
         .await;
@@ -532,7 +572,7 @@ async fn policies_signed_delivery_and_verification_handshake() {
             ),
         )
         .await;
-    assert_eq!(s, 200);
+    assert_eq!(s, 201);
     assert_eq!(hook["webhook_policy"]["id"], pid);
     assert_eq!(hook["verified"], false);
     let hook_id = hook["id"].as_u64().unwrap();
@@ -563,12 +603,11 @@ async fn policies_signed_delivery_and_verification_handshake() {
     let jti = claims["jti"].as_str().unwrap();
     assert_eq!(jti.len(), 64);
     assert!(jti.chars().all(|ch| ch.is_ascii_hexdigit()));
+    // sub is the numeric webhook id; without OpenID Connect discovery the header names no key
+    assert_eq!(claims["sub"], hook_id.to_string());
     assert_eq!(
-        decode_header(c.body["jwt"].as_str().unwrap())
-            .unwrap()
-            .kid
-            .as_deref(),
-        hook["webhook_policy"]["nodeID"].as_str()
+        jwt_header(c.body["jwt"].as_str().unwrap()),
+        json!({"typ": "JWT", "alg": "ES256"})
     );
     // A token signed by another key does not verify.
     let other = e
@@ -646,6 +685,24 @@ async fn policies_signed_delivery_and_verification_handshake() {
     assert_eq!(data["event"], "webhook.verify");
     assert_eq!(data["webhook_id"], hook_id);
     assert_eq!(data["name"], "request.create");
+    // the message names the person who created the webhook
+    let admin = e.emu.account("wdc").unwrap().admin_person_id;
+    assert_eq!(data["person_nodeID"], admin);
+    assert_eq!(
+        data["person_id"],
+        e.emu.records.get(&admin).unwrap()["_seq"]
+    );
+    assert_eq!(data["person_name"], "Emulator Admin");
+    // the callback carries a code and when it expires
+    let cb_url = url::Url::parse(data["payload"]["callback"].as_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> = cb_url.query_pairs().into_owned().collect();
+    assert_eq!(q["code"].len(), 32);
+    let expires_at: i64 = q["expires_at"].parse().unwrap();
+    assert!(expires_at > chrono::Utc::now().timestamp());
+    assert_eq!(
+        cb_url.path(),
+        format!("/accounts/wdc/webhooks/{hook_id}/verify")
+    );
 
     // no events before the callback is fetched
     e.create(
@@ -672,6 +729,7 @@ async fn policies_signed_delivery_and_verification_handshake() {
         "Request",
         json!({"subject": "after verification", "status": "assigned", "source": "ferry", "sourceID": "42"}),
     );
+    let req_seq = req["_seq"].clone();
     let got = rcv.wait_for(1, event_is("request.create")).await;
     let claims = verify_es256(&got[0].body, &pem, Some("ferry"));
     let m = &claims["data"];
@@ -680,7 +738,12 @@ async fn policies_signed_delivery_and_verification_handshake() {
     assert_eq!(m["account"], format!("{}/accounts/wdc", e.base));
     assert_eq!(m["webhook_nodeID"], hook["nodeID"]);
     assert_eq!(m["payload"]["sourceID"], "42");
+    assert_eq!(m["payload"]["source"], "ferry");
+    assert_eq!(m["payload"]["status"], "assigned");
+    assert!(m["payload"]["audit_line_id"].is_u64());
+    assert!(m["payload"]["audit_line_nodeID"].is_string());
     assert_eq!(m["instance_name"], "Xurrent Emulator");
+    let _ = req_seq;
     // every delivery is recorded
     let recorded = e
         .deliveries(&format!("?webhook={hook_id}&event=request.create"))
@@ -708,7 +771,7 @@ async fn status_team_and_note_events() {
                 Some(json!({"event": event, "uri": format!("{}/{event}", rcv.base)})),
             )
             .await;
-        assert_eq!(s, 200);
+        assert_eq!(s, 201);
     }
     let verifies = rcv.wait_for(3, event_is("webhook.verify")).await;
     for v in &verifies {
@@ -721,9 +784,12 @@ async fn status_team_and_note_events() {
         .as_str()
         .unwrap()
         .to_string();
-    let req = e
-        .gql(r#"mutation { requestCreate(input: {subject: "s", status: assigned}) { request { id } } }"#)
-        .await["requestCreate"]["request"]["id"]
+    // no status given: the request gets Xurrent's default status
+    let created = e
+        .gql(r#"mutation { requestCreate(input: {subject: "s"}) { request { id status } } }"#)
+        .await;
+    assert_eq!(created["requestCreate"]["request"]["status"], "assigned");
+    let req = created["requestCreate"]["request"]["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -740,8 +806,19 @@ async fn status_team_and_note_events() {
     assert_eq!(s[0].body["payload"]["previous_status"], "assigned");
     assert_eq!(s[0].body["object_id"], req_seq);
     let t = rcv.wait_for(1, event_is("request.team-changed")).await;
-    assert_eq!(t[0].body["payload"]["team"]["name"], "Ops");
-    assert_eq!(t[0].body["payload"]["team"]["id"], team_seq);
+    // the team object as Xurrent sends it: no empty sourceID, no disabled: false
+    assert_eq!(
+        t[0].body["payload"]["team"],
+        json!({"id": team_seq, "nodeID": team, "name": "Ops",
+               "account": {"id": "wdc", "name": "wdc"}})
+    );
+    // the other attributes that are set, and the audit line of the change
+    assert_eq!(t[0].body["payload"]["status"], "in_progress");
+    assert!(t[0].body["payload"]["audit_line_id"].is_u64());
+    assert_eq!(
+        t[0].body["payload"]["audit_line_id"],
+        s[0].body["payload"]["audit_line_id"]
+    );
     let note = e
         .gql(&format!(
             r#"mutation {{ noteCreate(input: {{ownerId: "{req}", text: "hello"}}) {{ errors {{ message }} note {{ id }} }} }}"#
@@ -752,6 +829,20 @@ async fn status_team_and_note_events() {
     let n = rcv.wait_for(1, event_is("request.note-added")).await;
     assert_eq!(n[0].body["object_id"], req_seq);
     assert_eq!(n[0].body["payload"]["note_nodeID"], note_id);
+    // the Link header's related entry points at the note
+    let note_seq = e.emu.records.get(note_id.as_str().unwrap()).unwrap()["_seq"].clone();
+    let link = n[0].headers["link"].to_str().unwrap();
+    assert!(
+        link.contains(&format!(
+            "<{}/v1/requests/{req_seq}/notes/{note_seq}>; rel=\"related\"",
+            e.base
+        )),
+        "{link}"
+    );
+    assert!(link.contains(&format!(
+        "<{}/v1/requests/{req_seq}>; rel=\"resource\"",
+        e.base
+    )));
     assert_eq!(n[0].body["person_name"], "Emulator Admin");
     // unsigned bodies are plain JSON
     assert!(n[0].body.get("jwt").is_none());
@@ -897,9 +988,20 @@ async fn oidc_discovery_verifies_a_delivery() {
     let jwt = got[0].body["jwt"].as_str().unwrap();
     let header = decode_header(jwt).unwrap();
     let iss = unverified_claims(jwt)["iss"].as_str().unwrap().to_string();
+    // the issuer ends in the policy's generated name
     assert_eq!(
         iss,
-        format!("{}/accounts/wdc/webhook_policies/{}", e.base, policy["id"])
+        format!(
+            "{}/accounts/wdc/webhook_policies/{}",
+            e.base,
+            policy["name"].as_str().unwrap()
+        )
+    );
+    // through discovery the header names the key
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    assert_eq!(
+        header.kid.as_deref(),
+        hook["webhook_policy"]["nodeID"].as_str()
     );
     // discovery → jwks → key by kid
     let conf: Value = e
@@ -942,6 +1044,10 @@ async fn oidc_discovery_verifies_a_delivery() {
     v.set_issuer(&[iss.as_str()]);
     let claims = decode::<Value>(jwt, &key, &v).unwrap().claims;
     assert_eq!(claims["data"]["event"], "webhook.verify");
+    // the policy sets no expiry and no audience: no exp, no aud
+    assert!(claims.get("exp").is_none(), "{claims}");
+    assert!(claims.get("aud").is_none(), "{claims}");
+    assert_eq!(claims["sub"], hook["id"].to_string());
     // the account-level JWKS lists it too; unknown policies are 404
     let all: Value = e
         .http
@@ -957,13 +1063,28 @@ async fn oidc_discovery_verifies_a_delivery() {
         .unwrap()
         .iter()
         .any(|k| k["kid"] == kid.as_str()));
-    let r = e
-        .http
-        .get(e.url("/accounts/wdc/webhook_policies/999/jwks"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    // the numeric id does not name a policy's issuer, an unknown name neither
+    for unknown in [policy["id"].to_string(), "0".repeat(56)] {
+        let r = e
+            .http
+            .get(e.url(&format!("/accounts/wdc/webhook_policies/{unknown}/jwks")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+}
+
+/// The decoded JOSE header of a compact JWS, as JSON.
+fn jwt_header(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let part = jwt.split('.').next().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn unverified_claims(jwt: &str) -> Value {
@@ -1192,7 +1313,7 @@ async fn app_install_secrets_and_automation_rule() {
                 ),
             )
             .await;
-        assert_eq!(s, 200);
+        assert_eq!(s, 201);
     }
     for v in rcv.wait_for(4, event_is("webhook.verify")).await {
         assert_eq!(
@@ -1209,7 +1330,10 @@ async fn app_install_secrets_and_automation_rule() {
                 "policyJwtAlg": "es256", "policyJwtAudience": "phone-app",
                 "scopes": [{"actions": ["read"], "effect": "allow", "grantType": "client_credentials"}]},
               "automation_rules": [{"name": "Notify", "trigger": "request.create",
-                                    "actions": [{"name": "foo", "value": "from the rule"}]}]}),
+                                    "expressions": [{"name": "foo", "value": "'from the rule'"},
+                                                    {"name": "subject", "value": "request.subject"},
+                                                    {"name": "requester", "value": "request.requested_by.name"},
+                                                    {"name": "n", "value": "42"}]}]}),
         )
         .await;
     assert!(offering["nodeID"].is_string());
@@ -1244,8 +1368,14 @@ async fn app_install_secrets_and_automation_rule() {
     assert_eq!(p["policy"]["algorithm"], "ES256");
     assert_eq!(p["policy"]["audience"], "phone-app");
     let customer_pem = p["policy"]["public_key"].as_str().unwrap().to_string();
-    let customer_iss = p["policy"]["issuer"].as_str().unwrap().to_string();
-    assert_eq!(customer_iss, format!("{}/accounts/widget", e.base));
+    // no custom issuer: the receiver falls back to the customer account's URL, as Xurrent
+    // receivers do (https://<customer_account_id>.<domain>)
+    assert!(p["policy"].get("issuer").is_none(), "{p}");
+    let customer_iss = format!(
+        "{}/accounts/{}",
+        e.base,
+        p["customer_account_id"].as_str().unwrap()
+    );
     let client_id = p["application"]["client_id"].as_str().unwrap().to_string();
     let client_secret = p["application"]["client_secret"]
         .as_str()
@@ -1303,22 +1433,49 @@ async fn app_install_secrets_and_automation_rule() {
     assert_eq!(intro["account"], "widget");
     assert_eq!(intro["scopes"], json!(["read"]));
 
-    // automation rule from the customer account, signed with the customer policy
-    e.control(
-        "/_emulator/apps/automation_rule",
-        json!({"reference": "phone", "customer": "widget", "payload": {"foo": "from the AR", "bar": 42}}),
-    )
-    .await;
+    // the install created the offering's rule as an automation rule of the customer account
+    let rules = e.emu.records.list("widget", "AutomationRule");
+    assert_eq!(rules.len(), 1);
+    let rule_id = rules[0]["id"].as_str().unwrap().to_string();
+    let rule_seq = rules[0]["_seq"].clone();
+
+    // automation rule from the customer account, signed with the customer policy; verified
+    // with the account URL as issuer
+    let sent = e
+        .control(
+            "/_emulator/apps/automation_rule",
+            json!({"reference": "phone", "customer": "widget", "payload": {"foo": "from the AR", "bar": 42}}),
+        )
+        .await;
+    assert_eq!(sent["automation_rule"]["nodeID"], rule_id.as_str());
     let ar = rcv.wait_for(1, event_is("automation_rule")).await;
     assert_eq!(ar[0].uri, "/automation?customer_account_id=widget");
-    let claims = verify_es256(&ar[0].body, &customer_pem, Some("phone-app"));
-    assert_eq!(claims["iss"], customer_iss);
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&["phone-app"]);
+    v.set_issuer(&[customer_iss.as_str()]);
+    v.set_required_spec_claims(&["iss", "sub", "iat", "nbf"]);
+    let claims = decode::<Value>(
+        ar[0].body["jwt"].as_str().unwrap(),
+        &DecodingKey::from_ec_pem(customer_pem.as_bytes()).unwrap(),
+        &v,
+    )
+    .expect("automation rule delivery verifies with the customer account URL as issuer")
+    .claims;
     assert_eq!(claims["data"]["account_id"], "widget");
-    assert_eq!(claims["data"]["payload"]["bar"], 42);
     assert_eq!(
-        claims["data"]["payload"]["app_offering"]["reference"],
-        "phone"
+        claims["data"]["payload"],
+        json!({"foo": "from the AR", "bar": 42})
     );
+    // the message is about the automation rule
+    assert_eq!(claims["data"]["object_nodeID"], rule_id.as_str());
+    assert_eq!(claims["data"]["object_id"], rule_seq);
+    assert!(ar[0].headers["link"]
+        .to_str()
+        .unwrap()
+        .starts_with(&format!(
+            "<{}/accounts/widget/automation_rules/{rule_seq}>; rel=\"canonical\"",
+            e.base
+        )));
     // the provider key does not verify customer deliveries
     let mut v = Validation::new(Algorithm::ES256);
     v.validate_aud = false;
@@ -1344,14 +1501,16 @@ async fn app_install_secrets_and_automation_rule() {
     let body: Value = r.json().await.unwrap();
     let rid = body["data"]["requestCreate"]["request"]["id"].clone();
     assert!(rid.is_string(), "{body}");
-    let ar = rcv
-        .wait_for(1, move |m| {
-            m["event"] == "automation_rule" && m["object_nodeID"] == rid
-        })
-        .await;
-    let claims = verify_es256(&ar[0].body, &customer_pem, Some("phone-app"));
-    assert_eq!(claims["data"]["payload"]["foo"], "from the rule");
-    assert_eq!(claims["data"]["payload"]["customer_account_id"], "widget");
+    let ar = rcv.wait_for(2, event_is("automation_rule")).await;
+    let claims = verify_es256(&ar[1].body, &customer_pem, Some("phone-app"));
+    // object and Link name the rule; the payload holds the rule's named expressions only,
+    // evaluated on the request
+    assert_eq!(claims["data"]["object_nodeID"], rule_id.as_str());
+    assert_eq!(
+        claims["data"]["payload"],
+        json!({"foo": "from the rule", "subject": "Phone broken",
+               "requester": null, "n": 42})
+    );
 
     // update with new secrets → app_instance.update + secrets-update with only the secrets
     e.control(
@@ -1549,14 +1708,14 @@ async fn graphql_and_rest_share_objects() {
         .call(
             Method::POST,
             "/graphql",
-            Some(json!({"query": "mutation { webhookPolicyCreate(input: {jwtAlg: es256, jwtAudience: \"g\"}) { errors { message } webhookPolicy { id jwtAlg } } }"})),
+            Some(json!({"query": "mutation { webhookPolicyCreate(input: {jwtAlg: es256, jwtAudience: \"g\"}) { errors { message } webhookPolicy { id jwtAlg name publicKeyPem } } }"})),
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    let pid = body["data"]["webhookPolicyCreate"]["webhookPolicy"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let gql_policy = body["data"]["webhookPolicyCreate"]["webhookPolicy"].clone();
+    let pid = gql_policy["id"].as_str().unwrap().to_string();
+    // GraphQL-created policies get a generated name of the real format too
+    assert_eq!(gql_policy["name"].as_str().unwrap().len(), 56, "{body}");
     let (s, body) = e
         .call(
             Method::PATCH,
@@ -1571,28 +1730,302 @@ async fn graphql_and_rest_share_objects() {
         .as_str()
         .expect("signed after policy set");
     assert_eq!(unverified_claims(jwt)["aud"], "g");
-    let jwks: Value = e
+    assert_eq!(unverified_claims(jwt)["sub"], hook["id"].to_string());
+    let key =
+        DecodingKey::from_ec_pem(gql_policy["publicKeyPem"].as_str().unwrap().as_bytes()).unwrap();
+    let mut val = Validation::new(Algorithm::ES256);
+    val.set_audience(&["g"]);
+    val.required_spec_claims.clear();
+    assert!(decode::<Value>(jwt, &key, &val).is_ok());
+}
+
+#[tokio::test]
+async fn verification_callback_by_get_or_post_and_expiry() {
+    use reqwest::Method;
+    let e = Emu::start().await;
+    let rcv = Receiver::start().await;
+    let (s, hook) = e
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"event": "team.create", "uri": format!("{}/a", rcv.base)})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let v = rcv.wait_for(1, event_is("webhook.verify")).await;
+    let msg = &v[0].body;
+    // plain body: the message itself, naming the creator
+    assert_eq!(msg["person_name"], "Emulator Admin");
+    assert!(msg["person_id"].is_u64());
+    assert!(msg["person_nodeID"].is_string());
+    let cb = msg["payload"]["callback"].as_str().unwrap();
+    assert!(cb.contains("code=") && cb.contains("expires_at="), "{cb}");
+    // the callback accepts POST as well as GET
+    let r = e.http.post(cb).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, got) = e
+        .call(Method::GET, &format!("/v1/webhooks/{}", hook["id"]), None)
+        .await;
+    assert_eq!(got["verified"], true);
+    e.create("Team", json!({"name": "after POST verification"}));
+    rcv.wait_for(1, event_is("team.create")).await;
+
+    // an expired callback is refused and the webhook stays unverified
+    e.settings(json!({"verification_expires_in": 0})).await;
+    let (_, late) = e
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"event": "team.update", "uri": format!("{}/b", rcv.base)})),
+        )
+        .await;
+    let v = rcv
+        .wait_for(1, |m| {
+            m["event"] == "webhook.verify" && m["name"] == "team.update"
+        })
+        .await;
+    let cb = v[0].body["payload"]["callback"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expires_at: i64 = url::Url::parse(&cb)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "expires_at")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    while chrono::Utc::now().timestamp() <= expires_at {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = e.http.get(&cb).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("expired"));
+    let (_, got) = e
+        .call(Method::GET, &format!("/v1/webhooks/{}", late["id"]), None)
+        .await;
+    assert_eq!(got["verified"], false);
+    // an unknown webhook id is 404
+    let r = e
         .http
-        .get(e.url("/accounts/wdc/jwks"))
+        .get(e.url("/accounts/wdc/webhooks/999/verify?code=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_follow_rfc6749() {
+    let e = Emu::start().await;
+    let app = e
+        .control(
+            "/_emulator/oauth_applications",
+            json!({"account": "wdc", "scopes": ["webhook:CRUD", "request:R"]}),
+        )
+        .await;
+    let id = app["client_id"].as_str().unwrap().to_string();
+    let secret = app["client_secret"].as_str().unwrap().to_string();
+    let post = |form: Vec<(&'static str, String)>, basic: Option<(String, String)>| {
+        let mut r = e.http.post(e.url("/token")).form(&form);
+        if let Some((u, p)) = basic {
+            r = r.basic_auth(u, Some(p));
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body: Value = r.json().await.unwrap();
+            (status, headers, body)
+        }
+    };
+    let cc = || ("grant_type", "client_credentials".to_string());
+    // every error: {error, error_description}, not cacheable
+    let cases = [
+        (
+            vec![("client_id", id.clone())],
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![("grant_type", "password".into())],
+            None,
+            400,
+            "unsupported_grant_type",
+        ),
+        (vec![cc()], None, 401, "invalid_client"),
+        (
+            vec![
+                cc(),
+                ("client_id", id.clone()),
+                ("client_secret", "wrong".into()),
+            ],
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![cc()],
+            Some((id.clone(), "wrong".to_string())),
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                cc(),
+                ("client_id", id.clone()),
+                ("client_secret", secret.clone()),
+                ("scope", "webhook:CRUD person:CRUD".into()),
+            ],
+            None,
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", "authorization_code".into()),
+                ("code", "nope".into()),
+                ("client_id", id.clone()),
+                ("client_secret", secret.clone()),
+            ],
+            None,
+            400,
+            "invalid_grant",
+        ),
+    ];
+    for (form, basic, status, error) in cases {
+        let used_basic = basic.is_some();
+        let (s, h, b) = post(form.clone(), basic).await;
+        assert_eq!(s, status, "{form:?}: {b}");
+        assert_eq!(b["error"], error, "{form:?}");
+        assert!(b["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()));
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["pragma"], "no-cache");
+        // RFC 6749 §5.2: a client that authenticated with HTTP Basic is told the scheme
+        if used_basic {
+            assert!(h["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic "));
+        }
+    }
+    // a granted subset of scopes is fine, with Basic authentication too
+    let (s, _, b) = post(
+        vec![cc(), ("scope", "request:R".into())],
+        Some((id.clone(), secret.clone())),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["token_type"], "bearer");
+}
+
+#[tokio::test]
+async fn app_with_openid_connect_discovery_sends_its_issuer() {
+    use reqwest::Method;
+    let e = Emu::start().await;
+    let rcv = Receiver::start().await;
+    let (_, policy) = e
+        .call(
+            Method::POST,
+            "/v1/webhook_policies",
+            Some(json!({"jwt_alg": "es256"})),
+        )
+        .await;
+    let (s, _) = e
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(json!({"event": "app_instance.secrets-update", "uri": format!("{}/secrets", rcv.base),
+                        "webhook_policy_id": policy["id"]})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let v = rcv.wait_for(1, event_is("webhook.verify")).await;
+    assert_eq!(
+        get_callback(&e.http, &unverified_message(&v[0].body)).await,
+        200
+    );
+    e.control(
+        "/_emulator/apps/offerings",
+        json!({"offering": {"reference": "disco", "name": "Disco",
+            "webhookUriTemplate": format!("{}/ar?customer_account_id={{account}}", rcv.base),
+            "policyJwtAlg": "es256", "openidConnectDiscovery": true},
+          "automation_rules": [{"name": "On team", "trigger": "team.create",
+                                "expressions": [{"name": "team", "value": "team.name"}]}]}),
+    )
+    .await;
+    let inst = e
+        .control(
+            "/_emulator/apps/install",
+            json!({"reference": "disco", "customer": "acme"}),
+        )
+        .await;
+    let secrets = rcv
+        .wait_for(1, event_is("app_instance.secrets-update"))
+        .await;
+    let p = unverified_message(&secrets[0].body)["payload"].clone();
+    // not the account URL, so the issuer is sent: the policy's OIDC issuer, ending in its name
+    let iss = p["policy"]["issuer"]
+        .as_str()
+        .expect("custom issuer sent")
+        .to_string();
+    let name = inst["policy"]["name"].as_str().unwrap();
+    assert_eq!(name.len(), 56);
+    assert_eq!(
+        iss,
+        format!("{}/accounts/acme/webhook_policies/{name}", e.base)
+    );
+    // a rule delivery from the customer account carries kid and verifies through discovery
+    let admin = e.emu.account("acme").unwrap();
+    e.emu.create_record(
+        "acme",
+        "Team",
+        json!({"name": "Night shift"}).as_object().unwrap().clone(),
+        Some(admin.admin_person_id),
+    );
+    let ar = rcv.wait_for(1, event_is("automation_rule")).await;
+    let jwt = ar[0].body["jwt"].as_str().unwrap();
+    let kid = decode_header(jwt)
+        .unwrap()
+        .kid
+        .expect("kid through discovery");
+    let conf: Value = e
+        .http
+        .get(format!("{iss}/.well-known/openid-configuration"))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let kid = decode_header(jwt).unwrap().kid.unwrap();
+    let jwks: Value = e
+        .http
+        .get(conf["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let jwk = jwks["keys"]
         .as_array()
         .unwrap()
         .iter()
         .find(|k| k["kid"] == kid.as_str())
-        .expect("GraphQL policy key in JWKS")
+        .expect("key by kid")
         .clone();
     let key =
         DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
             .unwrap();
     let mut val = Validation::new(Algorithm::ES256);
-    val.set_audience(&["g"]);
-    val.required_spec_claims.clear();
-    assert!(decode::<Value>(jwt, &key, &val).is_ok());
+    val.validate_aud = false;
+    val.set_issuer(&[iss.as_str()]);
+    val.set_required_spec_claims(&["iss", "sub"]);
+    let claims = decode::<Value>(jwt, &key, &val).unwrap().claims;
+    assert_eq!(claims["data"]["payload"], json!({"team": "Night shift"}));
 }

@@ -134,7 +134,7 @@ steps:
           input:
             method: GET
             path: "{{ (trigger.body.payload.callback | replace(env.EMULATOR, '') | split('?'))[0] }}"
-            query_parameters: [ { name: code, value: "{{ (trigger.body.payload.callback | split('code='))[1] }}" } ]
+            query_parameters: [ { name: code, value: "{{ ((trigger.body.payload.callback | split('code='))[1] | split('&'))[0] }}" } ]
       else:
         - { id: seen, action: debug.log_message, input: { message: "{{ trigger.body.event }} {{ trigger.body.object_id }}" } }
 "#,

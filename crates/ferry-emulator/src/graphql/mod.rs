@@ -11,7 +11,8 @@ mod resolve;
 mod schema;
 mod seed;
 
-pub use seed::{parse_seed_text, SeedSummary};
+pub use crate::parse_seed_text;
+pub use seed::SeedSummary;
 
 use std::sync::Arc;
 

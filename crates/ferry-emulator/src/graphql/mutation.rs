@@ -180,8 +180,8 @@ impl MutationPlan {
                         fields.entry("person").or_insert_with(|| p.clone().into());
                     }
                 }
-                // Key material etc. of types the REST half manages (e.g. `WebhookPolicy`).
-                crate::rest::prepare_record(&self.record_type, &mut fields);
+                // A new `WebhookPolicy` gets its generated name and key material.
+                crate::policy::prepare_record(&self.record_type, &mut fields);
                 emu.create_record(
                     &ctx.account,
                     &self.record_type,

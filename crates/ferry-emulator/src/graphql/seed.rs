@@ -5,7 +5,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use crate::{Emulator, EmulatorError, Record};
+use crate::{parse_seed_text, Emulator, EmulatorError, Record};
 
 /// What a seed created.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -136,14 +136,6 @@ impl Emulator {
         let doc = parse_seed_text(&text)?;
         self.seed_from_value(account, &doc)
     }
-}
-
-/// Parse a seed document given as JSON or YAML text.
-pub fn parse_seed_text(text: &str) -> Result<Value, EmulatorError> {
-    if let Ok(v) = serde_json::from_str::<Value>(text) {
-        return Ok(v);
-    }
-    serde_yaml::from_str::<Value>(text).map_err(|e| EmulatorError::Seed(e.to_string()))
 }
 
 fn ref_label(v: &Value) -> Option<&str> {

@@ -1,6 +1,10 @@
 //! App Store flows: app offerings (records of the provider account), install / update /
 //! suspend / uninstall of an offering for a customer account, `app_instance.*` events, the
 //! signed `app_instance.secrets-update` message and `automation_rule` webhooks.
+//!
+//! It plugs into the generic delivery pipeline through [`AppStoreHook`], which `rest::start`
+//! registers: payloads of `app_instance.*` events and the automation rules that run on events
+//! in customer accounts.
 
 use std::sync::Arc;
 
@@ -11,12 +15,35 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::delivery::{self, reference_object};
-use super::keys::JwtAlg;
+use super::common::{rec_bool, rec_seq, rec_str, ApiError};
+use super::delivery::{self, reference_object, Event, EventHook, EventPayload};
+use super::events;
 use super::oauth::{self, AUTHORIZATION_CODE, CLIENT_CREDENTIALS};
-use super::webhooks::create_policy_record;
-use super::{account_url, rec_bool, rec_seq, rec_str, ApiError};
+use crate::policy::{self, JwtAlg};
 use crate::{Emulator, Record};
+
+/// The App Store's [`EventHook`]: `app_instance.*` payloads and automation rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppStoreHook;
+
+impl EventHook for AppStoreHook {
+    fn payload(&self, emu: &Emulator, typename: &str, object: &Record) -> Option<EventPayload> {
+        (typename == "AppInstance").then(|| EventPayload {
+            payload: instance_payload(emu, object),
+            reference: instance_reference(emu, object),
+        })
+    }
+
+    fn event_fired(
+        &self,
+        emu: &Arc<Emulator>,
+        account: &str,
+        event: &'static str,
+        object: &Record,
+    ) {
+        run_automation_rules(emu, account, event, object);
+    }
+}
 
 /// The routes of this module.
 pub(crate) fn routes() -> Router<Arc<Emulator>> {
@@ -48,7 +75,7 @@ fn offering_summary(emu: &Emulator, instance: &Record) -> Value {
 }
 
 /// The `payload` of `app_instance.create|update|delete` messages.
-pub(crate) fn instance_payload(emu: &Emulator, instance: &Record, _deleted: bool) -> Value {
+pub(crate) fn instance_payload(emu: &Emulator, instance: &Record) -> Value {
     let mut offering = offering_summary(emu, instance);
     if let Some(o) = offering.as_object_mut() {
         o.insert("updated".into(), json!(rec_bool(instance, "_updated")));
@@ -66,82 +93,170 @@ pub(crate) fn instance_payload(emu: &Emulator, instance: &Record, _deleted: bool
     })
 }
 
-/// Run the automation rules of installed offerings for `event` on `object` in the customer
-/// `account`: every `AppOfferingAutomationRule` whose `trigger` names the event (wire spelling,
-/// e.g. `request.create`, or the GraphQL enum name) sends an `automation_rule` message to the
-/// customer webhook of the app instance. The rule's `actions` (`[{name, value}]`) become payload
-/// keys. Suspended or disabled instances do not run rules. Returns the number of messages.
+/// Run the automation rules that app installs created in the customer `account` for `event` on
+/// `object`: every `AutomationRule` of an enabled, unsuspended app instance whose `trigger` names
+/// the event (wire spelling, e.g. `request.create`, or the GraphQL enum name) sends an
+/// `automation_rule` message to the instance's customer webhook. The message's object is the
+/// automation rule and its payload holds the rule's named expressions, evaluated on `object`
+/// (see [`evaluate_expression`]). Returns the number of messages.
 pub(crate) fn run_automation_rules(
     emu: &Arc<Emulator>,
     account: &str,
     event: &str,
     object: &Record,
 ) -> usize {
-    let providers: Vec<String> = emu.accounts.read().keys().cloned().collect();
     let mut sent = 0;
-    for provider in providers {
-        for inst in emu.records.list(&provider, "AppInstance") {
-            if rec_str(&inst, "_customerAccount") != Some(account)
-                || rec_bool(&inst, "suspended")
-                || rec_bool(&inst, "disabled")
-            {
-                continue;
-            }
-            let Some(offering_id) = rec_str(&inst, "appOffering") else {
-                continue;
-            };
-            let Some(webhook) = rec_str(&inst, "webhook").and_then(|w| emu.records.get(w)) else {
-                continue;
-            };
-            if rec_bool(&webhook, "disabled") {
-                continue;
-            }
-            for rule in emu.records.list(&provider, "AppOfferingAutomationRule") {
-                let triggered = rec_str(&rule, "appOffering") == Some(offering_id)
-                    && rec_str(&rule, "trigger").and_then(super::events::normalize_event)
-                        == Some(event);
-                if !triggered {
-                    continue;
-                }
-                let mut payload = Map::new();
-                payload.insert("app_offering".into(), offering_summary(emu, &inst));
-                payload.insert("customer_account_id".into(), json!(account));
-                for action in rule
-                    .get("actions")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(name) = action.get("name").and_then(Value::as_str) {
-                        payload.insert(
-                            name.to_string(),
-                            action.get("value").cloned().unwrap_or(Value::Null),
-                        );
-                    }
-                }
-                let person = emu.account(account).map(|a| a.admin_person_id);
-                let message = delivery::build_message(
-                    emu,
-                    &webhook,
-                    "automation_rule",
-                    Some((rec_seq(object), rec_str(object, "id").unwrap_or_default())),
-                    person.as_deref(),
-                    Value::Object(payload),
-                );
-                let link = delivery::object_link(emu, object);
-                delivery::spawn_delivery(
-                    emu.clone(),
-                    webhook.clone(),
-                    "automation_rule".into(),
-                    message,
-                    link,
-                    None,
-                );
-                sent += 1;
-            }
+    for rule in emu.records.list(account, "AutomationRule") {
+        let Some(instance) = rec_str(&rule, "_appInstance").and_then(|i| emu.records.get(i)) else {
+            continue;
+        };
+        if rec_bool(&rule, "disabled")
+            || rec_bool(&instance, "suspended")
+            || rec_bool(&instance, "disabled")
+            || rec_str(&rule, "trigger").and_then(events::normalize_event) != Some(event)
+        {
+            continue;
         }
+        let Some(webhook) = rec_str(&instance, "webhook").and_then(|w| emu.records.get(w)) else {
+            continue;
+        };
+        if rec_bool(&webhook, "disabled") {
+            continue;
+        }
+        let payload = rule_payload(emu, &rule, Some(object));
+        send_rule_message(emu, account, &rule, &webhook, payload);
+        sent += 1;
     }
     sent
+}
+
+/// The payload of a rule's message: its named expressions, evaluated on `object`.
+fn rule_payload(emu: &Emulator, rule: &Record, object: Option<&Record>) -> Map<String, Value> {
+    let mut payload = Map::new();
+    for expr in rule
+        .get("expressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = expr.get("name").and_then(Value::as_str) {
+            let text = expr
+                .get("value")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            payload.insert(name.to_string(), evaluate_expression(emu, text, object));
+        }
+    }
+    payload
+}
+
+/// Send an `automation_rule` message about `rule` (its object and `Link`) to `webhook`.
+fn send_rule_message(
+    emu: &Arc<Emulator>,
+    account: &str,
+    rule: &Record,
+    webhook: &Record,
+    payload: Map<String, Value>,
+) {
+    let person = emu.account(account).map(|a| a.admin_person_id);
+    let message = delivery::build_message(
+        emu,
+        webhook,
+        "automation_rule",
+        Some((rec_seq(rule), rec_str(rule, "id").unwrap_or_default())),
+        person.as_deref(),
+        Value::Object(payload),
+    );
+    let link = delivery::object_link(emu, rule);
+    delivery::spawn_delivery(
+        emu.clone(),
+        webhook.clone(),
+        "automation_rule".into(),
+        message,
+        link,
+        None,
+    );
+}
+
+/// Evaluates the simple forms of an automation rule expression on the record the rule ran on:
+/// a JSON literal (`42`, `true`, `null`, `"text"`), a single-quoted string (`'text'`), or a
+/// path whose first segment names the record (`request.subject`, `request.team.name`; the
+/// record's event noun, its snake_case type name or `record`), with snake_case field names,
+/// `id` for the numeric id and `nodeID` for the node id, following references. Anything else
+/// (Xurrent's full expression language) evaluates to `null`.
+pub fn evaluate_expression(emu: &Emulator, text: &str, object: Option<&Record>) -> Value {
+    let text = text.trim();
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        if !v.is_object() && !v.is_array() {
+            return v;
+        }
+    }
+    if let Some(inner) = text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+        return Value::String(inner.to_string());
+    }
+    let Some(object) = object else {
+        return Value::Null;
+    };
+    let mut segments = text.split('.');
+    let typename = rec_str(object, "__typename").unwrap_or_default();
+    let first = segments.next().unwrap_or_default();
+    let names_record = first == "record"
+        || events::noun_for_type(typename) == Some(first)
+        || snake_case(typename) == first;
+    if !names_record {
+        tracing::debug!(
+            expression = text,
+            "automation rule expression not evaluated"
+        );
+        return Value::Null;
+    }
+    let mut current = object.clone();
+    let mut segments = segments.peekable();
+    while let Some(seg) = segments.next() {
+        let value = match seg {
+            "id" => json!(rec_seq(&current)),
+            "nodeID" => json!(rec_str(&current, "id")),
+            _ => current
+                .get(&camel_case(seg))
+                .cloned()
+                .unwrap_or(Value::Null),
+        };
+        if segments.peek().is_none() {
+            return value;
+        }
+        match value.as_str().and_then(|id| emu.records.get(id)) {
+            Some(next) => current = next,
+            None => return Value::Null,
+        }
+    }
+    Value::Null
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn camel_case(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Body of the install / update / suspend / uninstall / automation rule endpoints.
@@ -168,10 +283,13 @@ struct AppInput {
     suspended: Option<bool>,
     /// suspend: suspension comment.
     comment: Option<String>,
-    /// automation_rule: the payload (merged after `app_offering` / `customer_account_id`).
+    /// automation_rule: the payload as sent (default: the rule's expressions evaluated on
+    /// `object`).
     payload: Option<Map<String, Value>>,
     /// automation_rule: node id of the customer record the rule ran on.
     object: Option<String>,
+    /// automation_rule: name or node id of the rule (default: the instance's first rule).
+    rule: Option<String>,
 }
 
 fn parse<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> Result<T, ApiError> {
@@ -266,12 +384,15 @@ fn send_secrets(
     let person = rec_str(instance, "_customerRepresentative").map(str::to_string);
     delivery::fire_event(
         emu,
-        &ctx.provider,
-        "app_instance.secrets-update",
-        instance,
-        person.as_deref(),
-        Value::Object(payload),
-        rec_str(&ctx.offering, "reference"),
+        Event {
+            account: &ctx.provider,
+            name: "app_instance.secrets-update",
+            object: instance,
+            person_id: person.as_deref(),
+            payload: Value::Object(payload),
+            reference: rec_str(&ctx.offering, "reference"),
+            related: None,
+        },
     )
 }
 
@@ -373,7 +494,7 @@ async fn install(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<V
             .cloned()
             .unwrap_or(Value::Null),
     );
-    let (policy, key) = create_policy_record(&emu, &customer, alg, pf, None)
+    let (policy, key) = policy::create(&emu, &customer, alg, pf, None)
         .await
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let policy_id = rec_str(&policy, "id").unwrap_or_default().to_string();
@@ -407,7 +528,7 @@ async fn install(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<V
     inst.insert(
         "customerAccount".into(),
         json!({"__typename": "Account", "id": cust.id, "name": cust.name,
-               "url": account_url(&emu, &cust.id)}),
+               "url": emu.account_url(&cust.id)}),
     );
     inst.insert("_customerAccount".into(), json!(customer));
     inst.insert(
@@ -438,24 +559,49 @@ async fn install(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<V
         inst,
         Some(cust.admin_person_id.clone()),
     );
-    let issuer = if oidc {
-        super::oidc::policy_issuer(&emu, &policy)
-    } else {
-        account_url(&emu, &customer)
-    };
+    // The offering's automation rules, as rules of the customer account.
+    let instance_id = rec_str(&instance, "id").unwrap_or_default().to_string();
+    let offering_id = rec_str(&ctx.offering, "id").unwrap_or_default().to_string();
+    for template in emu.records.list(&ctx.provider, "AppOfferingAutomationRule") {
+        if rec_str(&template, "appOffering") != Some(offering_id.as_str()) {
+            continue;
+        }
+        let mut rule = Record::new();
+        for key in [
+            "name",
+            "description",
+            "trigger",
+            "condition",
+            "expressions",
+            "actions",
+            "generic",
+            "position",
+        ] {
+            if let Some(v) = template.get(key) {
+                rule.insert(key.into(), v.clone());
+            }
+        }
+        rule.insert("disabled".into(), json!(false));
+        rule.insert("_appInstance".into(), json!(instance_id));
+        rule.insert("_offeringRule".into(), json!(rec_str(&template, "id")));
+        emu.create_record(&customer, "AutomationRule", rule, None);
+    }
+    // The issuer receivers must use; without one they fall back to the customer account URL.
+    let issuer = policy::issuer(&emu, &policy, oidc);
+    let custom_issuer = (issuer != policy::default_issuer(&emu, &customer)).then_some(issuer);
     let mut parts = Map::new();
     parts.insert("application".into(), app_json(&cc));
     parts.insert("authorization_application".into(), app_json(&ac));
-    parts.insert(
-        "policy".into(),
-        json!({
-            "nodeID": policy_id,
-            "algorithm": alg.jose_name(),
-            "public_key": key.public_key_pem,
-            "audience": policy.get("jwtAudience").cloned().unwrap_or(Value::Null),
-            "issuer": issuer,
-        }),
-    );
+    let mut policy_part = json!({
+        "nodeID": policy_id,
+        "algorithm": alg.jose_name(),
+        "public_key": key.public_key_pem,
+        "audience": policy.get("jwtAudience").cloned().unwrap_or(Value::Null),
+    });
+    if let Some(iss) = &custom_issuer {
+        policy_part["issuer"] = json!(iss);
+    }
+    parts.insert("policy".into(), policy_part);
     if let Some(s) = input.secrets {
         parts.insert("secrets".into(), Value::Object(s));
     }
@@ -465,8 +611,9 @@ async fn install(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json<V
         "customer_account_id": customer,
         "application": app_json(&cc),
         "authorization_application": app_json(&ac),
-        "policy": {"id": rec_seq(&policy), "nodeID": policy_id, "algorithm": alg.jose_name(),
-                   "public_key_pem": key.public_key_pem, "issuer": issuer},
+        "policy": {"id": rec_seq(&policy), "nodeID": policy_id, "name": rec_str(&policy, "name"),
+                   "algorithm": alg.jose_name(), "public_key_pem": key.public_key_pem,
+                   "issuer": custom_issuer},
         "webhook": webhook.as_ref().map(|w| json!({"id": rec_seq(w), "nodeID": rec_str(w, "id"), "uri": rec_str(w, "uri")})),
         "secrets_update_webhooks": sent,
     })))
@@ -560,6 +707,11 @@ async fn uninstall(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Json
         }
     }
     let id = rec_str(&inst, "id").unwrap_or_default().to_string();
+    for rule in emu.records.list(&input.customer, "AutomationRule") {
+        if rec_str(&rule, "_appInstance") == Some(id.as_str()) {
+            emu.delete_record(rec_str(&rule, "id").unwrap_or_default(), None);
+        }
+    }
     let person = rec_str(&inst, "_customerRepresentative").map(str::to_string);
     emu.delete_record(&id, person)
         .ok_or_else(ApiError::not_found)?;
@@ -585,37 +737,45 @@ async fn automation_rule(
     if rec_bool(&webhook, "disabled") {
         return Err(ApiError::invalid("the automation rule webhook is disabled"));
     }
-    let mut payload = Map::new();
-    payload.insert("app_offering".into(), offering_summary(&emu, &inst));
-    payload.insert("customer_account_id".into(), json!(input.customer));
-    payload.extend(input.payload.unwrap_or_default());
+    let inst_id = rec_str(&inst, "id").unwrap_or_default();
+    let rules: Vec<Record> = emu
+        .records
+        .list(&input.customer, "AutomationRule")
+        .into_iter()
+        .filter(|r| rec_str(r, "_appInstance") == Some(inst_id))
+        .collect();
+    let rule = match &input.rule {
+        Some(r) => rules.iter().find(|x| {
+            rec_str(x, "name") == Some(r.as_str()) || rec_str(x, "id") == Some(r.as_str())
+        }),
+        None => rules.first(),
+    }
+    .ok_or_else(|| {
+        ApiError::invalid(format!(
+            "app offering '{}' has no automation rule{} in account '{}'",
+            input.reference,
+            input
+                .rule
+                .as_deref()
+                .map(|r| format!(" '{r}'"))
+                .unwrap_or_default(),
+            input.customer
+        ))
+    })?;
     let object = input
         .object
         .as_deref()
         .and_then(|o| emu.records.get(o))
         .filter(|o| rec_str(o, "_account") == Some(input.customer.as_str()));
-    let person = emu.account(&input.customer).map(|a| a.admin_person_id);
-    let message = delivery::build_message(
-        &emu,
-        &webhook,
-        "automation_rule",
-        object
-            .as_ref()
-            .map(|o| (rec_seq(o), rec_str(o, "id").unwrap_or_default())),
-        person.as_deref(),
-        Value::Object(payload),
-    );
-    let link = delivery::object_link(&emu, object.as_ref().unwrap_or(&webhook));
-    delivery::spawn_delivery(
-        emu.clone(),
-        webhook.clone(),
-        "automation_rule".into(),
-        message,
-        link,
-        None,
-    );
+    let payload = match input.payload {
+        Some(p) => p,
+        None => rule_payload(&emu, rule, object.as_ref()),
+    };
+    send_rule_message(&emu, &input.customer, rule, &webhook, payload);
     let _ = ctx;
+    let rule_id = rec_str(rule, "id");
     Ok(Json(json!({
         "webhook": {"id": rec_seq(&webhook), "nodeID": rec_str(&webhook, "id"), "uri": rec_str(&webhook, "uri")},
+        "automation_rule": {"nodeID": rule_id},
     })))
 }

@@ -11,8 +11,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::common::{find_record, rec_str, ApiError, RestSettings};
 use super::delivery::{self, DeliveryRecord};
-use super::{account_url, rec_str, ApiError, RestSettings};
 use crate::{Emulator, RateLimits, TokenInfo};
 
 /// The routes of this module.
@@ -32,7 +32,10 @@ pub(crate) fn routes() -> Router<Arc<Emulator>> {
             get(get_rate_limits).put(put_rate_limits),
         )
         .route("/_emulator/settings", get(get_settings).put(put_settings))
-        .route("/_emulator/webhooks/{id}/verify", get(verify_webhook))
+        .route(
+            "/accounts/{account}/webhooks/{id}/verify",
+            get(verify_webhook).post(verify_webhook),
+        )
 }
 
 async fn info(State(emu): State<Arc<Emulator>>) -> Json<Value> {
@@ -41,7 +44,7 @@ async fn info(State(emu): State<Arc<Emulator>>) -> Json<Value> {
         .accounts
         .read()
         .values()
-        .map(|a| json!({"id": a.id, "name": a.name, "url": account_url(&emu, &a.id)}))
+        .map(|a| json!({"id": a.id, "name": a.name, "url": emu.account_url(&a.id)}))
         .collect();
     Json(json!({
         "graphql_url": format!("{}/graphql", emu.base_url),
@@ -51,7 +54,7 @@ async fn info(State(emu): State<Arc<Emulator>>) -> Json<Value> {
         "rest_url": format!("{}/v1", emu.base_url),
         "base_url": emu.base_url,
         "account": account,
-        "account_url": account_url(&emu, &account),
+        "account_url": emu.account_url(&account),
         "token": emu.config.token,
         "accounts": accounts,
     }))
@@ -64,8 +67,7 @@ async fn seed(
 ) -> Result<Json<Value>, ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("seed body must be UTF-8 JSON or YAML"))?;
-    let doc =
-        crate::graphql::parse_seed_text(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let doc = crate::parse_seed_text(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let account = q
         .get("account")
         .cloned()
@@ -111,7 +113,7 @@ async fn create_account(
     let a = emu.ensure_account(&input.id, &name);
     Ok(Json(json!({
         "id": a.id, "name": a.name, "admin_person_id": a.admin_person_id,
-        "url": account_url(&emu, &a.id),
+        "url": emu.account_url(&a.id),
     })))
 }
 
@@ -136,7 +138,7 @@ async fn list_deliveries(
 }
 
 async fn clear_deliveries(State(emu): State<Arc<Emulator>>) -> StatusCode {
-    emu.rest.deliveries.write().clear();
+    emu.rest.delivery.deliveries.write().clear();
     StatusCode::NO_CONTENT
 }
 
@@ -252,20 +254,33 @@ async fn put_settings(
     Ok(Json(settings))
 }
 
+/// The `webhook.verify` callback (`GET` or `POST`): the code must be the pending one and not
+/// expired (`422` otherwise); an unknown account or webhook gets `404`.
 async fn verify_webhook(
     State(emu): State<Arc<Emulator>>,
-    Path(id): Path<String>,
+    Path((account, id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let webhook = emu.records.get(&id).ok_or_else(ApiError::not_found)?;
+    if id.parse::<u64>().is_err() {
+        return Err(ApiError::not_found());
+    }
+    let webhook = find_record(&emu, &account, "Webhook", &id).ok_or_else(ApiError::not_found)?;
+    let node_id = rec_str(&webhook, "id").unwrap_or_default().to_string();
     let code = q.get("code").cloned().unwrap_or_default();
-    let mut states = emu.rest.webhooks.lock();
-    let state = states.entry(id.clone()).or_default();
+    let mut states = emu.rest.delivery.webhooks.lock();
+    let state = states.entry(node_id.clone()).or_default();
     match &state.pending_code {
         None => Ok(Json(json!({"message": "Webhook already verified"}))),
         Some(expected) if !code.is_empty() && *expected == code => {
+            if state
+                .pending_expires_at
+                .is_some_and(|exp| chrono::Utc::now().timestamp() > exp)
+            {
+                return Err(ApiError::invalid("Verification code expired"));
+            }
             state.pending_code = None;
-            tracing::info!(webhook = %id, "webhook verified");
+            state.pending_expires_at = None;
+            tracing::info!(webhook = %node_id, "webhook verified");
             Ok(Json(json!({
                 "message": format!("Webhook '{}' verified", rec_str(&webhook, "name").unwrap_or_default())
             })))

@@ -1,18 +1,23 @@
 //! Webhook delivery: turns record changes into events, builds the webhook message, signs it with
 //! the webhook's policy, POSTs it, retries failures with growing intervals, disables webhooks
 //! after too many consecutive failures and records every attempt.
+//!
+//! The pipeline is generic: parts with their own event payloads or follow-up actions (the App
+//! Store) plug in through an [`EventHook`].
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
+use super::common::{rec_bool, rec_seq, rec_str};
 use super::events::{self, Kind};
-use super::keys::{random_hex, random_jti, PolicyKey};
-use super::{account_url, rec_bool, rec_seq, rec_str};
+use crate::policy::{self, random_hex, random_jti, PolicyKey};
 use crate::{ChangeKind, Emulator, Record, RecordChange};
 
 /// The `User-Agent` of every delivery.
@@ -65,6 +70,110 @@ pub struct DeliveryRecord {
     pub duration_ms: u64,
 }
 
+/// Per-webhook delivery state that is not part of the public record.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WebhookState {
+    /// Code of the pending verification; `None` once verified.
+    pub pending_code: Option<String>,
+    /// Unix time after which the pending code is refused (the callback's `expires_at`).
+    pub pending_expires_at: Option<i64>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Last delivery error (status line or network error).
+    pub last_error: Option<String>,
+}
+
+/// What another part of the emulator adds to the change → delivery pipeline. The App Store
+/// registers one (payloads of `app_instance.*` events, automation rules); the pipeline itself
+/// knows nothing about it.
+pub trait EventHook: Send + Sync {
+    /// The payload and the app offering reference of an event about `object` (a record of
+    /// `typename`), when this hook owns that type; `None` leaves the generic payload.
+    fn payload(&self, emu: &Emulator, typename: &str, object: &Record) -> Option<EventPayload> {
+        let _ = (emu, typename, object);
+        None
+    }
+
+    /// Called after `event` about `object` was fired in `account`.
+    fn event_fired(
+        &self,
+        emu: &Arc<Emulator>,
+        account: &str,
+        event: &'static str,
+        object: &Record,
+    ) {
+        let _ = (emu, account, event, object);
+    }
+}
+
+/// A payload supplied by an [`EventHook`].
+#[derive(Debug, Clone)]
+pub struct EventPayload {
+    /// The message `payload`.
+    pub payload: Value,
+    /// The app offering reference that `app_offering_references` of webhooks filter on.
+    pub reference: Option<String>,
+}
+
+/// State of the delivery pipeline (part of [`RestState`](super::RestState)).
+#[derive(Default)]
+pub(crate) struct DeliveryState {
+    pub(crate) webhooks: Mutex<HashMap<String, WebhookState>>,
+    pub(crate) deliveries: RwLock<Vec<DeliveryRecord>>,
+    next_delivery: AtomicU64,
+    /// Last audit line number per account.
+    audit_lines: Mutex<HashMap<String, u64>>,
+    hooks: RwLock<Vec<Arc<dyn EventHook>>>,
+    client: OnceLock<reqwest::Client>,
+}
+
+impl DeliveryState {
+    /// Add a hook (see [`EventHook`]).
+    pub(crate) fn register_hook(&self, hook: Arc<dyn EventHook>) {
+        self.hooks.write().push(hook);
+    }
+
+    fn hooks(&self) -> Vec<Arc<dyn EventHook>> {
+        self.hooks.read().clone()
+    }
+
+    /// Forget webhook state and deliveries (hooks stay).
+    pub(crate) fn clear(&self) {
+        self.webhooks.lock().clear();
+        self.deliveries.write().clear();
+        self.audit_lines.lock().clear();
+    }
+
+    /// Is the webhook verified (no pending `webhook.verify` handshake)?
+    pub(crate) fn webhook_verified(&self, webhook_id: &str) -> bool {
+        self.webhooks
+            .lock()
+            .get(webhook_id)
+            .map(|s| s.pending_code.is_none())
+            .unwrap_or(true)
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(USER_AGENT)
+                    .build()
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
+    /// The next audit line of `account`: `(number, node id)`.
+    fn next_audit_line(&self, account: &str) -> (u64, String) {
+        let mut lines = self.audit_lines.lock();
+        let n = lines.entry(account.to_string()).or_insert(0);
+        *n += 1;
+        (*n, crate::encode_node_id(account, "AuditLine", *n))
+    }
+}
+
 /// Delay before retry number `retry` (1-based): `base * 2^(retry-1)`, capped at one hour.
 pub fn retry_delay(base: Duration, retry: u32) -> Duration {
     let factor = 1u32 << retry.saturating_sub(1).min(20);
@@ -99,13 +208,13 @@ fn kind(k: ChangeKind) -> Kind {
 pub(crate) fn handle_change(emu: &Arc<Emulator>, change: RecordChange) {
     match change.typename.as_str() {
         "Webhook" => handle_webhook_change(emu, &change),
-        "WebhookPolicy" => {
+        policy::TYPENAME => {
             if change.kind == ChangeKind::Created {
                 if let Some(after) = change.after.clone() {
                     if PolicyKey::from_fields(&after).is_none() {
                         // RSA key generation takes a while: keep it off the listener.
                         let emu = emu.clone();
-                        tokio::task::spawn_blocking(move || ensure_policy_key(&emu, &after));
+                        tokio::task::spawn_blocking(move || policy::ensure_key(&emu, &after));
                     }
                 }
             }
@@ -120,32 +229,42 @@ pub(crate) fn handle_change(emu: &Arc<Emulator>, change: RecordChange) {
         typename => {
             let object = change.after.as_ref().or(change.before.as_ref());
             let Some(object) = object else { return };
-            for (event, field) in events::change_events(
+            let fired = events::change_events(
                 typename,
                 kind(change.kind),
                 change.before.as_ref(),
                 change.after.as_ref(),
-            ) {
-                let (payload, reference) = if typename == "AppInstance" {
-                    let p = super::apps::instance_payload(emu, object, false);
-                    let r = super::apps::instance_reference(emu, object);
-                    (p, r)
-                } else {
-                    (
-                        record_payload(emu, object, field, change.before.as_ref()),
+            );
+            if fired.is_empty() {
+                return;
+            }
+            // One audit line per change, shared by the events it fires.
+            let audit = emu.rest.delivery.next_audit_line(&change.account);
+            let hooks = emu.rest.delivery.hooks();
+            for (event, field) in fired {
+                let custom = hooks.iter().find_map(|h| h.payload(emu, typename, object));
+                let (payload, reference) = match custom {
+                    Some(p) => (p.payload, p.reference),
+                    None => (
+                        record_payload(emu, object, field, change.before.as_ref(), &audit),
                         None,
-                    )
+                    ),
                 };
                 fire_event(
                     emu,
-                    &change.account,
-                    event,
-                    object,
-                    change.person_id.as_deref(),
-                    payload,
-                    reference.as_deref(),
+                    Event {
+                        account: &change.account,
+                        name: event,
+                        object,
+                        person_id: change.person_id.as_deref(),
+                        payload,
+                        reference: reference.as_deref(),
+                        related: None,
+                    },
                 );
-                super::apps::run_automation_rules(emu, &change.account, event, object);
+                for hook in &hooks {
+                    hook.event_fired(emu, &change.account, event, object);
+                }
             }
         }
     }
@@ -156,19 +275,19 @@ fn handle_webhook_change(emu: &Arc<Emulator>, change: &RecordChange) {
         ChangeKind::Created => {
             if let Some(after) = &change.after {
                 if !rec_bool(after, "_preverified") {
-                    start_verification(emu, after);
+                    start_verification(emu, after, change.person_id.as_deref());
                 }
             }
         }
         ChangeKind::Updated => {
             if let (Some(before), Some(after)) = (&change.before, &change.after) {
                 if before.get("uri") != after.get("uri") {
-                    start_verification(emu, after);
+                    start_verification(emu, after, change.person_id.as_deref());
                 }
                 // Re-enabling a webhook starts a new failure count.
                 if rec_bool(before, "disabled") && !rec_bool(after, "disabled") {
                     if let Some(id) = rec_str(after, "id") {
-                        if let Some(s) = emu.rest.webhooks.lock().get_mut(id) {
+                        if let Some(s) = emu.rest.delivery.webhooks.lock().get_mut(id) {
                             s.consecutive_failures = 0;
                         }
                     }
@@ -177,35 +296,10 @@ fn handle_webhook_change(emu: &Arc<Emulator>, change: &RecordChange) {
         }
         ChangeKind::Deleted => {
             if let Some(id) = change.before.as_ref().and_then(|b| rec_str(b, "id")) {
-                emu.rest.webhooks.lock().remove(id);
+                emu.rest.delivery.webhooks.lock().remove(id);
             }
         }
     }
-}
-
-/// Make sure a `WebhookPolicy` record has key material (policies created through GraphQL or
-/// seeds get one here). Returns the key.
-pub(crate) fn ensure_policy_key(emu: &Emulator, policy: &Record) -> Option<PolicyKey> {
-    if let Some(key) = PolicyKey::from_fields(policy) {
-        return Some(key);
-    }
-    let id = rec_str(policy, "id")?;
-    // One generator at a time, so that concurrent callers cannot store different keys.
-    let _guard = emu.rest.key_lock.lock();
-    if let Some(existing) = emu.records.get(id).and_then(|p| PolicyKey::from_fields(&p)) {
-        return Some(existing);
-    }
-    let alg = rec_str(policy, "jwtAlg").unwrap_or("es256");
-    let alg = super::keys::JwtAlg::parse(alg).ok()?;
-    let key = match PolicyKey::generate(alg) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::warn!(policy = id, error = %e, "cannot generate webhook policy key");
-            return None;
-        }
-    };
-    emu.records.update(id, key.to_fields())?;
-    Some(key)
 }
 
 /// The numeric id / node id / name of a person record, for the message's `person_*` keys.
@@ -218,7 +312,9 @@ fn person_keys(emu: &Emulator, person_id: Option<&str>, msg: &mut Map<String, Va
     }
 }
 
-/// A short description of a referenced record (`team`, `member`, ...) for payloads.
+/// A short description of a referenced record (`team`, `member`, ...) for payloads:
+/// `{id, nodeID, name, account{id, name}}`, plus `sourceID` when set and `disabled` when true
+/// (Xurrent leaves those out otherwise).
 pub(crate) fn reference_object(emu: &Emulator, node_id: &str) -> Value {
     let Some(r) = emu.records.get(node_id) else {
         return Value::Null;
@@ -228,44 +324,66 @@ pub(crate) fn reference_object(emu: &Emulator, node_id: &str) -> Value {
         .account(&account)
         .map(|a| a.name)
         .unwrap_or_else(|| account.clone());
-    json!({
-        "id": rec_seq(&r),
-        "nodeID": node_id,
-        "name": r.get("name").cloned().unwrap_or(Value::Null),
-        "sourceID": r.get("sourceID").cloned().unwrap_or(Value::Null),
-        "disabled": rec_bool(&r, "disabled"),
-        "account": {"id": account, "name": account_name},
-    })
+    let mut m = Map::new();
+    m.insert("id".into(), json!(rec_seq(&r)));
+    m.insert("nodeID".into(), json!(node_id));
+    m.insert("name".into(), r.get("name").cloned().unwrap_or(Value::Null));
+    if let Some(s) = rec_str(&r, "sourceID").filter(|s| !s.is_empty()) {
+        m.insert("sourceID".into(), json!(s));
+    }
+    if rec_bool(&r, "disabled") {
+        m.insert("disabled".into(), json!(true));
+    }
+    m.insert(
+        "account".into(),
+        json!({"id": account, "name": account_name}),
+    );
+    Value::Object(m)
 }
 
+/// Reference fields that a payload carries as objects when they are set.
+const REFERENCE_FIELDS: &[&str] = &["team", "member", "manager"];
+
+/// The payload of an event about `rec`: the attributes that are set (`source`, `sourceID`,
+/// `status`, `team`, `member`, `manager`), `previous_status` for a status change, and the audit
+/// line of the change.
 fn record_payload(
     emu: &Emulator,
     rec: &Record,
     field: Option<&str>,
     before: Option<&Record>,
+    audit: &(u64, String),
 ) -> Value {
     let mut p = Map::new();
     for key in ["source", "sourceID", "status"] {
-        if let Some(v) = rec.get(key).filter(|v| !v.is_null()) {
+        if let Some(v) = rec
+            .get(key)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""))
+        {
             p.insert(key.into(), v.clone());
         }
     }
-    match field {
-        Some("status") => {
-            let prev = before
-                .and_then(|b| b.get("status"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            p.insert("previous_status".into(), prev);
-        }
-        Some(f @ ("team" | "member" | "manager")) => {
-            let v = rec_str(rec, f)
-                .map(|id| reference_object(emu, id))
-                .unwrap_or(Value::Null);
-            p.insert(f.into(), v);
-        }
-        _ => {}
+    if field == Some("status") {
+        let prev = before
+            .and_then(|b| b.get("status"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        p.insert("previous_status".into(), prev);
     }
+    for f in REFERENCE_FIELDS {
+        match rec_str(rec, f) {
+            Some(id) => {
+                p.insert((*f).into(), reference_object(emu, id));
+            }
+            // A `team-changed` to no team still says so.
+            None if field == Some(*f) => {
+                p.insert((*f).into(), Value::Null);
+            }
+            None => {}
+        }
+    }
+    p.insert("audit_line_id".into(), json!(audit.0));
+    p.insert("audit_line_nodeID".into(), json!(audit.1));
     Value::Object(p)
 }
 
@@ -282,24 +400,41 @@ fn note_added(emu: &Arc<Emulator>, note: &Record, person_id: Option<&str>) {
     let Some(event) = events::normalize_event(&format!("{noun}.note-added")) else {
         return;
     };
-    let mut payload = match record_payload(emu, &owner, None, None) {
+    let account = rec_str(&owner, "_account").unwrap_or_default().to_string();
+    let audit = emu.rest.delivery.next_audit_line(&account);
+    let mut payload = match record_payload(emu, &owner, None, None, &audit) {
         Value::Object(m) => m,
         _ => Map::new(),
     };
     payload.insert("note_id".into(), json!(rec_seq(note)));
     payload.insert("note_nodeID".into(), json!(rec_str(note, "id")));
     let person = person_id.or_else(|| rec_str(note, "person"));
-    let account = rec_str(&owner, "_account").unwrap_or_default().to_string();
     fire_event(
         emu,
-        &account,
-        event,
-        &owner,
-        person,
-        Value::Object(payload),
-        None,
+        Event {
+            account: &account,
+            name: event,
+            object: &owner,
+            person_id: person,
+            payload: Value::Object(payload),
+            reference: None,
+            related: Some(note_url(emu, &owner, note)),
+        },
     );
-    super::apps::run_automation_rules(emu, &account, event, &owner);
+    for hook in emu.rest.delivery.hooks() {
+        hook.event_fired(emu, &account, event, &owner);
+    }
+}
+
+/// The REST URL of a note: `<base>/v1/<owner collection>/<owner id>/notes/<note id>`.
+fn note_url(emu: &Emulator, owner: &Record, note: &Record) -> String {
+    format!(
+        "{}/v1/{}/{}/notes/{}",
+        emu.base_url,
+        events::rest_collection(rec_str(owner, "__typename").unwrap_or("record")),
+        rec_seq(owner),
+        rec_seq(note)
+    )
 }
 
 /// Does `webhook` subscribe to `event` (stored as wire value or GraphQL enum name)?
@@ -335,29 +470,52 @@ pub(crate) fn matching_webhooks(
         .collect()
 }
 
-/// Fire `event` about `object` to every matching webhook of `account`.
-pub(crate) fn fire_event(
-    emu: &Arc<Emulator>,
-    account: &str,
-    event: &str,
-    object: &Record,
-    person_id: Option<&str>,
-    payload: Value,
-    reference: Option<&str>,
-) -> usize {
-    let hooks = matching_webhooks(emu, account, event, reference);
+/// One event to fire (see [`fire_event`]).
+pub(crate) struct Event<'a> {
+    /// Account whose webhooks receive it.
+    pub account: &'a str,
+    /// Event name (wire spelling).
+    pub name: &'a str,
+    /// The record the event is about (`object_id`, `object_nodeID`, the `Link` header).
+    pub object: &'a Record,
+    /// Node id of the person who caused it.
+    pub person_id: Option<&'a str>,
+    /// The message `payload`.
+    pub payload: Value,
+    /// App offering reference for `app_offering_references` filters.
+    pub reference: Option<&'a str>,
+    /// URL of a related record for the `Link` header's `rel="related"` entry.
+    pub related: Option<String>,
+}
+
+/// Fire an event to every matching webhook of its account; returns how many.
+pub(crate) fn fire_event(emu: &Arc<Emulator>, event: Event<'_>) -> usize {
+    let hooks = matching_webhooks(emu, event.account, event.name, event.reference);
     let n = hooks.len();
+    let mut link = object_link(emu, event.object);
+    if let Some(related) = &event.related {
+        link.push_str(&format!(", <{related}>; rel=\"related\""));
+    }
     for webhook in hooks {
         let message = build_message(
             emu,
             &webhook,
-            event,
-            Some((rec_seq(object), rec_str(object, "id").unwrap_or_default())),
-            person_id,
-            payload.clone(),
+            event.name,
+            Some((
+                rec_seq(event.object),
+                rec_str(event.object, "id").unwrap_or_default(),
+            )),
+            event.person_id,
+            event.payload.clone(),
         );
-        let link = object_link(emu, object);
-        spawn_delivery(emu.clone(), webhook, event.to_string(), message, link, None);
+        spawn_delivery(
+            emu.clone(),
+            webhook,
+            event.name.to_string(),
+            message,
+            link.clone(),
+            None,
+        );
     }
     n
 }
@@ -369,7 +527,7 @@ pub(crate) fn object_link(emu: &Emulator, object: &Record) -> String {
     let seq = rec_seq(object);
     format!(
         "<{}/{collection}/{seq}>; rel=\"canonical\", <{}/v1/{collection}/{seq}>; rel=\"resource\"",
-        account_url(emu, account),
+        emu.account_url(account),
         emu.base_url
     )
 }
@@ -388,7 +546,7 @@ pub(crate) fn build_message(
     m.insert("webhook_id".into(), json!(rec_seq(webhook)));
     m.insert("webhook_nodeID".into(), json!(rec_str(webhook, "id")));
     m.insert("account_id".into(), json!(account));
-    m.insert("account".into(), json!(account_url(emu, account)));
+    m.insert("account".into(), json!(emu.account_url(account)));
     m.insert(
         "name".into(),
         json!(rec_str(webhook, "name").unwrap_or(event)),
@@ -404,28 +562,43 @@ pub(crate) fn build_message(
     Value::Object(m)
 }
 
-/// Begin the `webhook.verify` handshake for a new webhook (or one whose URI changed).
-pub(crate) fn start_verification(emu: &Arc<Emulator>, webhook: &Record) {
+/// The `webhook.verify` callback of a webhook:
+/// `<account URL>/webhooks/<webhook id>/verify?code=<code>&expires_at=<unix time>`.
+pub(crate) fn verification_callback(
+    emu: &Emulator,
+    webhook: &Record,
+    code: &str,
+    expires_at: i64,
+) -> String {
+    format!(
+        "{}/webhooks/{}/verify?code={code}&expires_at={expires_at}",
+        emu.account_url(rec_str(webhook, "_account").unwrap_or_default()),
+        rec_seq(webhook),
+    )
+}
+
+/// Begin the `webhook.verify` handshake for a new webhook (or one whose URI changed), on behalf
+/// of the person who created (or changed) it.
+pub(crate) fn start_verification(emu: &Arc<Emulator>, webhook: &Record, person_id: Option<&str>) {
     let Some(id) = rec_str(webhook, "id") else {
         return;
     };
     let code = random_hex(16);
-    emu.rest
-        .webhooks
-        .lock()
-        .entry(id.to_string())
-        .or_default()
-        .pending_code = Some(code.clone());
-    let callback = format!(
-        "{}/_emulator/webhooks/{}/verify?code={}",
-        emu.base_url, id, code
-    );
+    let expires_at =
+        chrono::Utc::now().timestamp() + emu.rest.settings().verification_expires_in as i64;
+    {
+        let mut states = emu.rest.delivery.webhooks.lock();
+        let state = states.entry(id.to_string()).or_default();
+        state.pending_code = Some(code.clone());
+        state.pending_expires_at = Some(expires_at);
+    }
+    let callback = verification_callback(emu, webhook, &code, expires_at);
     let message = build_message(
         emu,
         webhook,
         "webhook.verify",
         Some((rec_seq(webhook), id)),
-        None,
+        person_id,
         json!({ "callback": callback }),
     );
     let link = object_link(emu, webhook);
@@ -439,19 +612,11 @@ pub(crate) fn start_verification(emu: &Arc<Emulator>, webhook: &Record) {
     );
 }
 
-/// The JWT issuer for a webhook: the policy's OIDC issuer when the webhook has
-/// `openidConnectDiscovery`, else the account URL.
-pub(crate) fn issuer(emu: &Emulator, webhook: &Record, policy: &Record) -> String {
-    let account = rec_str(webhook, "_account").unwrap_or_default();
-    if rec_bool(webhook, "openidConnectDiscovery") {
-        super::oidc::policy_issuer(emu, policy)
-    } else {
-        account_url(emu, account)
-    }
-}
-
 /// The request body for `message`: plain JSON, or `{"jwt": ...}` signed with the webhook's
-/// policy (fresh `iat`/`nbf`/`jti` on every call).
+/// policy (fresh `iat`/`nbf`/`jti` on every call). The claims are `iss` (see
+/// [`policy::issuer`]), `sub` (the numeric webhook id), `aud` and `exp` when the policy sets
+/// them, `nbf`, `iat`, `jti` and `data`; the header names the key (`kid`) only for webhooks
+/// that use OpenID Connect discovery.
 pub(crate) fn request_body(
     emu: &Emulator,
     webhook: &Record,
@@ -464,12 +629,15 @@ pub(crate) fn request_body(
         .records
         .get(policy_id)
         .ok_or_else(|| format!("webhook policy {policy_id} not found"))?;
-    let key = ensure_policy_key(emu, &policy)
+    let key = policy::ensure_key(emu, &policy)
         .ok_or_else(|| format!("webhook policy {policy_id} has no usable key"))?;
+    // A policy whose key was generated just now got its name in the same update.
+    let policy = emu.records.get(policy_id).unwrap_or(policy);
+    let oidc = rec_bool(webhook, "openidConnectDiscovery");
     let now = chrono::Utc::now().timestamp();
     let mut claims = Map::new();
-    claims.insert("iss".into(), json!(issuer(emu, webhook, &policy)));
-    claims.insert("sub".into(), json!(rec_str(webhook, "id")));
+    claims.insert("iss".into(), json!(policy::issuer(emu, &policy, oidc)));
+    claims.insert("sub".into(), json!(rec_seq(webhook).to_string()));
     if let Some(aud) = rec_str(&policy, "jwtAudience").filter(|a| !a.is_empty()) {
         claims.insert("aud".into(), json!(aud));
     }
@@ -482,8 +650,9 @@ pub(crate) fn request_body(
     claims.insert("iat".into(), json!(now));
     claims.insert("jti".into(), json!(random_jti()));
     claims.insert("data".into(), message.clone());
+    let kid = oidc.then(|| policy::key_id(&policy));
     let jwt = key
-        .sign(policy_id, &Value::Object(claims))
+        .sign(kid, &Value::Object(claims))
         .map_err(|e| e.to_string())?;
     Ok(json!({ "jwt": jwt }).to_string())
 }
@@ -532,7 +701,7 @@ async fn run_delivery(
             emu, &webhook, event, message, link, &delivery, &origin, attempt,
         )
         .await;
-        let mut states = emu.rest.webhooks.lock();
+        let mut states = emu.rest.delivery.webhooks.lock();
         let state = states.entry(webhook_id.clone()).or_default();
         match ok {
             Ok(()) => {
@@ -572,6 +741,7 @@ async fn attempt_once(
 ) -> Result<(), String> {
     let id = emu
         .rest
+        .delivery
         .next_delivery
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         + 1;
@@ -614,7 +784,13 @@ async fn attempt_once(
         Ok(body) => {
             record.request_body = body.clone();
             let timeout = Duration::from_millis(emu.rest.settings().delivery_timeout_ms);
-            let mut req = emu.rest.client().post(&uri).timeout(timeout).body(body);
+            let mut req = emu
+                .rest
+                .delivery
+                .client()
+                .post(&uri)
+                .timeout(timeout)
+                .body(body);
             for (k, v) in &headers {
                 req = req.header(k, v);
             }
@@ -644,7 +820,7 @@ async fn attempt_once(
         tracing::debug!(event, uri = %uri, attempt, error = %e, "webhook delivery failed");
     }
     {
-        let mut log = emu.rest.deliveries.write();
+        let mut log = emu.rest.delivery.deliveries.write();
         if log.len() >= MAX_RECORDED_DELIVERIES {
             let excess = log.len() + 1 - MAX_RECORDED_DELIVERIES;
             log.drain(..excess);

@@ -7,86 +7,47 @@
 //! [`RecordStore`](crate::RecordStore) under their GraphQL type names, so GraphQL shows the same
 //! objects. Private material is kept in record fields whose names start with `_` (never exposed
 //! by GraphQL or REST) or in [`RestState`].
+//!
+//! Layers, each importing only those below it: [`common`] (errors, settings, record accessors)
+//! and [`crate::policy`]; then [`events`] and [`delivery`] (record change → signed delivery,
+//! with [`delivery::EventHook`]s for what other parts add); then the API modules [`webhooks`],
+//! [`oauth`], [`oidc`] and [`apps`] (which registers its hook); then [`control`]; this module
+//! assembles the router.
 
 pub mod apps;
+pub mod common;
 pub mod control;
 pub mod delivery;
 pub mod events;
-pub mod keys;
 pub mod oauth;
 pub mod oidc;
 pub mod webhooks;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+pub use common::{ApiError, RestSettings};
 
-use axum::http::{HeaderMap, StatusCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::{Emulator, Record, TokenInfo};
-
-/// Tunable behaviour of the REST half (changed at runtime with `PUT /_emulator/settings`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RestSettings {
-    /// Base interval of delivery retries in milliseconds; retry `n` waits `base * 2^(n-1)`.
-    pub delivery_backoff_ms: u64,
-    /// Maximum number of retries of one failed delivery (Xurrent: 10).
-    pub max_retries: u32,
-    /// Consecutive failed attempts after which a webhook is disabled (Xurrent: 20).
-    pub disable_after_failures: u32,
-    /// Timeout of one delivery request in milliseconds.
-    pub delivery_timeout_ms: u64,
-    /// Lifetime of OAuth access tokens in seconds.
-    pub token_expires_in: u64,
-}
-
-impl Default for RestSettings {
-    fn default() -> Self {
-        RestSettings {
-            delivery_backoff_ms: 1000,
-            max_retries: 10,
-            disable_after_failures: 20,
-            delivery_timeout_ms: 10_000,
-            token_expires_in: 3600,
-        }
-    }
-}
-
-/// Per-webhook delivery state that is not part of the public record.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct WebhookState {
-    /// Code of the pending verification; `None` once verified.
-    pub pending_code: Option<String>,
-    /// Failed attempts since the last success.
-    pub consecutive_failures: u32,
-    /// Last delivery error (status line or network error).
-    pub last_error: Option<String>,
-}
+use crate::Emulator;
 
 /// Private state of the REST half, stored in [`Emulator::rest`].
 #[derive(Default)]
 pub struct RestState {
-    pub(crate) settings: RwLock<RestSettings>,
-    pub(crate) webhooks: Mutex<HashMap<String, WebhookState>>,
-    pub(crate) deliveries: RwLock<Vec<delivery::DeliveryRecord>>,
-    pub(crate) next_delivery: AtomicU64,
+    pub(crate) settings: parking_lot::RwLock<RestSettings>,
+    pub(crate) delivery: delivery::DeliveryState,
     pub(crate) oauth: oauth::OauthState,
-    pub(crate) key_lock: Mutex<()>,
     listener_started: AtomicBool,
-    client: OnceLock<reqwest::Client>,
 }
 
 impl std::fmt::Debug for RestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RestState")
             .field("settings", &*self.settings.read())
-            .field("deliveries", &self.deliveries.read().len())
+            .field("deliveries", &self.delivery.deliveries.read().len())
             .finish_non_exhaustive()
     }
 }
@@ -104,35 +65,18 @@ impl RestState {
 
     /// All recorded delivery attempts, oldest first.
     pub fn deliveries(&self) -> Vec<delivery::DeliveryRecord> {
-        self.deliveries.read().clone()
+        self.delivery.deliveries.read().clone()
     }
 
-    /// Forget webhook state, deliveries and OAuth applications (settings are kept).
+    /// Forget webhook state, deliveries and OAuth applications (settings and hooks are kept).
     pub fn clear(&self) {
-        self.webhooks.lock().clear();
-        self.deliveries.write().clear();
+        self.delivery.clear();
         self.oauth.clear();
-    }
-
-    pub(crate) fn client(&self) -> reqwest::Client {
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(delivery::USER_AGENT)
-                    .build()
-                    .unwrap_or_default()
-            })
-            .clone()
     }
 
     /// Is the webhook verified (no pending `webhook.verify` handshake)?
     pub fn webhook_verified(&self, webhook_id: &str) -> bool {
-        self.webhooks
-            .lock()
-            .get(webhook_id)
-            .map(|s| s.pending_code.is_none())
-            .unwrap_or(true)
+        self.delivery.webhook_verified(webhook_id)
     }
 }
 
@@ -182,13 +126,17 @@ async fn rate_limit(
     }
 }
 
-/// Start the change listener (idempotent). Called by [`router`].
+/// Start the change listener (idempotent) after registering the App Store's delivery hook.
+/// Called by [`router`].
 pub fn start(emu: &Arc<Emulator>) {
     if emu.rest.listener_started.swap(true, Ordering::SeqCst) {
         return;
     }
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
+            emu.rest
+                .delivery
+                .register_hook(Arc::new(apps::AppStoreHook));
             let rx = emu.changes.subscribe();
             handle.spawn(delivery::listen(Arc::downgrade(emu), rx));
         }
@@ -196,138 +144,5 @@ pub fn start(emu: &Arc<Emulator>) {
             emu.rest.listener_started.store(false, Ordering::SeqCst);
             tracing::warn!("no Tokio runtime: webhook delivery listener not started");
         }
-    }
-}
-
-/// Hook for records created outside the REST half (GraphQL mutations): gives a new
-/// `WebhookPolicy` its key material before it is stored, so that `webhookPolicyCreate` can
-/// answer `publicKeyPem`. Other types are left alone. Without this hook the change listener
-/// adds the key shortly after creation, and the public key is not returned through GraphQL.
-pub fn prepare_record(typename: &str, fields: &mut Record) {
-    if typename != "WebhookPolicy" || fields.contains_key("_signingKey") {
-        return;
-    }
-    let alg = fields
-        .get("jwtAlg")
-        .and_then(Value::as_str)
-        .unwrap_or("es256")
-        .to_string();
-    match keys::JwtAlg::parse(&alg).and_then(keys::PolicyKey::generate) {
-        Ok(key) => {
-            fields.insert("jwtAlg".into(), Value::String(key.alg.as_str().into()));
-            fields.extend(key.to_fields());
-        }
-        Err(e) => tracing::warn!(alg = %alg, error = %e, "cannot generate webhook policy key"),
-    }
-}
-
-/// The URL of an account in the emulator: `<base_url>/accounts/<account>`. It is the `account`
-/// of webhook messages and the default JWT issuer.
-pub fn account_url(emu: &Emulator, account: &str) -> String {
-    format!("{}/accounts/{}", emu.base_url, account)
-}
-
-/// An error answer of the REST API: `{"message": "..."}` with a status.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Message for the body.
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error with any status.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-    /// 404 Not Found.
-    pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "Not Found")
-    }
-    /// 422 with a validation message.
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-    }
-    /// 400 Bad Request.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(serde_json::json!({ "message": self.message })),
-        )
-            .into_response()
-    }
-}
-
-/// Authenticate a REST request and require the administrator role (401 / 403 otherwise).
-pub(crate) fn admin_auth(emu: &Emulator, headers: &HeaderMap) -> Result<TokenInfo, ApiError> {
-    let info = emu
-        .authenticate(headers)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    if !info.admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden: only users with the administrator role are authorized to use this API",
-        ));
-    }
-    Ok(info)
-}
-
-/// A string field of a record.
-pub(crate) fn rec_str<'a>(rec: &'a Record, key: &str) -> Option<&'a str> {
-    rec.get(key).and_then(Value::as_str)
-}
-
-/// The numeric id (`_seq`) of a record.
-pub(crate) fn rec_seq(rec: &Record) -> u64 {
-    rec.get("_seq").and_then(Value::as_u64).unwrap_or_default()
-}
-
-/// A boolean field of a record (missing or null is false).
-pub(crate) fn rec_bool(rec: &Record, key: &str) -> bool {
-    rec.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
-
-/// Find a record of `typename` in `account` by REST id (the numeric id) or node id.
-pub(crate) fn find_record(
-    emu: &Emulator,
-    account: &str,
-    typename: &str,
-    id: &str,
-) -> Option<Record> {
-    let rec = match id.parse::<u64>() {
-        Ok(seq) => emu.records.get_by_seq(account, typename, seq),
-        Err(_) => emu.records.get(id),
-    }?;
-    (rec_str(&rec, "_account") == Some(account) && rec_str(&rec, "__typename") == Some(typename))
-        .then_some(rec)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prepare_record_adds_policy_keys_only() {
-        let mut f = Record::new();
-        f.insert("jwtAlg".into(), Value::String("es256".into()));
-        prepare_record("WebhookPolicy", &mut f);
-        assert!(f["publicKeyPem"]
-            .as_str()
-            .unwrap()
-            .starts_with("-----BEGIN PUBLIC KEY-----"));
-        assert!(keys::PolicyKey::from_fields(&f).is_some());
-        let mut other = Record::new();
-        prepare_record("Webhook", &mut other);
-        assert!(other.is_empty());
     }
 }

@@ -18,8 +18,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::keys::random_hex;
-use super::ApiError;
+use super::common::ApiError;
+use crate::policy::random_hex;
 use crate::{Emulator, TokenInfo};
 
 /// Grant type of OAuth applications that use the client credentials grant.
@@ -168,14 +168,40 @@ pub(crate) fn routes() -> Router<Arc<Emulator>> {
         .route("/_emulator/tokens", post(control_create_token))
 }
 
-/// An RFC 6749 error answer.
+/// An RFC 6749 §5.2 error answer: `{error, error_description}`, not cacheable. The statuses
+/// follow §5.2 as Doorkeeper (Xurrent's OAuth server) applies it: 400 for `invalid_request`,
+/// `invalid_grant`, `unauthorized_client`, `unsupported_grant_type` and `invalid_scope`; 401 for
+/// `invalid_client`.
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
         Json(json!({ "error": error, "error_description": description })),
     )
         .into_response()
+}
+
+/// `401 invalid_client`; when the client authenticated with HTTP Basic, the answer names that
+/// scheme in `WWW-Authenticate` (RFC 6749 §5.2: MUST).
+fn invalid_client(headers: &HeaderMap, description: &str) -> Response {
+    let mut resp = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+    if used_basic_auth(headers) {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"OAuth\""),
+        );
+    }
+    resp
+}
+
+fn used_basic_auth(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case("basic "))
 }
 
 fn parse_params(headers: &HeaderMap, body: &Bytes) -> HashMap<String, String> {
@@ -292,22 +318,31 @@ async fn token(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes
         );
     }
     let Some((client_id, secret)) = client_credentials(&headers, &p) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Client authentication failed: missing client credentials.",
+        return invalid_client(
+            &headers,
+            "Client authentication failed: no client credentials were sent.",
         );
     };
     let app = match emu.rest.oauth.app(&client_id) {
         Some(a) if a.client_secret == secret && !a.disabled => a,
-        _ => {
-            return oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.",
-            )
-        }
+        _ => return invalid_client(
+            &headers,
+            "Client authentication failed: unknown client, wrong secret or disabled application.",
+        ),
     };
+    // A requested scope must be one the application was given (RFC 6749 §3.3).
+    if let Some(requested) = p.get("scope").filter(|s| !s.trim().is_empty()) {
+        if let Some(extra) = requested
+            .split_whitespace()
+            .find(|s| !app.scopes.iter().any(|a| a == s))
+        {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                &format!("The requested scope '{extra}' is not granted to this application."),
+            );
+        }
+    }
     match grant.as_str() {
         CLIENT_CREDENTIALS => {
             if app.grant_type != CLIENT_CREDENTIALS {

@@ -1,10 +1,11 @@
 //! OpenID Connect discovery for webhook policies.
 //!
 //! A webhook with `openid_connect_discovery` is signed with issuer
-//! `<base_url>/accounts/<account>/webhook_policies/<policy id>`; its discovery document is at
-//! `<issuer>/.well-known/openid-configuration` and the JWKS at `<issuer>/jwks`. The account URL
-//! `<base_url>/accounts/<account>` also serves a discovery document whose JWKS holds the keys of
-//! every policy of the account. Served over plain http (the real service uses https).
+//! `<base_url>/accounts/<account>/webhook_policies/<policy name>` (see [`crate::policy`]); its
+//! discovery document is at `<issuer>/.well-known/openid-configuration` and the JWKS at
+//! `<issuer>/jwks`, on the issuer's host. The account URL `<base_url>/accounts/<account>` also
+//! serves a discovery document whose JWKS holds the keys of every policy of the account (an
+//! emulator convenience). Served over plain http (the real service uses https).
 
 use std::sync::Arc;
 
@@ -13,19 +14,18 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::delivery::ensure_policy_key;
-use super::{account_url, rec_bool, rec_seq, rec_str, ApiError};
-use crate::{Emulator, Record};
+use super::common::{rec_bool, rec_str, ApiError};
+use crate::{policy, Emulator, Record};
 
 /// The routes of this module.
 pub(crate) fn routes() -> Router<Arc<Emulator>> {
     Router::new()
         .route(
-            "/accounts/{account}/webhook_policies/{id}/.well-known/openid-configuration",
+            "/accounts/{account}/webhook_policies/{name}/.well-known/openid-configuration",
             get(policy_discovery),
         )
         .route(
-            "/accounts/{account}/webhook_policies/{id}/jwks",
+            "/accounts/{account}/webhook_policies/{name}/jwks",
             get(policy_jwks),
         )
         .route(
@@ -33,15 +33,6 @@ pub(crate) fn routes() -> Router<Arc<Emulator>> {
             get(account_discovery),
         )
         .route("/accounts/{account}/jwks", get(account_jwks))
-}
-
-/// The OIDC issuer of a policy: `<account URL>/webhook_policies/<numeric id>`.
-pub fn policy_issuer(emu: &Emulator, policy: &Record) -> String {
-    format!(
-        "{}/webhook_policies/{}",
-        account_url(emu, rec_str(policy, "_account").unwrap_or_default()),
-        rec_seq(policy)
-    )
 }
 
 fn discovery(issuer: &str, algs: Vec<String>) -> Value {
@@ -54,37 +45,38 @@ fn discovery(issuer: &str, algs: Vec<String>) -> Value {
     })
 }
 
-fn policy(emu: &Emulator, account: &str, id: &str) -> Result<Record, ApiError> {
+/// The policy an OIDC issuer names: `<account URL>/webhook_policies/<policy name>`.
+fn policy(emu: &Emulator, account: &str, name: &str) -> Result<Record, ApiError> {
     if emu.account(account).is_none() {
         return Err(ApiError::not_found());
     }
-    super::find_record(emu, account, "WebhookPolicy", id).ok_or_else(ApiError::not_found)
+    policy::find_by_name(emu, account, name).ok_or_else(ApiError::not_found)
 }
 
 fn jwk_of(emu: &Emulator, policy: &Record) -> Option<Value> {
     if rec_bool(policy, "disabled") {
         return None;
     }
-    let key = ensure_policy_key(emu, policy)?;
-    key.jwk(rec_str(policy, "id")?)
+    let key = policy::ensure_key(emu, policy)?;
+    key.jwk(policy::key_id(policy))
 }
 
 async fn policy_discovery(
     State(emu): State<Arc<Emulator>>,
-    Path((account, id)): Path<(String, String)>,
+    Path((account, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = policy(&emu, &account, &id)?;
+    let p = policy(&emu, &account, &name)?;
     let alg = rec_str(&p, "jwtAlg")
         .unwrap_or("es256")
         .to_ascii_uppercase();
-    Ok(Json(discovery(&policy_issuer(&emu, &p), vec![alg])))
+    Ok(Json(discovery(&policy::oidc_issuer(&emu, &p), vec![alg])))
 }
 
 async fn policy_jwks(
     State(emu): State<Arc<Emulator>>,
-    Path((account, id)): Path<(String, String)>,
+    Path((account, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = policy(&emu, &account, &id)?;
+    let p = policy(&emu, &account, &name)?;
     let keys: Vec<Value> = jwk_of(&emu, &p).into_iter().collect();
     Ok(Json(json!({ "keys": keys })))
 }
@@ -105,7 +97,10 @@ async fn account_discovery(
         .collect();
     algs.sort();
     algs.dedup();
-    Ok(Json(discovery(&account_url(&emu, &account), algs)))
+    Ok(Json(discovery(
+        &policy::default_issuer(&emu, &account),
+        algs,
+    )))
 }
 
 async fn account_jwks(

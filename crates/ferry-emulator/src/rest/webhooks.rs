@@ -12,10 +12,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::delivery::{self, webhook_event};
+use super::common::{admin_auth, find_record, rec_bool, rec_seq, rec_str, ApiError};
+use super::delivery::{self, webhook_event, WebhookState};
 use super::events;
-use super::keys::{JwtAlg, KeyError, PolicyKey};
-use super::{admin_auth, find_record, rec_bool, rec_seq, rec_str, ApiError};
+use crate::policy::{self, JwtAlg};
 use crate::{Emulator, Record};
 
 /// Maximum size of a webhook description in bytes (64 KB).
@@ -96,7 +96,7 @@ pub(crate) fn webhook_json(emu: &Emulator, rec: &Record) -> Value {
         json!(rec_bool(rec, "openidConnectDiscovery")),
     );
     let id = rec_str(rec, "id").unwrap_or_default();
-    if let Some(state) = emu.rest.webhooks.lock().get(id) {
+    if let Some(state) = emu.rest.delivery.webhooks.lock().get(id) {
         m.insert("verified".into(), json!(state.pending_code.is_none()));
         if let Some(e) = &state.last_error {
             m.insert("last_error".into(), json!(e));
@@ -108,6 +108,9 @@ pub(crate) fn webhook_json(emu: &Emulator, rec: &Record) -> Value {
     put_opt(&mut m, "updated_at", rec.get("updatedAt"));
     Value::Object(m)
 }
+
+/// The fields of a webhook policy in collections (as Xurrent lists them).
+const POLICY_COLLECTION_FIELDS: &[&str] = &["id", "name", "created_at", "updated_at"];
 
 /// The REST representation of a webhook policy record (never with the key).
 pub(crate) fn policy_json(rec: &Record) -> Value {
@@ -132,6 +135,7 @@ fn paginate(
     items: Vec<Value>,
     q: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
+    let items = select_fields(items, q.get("fields").map(String::as_str));
     let per_page = match q.get("per_page") {
         None => 25,
         Some(v) => v
@@ -179,6 +183,41 @@ fn paginate(
     Ok(resp)
 }
 
+/// Keep only the fields named by `?fields=a,b` (unknown names are ignored); all without it.
+fn select_fields(items: Vec<Value>, fields: Option<&str>) -> Vec<Value> {
+    let Some(fields) = fields else { return items };
+    let wanted: Vec<&str> = fields
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .filter(|(k, _)| wanted.contains(&k.as_str()))
+                    .collect(),
+            ),
+            other => other,
+        })
+        .collect()
+}
+
+/// A `201 Created` answer with `Location: <base>/v1/<collection>/<id>`.
+fn created(emu: &Emulator, collection: &str, body: Value) -> Response {
+    let location = format!(
+        "{}/v1/{collection}/{}",
+        emu.base_url,
+        body.get("id").and_then(Value::as_u64).unwrap_or_default()
+    );
+    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    resp
+}
+
 fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -214,7 +253,7 @@ fn list_filtered(
     render: impl Fn(&crate::Record) -> Value,
 ) -> Result<Response, ApiError> {
     let auth = admin_auth(emu, headers)?;
-    let items = emu
+    let items: Vec<Value> = emu
         .records
         .list(&auth.account, typename)
         .iter()
@@ -459,7 +498,7 @@ async fn create_webhook(
     State(emu): State<Arc<Emulator>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let auth = admin_auth(&emu, &headers)?;
     let input = parse_body(&body)?;
     let fields = webhook_fields(&emu, &auth.account, &input, true)?;
@@ -470,15 +509,16 @@ async fn create_webhook(
     // listener already started the handshake (an empty code never matches a callback).
     if let Some(id) = rec_str(&rec, "id") {
         emu.rest
+            .delivery
             .webhooks
             .lock()
             .entry(id.to_string())
-            .or_insert_with(|| super::WebhookState {
+            .or_insert_with(|| WebhookState {
                 pending_code: Some(String::new()),
                 ..Default::default()
             });
     }
-    Ok(Json(webhook_json(&emu, &rec)))
+    Ok(created(&emu, "webhooks", webhook_json(&emu, &rec)))
 }
 
 async fn update_webhook(
@@ -597,7 +637,19 @@ fn list_policies_filtered(
     filter: Filter,
     path: &str,
 ) -> Result<Response, ApiError> {
-    list_filtered(emu, headers, q, "WebhookPolicy", filter, path, policy_json)
+    // Collections show Xurrent's collection fields unless `?fields=` asks for others.
+    let mut q = q.clone();
+    q.entry("fields".into())
+        .or_insert_with(|| POLICY_COLLECTION_FIELDS.join(","));
+    list_filtered(
+        emu,
+        headers,
+        &q,
+        policy::TYPENAME,
+        filter,
+        path,
+        policy_json,
+    )
 }
 
 async fn list_policies(
@@ -643,7 +695,7 @@ async fn get_policy(
 ) -> Result<Json<Value>, ApiError> {
     let auth = admin_auth(&emu, &headers)?;
     let rec =
-        find_record(&emu, &auth.account, "WebhookPolicy", &id).ok_or_else(ApiError::not_found)?;
+        find_record(&emu, &auth.account, policy::TYPENAME, &id).ok_or_else(ApiError::not_found)?;
     Ok(Json(policy_json(&rec)))
 }
 
@@ -680,40 +732,11 @@ fn policy_fields(input: &Map<String, Value>, f: &mut Record) -> Result<(), ApiEr
     Ok(())
 }
 
-/// Create a webhook policy record with fresh key material in `account`. Returns the record
-/// and the key (whose `public_key_pem` is shown once).
-pub(crate) async fn create_policy_record(
-    emu: &Arc<Emulator>,
-    account: &str,
-    alg: JwtAlg,
-    mut fields: Record,
-    person_id: Option<String>,
-) -> Result<(Record, PolicyKey), KeyError> {
-    let key = tokio::task::spawn_blocking(move || PolicyKey::generate(alg))
-        .await
-        .map_err(|e| KeyError::Encoding(e.to_string()))??;
-    fields.insert("jwtAlg".into(), json!(alg.as_str()));
-    fields
-        .entry("disabled")
-        .or_insert_with(|| Value::Bool(false));
-    fields.insert(
-        "name".into(),
-        json!(format!(
-            "{} policy {}",
-            alg.jose_name(),
-            &super::keys::random_hex(3)
-        )),
-    );
-    fields.extend(key.to_fields());
-    let rec = emu.create_record(account, "WebhookPolicy", fields, person_id);
-    Ok((rec, key))
-}
-
 async fn create_policy(
     State(emu): State<Arc<Emulator>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let auth = admin_auth(&emu, &headers)?;
     let input = parse_body(&body)?;
     let alg = match input.get("jwt_alg") {
@@ -735,14 +758,14 @@ async fn create_policy(
     };
     let mut fields = Record::new();
     policy_fields(&input, &mut fields)?;
-    let (rec, key) = create_policy_record(&emu, &auth.account, alg, fields, auth.person_id)
+    let (rec, key) = policy::create(&emu, &auth.account, alg, fields, auth.person_id)
         .await
         .map_err(|e| ApiError::invalid(format!("Validation failed: {e}")))?;
     let mut out = policy_json(&rec);
     if let Some(obj) = out.as_object_mut() {
         obj.insert("public_key_pem".into(), json!(key.public_key_pem));
     }
-    Ok(Json(out))
+    Ok(created(&emu, "webhook_policies", out))
 }
 
 async fn update_policy(
@@ -753,7 +776,7 @@ async fn update_policy(
 ) -> Result<Json<Value>, ApiError> {
     let auth = admin_auth(&emu, &headers)?;
     let rec =
-        find_record(&emu, &auth.account, "WebhookPolicy", &id).ok_or_else(ApiError::not_found)?;
+        find_record(&emu, &auth.account, policy::TYPENAME, &id).ok_or_else(ApiError::not_found)?;
     let input = parse_body(&body)?;
     if let Some(v) = input.get("jwt_alg") {
         let same = v
@@ -786,7 +809,7 @@ async fn delete_policy(
 ) -> Result<StatusCode, ApiError> {
     let auth = admin_auth(&emu, &headers)?;
     let rec =
-        find_record(&emu, &auth.account, "WebhookPolicy", &id).ok_or_else(ApiError::not_found)?;
+        find_record(&emu, &auth.account, policy::TYPENAME, &id).ok_or_else(ApiError::not_found)?;
     emu.delete_record(rec_str(&rec, "id").unwrap_or_default(), auth.person_id)
         .ok_or_else(ApiError::not_found)?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,5 +1,5 @@
 //! Webhook policy key material: key generation for every supported `jwt_alg`, JWT signing and
-//! the public JWK served by OpenID Connect discovery.
+//! the public JWK served by OpenID Connect discovery. Pure: no emulator state.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -268,11 +268,15 @@ impl PolicyKey {
         Some(jwk)
     }
 
-    /// Signs `claims` as a compact JWS with header `{alg, typ: "JWT", kid}`.
-    pub fn sign(&self, kid: &str, claims: &Value) -> Result<String, KeyError> {
+    /// Signs `claims` as a compact JWS with header `{typ: "JWT", alg}`, plus `kid` when given
+    /// (Xurrent names the key only for policies used through OpenID Connect discovery).
+    pub fn sign(&self, kid: Option<&str>, claims: &Value) -> Result<String, KeyError> {
         let key = match &self.signer {
             Signer::Unsigned => {
-                let header = serde_json::json!({"alg": "none", "typ": "JWT", "kid": kid});
+                let mut header = serde_json::json!({"typ": "JWT", "alg": "none"});
+                if let Some(kid) = kid {
+                    header["kid"] = Value::String(kid.to_string());
+                }
                 return Ok(format!(
                     "{}.{}.",
                     URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -292,7 +296,7 @@ impl PolicyKey {
             .jsonwebtoken()
             .ok_or_else(|| KeyError::Unsupported(self.alg.as_str().to_string()))?;
         let mut header = Header::new(alg);
-        header.kid = Some(kid.to_string());
+        header.kid = kid.map(str::to_string);
         jsonwebtoken::encode(&header, claims, &key).map_err(|e| KeyError::Signing(e.to_string()))
     }
 }
@@ -345,8 +349,12 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("-----BEGIN PUBLIC KEY-----"));
-        let token = key.sign("k1", &claims()).unwrap();
+        let token = key.sign(Some("k1"), &claims()).unwrap();
         assert_eq!(decode_header(&token).unwrap().kid.as_deref(), Some("k1"));
+        let plain = key.sign(None, &claims()).unwrap();
+        let header = decode_header(&plain).unwrap();
+        assert_eq!(header.kid, None);
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
         assert_eq!(verify(&key, Algorithm::ES256, &token)["data"]["event"], "x");
         let jwk = key.jwk("k1").unwrap();
         assert_eq!(jwk["kty"], "EC");
@@ -366,7 +374,7 @@ mod tests {
     #[test]
     fn es384_and_hmac_round_trip() {
         let key = PolicyKey::generate(JwtAlg::Es384).unwrap();
-        let token = key.sign("k", &claims()).unwrap();
+        let token = key.sign(Some("k"), &claims()).unwrap();
         assert_eq!(verify(&key, Algorithm::ES384, &token)["sub"], "abc");
         for (alg, ja) in [
             (JwtAlg::Hs256, Algorithm::HS256),
@@ -374,7 +382,7 @@ mod tests {
         ] {
             let key = PolicyKey::generate(alg).unwrap();
             assert!(key.jwk("k").is_none());
-            let token = key.sign("k", &claims()).unwrap();
+            let token = key.sign(Some("k"), &claims()).unwrap();
             assert_eq!(verify(&key, ja, &token)["sub"], "abc");
         }
     }
@@ -382,7 +390,7 @@ mod tests {
     #[test]
     fn rs256_round_trip_and_jwk() {
         let key = PolicyKey::generate(JwtAlg::Rs256).unwrap();
-        let token = key.sign("r", &claims()).unwrap();
+        let token = key.sign(Some("r"), &claims()).unwrap();
         assert_eq!(verify(&key, Algorithm::RS256, &token)["sub"], "abc");
         let jwk = key.jwk("r").unwrap();
         assert_eq!(jwk["kty"], "RSA");
@@ -402,7 +410,7 @@ mod tests {
     fn wrong_key_fails_verification() {
         let a = PolicyKey::generate(JwtAlg::Es256).unwrap();
         let b = PolicyKey::generate(JwtAlg::Es256).unwrap();
-        let token = a.sign("k", &claims()).unwrap();
+        let token = a.sign(Some("k"), &claims()).unwrap();
         let dk = DecodingKey::from_ec_pem(b.public_key_pem.unwrap().as_bytes()).unwrap();
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&["public"]);
@@ -413,7 +421,7 @@ mod tests {
     #[test]
     fn none_is_unsigned_and_es512_unsupported() {
         let key = PolicyKey::generate(JwtAlg::None).unwrap();
-        let token = key.sign("k", &claims()).unwrap();
+        let token = key.sign(Some("k"), &claims()).unwrap();
         assert!(token.ends_with('.'));
         assert_eq!(token.split('.').count(), 3);
         assert!(matches!(
@@ -430,7 +438,7 @@ mod tests {
         let fields = key.to_fields();
         let back = PolicyKey::from_fields(&fields).unwrap();
         assert_eq!(back.public_key_pem, key.public_key_pem);
-        let token = back.sign("k", &claims()).unwrap();
+        let token = back.sign(None, &claims()).unwrap();
         assert_eq!(verify(&key, Algorithm::ES256, &token)["sub"], "abc");
         assert!(PolicyKey::from_fields(&serde_json::Map::new()).is_none());
     }
