@@ -412,6 +412,31 @@ async fn webhooks_api_crud_and_errors() {
     let (status, all) = e.call(Method::GET, "/v1/webhooks", None).await;
     assert_eq!(status, 200);
     assert_eq!(all.as_array().unwrap().len(), 2);
+    // collections show the collection fields of Xurrent's list; ?fields= selects others
+    for item in all.as_array().unwrap() {
+        for key in item.as_object().unwrap().keys() {
+            assert!(
+                [
+                    "id",
+                    "name",
+                    "event",
+                    "uri",
+                    "disabled",
+                    "last_error",
+                    "created_at",
+                    "updated_at"
+                ]
+                .contains(&key.as_str()),
+                "{key} in {item}"
+            );
+        }
+        assert!(item["uri"].is_string() && item["event"].is_string());
+    }
+    let (_, sel) = e
+        .call(Method::GET, "/v1/webhooks?fields=id,nodeID,verified", None)
+        .await;
+    assert!(sel[0]["nodeID"].is_string() && sel[0]["verified"].is_boolean());
+    assert!(sel[0].get("uri").is_none());
     let (_, disabled) = e.call(Method::GET, "/v1/webhooks/disabled", None).await;
     assert_eq!(disabled.as_array().unwrap().len(), 1);
     assert_eq!(disabled[0]["id"], id);

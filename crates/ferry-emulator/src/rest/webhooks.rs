@@ -109,6 +109,18 @@ pub(crate) fn webhook_json(emu: &Emulator, rec: &Record) -> Value {
     Value::Object(m)
 }
 
+/// The fields of a webhook in collections (those of the list example of Xurrent's Webhooks API).
+const WEBHOOK_COLLECTION_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "event",
+    "uri",
+    "disabled",
+    "last_error",
+    "created_at",
+    "updated_at",
+];
+
 /// The fields of a webhook policy in collections (as Xurrent lists them).
 const POLICY_COLLECTION_FIELDS: &[&str] = &["id", "name", "created_at", "updated_at"];
 
@@ -274,7 +286,11 @@ fn list_webhooks_filtered(
     filter: Filter,
     path: &str,
 ) -> Result<Response, ApiError> {
-    list_filtered(emu, headers, q, "Webhook", filter, path, |w| {
+    // Collections show Xurrent's collection fields unless `?fields=` asks for others.
+    let mut q = q.clone();
+    q.entry("fields".into())
+        .or_insert_with(|| WEBHOOK_COLLECTION_FIELDS.join(","));
+    list_filtered(emu, headers, &q, "Webhook", filter, path, |w| {
         webhook_json(emu, w)
     })
 }
