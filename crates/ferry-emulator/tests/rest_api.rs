@@ -785,6 +785,8 @@ async fn status_team_and_note_events() {
     let e = Emu::start().await;
     let rcv = Receiver::start().await;
     for event in [
+        "request.create",
+        "request.update",
         "request.status-changed",
         "request.team-changed",
         "request.note-added",
@@ -798,7 +800,7 @@ async fn status_team_and_note_events() {
             .await;
         assert_eq!(s, 201);
     }
-    let verifies = rcv.wait_for(3, event_is("webhook.verify")).await;
+    let verifies = rcv.wait_for(5, event_is("webhook.verify")).await;
     for v in &verifies {
         assert_eq!(get_callback(&e.http, &v.body).await, 200);
     }
@@ -826,6 +828,21 @@ async fn status_team_and_note_events() {
         ))
         .await;
     assert!(upd["requestUpdate"]["errors"].is_null(), "{upd}");
+    // request.create and request.update carry the attributes that are set
+    let c = rcv.wait_for(1, event_is("request.create")).await;
+    let p = &c[0].body["payload"];
+    assert_eq!(p["status"], "assigned");
+    assert!(
+        p.get("team").is_none() && p.get("previous_status").is_none(),
+        "{p}"
+    );
+    assert!(p["audit_line_nodeID"].is_string());
+    let u = rcv.wait_for(1, event_is("request.update")).await;
+    let p = &u[0].body["payload"];
+    assert_eq!(p["status"], "in_progress");
+    assert_eq!(p["team"]["name"], "Ops");
+    assert!(p.get("previous_status").is_none(), "{p}");
+    assert_ne!(p["audit_line_id"], c[0].body["payload"]["audit_line_id"]);
     let s = rcv.wait_for(1, event_is("request.status-changed")).await;
     assert_eq!(s[0].body["payload"]["status"], "in_progress");
     assert_eq!(s[0].body["payload"]["previous_status"], "assigned");
