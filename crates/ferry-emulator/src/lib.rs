@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod graphql;
 pub mod policy;
+mod request_id;
 pub mod rest;
 pub mod state;
 
@@ -123,9 +124,13 @@ pub async fn build(config: EmulatorConfig) -> Result<Arc<Emulator>, EmulatorErro
     Ok(emu)
 }
 
-/// The full axum router: GraphQL and attachment routes (and the REST half's router).
+/// The full axum router: GraphQL and attachment routes and the REST half's router, with
+/// `X-Request-Id` (and `X-Runtime` on REST answers) on every answer.
 pub fn router(emu: Arc<Emulator>) -> axum::Router {
-    graphql::router().merge(rest::router(&emu)).with_state(emu)
+    graphql::router()
+        .merge(rest::router(&emu))
+        .with_state(emu)
+        .layer(axum::middleware::from_fn(request_id::layer))
 }
 
 /// Serve on `listener` until `shutdown` resolves.

@@ -160,7 +160,8 @@ pub(crate) async fn graphql(
     finish(&emu, &token, &limits, cost, bytes)
 }
 
-/// Charge the request's cost and build the JSON response with the rate headers.
+/// Charge the request's cost and build the JSON response with the rate headers (the
+/// request id is added by the `request_id` layer around the whole router).
 fn finish(
     emu: &Emulator,
     token: &str,
@@ -175,9 +176,6 @@ fn finish(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
-    if let Ok(v) = uuid::Uuid::new_v4().to_string().parse() {
-        h.insert("x-request-id", v);
-    }
     charged.apply(h, true);
     out
 }
