@@ -1518,6 +1518,17 @@ async fn app_install_secrets_and_automation_rule() {
             "<{}/accounts/widget/automation_rules/{rule_seq}>; rel=\"canonical\"",
             e.base
         )));
+    // an object that is not a record of the customer account is refused, naming the field
+    let r = e
+        .http
+        .post(e.url("/_emulator/apps/automation_rule"))
+        .json(&json!({"reference": "phone", "customer": "widget", "object": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("object"));
     // the provider key does not verify customer deliveries
     let mut v = Validation::new(Algorithm::ES256);
     v.validate_aud = false;

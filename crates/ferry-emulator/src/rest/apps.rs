@@ -725,7 +725,7 @@ async fn automation_rule(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let input: AppInput = parse(&body)?;
-    let (ctx, inst) = existing_instance(&emu, &input)?;
+    let (_ctx, inst) = existing_instance(&emu, &input)?;
     let webhook = rec_str(&inst, "webhook")
         .and_then(|w| emu.records.get(w))
         .ok_or_else(|| {
@@ -762,17 +762,25 @@ async fn automation_rule(
             input.customer
         ))
     })?;
-    let object = input
-        .object
-        .as_deref()
-        .and_then(|o| emu.records.get(o))
-        .filter(|o| rec_str(o, "_account") == Some(input.customer.as_str()));
+    let object = match input.object.as_deref() {
+        None => None,
+        Some(o) => Some(
+            emu.records
+                .get(o)
+                .filter(|r| rec_str(r, "_account") == Some(input.customer.as_str()))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "object '{o}' is not a record of account '{}'",
+                        input.customer
+                    ))
+                })?,
+        ),
+    };
     let payload = match input.payload {
         Some(p) => p,
         None => rule_payload(&emu, rule, object.as_ref()),
     };
     send_rule_message(&emu, &input.customer, rule, &webhook, payload);
-    let _ = ctx;
     let rule_id = rec_str(rule, "id");
     Ok(Json(json!({
         "webhook": {"id": rec_seq(&webhook), "nodeID": rec_str(&webhook, "id"), "uri": rec_str(&webhook, "uri")},
