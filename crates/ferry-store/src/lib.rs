@@ -10,8 +10,9 @@
 //! write command (up to [`StoreOptions::max_batch`]), runs them in one transaction and answers each
 //! caller only after `COMMIT`. Reads use a separate pool of read-only connections.
 //!
-//! Storage conventions: timestamps are INTEGER milliseconds since the Unix epoch (UTC), JSON
-//! values are TEXT, job ids are 16-byte UUID BLOBs.
+//! Storage conventions: timestamps are INTEGER milliseconds since the Unix epoch (UTC), except
+//! the start and end of steps, which are INTEGER microseconds (fast steps take well under a
+//! millisecond); JSON values are TEXT, job ids are 16-byte UUID BLOBs.
 
 mod error;
 mod sqlite;

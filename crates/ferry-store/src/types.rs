@@ -201,9 +201,9 @@ pub struct StepRecord {
     pub logs: Vec<LogLine>,
     /// Error message, for failed steps.
     pub error: Option<String>,
-    /// Start of the invocation.
+    /// Start of the invocation (stored with microsecond precision).
     pub started_at: DateTime<Utc>,
-    /// End of the invocation.
+    /// End of the invocation (stored with microsecond precision).
     pub finished_at: DateTime<Utc>,
 }
 

@@ -919,3 +919,30 @@ async fn purge_finished_jobs_removes_old_terminal_jobs_and_their_steps() {
     assert!(store.get_job(queued).await.unwrap().is_some());
     store.close().await;
 }
+
+#[tokio::test]
+async fn step_times_keep_microseconds() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    claim(&store).await.unwrap();
+    let mut s = step(id, "fast", 1);
+    // A 37 µs step: with millisecond storage it would read back as 0 ms (or 1 ms).
+    let start = chrono::DateTime::from_timestamp_micros(1_764_460_800_123_456).unwrap();
+    s.started_at = start;
+    s.finished_at = start + TimeDelta::microseconds(37);
+    store
+        .checkpoint(Checkpoint {
+            step: Some(s),
+            ..done(id, JobStatus::Running)
+        })
+        .await
+        .unwrap();
+    let steps = store.job_steps(id).await.unwrap();
+    assert_eq!(steps[0].started_at, start);
+    assert_eq!(
+        (steps[0].finished_at - steps[0].started_at).num_microseconds(),
+        Some(37)
+    );
+    store.close().await;
+}

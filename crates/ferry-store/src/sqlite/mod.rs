@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, JOB_COLS, STEP_COLS};
+use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, to_us, JOB_COLS, STEP_COLS};
 use self::writer::{CheckpointRow, Counters, InsertRow, Msg, Op, Reply, StepRow};
 use crate::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, NewJob, StepRecord,
@@ -294,8 +294,8 @@ impl Store for SqliteStore {
                 outputs: serde_json::to_string(&s.outputs)?,
                 logs: serde_json::to_string(&s.logs)?,
                 error: s.error,
-                started_at: to_ms(s.started_at),
-                finished_at: to_ms(s.finished_at),
+                started_at: to_us(s.started_at),
+                finished_at: to_us(s.finished_at),
             }),
         };
         let row = CheckpointRow {

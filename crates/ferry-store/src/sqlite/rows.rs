@@ -33,6 +33,16 @@ pub(crate) fn dur_ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Microseconds since the epoch (step start and end times).
+pub(crate) fn to_us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_us(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {us} µs")))
+}
+
 pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {ms}")))
@@ -85,7 +95,7 @@ pub(crate) fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
         outputs: json(row.try_get("outputs")?)?,
         logs,
         error: row.try_get("error")?,
-        started_at: from_ms(row.try_get("started_at")?)?,
-        finished_at: from_ms(row.try_get("finished_at")?)?,
+        started_at: from_us(row.try_get("started_at")?)?,
+        finished_at: from_us(row.try_get("finished_at")?)?,
     })
 }
