@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::action::Services;
 use crate::compile::{compile_solution, CompiledRunbook, CompiledSolution};
-use crate::executor::ExecState;
+use crate::executor::{ExecEnv, ExecLimits, RunbookSource};
 use crate::http::{HttpClient, HttpLimits};
 use crate::inbound;
 use crate::ingest::{InboundRequest, IngestOutcome};
@@ -35,10 +35,12 @@ pub struct EngineOptions {
     pub lease: Duration,
     /// Longest time one step may run (spec: 90 s).
     pub step_timeout: Duration,
-    /// Most step invocations in one job (guards against endless retry loops).
+    /// Most step invocations in one job (guards against endless retry or iteration loops).
     pub max_invocations: u64,
     /// Most consecutive reschedules of one step before the job fails.
     pub max_reschedules: u32,
+    /// Largest encoded job state in bytes (a step whose state would be larger fails the job).
+    pub max_state_bytes: usize,
     /// Outbound HTTP limits.
     pub http: HttpLimits,
 }
@@ -49,8 +51,9 @@ impl Default for EngineOptions {
             workers: 4,
             lease: Duration::from_secs(300),
             step_timeout: Duration::from_secs(90),
-            max_invocations: 100_000,
+            max_invocations: ExecLimits::default().max_invocations,
             max_reschedules: 100,
+            max_state_bytes: ExecLimits::default().max_state_bytes,
             http: HttpLimits::default(),
         }
     }
@@ -155,9 +158,29 @@ impl Engine {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// The initial executor state of a job of `runbook`.
-    pub fn initial_state(runbook: &CompiledRunbook) -> Value {
-        serde_json::to_value(ExecState::new(runbook.initial_variables())).unwrap_or(Value::Null)
+    /// The narrow view of the engine the executor runs jobs with.
+    pub fn exec_env(&self) -> ExecEnv<'_> {
+        ExecEnv {
+            runbooks: self,
+            store: &*self.store,
+            services: &self.services,
+            exprs: &self.exprs,
+            metrics: &self.metrics,
+            limits: ExecLimits {
+                step_timeout: self.options.step_timeout,
+                max_invocations: self.options.max_invocations,
+                max_reschedules: self.options.max_reschedules,
+                max_state_bytes: self.options.max_state_bytes,
+            },
+            stopping: &self.stopping,
+            notify: &self.notify,
+        }
+    }
+
+    /// The initial executor state of a job of `runbook`: `{}`, which the executor starts with
+    /// the runbook's initial variables (nothing to encode, so nothing that could fail).
+    pub fn initial_state(_runbook: &CompiledRunbook) -> Value {
+        Value::Object(serde_json::Map::new())
     }
 
     /// The trigger pipeline (spec §2.4): authenticate, parse, coerce, discard, dedup,
@@ -321,6 +344,16 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+impl RunbookSource for Engine {
+    fn runbook(
+        &self,
+        solution: &str,
+        runbook: &str,
+    ) -> Option<(Arc<CompiledSolution>, Arc<CompiledRunbook>)> {
+        Engine::runbook(self, solution, runbook)
     }
 }
 

@@ -34,7 +34,7 @@ async fn worker(engine: Arc<Engine>, name: String) {
             Ok(Some(job)) => {
                 backoff = Duration::from_millis(50);
                 let id = job.id;
-                let end = run_job(&engine, job).await;
+                let end = run_job(&engine.exec_env(), job).await;
                 tracing::debug!(job = %id, ?end, "job run ended");
                 if end == RunEnd::Interrupted && engine.is_stopping() {
                     break;

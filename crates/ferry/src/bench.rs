@@ -54,6 +54,20 @@ enum Which {
         #[arg(long, default_value_t = 100_000)]
         jobs: usize,
     },
+    /// One job over many records emitted page by page, each running a one-step branch (the
+    /// engine in-process on a fresh data directory): time per slice of records, memory, and
+    /// checkpoint (state) size, to show that neither grows with the records processed.
+    Paging {
+        /// Records emitted by `debug.generate_records`.
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Records per page (per invocation of the generating step).
+        #[arg(long, default_value_t = 100)]
+        page_size: u64,
+        /// Records per reported slice.
+        #[arg(long, default_value_t = 10_000)]
+        slice: u64,
+    },
 }
 
 /// Run a benchmark and print its figures.
@@ -108,6 +122,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 r.rate()
             );
         }
+        Which::Paging {
+            records,
+            page_size,
+            slice,
+        } => paging(records, page_size, slice).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -399,5 +418,177 @@ async fn runbook_latency(server: &Server, jobs: usize) -> anyhow::Result<()> {
     println!("runbook: {jobs} jobs, event to finished job");
     println!("  server-side (created_at → finished_at): median {s50:.2} ms, p99 {s99:.2} ms");
     println!("  client-side (POST → observed finished, 0.5 ms polling): median {c50:.2} ms");
+    Ok(())
+}
+
+/// One sample of the paging job's progress.
+struct PagingSample {
+    at: chrono::DateTime<chrono::Utc>,
+    rss_kib: u64,
+    state_bytes: usize,
+}
+
+async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use ferry_engine::executor::{run_job, RunEnd};
+    use ferry_engine::{Engine, EngineOptions};
+    use ferry_store::{JobStatus, NewJob, Store};
+
+    if records == 0 || slice == 0 || page_size == 0 {
+        bail!("--records, --page-size and --slice must be positive");
+    }
+    let dir = tempfile::tempdir()?;
+    let sol = dir.path().join("paging");
+    std::fs::create_dir_all(sol.join("runbooks"))?;
+    std::fs::write(sol.join("solution.yaml"), "name: paging\n")?;
+    std::fs::write(
+        sol.join("runbooks").join("records.yaml"),
+        format!(
+            "name: records\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    \
+             body_schema: [ {{ id: n, type: integer }} ]\nsteps:\n  - id: generate\n    action: debug.generate_records\n    \
+             input: {{ count: {records}, page_size: {page_size} }}\n    each:\n      \
+             - {{ id: record, action: debug.log_message, input: {{ message: \"{{{{ item.name }}}}\" }} }}\n"
+        ),
+    )?;
+    let (secrets, store) = crate::serve::open_data(&dir.path().join("data"), false).await?;
+    let engine = Engine::new(
+        store.clone() as Arc<dyn Store>,
+        secrets,
+        EngineOptions::default(),
+    );
+    engine
+        .load_dir(&sol)
+        .map_err(|d| anyhow::anyhow!("bench solution invalid: {d:?}"))?;
+    let (_, rb) = engine
+        .runbook("paging", "records")
+        .context("bench runbook not loaded")?;
+    let id = uuid::Uuid::now_v7();
+    store
+        .insert_job(NewJob {
+            id,
+            solution: "paging".into(),
+            runbook: "records".into(),
+            trigger_output: serde_json::json!({ "body": {} }),
+            context_id: None,
+            concurrency_key: None,
+            dedup_key: None,
+            state: Engine::initial_state(&rb),
+        })
+        .await?;
+    let job = store
+        .claim_job("bench", chrono::Utc::now(), Duration::from_secs(3600))
+        .await?
+        .context("the bench job was not claimable")?;
+
+    let me = std::process::id();
+    let rss_start = rss_kib(me);
+    let started = Instant::now();
+    let runner = {
+        let engine = engine.clone();
+        tokio::spawn(async move { run_job(&engine.exec_env(), job).await })
+    };
+    // Sample memory and the stored state while the job runs.
+    let mut samples = Vec::new();
+    while !runner.is_finished() {
+        let state_bytes = match store.get_job(id).await? {
+            Some(j) => serde_json::to_string(&j.state)?.len(),
+            None => 0,
+        };
+        samples.push(PagingSample {
+            at: chrono::Utc::now(),
+            rss_kib: rss_kib(me),
+            state_bytes,
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let end = runner.await?;
+    let elapsed = started.elapsed();
+    let rss_end = rss_kib(me);
+    if end != RunEnd::Status(JobStatus::Finished) {
+        let error = store.get_job(id).await?.and_then(|j| j.error);
+        bail!(
+            "the paging job ended {end:?}: {}",
+            error.unwrap_or_default()
+        );
+    }
+
+    // Slice boundaries from the step records (microsecond timestamps).
+    let steps = store.job_steps(id).await?;
+    let first_start = steps.first().map(|s| s.started_at).context("no steps")?;
+    let done: Vec<chrono::DateTime<chrono::Utc>> = steps
+        .iter()
+        .filter(|s| s.step_id == "record")
+        .map(|s| s.finished_at)
+        .collect();
+    if done.len() as u64 != records {
+        bail!("{} of {records} records ran their branch", done.len());
+    }
+    println!(
+        "paging: {records} records in pages of {page_size}, a one-step branch per record: {} steps in {:.2} s ({:.0} steps/s)",
+        steps.len(),
+        elapsed.as_secs_f64(),
+        steps.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!("  records            time    records/s   state (max)   RSS at end of slice");
+    let mut slice_secs = Vec::new();
+    let mut from = first_start;
+    let mut lo = 0u64;
+    while lo < records {
+        let hi = (lo + slice).min(records);
+        let to = done[(hi - 1) as usize];
+        let secs = (to - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        let in_slice: Vec<&PagingSample> = samples
+            .iter()
+            .filter(|s| s.at > from && s.at <= to)
+            .collect();
+        let state = in_slice.iter().map(|s| s.state_bytes).max().unwrap_or(0);
+        let rss = in_slice.last().map_or(0, |s| s.rss_kib);
+        println!(
+            "  {:>7}–{:<7} {:>7.2} s {:>10.0} {:>10} B {:>10.1} MB",
+            lo,
+            hi,
+            secs,
+            (hi - lo) as f64 / secs.max(1e-9),
+            state,
+            rss as f64 / 1024.0
+        );
+        slice_secs.push(secs);
+        from = to;
+        lo = hi;
+    }
+    let first = slice_secs.first().copied().unwrap_or(0.0);
+    let last = slice_secs.last().copied().unwrap_or(0.0);
+    let ratio = last / first.max(1e-9);
+    println!(
+        "  last/first slice time: {ratio:.2} ({})",
+        if ratio <= 1.2 {
+            "within the 1.2 bound"
+        } else {
+            "ABOVE the 1.2 bound"
+        }
+    );
+    let middle = done[(records / 2) as usize];
+    let rss_middle = samples
+        .iter()
+        .rfind(|s| s.at <= middle)
+        .map_or(rss_start, |s| s.rss_kib);
+    let rss_max = samples.iter().map(|s| s.rss_kib).max().unwrap_or(rss_end);
+    println!(
+        "  RSS: start {:.1} MB, middle {:.1} MB, end {:.1} MB, max {:.1} MB",
+        rss_start as f64 / 1024.0,
+        rss_middle as f64 / 1024.0,
+        rss_end as f64 / 1024.0,
+        rss_max as f64 / 1024.0
+    );
+    let sizes: Vec<usize> = samples.iter().map(|s| s.state_bytes).collect();
+    println!(
+        "  checkpointed state: {} samples, min {} B, max {} B",
+        sizes.len(),
+        sizes.iter().min().unwrap_or(&0),
+        sizes.iter().max().unwrap_or(&0)
+    );
+    engine.begin_shutdown();
+    store.close().await;
     Ok(())
 }

@@ -90,7 +90,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .claim_job("run", Utc::now(), Duration::from_secs(300))
             .await?
         {
-            if run_job(&engine, job).await == RunEnd::Interrupted {
+            if run_job(&engine.exec_env(), job).await == RunEnd::Interrupted {
                 anyhow::bail!("job was interrupted");
             }
         } else {

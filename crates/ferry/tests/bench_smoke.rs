@@ -39,6 +39,31 @@ fn bench_commands_run_and_report() {
         runbook.contains("3 jobs") && runbook.contains("median"),
         "{runbook}"
     );
+    let paging = bench(&[
+        "paging",
+        "--records",
+        "600",
+        "--page-size",
+        "50",
+        "--slice",
+        "200",
+    ]);
+    assert!(
+        paging.contains("600 records in pages of 50")
+            && paging.contains("612 steps")
+            && paging.contains("last/first slice time")
+            && paging.contains("RSS: start")
+            && paging.contains("checkpointed state"),
+        "{paging}"
+    );
+    assert_eq!(
+        paging
+            .lines()
+            .filter(|l| l.contains(" MB") && l.contains(" B "))
+            .count(),
+        3,
+        "one line per slice of 200 records: {paging}"
+    );
     let memory = bench(&["memory", "--jobs", "200"]);
     assert!(
         memory.contains("idle RSS") && memory.contains("200 queued jobs"),

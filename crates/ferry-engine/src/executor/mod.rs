@@ -1,134 +1,71 @@
 //! The executor: runs one job step by step (spec §2.5–2.8), checkpointing after every
 //! step so that a job interrupted by a crash resumes from its last completed step.
 //!
-//! The traversal is an explicit stack machine rather than recursion, so that its whole
-//! position is plain data ([`ExecState`]) stored with the job.
+//! It is split in two:
+//!
+//! - [`state`], the pure core: the traversal is an explicit stack machine ([`ExecState`]) whose
+//!   whole position is plain data stored with the job; [`ExecState::next_step`] finds the next
+//!   step to invoke and [`ExecState::apply`] applies an invocation's outcome. No I/O there.
+//! - this module, the shell: [`run_job`] evaluates a step's input, calls the action, resolves
+//!   its outputs, and writes the step record and the new state in one checkpoint. It sees the
+//!   engine only through the narrow [`ExecEnv`].
+//!
+//! Nothing is lost or repeated silently: a stored state that cannot be read (or does not match
+//! the runbook), a state that cannot be saved, and a checkpoint the store refuses all end in a
+//! failed job with a message naming the cause, or — when the store itself is unreachable — in
+//! an error log line with the job left to be recovered.
+
+pub mod state;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use ferry_store::{Checkpoint, JobRecord, JobStatus, StepRecord, StepStatus};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use ferry_core::mapping::Expressions;
+use ferry_store::{Checkpoint, JobRecord, JobStatus, LogLine, StepRecord, Store, StoreError};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
 
-use crate::action::{ActionContext, ActionKind, Output, Signal, Variables};
-use crate::compile::{chain_key, CompiledRunbook, CompiledSolution};
-use crate::engine::Engine;
+use crate::action::{ActionContext, Output, Services, Signal, Variables};
+use crate::compile::{CompiledRunbook, CompiledSolution, CompiledStep};
+use crate::metrics::Metrics;
 
-/// One frame of the traversal stack.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "frame", rename_all = "snake_case")]
-pub enum Frame {
-    /// Running the steps of a chain; `index` is the step to run (or re-invoke) next.
-    Chain {
-        /// [`chain_key`] of the chain.
-        key: String,
-        /// Position in the chain.
-        index: usize,
-    },
-    /// Running the branches of a nested step's outputs, one after the other.
-    Outputs {
-        /// The nested step.
-        step: String,
-        /// `(schema reference, resolved output)` in emission order.
-        outputs: Vec<(String, Value)>,
-        /// The next output to run.
-        next: usize,
-    },
+pub use state::{
+    Applied, ExecLimits, ExecState, Frame, Invocation, IterState, IterationAfter, Next,
+    RunbookShape, StateError, StepOutcome, Transition,
+};
+
+/// Where the executor finds the compiled runbook of a job.
+pub trait RunbookSource: Send + Sync {
+    /// The solution and runbook named by a job, if loaded.
+    fn runbook(
+        &self,
+        solution: &str,
+        runbook: &str,
+    ) -> Option<(Arc<CompiledSolution>, Arc<CompiledRunbook>)>;
 }
 
-/// Iteration state of a nested step (spec §2.8).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct IterState {
-    /// How many times the state was set.
-    pub count: u64,
-    /// The state value.
-    pub value: Value,
-}
-
-/// Everything the executor needs to continue a job.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ExecState {
-    /// Traversal stack; empty when the job is complete.
-    #[serde(default)]
-    pub stack: Vec<Frame>,
-    /// Current output of each step that has run.
-    #[serde(default)]
-    pub outputs: Map<String, Value>,
-    /// Runbook variables.
-    #[serde(default)]
-    pub vars: Map<String, Value>,
-    /// Iteration states by step.
-    #[serde(default)]
-    pub iteration: BTreeMap<String, IterState>,
-    /// Invocations per step.
-    #[serde(default)]
-    pub invocations: BTreeMap<String, i64>,
-    /// Consecutive reschedules per step.
-    #[serde(default)]
-    pub reschedules: BTreeMap<String, u32>,
-    /// Number of step records written.
-    #[serde(default)]
-    pub step_seq: i64,
-    /// Total invocations (guard).
-    #[serde(default)]
-    pub total: u64,
-}
-
-impl ExecState {
-    /// The state of a job that has not started.
-    pub fn new(vars: Map<String, Value>) -> ExecState {
-        ExecState {
-            stack: vec![Frame::Chain {
-                key: chain_key(None),
-                index: 0,
-            }],
-            vars,
-            ..Default::default()
-        }
-    }
-
-    /// The current output of the innermost nested step being iterated.
-    fn item(&self) -> Value {
-        for frame in self.stack.iter().rev() {
-            if let Frame::Outputs { outputs, next, .. } = frame {
-                if *next > 0 {
-                    return outputs[*next - 1].1.clone();
-                }
-            }
-        }
-        Value::Null
-    }
-
-    /// Index of the innermost Outputs frame of a try-catch currently in `branch`.
-    fn enclosing_try(&self, rb: &CompiledRunbook, branch: &str) -> Option<usize> {
-        self.stack
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, f)| match f {
-                Frame::Outputs {
-                    step,
-                    outputs,
-                    next,
-                } if *next > 0 => {
-                    let is_try = rb
-                        .steps
-                        .get(step)
-                        .is_some_and(|s| s.action.spec().kind == ActionKind::TryCatch);
-                    (is_try && outputs[*next - 1].0 == branch).then_some(i)
-                }
-                _ => None,
-            })
-    }
-
-    fn advance(&mut self) {
-        if let Some(Frame::Chain { index, .. }) = self.stack.last_mut() {
-            *index += 1;
-        }
-    }
+/// Everything the executor uses, and nothing more: built by
+/// [`crate::Engine::exec_env`], or directly by tests.
+pub struct ExecEnv<'a> {
+    /// Loaded runbooks.
+    pub runbooks: &'a dyn RunbookSource,
+    /// Where checkpoints go.
+    pub store: &'a dyn Store,
+    /// Services handed to actions (HTTP, secrets, connection store).
+    pub services: &'a Services,
+    /// Expression environment for input mappings.
+    pub exprs: &'a Expressions,
+    /// Step counters.
+    pub metrics: &'a Metrics,
+    /// Limits (step timeout, invocations, reschedules, state size).
+    pub limits: ExecLimits,
+    /// Set when the process stops: the job is put back in the queue at the next step boundary.
+    pub stopping: &'a AtomicBool,
+    /// Woken when a job ends, so that a job waiting for its concurrency key can start.
+    pub notify: &'a Notify,
 }
 
 /// How a run of [`run_job`] ended.
@@ -136,176 +73,315 @@ impl ExecState {
 pub enum RunEnd {
     /// Terminal or waiting status written to the store.
     Status(JobStatus),
-    /// Stopped at a step boundary because of shutdown; the job was put back in the queue.
+    /// Stopped at a step boundary because of shutdown (the job was put back in the queue), or
+    /// the store failed (the job stays Running until its lease expires and it is recovered).
     Interrupted,
 }
 
-enum Flow {
-    Continue,
-    /// Stop with this status; the caller persists it.
-    Stop(JobStatus, Option<String>, Option<chrono::DateTime<Utc>>),
-    /// Stopped with this status, already persisted with the step record.
-    Stopped(JobStatus),
+/// A checkpoint that ends (or suspends) the run.
+struct Stop {
+    status: JobStatus,
+    error: Option<String>,
+    next_run_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// Run a claimed job until it finishes, fails, waits, or the engine stops.
-pub async fn run_job(engine: &Arc<Engine>, job: JobRecord) -> RunEnd {
-    let Some((sol, rb)) = engine.runbook(&job.solution, &job.runbook) else {
-        let error = format!("Runbook '{}/{}' is not loaded", job.solution, job.runbook);
-        let _ = checkpoint(
-            engine,
-            &job,
-            None,
-            &Value::Null,
-            JobStatus::Failed,
-            None,
-            Some(error),
-        )
-        .await;
-        return RunEnd::Status(JobStatus::Failed);
+pub async fn run_job(env: &ExecEnv<'_>, job: JobRecord) -> RunEnd {
+    let Some((sol, rb)) = env.runbooks.runbook(&job.solution, &job.runbook) else {
+        let error = format!(
+            "Runbook '{}/{}' is not loaded; the job cannot run",
+            job.solution, job.runbook
+        );
+        return fail_unstarted(env, &job, error).await;
     };
-    let mut state: ExecState = match serde_json::from_value(job.state.clone()) {
+    let mut state = match ExecState::from_stored(&job.state, &*rb, || rb.initial_variables()) {
         Ok(s) => s,
-        Err(_) => ExecState::new(rb.initial_variables()),
+        Err(e) => {
+            // Starting over would run completed steps again: stop here, loudly, and keep the
+            // stored state as it is for inspection.
+            let error = format!(
+                "{}; the job was stopped instead of starting over",
+                capital(&e)
+            );
+            return fail_unstarted(env, &job, error).await;
+        }
     };
-    if state.stack.is_empty() && state.step_seq == 0 {
-        state = ExecState::new(rb.initial_variables());
-    }
     loop {
-        if engine.is_stopping() {
-            let value = serde_json::to_value(&state).unwrap_or(Value::Null);
-            let _ = checkpoint(engine, &job, None, &value, JobStatus::Queued, None, None).await;
-            return RunEnd::Interrupted;
+        if env.stopping.load(Ordering::SeqCst) {
+            return interrupt(env, &job, &state).await;
         }
-        let flow = step_once(engine, &sol, &rb, &job, &mut state).await;
-        match flow {
-            Ok(Flow::Continue) => {}
-            Ok(stop @ (Flow::Stop(..) | Flow::Stopped(_))) => {
-                let status = match stop {
-                    Flow::Stop(status, error, next_run_at) => {
-                        let value = serde_json::to_value(&state).unwrap_or(Value::Null);
-                        if let Err(e) =
-                            checkpoint(engine, &job, None, &value, status, next_run_at, error).await
-                        {
-                            tracing::error!(job = %job.id, error = %e, "final checkpoint failed");
-                            return RunEnd::Interrupted;
-                        }
-                        status
-                    }
-                    Flow::Stopped(status) => status,
-                    Flow::Continue => continue,
-                };
-                if status.is_terminal() {
-                    // Jobs waiting on this one's concurrency key may run now.
-                    engine.notify.notify_one();
-                }
-                return RunEnd::Status(status);
+        let step_id = match state.next_step(&*rb) {
+            Next::Done => {
+                return stop(env, &job, &state, None, finished(JobStatus::Finished, None)).await;
             }
-            Err(e) => {
-                // The store failed: leave the job Running; its lease expires and it is retried.
-                tracing::error!(job = %job.id, error = %e, "checkpoint failed; job will be retried");
-                return RunEnd::Interrupted;
+            Next::Invoke(step_id) => step_id,
+        };
+        let Some(step) = rb.steps.get(&step_id) else {
+            let error = format!("Unknown step '{step_id}'");
+            return stop(
+                env,
+                &job,
+                &state,
+                None,
+                finished(JobStatus::Failed, Some(error)),
+            )
+            .await;
+        };
+        let inv = match state.begin(&step_id, &env.limits) {
+            Ok(inv) => inv,
+            Err(error) => {
+                return stop(
+                    env,
+                    &job,
+                    &state,
+                    None,
+                    finished(JobStatus::Failed, Some(error)),
+                )
+                .await;
+            }
+        };
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let invoked = invoke(env, &sol, &rb, &job, &mut state, step, &inv).await;
+        let applied = state.apply(&*rb, &step_id, invoked.outcome, &env.limits);
+        let elapsed_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        env.metrics.observe_step(
+            elapsed_ms,
+            applied.status == ferry_store::StepStatus::Failed,
+        );
+
+        let mut logs = invoked.logs;
+        let end = match applied.transition {
+            Transition::Continue => None,
+            Transition::Finish(message) => {
+                // The message is part of the record: logged by the step unless it did so itself.
+                if !logs.iter().any(|l| l.message == message) {
+                    logs.push(LogLine {
+                        at: Utc::now(),
+                        level: "info".into(),
+                        message: message.clone(),
+                    });
+                }
+                tracing::info!(job = %job.id, step = %step_id, %message, "job finished by its step");
+                Some(finished(JobStatus::Finished, None))
+            }
+            Transition::Fail(error) => Some(finished(JobStatus::Failed, Some(error))),
+            Transition::Wait { after } => Some(Stop {
+                status: JobStatus::Waiting,
+                error: None,
+                next_run_at: Some(
+                    Utc::now()
+                        + chrono::Duration::from_std(after)
+                            .unwrap_or_else(|_| chrono::Duration::seconds(60)),
+                ),
+            }),
+        };
+        let record = StepRecord {
+            job_id: job.id,
+            seq: state.step_seq,
+            step_id: step_id.clone(),
+            invocation: inv.number,
+            status: applied.status,
+            input: invoked.input,
+            outputs: applied.outputs,
+            logs,
+            error: applied.error,
+            started_at,
+            finished_at: Utc::now(),
+        };
+        match end {
+            Some(end) => return stop(env, &job, &state, Some(record), end).await,
+            None => {
+                if let Err(end) = save(env, &job, &state, record).await {
+                    return end;
+                }
             }
         }
     }
 }
 
-async fn checkpoint(
-    engine: &Engine,
-    job: &JobRecord,
-    step: Option<StepRecord>,
-    state: &Value,
-    status: JobStatus,
-    next_run_at: Option<chrono::DateTime<Utc>>,
-    error: Option<String>,
-) -> Result<(), ferry_store::StoreError> {
-    engine
-        .store
-        .checkpoint(Checkpoint {
-            job_id: job.id,
-            step,
-            state: state.clone(),
-            status,
-            next_run_at,
-            error,
-        })
-        .await
+fn finished(status: JobStatus, error: Option<String>) -> Stop {
+    Stop {
+        status,
+        error,
+        next_run_at: None,
+    }
 }
 
-/// Advance the traversal by one frame operation; invoking a step checkpoints it.
-async fn step_once(
-    engine: &Arc<Engine>,
+/// `s` with its first letter upper-cased (state errors start lower-case, like all errors).
+fn capital(e: &StateError) -> String {
+    let s = e.to_string();
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => s,
+    }
+}
+
+/// Write one checkpoint; a store failure is logged and ends the run (the job stays Running
+/// until its lease expires, then it is recovered and resumes from its last checkpoint).
+async fn write(env: &ExecEnv<'_>, cp: Checkpoint) -> Result<(), RunEnd> {
+    let job = cp.job_id;
+    let status = cp.status;
+    env.store.checkpoint(cp).await.map_err(|e: StoreError| {
+        tracing::error!(job = %job, %status, error = %e,
+            "checkpoint failed; the job stays running and is recovered when its lease expires");
+        RunEnd::Interrupted
+    })
+}
+
+/// Checkpoint a completed step with the new state (the job stays Running).
+async fn save(
+    env: &ExecEnv<'_>,
+    job: &JobRecord,
+    state: &ExecState,
+    record: StepRecord,
+) -> Result<(), RunEnd> {
+    let value = match state.encode(env.limits.max_state_bytes) {
+        Ok(v) => v,
+        Err(e) => return Err(unsaved(env, job, Some(record), e).await),
+    };
+    write(
+        env,
+        Checkpoint {
+            job_id: job.id,
+            step: Some(record),
+            state: value,
+            status: JobStatus::Running,
+            next_run_at: None,
+            error: None,
+        },
+    )
+    .await
+}
+
+/// Checkpoint the end of the run (terminal or Waiting) with the step record, if any.
+async fn stop(
+    env: &ExecEnv<'_>,
+    job: &JobRecord,
+    state: &ExecState,
+    record: Option<StepRecord>,
+    end: Stop,
+) -> RunEnd {
+    let value = match state.encode(env.limits.max_state_bytes) {
+        Ok(v) => v,
+        Err(e) => return unsaved(env, job, record, e).await,
+    };
+    if let Some(error) = &end.error {
+        tracing::warn!(job = %job.id, solution = %job.solution, runbook = %job.runbook,
+            %error, "job failed");
+    }
+    let status = end.status;
+    let cp = Checkpoint {
+        job_id: job.id,
+        step: record,
+        state: value,
+        status,
+        next_run_at: end.next_run_at,
+        error: end.error,
+    };
+    if let Err(end) = write(env, cp).await {
+        return end;
+    }
+    if status.is_terminal() {
+        // Jobs waiting on this one's concurrency key may run now.
+        env.notify.notify_one();
+    }
+    RunEnd::Status(status)
+}
+
+/// The new state could not be encoded: fail the job with the step record, keeping the state
+/// stored when the job was claimed (the new one cannot be written).
+async fn unsaved(
+    env: &ExecEnv<'_>,
+    job: &JobRecord,
+    record: Option<StepRecord>,
+    e: StateError,
+) -> RunEnd {
+    let step = record
+        .as_ref()
+        .map_or("", |r| r.step_id.as_str())
+        .to_string();
+    let error = if step.is_empty() {
+        capital(&e)
+    } else {
+        format!("{} (after step '{step}')", capital(&e))
+    };
+    tracing::error!(job = %job.id, %error, "job failed: its state cannot be saved");
+    let cp = Checkpoint {
+        job_id: job.id,
+        step: record,
+        state: job.state.clone(),
+        status: JobStatus::Failed,
+        next_run_at: None,
+        error: Some(error),
+    };
+    if let Err(end) = write(env, cp).await {
+        return end;
+    }
+    env.notify.notify_one();
+    RunEnd::Status(JobStatus::Failed)
+}
+
+/// Fail a job before any step ran in this claim, keeping its stored state.
+async fn fail_unstarted(env: &ExecEnv<'_>, job: &JobRecord, error: String) -> RunEnd {
+    tracing::error!(job = %job.id, solution = %job.solution, runbook = %job.runbook,
+        %error, "job failed before it could run");
+    let cp = Checkpoint {
+        job_id: job.id,
+        step: None,
+        state: job.state.clone(),
+        status: JobStatus::Failed,
+        next_run_at: None,
+        error: Some(error),
+    };
+    if let Err(end) = write(env, cp).await {
+        return end;
+    }
+    env.notify.notify_one();
+    RunEnd::Status(JobStatus::Failed)
+}
+
+/// Shutdown: put the job back in the queue with its current position.
+async fn interrupt(env: &ExecEnv<'_>, job: &JobRecord, state: &ExecState) -> RunEnd {
+    let value = match state.encode(env.limits.max_state_bytes) {
+        Ok(v) => v,
+        Err(e) => return unsaved(env, job, None, e).await,
+    };
+    let cp = Checkpoint {
+        job_id: job.id,
+        step: None,
+        state: value,
+        status: JobStatus::Queued,
+        next_run_at: None,
+        error: None,
+    };
+    // Either way the run ends here; a failed write was logged and the job is recovered later.
+    let _ignored_after_logging = write(env, cp).await;
+    RunEnd::Interrupted
+}
+
+/// What one invocation produced.
+struct Invoked {
+    /// The resolved input (null when it could not be resolved).
+    input: Value,
+    /// The outcome for [`ExecState::apply`].
+    outcome: StepOutcome,
+    /// Run log lines.
+    logs: Vec<LogLine>,
+}
+
+/// Evaluate the step's input, run its action (with the step timeout) and resolve its outputs.
+async fn invoke(
+    env: &ExecEnv<'_>,
     sol: &CompiledSolution,
     rb: &CompiledRunbook,
     job: &JobRecord,
     state: &mut ExecState,
-) -> Result<Flow, ferry_store::StoreError> {
-    let Some(top) = state.stack.last_mut() else {
-        return Ok(Flow::Stop(JobStatus::Finished, None, None));
-    };
-    let step_id = match top {
-        Frame::Outputs {
-            step,
-            outputs,
-            next,
-        } => {
-            if *next < outputs.len() {
-                let (schema, value) = outputs[*next].clone();
-                *next += 1;
-                let step = step.clone();
-                state.outputs.insert(step.clone(), value);
-                let key = chain_key(Some((&step, &schema)));
-                if !rb.chain(&key).is_empty() {
-                    state.stack.push(Frame::Chain { key, index: 0 });
-                }
-            } else {
-                let step = step.clone();
-                state.stack.pop();
-                if !state.iteration.contains_key(&step) {
-                    state.advance();
-                }
-                // With iteration state the chain index stays: the step is invoked again.
-            }
-            return Ok(Flow::Continue);
-        }
-        Frame::Chain { key, index } => {
-            let chain = rb.chain(key);
-            if *index >= chain.len() {
-                state.stack.pop();
-                return Ok(Flow::Continue);
-            }
-            chain[*index].clone()
-        }
-    };
-
-    state.total += 1;
-    if state.total > engine.options.max_invocations {
-        return Ok(Flow::Stop(
-            JobStatus::Failed,
-            Some(format!(
-                "Job exceeded the limit of {} step invocations",
-                engine.options.max_invocations
-            )),
-            None,
-        ));
-    }
-    let Some(step) = rb.steps.get(&step_id) else {
-        return Ok(Flow::Stop(
-            JobStatus::Failed,
-            Some(format!("Unknown step '{step_id}'")),
-            None,
-        ));
-    };
+    step: &CompiledStep,
+    inv: &Invocation,
+) -> Invoked {
     let spec = step.action.spec();
-    let started_at = Utc::now();
-    let clock = Instant::now();
-    let invocation = {
-        let n = state.invocations.entry(step_id.clone()).or_insert(0);
-        *n += 1;
-        *n
-    };
-
-    // 1. Resolve the input.
     let ctx_value = json!({
         "trigger": job.trigger_output,
         "steps": state.outputs,
@@ -316,210 +392,73 @@ async fn step_once(
     });
     let input = step
         .input
-        .eval(&engine.exprs, &ctx_value)
+        .eval(env.exprs, &ctx_value)
         .map_err(|e| format!("Input invalid: {e}"))
         .and_then(|raw| {
             spec.input_schema()
-                .resolve(&raw, Some(&engine.services.secrets))
+                .resolve(&raw, Some(&env.services.secrets))
                 .map_err(|e| format!("Input invalid: {e}"))
         });
-
-    let mut logs = Vec::new();
-    let (result, input_value, iteration_after) = match input {
-        Err(message) => (
-            Err(Signal::Fail(message)),
-            Value::Null,
-            state.iteration.get(&step_id).map(|s| s.value.clone()),
-        ),
-        Ok(input) => {
-            let connection = step
-                .connection
-                .as_ref()
-                .and_then(|c| sol.connections.get(c));
-            let mut vars = std::mem::take(&mut state.vars);
-            let mut ctx = ActionContext {
-                input: input.clone(),
-                iteration: state.iteration.get(&step_id).map(|s| s.value.clone()),
-                iteration_count: state.iteration.get(&step_id).map_or(0, |s| s.count),
-                connection,
-                services: &engine.services,
-                variables: Variables {
-                    declared: &rb.variables,
-                    values: &mut vars,
+    drop(ctx_value);
+    let input = match input {
+        Ok(input) => input,
+        Err(message) => {
+            return Invoked {
+                input: Value::Null,
+                outcome: StepOutcome {
+                    result: Err(Signal::Fail(message)),
+                    iteration: IterationAfter::Keep,
                 },
-                job_id: job.id,
                 logs: Vec::new(),
-                annotations: BTreeMap::new(),
-            };
-            let run =
-                tokio::time::timeout(engine.options.step_timeout, step.action.run(&mut ctx)).await;
-            let result = match run {
-                Ok(r) => r,
-                Err(_) => Err(Signal::Fail(format!(
-                    "Step timed out after {} s",
-                    engine.options.step_timeout.as_secs()
-                ))),
-            };
-            logs = std::mem::take(&mut ctx.logs);
-            let iteration = ctx.iteration.take();
-            drop(ctx);
-            state.vars = vars;
-            (result, input, iteration)
+            }
         }
     };
-
-    // 2. Resolve outputs against their schemas.
-    let result = result
-        .and_then(|outputs| resolve_outputs(engine, step.action.as_ref(), &input_value, outputs));
-
-    // 3. Iteration state (kept on reschedule, as the Wait action relies on).
-    if spec.nested {
-        match iteration_after {
-            Some(v) if !v.is_null() => {
-                let count = state.iteration.get(&step_id).map_or(0, |s| s.count) + 1;
-                state
-                    .iteration
-                    .insert(step_id.clone(), IterState { count, value: v });
-            }
-            _ => {
-                state.iteration.remove(&step_id);
-            }
-        }
-    }
-
-    let elapsed_ms = clock.elapsed().as_secs_f64() * 1000.0;
-    let failed = matches!(result, Err(Signal::Fail(_)));
-    engine.metrics.observe_step(elapsed_ms, failed);
-    state.step_seq += 1;
-    let mut record = StepRecord {
+    let connection = step
+        .connection
+        .as_ref()
+        .and_then(|c| sol.connections.get(c));
+    let mut vars = std::mem::take(&mut state.vars);
+    let mut ctx = ActionContext {
+        input,
+        iteration: inv.iteration.clone(),
+        iteration_count: inv.iteration_count,
+        connection,
+        services: env.services,
+        variables: Variables {
+            declared: &rb.variables,
+            values: &mut vars,
+        },
         job_id: job.id,
-        seq: state.step_seq,
-        step_id: step_id.clone(),
-        invocation,
-        status: StepStatus::Completed,
-        input: input_value,
-        outputs: Value::Array(vec![]),
+        logs: Vec::new(),
+        annotations: BTreeMap::new(),
+    };
+    let run = tokio::time::timeout(env.limits.step_timeout, step.action.run(&mut ctx)).await;
+    let result = match run {
+        Ok(r) => r,
+        Err(_) => Err(Signal::Fail(format!(
+            "Step timed out after {} s",
+            env.limits.step_timeout.as_secs()
+        ))),
+    };
+    let logs = std::mem::take(&mut ctx.logs);
+    let iteration = ctx.iteration.take();
+    let input = std::mem::take(&mut ctx.input);
+    drop(ctx);
+    state.vars = vars;
+    let result = result
+        .and_then(|outputs| resolve_outputs(env.services, step.action.as_ref(), &input, outputs));
+    Invoked {
+        input,
+        outcome: StepOutcome {
+            result,
+            iteration: IterationAfter::Set(iteration),
+        },
         logs,
-        error: None,
-        started_at,
-        finished_at: Utc::now(),
-    };
-
-    let flow = match result {
-        Ok(outputs) => {
-            state.reschedules.remove(&step_id);
-            record.outputs = Value::Array(
-                outputs
-                    .iter()
-                    .map(|(s, v)| {
-                        if spec.nested {
-                            json!({ "branch": s, "output": v })
-                        } else {
-                            v.clone()
-                        }
-                    })
-                    .collect(),
-            );
-            if spec.kind == ActionKind::Retry {
-                if let Some(i) = state.enclosing_try(rb, "catch") {
-                    if let Some(Frame::Outputs { step, .. }) = state.stack.get(i) {
-                        let try_step = step.clone();
-                        state.iteration.remove(&try_step);
-                    }
-                    state.stack.truncate(i);
-                } else {
-                    state.advance();
-                }
-            } else if spec.nested {
-                state.stack.push(Frame::Outputs {
-                    step: step_id.clone(),
-                    outputs,
-                    next: 0,
-                });
-            } else {
-                let last = outputs
-                    .last()
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| json!({}));
-                state.outputs.insert(step_id.clone(), last);
-                state.advance();
-            }
-            Flow::Continue
-        }
-        Err(Signal::Finish(message)) => {
-            record.status = StepStatus::Finished;
-            record.error = None;
-            let _ = message;
-            state.stack.clear();
-            Flow::Stop(JobStatus::Finished, None, None)
-        }
-        Err(Signal::Reschedule { after, message }) => {
-            record.status = StepStatus::Rescheduled;
-            record.error = Some(message.clone());
-            let n = state.reschedules.entry(step_id.clone()).or_insert(0);
-            *n += 1;
-            if *n > engine.options.max_reschedules {
-                record.status = StepStatus::Failed;
-                let error = format!(
-                    "Step '{step_id}' was rescheduled more than {} times: {message}",
-                    engine.options.max_reschedules
-                );
-                record.error = Some(error.clone());
-                Flow::Stop(JobStatus::Failed, Some(error), None)
-            } else {
-                let at = Utc::now()
-                    + chrono::Duration::from_std(after)
-                        .unwrap_or_else(|_| chrono::Duration::seconds(60));
-                Flow::Stop(JobStatus::Waiting, None, Some(at))
-            }
-        }
-        Err(Signal::Fail(message)) => {
-            record.status = StepStatus::Failed;
-            record.error = Some(message.clone());
-            if let Some(i) = state.enclosing_try(rb, "try") {
-                if let Some(Frame::Outputs { step, .. }) = state.stack.get(i) {
-                    let try_step = step.clone();
-                    let count = state.iteration.get(&try_step).map_or(0, |s| s.count) + 1;
-                    state.iteration.insert(
-                        try_step,
-                        IterState {
-                            count,
-                            value: json!({ "condition": true, "error_message": message }),
-                        },
-                    );
-                }
-                state.stack.truncate(i);
-                Flow::Continue
-            } else {
-                Flow::Stop(JobStatus::Failed, Some(message), None)
-            }
-        }
-    };
-
-    // 4. Persist the step record with the new position (and final status, if any) at once.
-    let (status, next_run_at, error) = match &flow {
-        Flow::Stop(s, e, n) => (*s, *n, e.clone()),
-        _ => (JobStatus::Running, None, None),
-    };
-    let value = serde_json::to_value(&*state).unwrap_or(Value::Null);
-    checkpoint(
-        engine,
-        job,
-        Some(record),
-        &value,
-        status,
-        next_run_at,
-        error,
-    )
-    .await?;
-    Ok(match flow {
-        Flow::Stop(s, ..) => Flow::Stopped(s),
-        other => other,
-    })
+    }
 }
 
 fn resolve_outputs(
-    engine: &Engine,
+    services: &Services,
     action: &dyn crate::action::Action,
     input: &Value,
     outputs: Vec<Output>,
@@ -540,7 +479,7 @@ fn resolve_outputs(
             errors.push(format!("Output schema '{reference}' not found."));
             continue;
         };
-        match schema.resolve(&out.value, Some(&engine.services.secrets)) {
+        match schema.resolve(&out.value, Some(&services.secrets)) {
             Ok(v) => resolved.push((reference, v)),
             Err(e) => {
                 let label = if spec.nested { reference.as_str() } else { "" };
