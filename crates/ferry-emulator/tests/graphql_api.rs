@@ -283,13 +283,15 @@ async fn node_and_nodes_and_references() {
             &json!({ "records": { "Request": [ { "ref": "x", "subject": "secret" } ] } }),
         )
         .unwrap();
-    let d = s
-        .data(
+    let v = s
+        .gql(
             "query($id: ID!) { node(id: $id) { id } }",
             json!({ "id": other.refs["x"] }),
         )
         .await;
-    assert!(d["node"].is_null());
+    assert!(v["data"]["node"].is_null(), "{v}");
+    assert_eq!(v["errors"][0]["message"], "Not Found", "{v}");
+    assert_eq!(v["errors"][0]["path"], json!(["node"]), "{v}");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use serde_json::{json, Value as Json};
 
 use super::coerce::{coerce_document, coerce_variables};
 use super::resolve::Ctx;
+use super::validate;
 use crate::{bearer_token, Emulator};
 
 #[derive(Deserialize)]
@@ -135,6 +136,19 @@ pub(crate) async fn graphql(
                 drop(cache);
                 return finish(&emu, &token, &limits, cost, b);
             }
+            if let Some(doc) = &parsed {
+                let errors = validate::validate(model, doc);
+                if !errors.is_empty() {
+                    tracing::debug!(count = errors.len(), "GraphQL document failed validation");
+                    let body = match serde_json::to_vec(&json!({ "errors": errors })) {
+                        Ok(b) => Bytes::from(b),
+                        Err(e) => {
+                            return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+                        }
+                    };
+                    return finish(&emu, &token, &limits, cost, body);
+                }
+            }
             let mut req = async_graphql::Request::new(query).variables(vars).data(ctx);
             if let Some(op) = body.operation_name {
                 req = req.operation_name(op);
@@ -144,7 +158,7 @@ pub(crate) async fn graphql(
             }
             let resp = emu.gql.schema.execute(req).await;
             let ok = resp.errors.is_empty();
-            let bytes = match serde_json::to_vec(&resp) {
+            let bytes = match validate::response_body(&resp) {
                 Ok(b) => Bytes::from(b),
                 Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             };

@@ -10,6 +10,7 @@ mod mutation;
 mod resolve;
 mod schema;
 mod seed;
+mod validate;
 
 pub use crate::parse_seed_text;
 pub use seed::SeedSummary;

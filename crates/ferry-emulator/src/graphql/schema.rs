@@ -8,7 +8,7 @@ use async_graphql::dynamic::{
     Directive, Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface,
     InterfaceField, Object, ResolverContext, Scalar, Schema, TypeRef, Union,
 };
-use async_graphql::{Error, Value};
+use async_graphql::{Context, Error, PathSegment, QueryPathSegment, Value};
 use async_graphql_parser::types::{BaseType, Type};
 use serde_json::Value as Json;
 
@@ -394,9 +394,11 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                 .args
                 .get("id")
                 .and_then(|v| v.string().ok().map(str::to_string));
-            ok(id
-                .and_then(|id| node_by_id(&ctx.emu, &ctx.account, &id))
-                .and_then(|r| record_value(r, true)))
+            // Unknown ids, and ids of other accounts, answer `Not Found` with the field's path.
+            match id.and_then(|id| node_by_id(&ctx.emu, &ctx.account, &id)) {
+                Some(r) => ok(record_value(r, true)),
+                None => err("Not Found".to_string()),
+            }
         }
         Plan::Nodes => {
             let ids: Vec<String> = rctx
@@ -495,13 +497,50 @@ fn my_teams(ctx: &Ctx, person: &str) -> Vec<String> {
 
 fn make_field(model: &Model, owner: &str, f: &super::model::FieldDef) -> Field {
     let plan = Arc::new(plan_for(model, owner, f));
+    let nullable = f.ty.nullable;
     let mut field = Field::new(f.name.clone(), type_ref(&f.ty), move |rctx| {
-        resolve(&plan, rctx)
+        let ctx = rctx.ctx;
+        let fut = resolve(&plan, rctx);
+        if nullable {
+            null_on_error(ctx, fut)
+        } else {
+            fut
+        }
     });
     for a in &f.args {
         field = field.argument(input_value(a));
     }
     field
+}
+
+/// A failing nullable field answers `null` and reports its error with the field's `path`, as
+/// GraphQL servers (and Xurrent) do. async-graphql's dynamic schema would instead leave the
+/// field out of its parent and report the error without a path.
+fn null_on_error<'a>(ctx: &'a Context<'a>, fut: FieldFuture<'a>) -> FieldFuture<'a> {
+    let FieldFuture::Future(fut) = fut else {
+        return fut;
+    };
+    FieldFuture::new(async move {
+        match fut.await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let mut error = e.into_server_error(ctx.item.pos);
+                if let Some(node) = ctx.path_node {
+                    let mut path: Vec<PathSegment> = std::iter::once(&node)
+                        .chain(node.parents())
+                        .map(|n| match n.segment {
+                            QueryPathSegment::Name(name) => PathSegment::Field(name.to_string()),
+                            QueryPathSegment::Index(i) => PathSegment::Index(i),
+                        })
+                        .collect();
+                    path.reverse();
+                    error.path = path;
+                }
+                ctx.add_error(error);
+                Ok(None::<FieldValue<'a>>)
+            }
+        }
+    })
 }
 
 /// Build the executable schema with every type of the model.
