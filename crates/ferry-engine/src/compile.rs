@@ -13,11 +13,15 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use crate::action::{Action, ConnectionRef};
+use crate::connector::Connector;
 use crate::registry::Registry;
 use crate::trigger::Trigger;
 
 /// Trigger config keys every trigger accepts, evaluated per event.
-pub const EVENT_CONFIG_KEYS: [&str; 2] = ["discard_if", "deduplication_id"];
+pub const EVENT_CONFIG_KEYS: [&str; 3] = ["discard_if", "deduplication_id", "respond_with"];
+
+/// Keys of `respond_with`.
+pub const RESPOND_WITH_KEYS: [&str; 3] = ["status", "headers", "body"];
 
 /// A solution ready to run.
 pub struct CompiledSolution {
@@ -67,6 +71,9 @@ pub struct CompiledRunbook {
     pub discard_if: Option<Mapping>,
     /// Optional deduplication id expression.
     pub deduplication_id: Option<Mapping>,
+    /// Optional answer to an accepted event (`{status, headers, body}`), evaluated with
+    /// `trigger`, `env` and `job.id`.
+    pub respond_with: Option<Mapping>,
     /// Inbound connection name.
     pub inbound: Option<String>,
     /// Steps by id.
@@ -161,7 +168,7 @@ pub fn compile_solution(
                 ),
             ));
         }
-        let config =
+        let mut config =
             match Mapping::compile(exprs, &def.config).and_then(|m| m.eval(exprs, &env_ctx)) {
                 Ok(v) => v,
                 Err(e) => {
@@ -172,6 +179,9 @@ pub fn compile_solution(
                     Value::Null
                 }
             };
+        if let Some(connector) = registry.get_connector(&def.connector) {
+            config = check_connection_config(def, connector.as_ref(), config, secrets, &mut diags);
+        }
         directions.insert(name.clone(), def.direction);
         connections.insert(
             name.clone(),
@@ -197,7 +207,7 @@ pub fn compile_solution(
                 ),
             ));
         }
-        let (trigger_config, output_schema, discard_if, deduplication_id) = match &trigger {
+        let (trigger_config, output_schema, event) = match &trigger {
             Some(trigger) => compile_trigger(
                 rb,
                 trigger.as_ref(),
@@ -208,7 +218,11 @@ pub fn compile_solution(
                 &env_ctx,
                 &mut diags,
             ),
-            None => (Value::Null, Schema::new("output", vec![]), None, None),
+            None => (
+                Value::Null,
+                Schema::new("output", vec![]),
+                EventMappings::default(),
+            ),
         };
         for var in &rb.variables {
             for m in var.check_definition() {
@@ -345,8 +359,9 @@ pub fn compile_solution(
                 trigger_type,
                 trigger_config,
                 output_schema,
-                discard_if,
-                deduplication_id,
+                discard_if: event.discard_if,
+                deduplication_id: event.deduplication_id,
+                respond_with: event.respond_with,
                 inbound: rb.trigger.connection.clone(),
                 steps,
                 chains,
@@ -369,7 +384,160 @@ pub fn compile_solution(
     }
 }
 
-type TriggerParts = (Value, Schema, Option<Mapping>, Option<Mapping>);
+/// Check a connection's (evaluated) config against its connector's schema for its direction:
+/// unknown keys (at any depth), missing required keys, types, and the connector's own checks.
+/// Returns the resolved config (defaults applied, plaintext secret fields sealed).
+fn check_connection_config(
+    def: &ferry_core::model::ConnectionDef,
+    connector: &dyn Connector,
+    config: Value,
+    secrets: &Secrets,
+    diags: &mut Vec<Diagnostic>,
+) -> Value {
+    let name = &def.name;
+    let spec = connector.spec();
+    let Some(schema) = spec.config_schema(def.direction) else {
+        diags.push(diag(
+            &def.span,
+            format!(
+                "Connection '{name}': connector '{}' has no {} connections",
+                spec.name,
+                def.direction.as_str()
+            ),
+        ));
+        return config;
+    };
+    if !(config.is_object() || config.is_null()) {
+        diags.push(diag(
+            &def.span,
+            format!("Connection '{name}': config must be a mapping"),
+        ));
+        return config;
+    }
+    let mut unknown = Vec::new();
+    unknown_keys(&schema.fields, &config, "", &mut unknown);
+    for (path, allowed) in &unknown {
+        diags.push(diag(
+            def.config_span(path),
+            format!(
+                "Connection '{name}': unknown config key '{path}' for an {} '{}' connection (allowed: {})",
+                def.direction.as_str(),
+                spec.name,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    match schema.resolve(&config, Some(secrets)) {
+        Ok(resolved) => {
+            for message in connector.check_connection(def.direction, &resolved) {
+                let key = message.split(['.', ':', ' ']).next().unwrap_or_default();
+                diags.push(diag(
+                    def.config_span(key),
+                    format!("Connection '{name}': {message}"),
+                ));
+            }
+            resolved
+        }
+        Err(e) => {
+            for message in e.messages {
+                // Point at the top-level key the message names, when it is present.
+                let span = schema
+                    .fields
+                    .iter()
+                    .find(|f| {
+                        config.get(&f.id).is_some() && message.contains(&format!("'{}", f.id))
+                    })
+                    .map(|f| def.config_span(&f.id))
+                    .unwrap_or(&def.span);
+                diags.push(diag(
+                    span,
+                    format!("Connection '{name}': config invalid: {message}"),
+                ));
+            }
+            config
+        }
+    }
+}
+
+/// Paths of keys in `value` that `fields` do not declare, with the keys allowed there.
+fn unknown_keys(fields: &[Field], value: &Value, prefix: &str, out: &mut Vec<(String, Vec<String>)>) {
+    let Value::Object(map) = value else { return };
+    for (k, v) in map {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match fields.iter().find(|f| &f.id == k) {
+            None => out.push((path, fields.iter().map(|f| f.id.clone()).collect())),
+            Some(f) if !f.fields.is_empty() => match v {
+                Value::Array(items) if f.array => {
+                    for (i, item) in items.iter().enumerate() {
+                        unknown_keys(&f.fields, item, &format!("{path}.{i}"), out);
+                    }
+                }
+                _ => unknown_keys(&f.fields, v, &path, out),
+            },
+            Some(_) => {}
+        }
+    }
+}
+
+/// The per-event expressions of a trigger's config.
+#[derive(Default)]
+struct EventMappings {
+    discard_if: Option<Mapping>,
+    deduplication_id: Option<Mapping>,
+    respond_with: Option<Mapping>,
+}
+
+type TriggerParts = (Value, Schema, EventMappings);
+
+/// Static checks of `respond_with`: a mapping of `status`, `headers` and `body`, a literal
+/// status in 100..=599, headers as a mapping of names to values.
+fn check_respond_with(rb: &ferry_core::model::Runbook, v: &Value, diags: &mut Vec<Diagnostic>) {
+    let Value::Object(map) = v else {
+        diags.push(diag(
+            rb.trigger.config_span("respond_with"),
+            "respond_with: must be a mapping with status, headers and body",
+        ));
+        return;
+    };
+    for k in map.keys() {
+        if !RESPOND_WITH_KEYS.contains(&k.as_str()) {
+            diags.push(diag(
+                rb.trigger.config_span(&format!("respond_with.{k}")),
+                format!(
+                    "respond_with: unknown key '{k}' (allowed: {})",
+                    RESPOND_WITH_KEYS.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(status) = map.get("status") {
+        let literal = match status {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) if !s.contains("{{") && !s.contains("{%") => {
+                Some(s.trim().parse::<u64>().unwrap_or(0))
+            }
+            _ => None,
+        };
+        if literal.is_some_and(|n| !(100..=599).contains(&n)) {
+            diags.push(diag(
+                rb.trigger.config_span("respond_with.status"),
+                format!("respond_with.status: {status} is not an HTTP status (100 to 599)"),
+            ));
+        }
+    }
+    if let Some(h) = map.get("headers") {
+        if !h.is_object() {
+            diags.push(diag(
+                rb.trigger.config_span("respond_with.headers"),
+                "respond_with.headers: must be a mapping of header names to values",
+            ));
+        }
+    }
+}
 
 /// Check a runbook's trigger: its connection, its configuration and its output schema.
 #[allow(clippy::too_many_arguments)]
@@ -413,28 +581,46 @@ fn compile_trigger(
     }
     // Trigger config: event-time expressions apart, the rest is resolved now.
     let mut static_config = Map::new();
-    let mut discard_if = None;
-    let mut deduplication_id = None;
+    let mut event = EventMappings::default();
     if let Value::Object(cfg) = &rb.trigger.config {
         for (k, v) in cfg {
             if EVENT_CONFIG_KEYS.contains(&k.as_str()) {
+                let roots: &[&str] = if k == "respond_with" {
+                    check_respond_with(rb, v, diags);
+                    &["trigger", "env", "job"]
+                } else {
+                    &["trigger", "env", "vars"]
+                };
                 match Mapping::compile(exprs, v) {
                     Ok(m) => {
-                        for (_, reference) in m.references() {
+                        for (field, reference) in m.references() {
                             let root = reference.split(['.', '[']).next().unwrap_or_default();
-                            if !["trigger", "env", "vars"].contains(&root) {
+                            if !roots.contains(&root) {
+                                let span = if field.is_empty() {
+                                    rb.trigger.config_span(k)
+                                } else {
+                                    rb.trigger.config_span(&format!(
+                                        "{k}.{}",
+                                        ferry_core::mapping::field_path_to_key(&field)
+                                    ))
+                                };
                                 diags.push(diag(
-                                    rb.trigger.config_span(k),
+                                    span,
                                     format!(
-                                        "{k}: unknown variable '{reference}' (use trigger or env)"
+                                        "{k}: unknown variable '{reference}' (use {})",
+                                        if k == "respond_with" {
+                                            "trigger, env or job"
+                                        } else {
+                                            "trigger or env"
+                                        }
                                     ),
                                 ));
                             }
                         }
-                        if k == "discard_if" {
-                            discard_if = Some(m);
-                        } else {
-                            deduplication_id = Some(m);
+                        match k.as_str() {
+                            "discard_if" => event.discard_if = Some(m),
+                            "deduplication_id" => event.deduplication_id = Some(m),
+                            _ => event.respond_with = Some(m),
                         }
                     }
                     Err(e) => diags.push(diag(rb.trigger.config_span(k), format!("{k}: {e}"))),
@@ -507,7 +693,7 @@ fn compile_trigger(
             Schema::new("output", vec![])
         }
     };
-    (trigger_config, output_schema, discard_if, deduplication_id)
+    (trigger_config, output_schema, event)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,5 +1,6 @@
 //! The [`Engine`]: loaded solutions, the store, shared services and the trigger pipeline.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,13 +19,17 @@ use uuid::Uuid;
 
 use crate::action::Services;
 use crate::compile::{compile_solution, CompiledRunbook, CompiledSolution};
+use crate::connector::{
+    ConnectionTestResult, InboundAuth, TestContext, NO_TESTER, TEST_TIMED_OUT, TEST_TIMEOUT,
+};
 use crate::executor::{ExecEnv, ExecLimits, RunbookSource};
 use crate::http::{HttpClient, HttpLimits};
-use crate::inbound;
 use crate::ingest::{InboundRequest, IngestOutcome};
+use crate::kv::{trigger_namespace, Kv};
 use crate::metrics::Metrics;
+use crate::provision::{self, ProvisionKind, ProvisionStatus};
 use crate::registry::Registry;
-use crate::trigger::TriggerError;
+use crate::trigger::{Parsed, TriggerContext, TriggerError, TriggerResponse};
 
 /// Tunables of the engine.
 #[derive(Clone, Debug)]
@@ -76,18 +81,21 @@ pub struct Engine {
     /// Options.
     pub options: EngineOptions,
     solutions: RwLock<IndexMap<String, Arc<CompiledSolution>>>,
+    provisioning: RwLock<HashMap<String, Vec<ProvisionStatus>>>,
     stopping: AtomicBool,
 }
 
 impl Engine {
-    /// A new engine over `store`.
+    /// A new engine over `store` with the connectors of `registry` (usually
+    /// [`Registry::builtin`], merged with connector crates'; tests add fakes).
     pub fn new(
         store: Arc<dyn Store>,
         secrets: Arc<Secrets>,
+        registry: Registry,
         options: EngineOptions,
     ) -> Arc<Engine> {
         Arc::new(Engine {
-            registry: Registry::builtin(),
+            registry,
             services: Services {
                 http: HttpClient::new(options.http.clone()),
                 secrets,
@@ -99,6 +107,7 @@ impl Engine {
             notify: Notify::new(),
             options,
             solutions: RwLock::new(IndexMap::new()),
+            provisioning: RwLock::new(HashMap::new()),
             stopping: AtomicBool::new(false),
         })
     }
@@ -123,6 +132,9 @@ impl Engine {
             }]);
         }
         solutions.insert(compiled.name.clone(), compiled.clone());
+        self.provisioning
+            .write()
+            .insert(compiled.name.clone(), provision::initial_status(&compiled));
         Ok(compiled)
     }
 
@@ -145,6 +157,96 @@ impl Engine {
         let s = self.solution(solution)?;
         let r = s.runbooks.get(runbook)?.clone();
         Some((s, r))
+    }
+
+    /// Test a connection (runtime_model §5.5): `None` when the solution or connection is
+    /// unknown. The connector's test runs for at most [`TEST_TIMEOUT`].
+    pub async fn test_connection(
+        &self,
+        solution: &str,
+        connection: &str,
+    ) -> Option<ConnectionTestResult> {
+        let sol = self.solution(solution)?;
+        let conn = sol.connections.get(connection)?;
+        let outbound = sol.directions.get(connection) == Some(&ferry_core::model::Direction::Outbound);
+        let connector = self.registry.get_connector(&conn.connector);
+        let Some(connector) = connector.filter(|c| outbound && c.has_tester()) else {
+            return Some(ConnectionTestResult::error(NO_TESTER));
+        };
+        let ctx = TestContext {
+            connection: conn,
+            services: &self.services,
+            connector: connector.as_ref(),
+        };
+        let result = match tokio::time::timeout(TEST_TIMEOUT, connector.test(&ctx)).await {
+            Ok(r) => r,
+            Err(_) => ConnectionTestResult::error(TEST_TIMED_OUT),
+        };
+        // The message is shown to users: never a secret.
+        let result = ConnectionTestResult {
+            message: ferry_core::secrets::redact_str(&result.message),
+            ..result
+        };
+        tracing::info!(
+            solution,
+            connection,
+            status = result.status.as_str(),
+            message = %result.message,
+            "connection test"
+        );
+        Some(result)
+    }
+
+    /// The provisioning state of a solution's connections and triggers (empty when unknown).
+    pub fn provisioning(&self, solution: &str) -> Vec<ProvisionStatus> {
+        self.provisioning
+            .read()
+            .get(solution)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Change one item's provisioning state; returns the new state.
+    pub(crate) fn update_provisioning(
+        &self,
+        solution: &str,
+        kind: ProvisionKind,
+        name: &str,
+        f: impl FnOnce(&mut ProvisionStatus),
+    ) -> Option<ProvisionStatus> {
+        let mut all = self.provisioning.write();
+        let item = all
+            .get_mut(solution)?
+            .iter_mut()
+            .find(|s| s.kind == kind && s.name == name)?;
+        f(item);
+        Some(item.clone())
+    }
+
+    /// Start provisioning every loaded solution in the background (one task per solution,
+    /// so that one failing provision keeps no other solution waiting). `public_url` is the
+    /// base of the trigger URLs handed to trigger hooks.
+    pub fn start_provisioning(
+        self: &Arc<Self>,
+        public_url: &str,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.solutions()
+            .iter()
+            .map(|sol| {
+                tokio::spawn(provision::provision_solution(
+                    self.clone(),
+                    sol.name.clone(),
+                    public_url.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Deprovision every provisioned connection and trigger of every solution (on shutdown).
+    pub async fn deprovision_all(&self, public_url: &str) {
+        for sol in self.solutions() {
+            provision::deprovision_solution(self, &sol.name, public_url).await;
+        }
     }
 
     /// Ask workers and running jobs to stop at the next step boundary.
@@ -220,6 +322,7 @@ impl Engine {
             IngestOutcome::Duplicate { .. } => &self.metrics.events_duplicate,
             IngestOutcome::Discarded { .. } => &self.metrics.events_discarded,
             IngestOutcome::Rejected { .. } => &self.metrics.events_rejected,
+            IngestOutcome::Responded { .. } => &self.metrics.events_answered,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         outcome
@@ -238,18 +341,34 @@ impl Engine {
                 message: format!("Unknown runbook '{solution}/{runbook}'"),
             };
         };
-        if let Some(conn) = rb
-            .inbound
-            .as_ref()
-            .and_then(|c| sol.connections.get(c))
-            .filter(|_| authenticate)
-        {
-            if let Err(e) = inbound::validate(&conn.config, &request, &self.services.secrets) {
-                return trigger_error(e);
+        let connection = rb.inbound.as_ref().and_then(|c| sol.connections.get(c));
+        let store = self.store.as_ref();
+        let secrets = self.services.secrets.as_ref();
+        if let Some(conn) = connection.filter(|_| authenticate) {
+            if let Some(connector) = self.registry.get_connector(&conn.connector) {
+                let auth = InboundAuth {
+                    request: &request,
+                    connection: conn,
+                    kv: Kv::new(store, secrets, conn.namespace.clone()),
+                    secrets,
+                };
+                if let Err(e) = connector.authenticate_inbound(&auth).await {
+                    return trigger_error(e);
+                }
             }
         }
-        let parsed = match rb.trigger.parse(&request, &rb.trigger_config).await {
-            Ok(p) => p,
+        let ctx = TriggerContext {
+            request: &request,
+            config: &rb.trigger_config,
+            connection,
+            http: &self.services.http,
+            kv: Kv::new(store, secrets, trigger_namespace(&sol.name, &rb.name)),
+            connection_kv: connection.map(|c| Kv::new(store, secrets, c.namespace.clone())),
+            secrets,
+        };
+        let parsed = match rb.trigger.parse(&ctx).await {
+            Ok(Parsed::Event(p)) => p,
+            Ok(Parsed::Respond(response)) => return IngestOutcome::Responded { response },
             Err(e) => return trigger_error(e),
         };
         let output = match rb
@@ -265,7 +384,8 @@ impl Engine {
             }
         };
         // The expression context is only built when the runbook has event-time expressions.
-        let needs_ctx = rb.discard_if.is_some() || rb.deduplication_id.is_some();
+        let needs_ctx =
+            rb.discard_if.is_some() || rb.deduplication_id.is_some() || rb.respond_with.is_some();
         let ctx = if needs_ctx {
             json!({ "trigger": output, "env": sol.env, "vars": {} })
         } else {
@@ -318,6 +438,29 @@ impl Engine {
             None => None,
         };
         let id = Uuid::now_v7();
+        // The custom answer is computed before the job is stored, so that a broken
+        // `respond_with` rejects the event instead of answering wrongly for a stored job.
+        let response = match &rb.respond_with {
+            None => None,
+            Some(m) => {
+                let mut ctx = ctx;
+                if let Value::Object(o) = &mut ctx {
+                    o.insert("job".into(), json!({ "id": id.to_string() }));
+                }
+                match m.eval(&self.exprs, &ctx).map_err(|e| e.to_string()).and_then(|v| {
+                    custom_response(&v)
+                }) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::error!(solution, runbook, error = %e, "respond_with failed");
+                        return IngestOutcome::Rejected {
+                            status: 500,
+                            message: format!("respond_with invalid: {e}"),
+                        };
+                    }
+                }
+            }
+        };
         let job = NewJob {
             id,
             solution: sol.name.clone(),
@@ -331,7 +474,10 @@ impl Engine {
         match self.store.insert_job(job).await {
             Ok(InsertOutcome::Created) => {
                 self.notify.notify_one();
-                IngestOutcome::Accepted { job_id: id }
+                IngestOutcome::Accepted {
+                    job_id: id,
+                    response,
+                }
             }
             Ok(InsertOutcome::Duplicate { existing }) => {
                 IngestOutcome::Duplicate { job_id: existing }
@@ -355,6 +501,60 @@ impl RunbookSource for Engine {
     ) -> Option<(Arc<CompiledSolution>, Arc<CompiledRunbook>)> {
         Engine::runbook(self, solution, runbook)
     }
+}
+
+/// Build the answer of `respond_with` from its evaluated value `{status, headers, body}`.
+/// A string body is sent as it is (`text/plain` unless a content type is given); any other
+/// JSON value as JSON.
+pub fn custom_response(v: &Value) -> Result<TriggerResponse, String> {
+    let status = match v.get("status") {
+        None | Some(Value::Null) => 200,
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Value::String(s)) => s.trim().parse::<u64>().unwrap_or(0),
+        Some(other) => return Err(format!("status: {other} is not an HTTP status")),
+    };
+    if !(100..=599).contains(&status) {
+        return Err(format!("status: {status} is not an HTTP status (100 to 599)"));
+    }
+    let mut headers = Vec::new();
+    match v.get("headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, value) in map {
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                if ferry_core::secrets::contains_envelope(&value) {
+                    return Err(format!("headers.{name}: a secret cannot be sent in an answer"));
+                }
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("headers: '{name}' is not a header name"))?;
+                reqwest::header::HeaderValue::from_str(&value)
+                    .map_err(|_| format!("headers.{name}: not a valid header value"))?;
+                headers.push((name.to_ascii_lowercase(), value));
+            }
+        }
+        Some(_) => return Err("headers: must be a mapping of names to values".into()),
+    }
+    let has_type = headers.iter().any(|(k, _)| k == "content-type");
+    let (body, content_type) = match v.get("body") {
+        None | Some(Value::Null) => (String::new(), "text/plain; charset=utf-8"),
+        Some(Value::String(s)) => (s.clone(), "text/plain; charset=utf-8"),
+        Some(other) => (other.to_string(), "application/json"),
+    };
+    if ferry_core::secrets::contains_envelope(&body) {
+        return Err("body: a secret cannot be sent in an answer".into());
+    }
+    if !has_type {
+        headers.push(("content-type".into(), content_type.into()));
+    }
+    Ok(TriggerResponse {
+        status: status as u16,
+        headers,
+        body: body.into(),
+    })
 }
 
 fn trigger_error(e: TriggerError) -> IngestOutcome {

@@ -4,6 +4,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::trigger::TriggerResponse;
+
 /// An inbound HTTP request as triggers see it.
 #[derive(Clone, Debug, Default)]
 pub struct InboundRequest {
@@ -99,6 +101,13 @@ pub enum IngestOutcome {
     Accepted {
         /// The new job.
         job_id: Uuid,
+        /// The runbook's custom answer (`respond_with`), if it has one.
+        response: Option<TriggerResponse>,
+    },
+    /// The trigger answered the request itself; no job.
+    Responded {
+        /// The answer.
+        response: TriggerResponse,
     },
     /// The deduplication id was seen before; no new job.
     Duplicate {

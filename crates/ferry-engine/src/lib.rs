@@ -3,7 +3,8 @@
 //! The engine is I/O-light glue between the pure model in `ferry-core` and the durable
 //! store in `ferry-store`:
 //!
-//! - [`action`] and [`trigger`] define the small traits every connector implements;
+//! - [`connector`], [`action`] and [`trigger`] define the small traits every connector
+//!   implements; [`kv`] is the scoped key/value store their hooks use;
 //! - [`registry`] lists every built-in connector in one place;
 //! - [`compile`] turns a loaded solution into a checked, ready-to-run form (and reports
 //!   `file:line` diagnostics for `ferry validate`);
@@ -13,20 +14,30 @@
 
 pub mod action;
 pub mod compile;
+pub mod connector;
 pub mod connectors;
 pub mod engine;
 pub mod executor;
 pub mod http;
-pub mod inbound;
 pub mod ingest;
+pub mod kv;
 pub mod metrics;
+pub mod provision;
 pub mod registry;
 pub mod trigger;
 pub mod worker;
 
 pub use action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
 pub use compile::{compile_solution, CompiledRunbook, CompiledSolution};
+pub use connector::{
+    ConnectionTestResult, Connector, ConnectorSpec, InboundAuth, ProvisionContext, TestContext,
+    TestStatus,
+};
+pub use kv::{Kv, KvError};
+pub use provision::{ProvisionKind, ProvisionState, ProvisionStatus};
 pub use engine::{Engine, EngineOptions};
 pub use ingest::{InboundRequest, IngestOutcome};
 pub use registry::Registry;
-pub use trigger::{Trigger, TriggerError, TriggerParse, TriggerSpec};
+pub use trigger::{
+    Parsed, Trigger, TriggerContext, TriggerError, TriggerParse, TriggerResponse, TriggerSpec,
+};

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub events_discarded: AtomicU64,
     /// Duplicate events.
     pub events_duplicate: AtomicU64,
+    /// Requests the trigger answered itself (handshakes; no job).
+    pub events_answered: AtomicU64,
     /// Step invocations.
     pub steps_total: AtomicU64,
     /// Failed step invocations.
@@ -55,6 +57,7 @@ impl Metrics {
             ("accepted", &self.events_accepted),
             ("rejected", &self.events_rejected),
             ("discarded", &self.events_discarded),
+            ("answered", &self.events_answered),
             ("duplicate", &self.events_duplicate),
         ] {
             let _ = writeln!(

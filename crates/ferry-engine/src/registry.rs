@@ -1,20 +1,23 @@
 //! The one place where every connector is registered.
 //!
-//! Adding a connector means writing one module under `connectors/` with a
-//! `register(&mut Registry)` function and adding one line to [`Registry::builtin`].
+//! Adding a connector means writing one module under `connectors/` (or a crate of its own)
+//! with a `register(&mut Registry)` function and adding one line to [`Registry::builtin`] (or,
+//! for a connector crate, one call in the binary that builds the registry it hands to
+//! [`crate::Engine::new`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::action::Action;
+use crate::connector::Connector;
 use crate::trigger::Trigger;
 
-/// All known actions and triggers, by name.
+/// All known connectors, actions and triggers, by name.
 #[derive(Default, Clone)]
 pub struct Registry {
     actions: BTreeMap<&'static str, Arc<dyn Action>>,
     triggers: BTreeMap<&'static str, Arc<dyn Trigger>>,
-    connectors: BTreeMap<&'static str, &'static str>,
+    connectors: BTreeMap<&'static str, Arc<dyn Connector>>,
 }
 
 impl Registry {
@@ -35,9 +38,24 @@ impl Registry {
         r
     }
 
-    /// Declare a connector (name and one-line description).
-    pub fn connector(&mut self, name: &'static str, description: &'static str) {
-        self.connectors.insert(name, description);
+    /// Add everything `other` registers (e.g. a connector crate's registry); entries of
+    /// `other` replace same-named ones.
+    pub fn merge(&mut self, other: Registry) {
+        self.actions.extend(other.actions);
+        self.triggers.extend(other.triggers);
+        self.connectors.extend(other.connectors);
+    }
+
+    /// Register a connector: a [`crate::ConnectorSpec`] for one without hooks, or a type
+    /// implementing [`Connector`].
+    pub fn connector(&mut self, connector: impl Connector) {
+        let name = connector.spec().name;
+        self.connectors.insert(name, Arc::new(connector));
+    }
+
+    /// Look up a connector.
+    pub fn get_connector(&self, name: &str) -> Option<Arc<dyn Connector>> {
+        self.connectors.get(name).cloned()
     }
 
     /// Register an action under its spec name.
@@ -79,6 +97,6 @@ impl Registry {
 
     /// All connectors with their descriptions.
     pub fn connectors(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
-        self.connectors.iter().map(|(k, v)| (*k, *v))
+        self.connectors.iter().map(|(k, v)| (*k, v.spec().description))
     }
 }

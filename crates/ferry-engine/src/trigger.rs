@@ -1,10 +1,18 @@
-//! The [`Trigger`] trait: how an inbound HTTP request becomes a trigger output.
+//! The [`Trigger`] trait: how an inbound HTTP request becomes a trigger output (or an answer
+//! without a job).
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use ferry_core::schema::{Field, Schema};
+use ferry_core::secrets::Secrets;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
+use crate::action::ConnectionRef;
+use crate::connector::ProvisionContext;
+use crate::http::HttpClient;
 use crate::ingest::InboundRequest;
+use crate::kv::Kv;
 
 /// Static description of a trigger type.
 #[derive(Clone, Debug)]
@@ -26,6 +34,81 @@ pub struct TriggerParse {
     pub output: Value,
     /// Job context identifier (concurrency and correlation); blank is treated as none.
     pub context_id: Option<String>,
+}
+
+/// An HTTP answer chosen by a trigger (e.g. a webhook handshake) or by a runbook's
+/// `respond_with`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TriggerResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl TriggerResponse {
+    /// A `text/plain` answer.
+    pub fn text(status: u16, body: impl Into<String>) -> TriggerResponse {
+        TriggerResponse {
+            status,
+            headers: vec![(
+                "content-type".into(),
+                "text/plain; charset=utf-8".into(),
+            )],
+            body: Bytes::from(body.into()),
+        }
+    }
+
+    /// An `application/json` answer.
+    pub fn json(status: u16, body: &Value) -> TriggerResponse {
+        TriggerResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(body.to_string()),
+        }
+    }
+}
+
+/// What a trigger made of a request.
+#[derive(Clone, Debug)]
+pub enum Parsed {
+    /// An event: the pipeline goes on (coercion, discard, dedup) and stores a job.
+    Event(TriggerParse),
+    /// Answer the request with this response and create no job (handshakes).
+    Respond(TriggerResponse),
+}
+
+impl From<TriggerParse> for Parsed {
+    fn from(p: TriggerParse) -> Parsed {
+        Parsed::Event(p)
+    }
+}
+
+/// Everything a trigger's [`Trigger::parse`] can use.
+pub struct TriggerContext<'a> {
+    /// The raw request: method, headers, body bytes, query, URL postfix.
+    pub request: &'a InboundRequest,
+    /// The trigger's configuration (static part, env expressions resolved).
+    pub config: &'a Value,
+    /// The runbook's inbound connection, if any (secret values sealed; see
+    /// [`TriggerContext::reveal`]).
+    pub connection: Option<&'a ConnectionRef>,
+    /// Outbound HTTP (timeouts, size limits, no redirects).
+    pub http: &'a HttpClient,
+    /// Key/value store of this runbook's trigger.
+    pub kv: Kv<'a>,
+    /// Key/value store of the inbound connection (shared by every trigger using it).
+    pub connection_kv: Option<Kv<'a>>,
+    pub(crate) secrets: &'a Secrets,
+}
+
+impl TriggerContext<'_> {
+    /// The plaintext of a value that may hold sealed secrets; use it only inside the call.
+    pub fn reveal(&self, value: &str) -> Result<Zeroizing<String>, TriggerError> {
+        crate::connector::reveal(self.secrets, value)
+    }
 }
 
 /// Why a request did not become a job.
@@ -63,10 +146,20 @@ pub trait Trigger: Send + Sync + 'static {
     /// The output schema for a given (resolved) trigger configuration.
     fn output_schema(&self, config: &Value) -> Result<Schema, String>;
 
-    /// Parse an authenticated request.
-    async fn parse(
-        &self,
-        request: &InboundRequest,
-        config: &Value,
-    ) -> Result<TriggerParse, TriggerError>;
+    /// Parse an authenticated request: an event, or an answer without a job.
+    async fn parse(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, TriggerError>;
+
+    /// Set up what the trigger needs outside Ferry (e.g. register a webhook pointing at
+    /// `ctx.trigger_url`) when `ferry serve` starts serving its solution. Must be idempotent:
+    /// it is retried with back-off until it succeeds.
+    async fn provision(&self, ctx: &ProvisionContext<'_>) -> Result<(), String> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Undo [`Trigger::provision`] when `ferry serve` stops serving the solution.
+    async fn deprovision(&self, ctx: &ProvisionContext<'_>) -> Result<(), String> {
+        let _ = ctx;
+        Ok(())
+    }
 }

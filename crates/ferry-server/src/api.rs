@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/rerun", post(rerun_job))
+        .merge(crate::api_connections::router())
         .layer(middleware::from_fn_with_state(state, require_token))
 }
 
@@ -42,7 +43,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         })
         .map(str::trim);
     let ok = presented.is_some_and(|p| {
-        ferry_engine::inbound::constant_time_eq(p.as_bytes(), state.options.api_token.as_bytes())
+        ferry_engine::connector::constant_time_eq(p.as_bytes(), state.options.api_token.as_bytes())
     });
     if ok {
         next.run(request).await
@@ -75,6 +76,7 @@ fn solution_json(state: &AppState, sol: &CompiledSolution) -> Value {
         "description": sol.description,
         "runbooks": sol.runbooks.values().map(|rb| runbook_json(state, sol, rb)).collect::<Vec<_>>(),
         "connections": connections_json(sol),
+        "provisioning": state.engine.provisioning(&sol.name),
     })
 }
 

@@ -5,7 +5,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferry_engine::{InboundRequest, IngestOutcome};
+use ferry_engine::{InboundRequest, IngestOutcome, TriggerResponse};
 use serde_json::json;
 
 use crate::AppState;
@@ -63,7 +63,10 @@ async fn handle(
         body,
     };
     match state.engine.ingest(&solution, &runbook, request).await {
-        IngestOutcome::Accepted { job_id } => {
+        IngestOutcome::Accepted {
+            job_id,
+            response: None,
+        } => {
             let id = job_id.to_string();
             let body = format!("{{\"job_uuid\":\"{id}\"}}");
             let mut response = (
@@ -79,6 +82,17 @@ async fn handle(
             }
             response
         }
+        IngestOutcome::Accepted {
+            job_id,
+            response: Some(custom),
+        } => {
+            let mut response = trigger_response(custom);
+            if let Ok(v) = HeaderValue::from_str(&job_id.to_string()) {
+                response.headers_mut().insert("x-job-uuid", v);
+            }
+            response
+        }
+        IngestOutcome::Responded { response } => trigger_response(response),
         IngestOutcome::Duplicate { job_id } => Json(json!({
             "result": "Discarded",
             "reason": "duplicate deduplication_id",
@@ -99,4 +113,24 @@ async fn handle(
             response
         }
     }
+}
+
+/// An answer chosen by a trigger or by `respond_with` (headers were checked when it was built;
+/// an invalid one is skipped with a log line).
+fn trigger_response(r: TriggerResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, r.body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in r.headers {
+        match (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            _ => tracing::warn!(header = %name, "skipping an invalid response header"),
+        }
+    }
+    response
 }

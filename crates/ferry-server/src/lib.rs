@@ -5,6 +5,7 @@
 //! [`ApiError`] values to JSON error responses.
 
 mod api;
+mod api_connections;
 mod error;
 mod inbound;
 

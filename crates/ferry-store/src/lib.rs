@@ -99,6 +99,16 @@ pub trait Store: Send + Sync + 'static {
         ttl: Option<Duration>,
     ) -> Result<(), StoreError>;
 
+    /// Write a value only if the key is absent or expired (an atomic check-and-set, e.g. for
+    /// a replay window). Returns whether the value was written.
+    async fn kv_put_if_absent(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError>;
+
     /// Delete a value (no error if absent).
     async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), StoreError>;
 

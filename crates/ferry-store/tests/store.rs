@@ -946,3 +946,47 @@ async fn step_times_keep_microseconds() {
     );
     store.close().await;
 }
+
+/// `kv_put_if_absent` writes only when the key is absent or expired (a replay window: the
+/// first writer wins, a second write of the same key is refused until the entry expires).
+#[tokio::test]
+async fn kv_put_if_absent_is_check_and_set_with_expiry() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let ttl = Some(Duration::from_secs(2));
+    assert!(store
+        .kv_put_if_absent("ns", "jti-1", &json!(1), ttl)
+        .await
+        .unwrap());
+    assert!(!store
+        .kv_put_if_absent("ns", "jti-1", &json!(2), ttl)
+        .await
+        .unwrap());
+    assert_eq!(store.kv_get("ns", "jti-1").await.unwrap(), Some(json!(1)));
+    // Another namespace is independent.
+    assert!(store
+        .kv_put_if_absent("other", "jti-1", &json!(3), None)
+        .await
+        .unwrap());
+    // A value without expiry is never replaced.
+    assert!(!store
+        .kv_put_if_absent("other", "jti-1", &json!(4), None)
+        .await
+        .unwrap());
+    // Once expired, the key can be taken again.
+    let mut taken = false;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if store
+            .kv_put_if_absent("ns", "jti-1", &json!(5), None)
+            .await
+            .unwrap()
+        {
+            taken = true;
+            break;
+        }
+    }
+    assert!(taken, "the expired entry was never replaced");
+    assert_eq!(store.kv_get("ns", "jti-1").await.unwrap(), Some(json!(5)));
+    store.close().await;
+}

@@ -1,6 +1,7 @@
 //! `ferry`: the command-line entry point.
 
 mod bench;
+mod connections;
 mod emulator_cli;
 mod jobs;
 mod output;
@@ -36,6 +37,8 @@ enum Command {
     },
     /// Inspect jobs on a running server.
     Jobs(jobs::JobsArgs),
+    /// Work with the connections of a running server (`test`).
+    Connections(connections::ConnectionsArgs),
     /// List the built-in connectors, triggers and actions.
     Connectors,
     /// Start the local Xurrent emulator.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Validate { dirs } => validate(dirs),
             Command::Jobs(args) => jobs::jobs(args).await,
+            Command::Connections(args) => connections::connections(args).await,
             Command::Connectors => connectors(),
             Command::Emulator(args) => {
                 init_tracing();

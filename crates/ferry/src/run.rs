@@ -39,6 +39,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(
         store.clone() as Arc<dyn Store>,
         secrets,
+        ferry_engine::Registry::builtin(),
         EngineOptions::default(),
     );
     let solution = match engine.load_dir(&args.solution) {
@@ -66,7 +67,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .ingest_trusted(&solution.name, &args.runbook, request)
         .await
     {
-        IngestOutcome::Accepted { job_id } => job_id,
+        IngestOutcome::Accepted { job_id, .. } => job_id,
+        IngestOutcome::Responded { response } => {
+            eprintln!(
+                "the trigger answered HTTP {} without creating a job: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            );
+            return Ok(ExitCode::from(1));
+        }
         IngestOutcome::Rejected { status, message } => {
             eprintln!("event rejected ({status}): {message}");
             return Ok(ExitCode::from(1));

@@ -101,6 +101,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(
         store.clone() as Arc<dyn Store>,
         secrets,
+        ferry_engine::Registry::builtin(),
         EngineOptions {
             workers: args.workers,
             ..EngineOptions::default()
@@ -147,10 +148,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         engine.clone(),
         ferry_server::ServerOptions {
             api_token: token,
-            public_url,
+            public_url: public_url.clone(),
             max_body_bytes: args.max_body_bytes,
         },
     );
+    let provisioning = engine.start_provisioning(&public_url);
     let workers = (args.workers > 0).then(|| {
         tokio::spawn(ferry_engine::worker::run_workers(
             engine.clone(),
@@ -166,6 +168,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = workers {
         let _ = w.await;
     }
+    for p in provisioning {
+        let _ = p.await;
+    }
+    engine.deprovision_all(&public_url).await;
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }

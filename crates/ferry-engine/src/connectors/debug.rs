@@ -6,11 +6,12 @@ use ferry_core::schema::{Field, FieldType, Schema};
 use serde_json::{json, Value};
 
 use crate::action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
+use crate::connector::ConnectorSpec;
 use crate::registry::Registry;
 
 /// Register the debug connector.
 pub fn register(r: &mut Registry) {
-    r.connector("debug", "Debugging helpers");
+    r.connector(ConnectorSpec::new("debug", "Debugging helpers"));
     r.action(LogMessage::new());
     r.action(GenerateRecords::new());
 }

@@ -8,11 +8,15 @@ use ferry_core::schema::{Field, FieldType, Schema};
 use serde_json::{json, Value};
 
 use crate::action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
+use crate::connector::ConnectorSpec;
 use crate::registry::Registry;
 
 /// Register the flow connector.
 pub fn register(r: &mut Registry) {
-    r.connector("flow", "Branching, loops, error handling and job control");
+    r.connector(ConnectorSpec::new(
+        "flow",
+        "Branching, loops, error handling and job control",
+    ));
     r.action(IfThenElse(spec_if()));
     r.action(Case(spec_case()));
     r.action(Section(spec_section()));

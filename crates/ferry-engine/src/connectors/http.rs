@@ -4,20 +4,158 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
+use ferry_core::model::Direction;
 use ferry_core::schema::{Field, FieldType, Schema};
 use serde_json::{json, Value};
 
 use crate::action::{
     Action, ActionContext, ActionKind, ActionSpec, ConnectionRef, Output, Services, Signal,
 };
-use crate::http::retry_after_seconds;
+use crate::connector::{
+    ConnectionTestResult, Connector, ConnectorSpec, TestContext, TEST_TIMED_OUT,
+};
+use crate::connectors::json_endpoint::{check_placement, placement_in_query, PLACEMENT_HINT};
+use crate::http::{retry_after_seconds, HttpError};
 use crate::registry::Registry;
 
 /// Register the HTTP connector.
 pub fn register(r: &mut Registry) {
-    r.connector("http", "Call any HTTP API");
+    r.connector(HttpConnector::new());
     r.action(SendRequest::new());
+}
+
+/// The connector: outbound connections with a base URL and authenticators (spec §5.2).
+pub struct HttpConnector(ConnectorSpec);
+
+impl HttpConnector {
+    fn new() -> Self {
+        HttpConnector(
+            ConnectorSpec::new("http", "Call any HTTP API").outbound(vec![
+                Field::new("base_url", FieldType::String)
+                    .required()
+                    .hint("Prefix of every request's URL, e.g. https://api.example.com/v1"),
+                Field::new("api_key", FieldType::Nested).with_fields(vec![
+                    Field::new("key", FieldType::String).required(),
+                    Field::new("value", FieldType::SecretString).required(),
+                    Field::new("placement", FieldType::String).hint(PLACEMENT_HINT),
+                ]),
+                Field::new("basic_auth", FieldType::Nested).with_fields(vec![
+                    Field::new("username", FieldType::String).required(),
+                    Field::new("password", FieldType::SecretString).required(),
+                ]),
+                Field::new("bearer", FieldType::Nested).with_fields(vec![Field::new(
+                    "bearer_token",
+                    FieldType::SecretString,
+                )
+                .required()]),
+                Field::new("bearer_token", FieldType::SecretString)
+                    .hint("Shorthand for `bearer: {bearer_token}`"),
+                Field::new("oauth2", FieldType::Nested).with_fields(vec![
+                    Field::new("grant_type", FieldType::String)
+                        .hint("`client_credentials` (default) or `refresh_token`"),
+                    Field::new("authorization_url", FieldType::String).required(),
+                    Field::new("client_id", FieldType::String).required(),
+                    Field::new("client_secret", FieldType::SecretString).required(),
+                    Field::new("refresh_token", FieldType::SecretString),
+                    Field::new("scope", FieldType::String),
+                ]),
+            ]),
+        )
+    }
+}
+
+fn grant_type(config: &Value) -> String {
+    conf_str(config, &["oauth2", "grant_type"])
+        .unwrap_or("client_credentials")
+        .trim()
+        .to_ascii_lowercase()
+        .replace(' ', "_")
+}
+
+#[async_trait]
+impl Connector for HttpConnector {
+    fn spec(&self) -> &ConnectorSpec {
+        &self.0
+    }
+
+    fn check_connection(&self, _direction: Direction, config: &Value) -> Vec<String> {
+        let mut problems = check_placement(config);
+        if config.get("oauth2").is_some_and(Value::is_object) {
+            match grant_type(config).as_str() {
+                "client_credentials" => {}
+                "refresh_token" => {
+                    if conf_str(config, &["oauth2", "refresh_token"]).is_none() {
+                        problems.push(
+                            "oauth2.refresh_token is required for the refresh_token grant".into(),
+                        );
+                    }
+                }
+                other => problems.push(format!(
+                    "oauth2.grant_type: unknown grant_type '{other}' (use client_credentials or refresh_token)"
+                )),
+            }
+        }
+        problems
+    }
+
+    async fn authenticate_outbound(
+        &self,
+        services: &Services,
+        connection: &ConnectionRef,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, Signal> {
+        authenticate(services, connection, builder).await
+    }
+
+    fn has_tester(&self) -> bool {
+        true
+    }
+
+    /// `GET <base_url>` with the connection's authentication: a status below 400 passes,
+    /// 401/403 is `failed` (credentials rejected), other 4xx/5xx `failed` with the status;
+    /// a network problem is `error`.
+    async fn test(&self, ctx: &TestContext<'_>) -> ConnectionTestResult {
+        let services = ctx.services;
+        let Some(base) = conf_str(&ctx.connection.config, &["base_url"]) else {
+            return ConnectionTestResult::error("Connection configuration is invalid.");
+        };
+        let url = match reveal(services, base) {
+            Ok(u) => u,
+            Err(e) => return ConnectionTestResult::error(e.to_string()),
+        };
+        let Ok(parsed) = url::Url::parse(&url) else {
+            return ConnectionTestResult::error(format!(
+                "URI {} is invalid.",
+                ferry_core::secrets::redact_str(base)
+            ));
+        };
+        let builder = services
+            .http
+            .inner()
+            .get(parsed)
+            .timeout(Duration::from_secs(8));
+        let builder = match ctx.authenticate(builder).await {
+            Ok(b) => b,
+            Err(Signal::Fail(m)) => return ConnectionTestResult::failed(m),
+            Err(other) => return ConnectionTestResult::error(other.to_string()),
+        };
+        let request = match builder.build() {
+            Ok(r) => r,
+            Err(e) => return ConnectionTestResult::error(format!("Invalid request: {e}")),
+        };
+        match services.http.execute(request).await {
+            Ok(r) if r.status < 400 => {
+                ConnectionTestResult::success(format!("GET {base} answered HTTP {}", r.status))
+            }
+            Ok(r) if r.status == 401 || r.status == 403 => ConnectionTestResult::failed(format!(
+                "The credentials were rejected (HTTP {}).",
+                r.status
+            )),
+            Ok(r) => ConnectionTestResult::failed(format!("GET {base} answered HTTP {}", r.status)),
+            Err(HttpError::Timeout(_)) => ConnectionTestResult::error(TEST_TIMED_OUT),
+            Err(e) => ConnectionTestResult::error(e.to_string()),
+        }
+    }
 }
 
 const METHODS: [&str; 8] = [
@@ -137,9 +275,7 @@ pub async fn authenticate(
         conf_str(c, &["api_key", "value"]),
     ) {
         let value = reveal(services, value)?;
-        let in_query = conf_str(c, &["api_key", "placement"]).is_some_and(|p| {
-            p.eq_ignore_ascii_case("query params") || p.eq_ignore_ascii_case("query")
-        });
+        let in_query = placement_in_query(conf_str(c, &["api_key", "placement"])) == Some(true);
         builder = if in_query {
             builder.query(&[(key, value.as_str())])
         } else {
@@ -151,18 +287,16 @@ pub async fn authenticate(
             services,
             conf_str(c, &["basic_auth", "password"]).unwrap_or_default(),
         )?;
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        builder = builder.header("authorization", format!("Basic {encoded}"));
+        builder = builder.basic_auth(user, Some(password));
     }
     if let Some(token) = conf_str(c, &["bearer", "bearer_token"]).or(conf_str(c, &["bearer_token"]))
     {
         let token = reveal(services, token)?;
-        builder = builder.header("authorization", format!("Bearer {token}"));
+        builder = builder.bearer_auth(token);
     }
     if c.get("oauth2").is_some_and(Value::is_object) {
         let token = oauth2_token(services, connection).await?;
-        builder = builder.header("authorization", format!("Bearer {token}"));
+        builder = builder.bearer_auth(token);
     }
     Ok(builder)
 }
@@ -178,10 +312,7 @@ async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result
             "Outbound connection invalid: Field 'oauth2.authorization_url' is required.".into(),
         )
     })?;
-    let grant = conf_str(c, &["oauth2", "grant_type"])
-        .unwrap_or("client_credentials")
-        .to_ascii_lowercase()
-        .replace(' ', "_");
+    let grant = grant_type(c);
     let mut form: Vec<(&str, String)> = vec![
         (
             "client_id",

@@ -1,20 +1,137 @@
-//! JSON Endpoint connector: a trigger that accepts JSON bodies (spec §9.3).
+//! JSON Endpoint connector: a trigger that accepts JSON bodies (spec §9.3), and inbound
+//! connections that check an API key and/or basic auth (spec §5.1).
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use ferry_core::model::Direction;
 use ferry_core::schema::{Field, FieldType, Schema};
 use serde_json::{json, Map, Value};
 
-use crate::ingest::InboundRequest;
+use crate::connector::{constant_time_eq, Connector, ConnectorSpec, InboundAuth};
 use crate::registry::Registry;
-use crate::trigger::{Trigger, TriggerError, TriggerParse, TriggerSpec};
+use crate::trigger::{Parsed, Trigger, TriggerContext, TriggerError, TriggerParse, TriggerSpec};
 
 /// Register the JSON endpoint connector.
 pub fn register(r: &mut Registry) {
-    r.connector(
-        "json_endpoint",
-        "Receive JSON over HTTP (API key or basic auth on the inbound connection)",
-    );
+    r.connector(JsonEndpoint::new());
     r.trigger(Endpoint::new());
+}
+
+/// The connector: inbound connections with API key and basic auth validators.
+pub struct JsonEndpoint(ConnectorSpec);
+
+impl JsonEndpoint {
+    fn new() -> Self {
+        JsonEndpoint(
+            ConnectorSpec::new(
+                "json_endpoint",
+                "Receive JSON over HTTP (API key or basic auth on the inbound connection)",
+            )
+            .inbound(vec![
+                Field::new("api_key", FieldType::Nested)
+                    .hint("Fill out these details to verify the inbound request.")
+                    .with_fields(vec![
+                        Field::new("key", FieldType::String).required(),
+                        Field::new("value", FieldType::String).required(),
+                        Field::new("placement", FieldType::String).hint(PLACEMENT_HINT),
+                    ]),
+                Field::new("basic_auth", FieldType::Nested).with_fields(vec![
+                    Field::new("username", FieldType::String).required(),
+                    Field::new("password", FieldType::SecretString).required(),
+                ]),
+            ]),
+        )
+    }
+}
+
+/// Hint of an API key's `placement`.
+pub const PLACEMENT_HINT: &str = "`Header` (default) or `Query params`";
+
+/// Whether an API key's `placement` puts it in the query string; `None`: not a placement.
+pub fn placement_in_query(placement: Option<&str>) -> Option<bool> {
+    match placement.map(|p| p.trim().to_ascii_lowercase()) {
+        None => Some(false),
+        Some(p) if p.is_empty() || p == "header" || p == "headers" => Some(false),
+        Some(p) if p == "query params" || p == "query" => Some(true),
+        Some(_) => None,
+    }
+}
+
+fn conf<'a>(config: &'a Value, a: &str, b: &str) -> Option<&'a str> {
+    config.get(a)?.get(b)?.as_str().filter(|s| !s.is_empty())
+}
+
+/// Check an API key's placement (for `ferry validate`).
+pub fn check_placement(config: &Value) -> Vec<String> {
+    let placement = config
+        .get("api_key")
+        .and_then(|a| a.get("placement"))
+        .and_then(Value::as_str);
+    match placement_in_query(placement) {
+        Some(_) => Vec::new(),
+        None => vec![format!(
+            "api_key.placement: '{}' is not a placement (use {PLACEMENT_HINT})",
+            placement.unwrap_or_default()
+        )],
+    }
+}
+
+#[async_trait]
+impl Connector for JsonEndpoint {
+    fn spec(&self) -> &ConnectorSpec {
+        &self.0
+    }
+
+    fn check_connection(&self, _direction: Direction, config: &Value) -> Vec<String> {
+        check_placement(config)
+    }
+
+    /// Every configured validator must pass; unconfigured ones are skipped, so a connection
+    /// with none accepts every request.
+    async fn authenticate_inbound(&self, auth: &InboundAuth<'_>) -> Result<(), TriggerError> {
+        let config = &auth.connection.config;
+        let request = auth.request;
+        if let (Some(key), Some(expected)) = (
+            conf(config, "api_key", "key"),
+            conf(config, "api_key", "value"),
+        ) {
+            let expected = auth.reveal(expected)?;
+            let in_query = placement_in_query(conf(config, "api_key", "placement")) == Some(true);
+            let got = if in_query {
+                request.query_param(key)
+            } else {
+                request.header(key).map(str::to_string)
+            };
+            let ok = got.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
+            if !ok {
+                return Err(TriggerError::bad_request("Invalid or missing API key."));
+            }
+        }
+        if let Some(username) = conf(config, "basic_auth", "username") {
+            let password = auth.reveal(conf(config, "basic_auth", "password").unwrap_or_default())?;
+            let header = request.header("authorization").unwrap_or_default();
+            let mut parts = header.splitn(2, char::is_whitespace);
+            let scheme = parts.next().unwrap_or_default();
+            let rest = parts.next().map(str::trim).unwrap_or_default();
+            if !scheme.eq_ignore_ascii_case("basic") || rest.is_empty() {
+                return Err(TriggerError::bad_request(
+                    "Missing basic authentication header.",
+                ));
+            }
+            let invalid = || TriggerError::bad_request("Invalid basic authentication header.");
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .map_err(|_| invalid())?;
+            let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
+            let (user, pass) = decoded.split_once(':').ok_or_else(invalid)?;
+            let ok = constant_time_eq(user.as_bytes(), username.as_bytes())
+                & constant_time_eq(pass.as_bytes(), password.as_bytes());
+            if !ok {
+                return Err(invalid());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The JSON endpoint trigger.
@@ -104,11 +221,8 @@ impl Trigger for Endpoint {
         Ok(Schema::new("output", fields))
     }
 
-    async fn parse(
-        &self,
-        request: &InboundRequest,
-        config: &Value,
-    ) -> Result<TriggerParse, TriggerError> {
+    async fn parse(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, TriggerError> {
+        let (request, config) = (ctx.request, ctx.config);
         let context_id = request
             .header("x-job-context-identifier")
             .map(str::trim)
@@ -146,9 +260,9 @@ impl Trigger for Endpoint {
             output.insert("headers".into(), Value::Object(h));
         }
         output.insert("body".into(), body);
-        Ok(TriggerParse {
+        Ok(Parsed::Event(TriggerParse {
             output: Value::Object(output),
             context_id,
-        })
+        }))
     }
 }

@@ -5,14 +5,15 @@ use ferry_core::schema::{Field, FieldType, Schema};
 use serde_json::{json, Value};
 
 use crate::action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
+use crate::connector::ConnectorSpec;
 use crate::registry::Registry;
 
 /// Register the runbook variables connector.
 pub fn register(r: &mut Registry) {
-    r.connector(
+    r.connector(ConnectorSpec::new(
         "runbook_variables",
         "Typed variables shared by the steps of a job",
-    );
+    ));
     r.action(Assign::new());
 }
 

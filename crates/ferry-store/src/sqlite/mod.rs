@@ -455,6 +455,27 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn kv_put_if_absent(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let op = Op::KvPutNew {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+            value: serde_json::to_string(value)?,
+            now,
+            expires_at: ttl.map(|t| now.saturating_add(dur_ms(t))),
+        };
+        match self.write(op).await? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
         let op = Op::KvDelete {
             ns: ns.to_owned(),

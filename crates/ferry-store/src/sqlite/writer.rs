@@ -81,6 +81,14 @@ pub(crate) enum Op {
         value: String,
         expires_at: Option<i64>,
     },
+    /// Insert unless a live (unexpired) value exists.
+    KvPutNew {
+        ns: String,
+        key: String,
+        value: String,
+        now: i64,
+        expires_at: Option<i64>,
+    },
     KvDelete {
         ns: String,
         key: String,
@@ -428,6 +436,27 @@ async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreErr
             .execute(&mut *conn)
             .await?;
             Ok(Reply::Unit)
+        }
+        Op::KvPutNew {
+            ns,
+            key,
+            value,
+            now,
+            expires_at,
+        } => {
+            let res = sqlx::query(
+                "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
+                 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?5",
+            )
+            .bind(ns)
+            .bind(key)
+            .bind(value)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Reply::Bool(res.rows_affected() > 0))
         }
         Op::KvDelete { ns, key } => {
             sqlx::query("DELETE FROM kv WHERE ns = ?1 AND key = ?2")

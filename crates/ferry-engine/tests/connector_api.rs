@@ -1,0 +1,479 @@
+//! The connector API through a fake connector registered next to the built-ins: inbound
+//! authentication hook, a trigger that answers without a job, the scoped key/value stores
+//! (shared across requests, with TTL), custom responses, connection tests and provisioning.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ferry_core::schema::{Field, FieldType, Schema};
+use ferry_core::secrets::Secrets;
+use ferry_engine::connector::{InboundAuth, ProvisionContext, TestContext};
+use ferry_engine::{
+    ConnectionTestResult, Connector, ConnectorSpec, Engine, EngineOptions, InboundRequest,
+    IngestOutcome, Parsed, ProvisionKind, ProvisionState, Registry, TestStatus, Trigger,
+    TriggerContext, TriggerError, TriggerParse, TriggerResponse, TriggerSpec,
+};
+use ferry_store::{SqliteStore, Store, StoreOptions};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+/// A connector with every hook: inbound connections check `x-secret`, outbound ones have a
+/// test whose outcome the config chooses.
+struct FakeConnector(ConnectorSpec);
+
+#[async_trait]
+impl Connector for FakeConnector {
+    fn spec(&self) -> &ConnectorSpec {
+        &self.0
+    }
+
+    async fn authenticate_inbound(&self, auth: &InboundAuth<'_>) -> Result<(), TriggerError> {
+        let expected = auth.connection.config["shared_secret"]
+            .as_str()
+            .unwrap_or_default();
+        let expected = auth.reveal(expected)?;
+        if auth.request.header("x-secret") != Some(expected.as_str()) {
+            return Err(TriggerError::Reject {
+                status: 401,
+                message: "bad secret".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn has_tester(&self) -> bool {
+        true
+    }
+
+    async fn test(&self, ctx: &TestContext<'_>) -> ConnectionTestResult {
+        match ctx.connection.config["mode"].as_str() {
+            Some("ok") => ConnectionTestResult::success("all good"),
+            Some("no") => ConnectionTestResult::failed("credentials rejected"),
+            _ => ConnectionTestResult::error("cannot reach the system"),
+        }
+    }
+}
+
+/// A trigger that answers `verify` handshakes itself, keeps a replay window of nonces in
+/// its own store and a request counter in its connection's store, and fails its first
+/// `fail_provisions` provisions.
+struct FakeTrigger {
+    spec: TriggerSpec,
+    provisions: Mutex<HashMap<String, u64>>,
+}
+
+#[async_trait]
+impl Trigger for FakeTrigger {
+    fn spec(&self) -> &TriggerSpec {
+        &self.spec
+    }
+
+    fn output_schema(&self, _config: &Value) -> Result<Schema, String> {
+        Ok(Schema::new(
+            "output",
+            vec![
+                Field::new("event", FieldType::String).required(),
+                Field::new("count", FieldType::Integer),
+            ],
+        ))
+    }
+
+    async fn parse(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, TriggerError> {
+        let body: Value = serde_json::from_slice(&ctx.request.body)
+            .map_err(|_| TriggerError::bad_request("not JSON"))?;
+        let event = body["event"].as_str().unwrap_or_default().to_string();
+        if event == "verify" {
+            return Ok(Parsed::Respond(TriggerResponse::text(
+                200,
+                format!("verified {}", body["challenge"].as_str().unwrap_or("")),
+            )));
+        }
+        if let Some(nonce) = body["nonce"].as_str() {
+            let ttl = Duration::from_millis(body["ttl_ms"].as_u64().unwrap_or(60_000));
+            if !ctx.kv.put_if_absent(nonce, &json!(true), Some(ttl)).await? {
+                return Err(TriggerError::Reject {
+                    status: 409,
+                    message: "replayed".into(),
+                });
+            }
+        }
+        let kv = ctx.connection_kv.as_ref().expect("an inbound connection");
+        let count = kv.get("count").await?.and_then(|v| v.as_i64()).unwrap_or(0) + 1;
+        kv.put("count", &json!(count), None).await?;
+        Ok(Parsed::Event(TriggerParse {
+            output: json!({ "event": event, "count": count }),
+            context_id: None,
+        }))
+    }
+
+    async fn provision(&self, ctx: &ProvisionContext<'_>) -> Result<(), String> {
+        let fail = ctx.config["fail_provisions"].as_u64().unwrap_or(0);
+        let runbook = ctx.runbook.unwrap_or_default().to_string();
+        let url = format!("/inbound/fake-sol/{runbook}");
+        if !ctx.trigger_url.as_deref().is_some_and(|u| u.ends_with(&url)) {
+            return Err(format!("wrong trigger URL {:?}", ctx.trigger_url));
+        }
+        let attempt = {
+            let mut p = self.provisions.lock();
+            let n = p.entry(runbook).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if attempt <= fail {
+            return Err(format!("not yet (attempt {attempt})"));
+        }
+        Ok(())
+    }
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::builtin();
+    r.connector(FakeConnector(
+        ConnectorSpec::new("fake", "A fake connector for tests")
+            .inbound(vec![
+                Field::new("shared_secret", FieldType::SecretString).required()
+            ])
+            .outbound(vec![Field::new("mode", FieldType::String).required()]),
+    ));
+    r.trigger(FakeTrigger {
+        spec: TriggerSpec {
+            name: "fake.hook",
+            description: "fake webhook",
+            config: vec![Field::new("fail_provisions", FieldType::Integer)],
+            connection: Some("fake"),
+        },
+        provisions: Mutex::new(HashMap::new()),
+    });
+    r
+}
+
+const SOLUTION: &str = "name: fake-sol
+env:
+  SECRET: { secret: true, value: s3cr3t }
+connections:
+  inb:
+    connector: fake
+    direction: inbound
+    config: { shared_secret: \"{{ env.SECRET }}\" }
+  good: { connector: fake, direction: outbound, config: { mode: ok } }
+  refused: { connector: fake, direction: outbound, config: { mode: no } }
+  broken: { connector: fake, direction: outbound, config: { mode: x } }
+";
+
+const HOOK: &str = "name: hook
+trigger:
+  connector: fake
+  type: hook
+  connection: inb
+  config:
+    fail_provisions: 2
+steps:
+  - { id: log, action: debug.log_message, input: { message: \"{{ trigger.event }}\" } }
+";
+
+const ANSWERED: &str = "name: answered
+trigger:
+  connector: fake
+  type: hook
+  connection: inb
+  config:
+    respond_with:
+      status: 202
+      headers: { x-event: \"{{ trigger.event }}\" }
+      body: { job: \"{{ job.id }}\", count: \"{{ trigger.count }}\" }
+steps:
+  - { id: log, action: debug.log_message, input: { message: \"{{ trigger.event }}\" } }
+";
+
+async fn engine(dir: &Path) -> (Arc<Engine>, Arc<SqliteStore>) {
+    let sol = dir.join("sol");
+    std::fs::create_dir_all(sol.join("runbooks")).unwrap();
+    std::fs::write(sol.join("solution.yaml"), SOLUTION).unwrap();
+    std::fs::write(sol.join("runbooks/hook.yaml"), HOOK).unwrap();
+    std::fs::write(sol.join("runbooks/answered.yaml"), ANSWERED).unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.join("t.db"), StoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let engine = Engine::new(
+        store.clone() as Arc<dyn Store>,
+        Arc::new(Secrets::from_master_key(&[9u8; 32])),
+        registry(),
+        EngineOptions::default(),
+    );
+    if let Err(d) = engine.load_dir(&sol) {
+        panic!("{d:?}");
+    }
+    (engine, store)
+}
+
+fn request(body: Value, secret: Option<&str>) -> InboundRequest {
+    let r = InboundRequest {
+        method: "POST".into(),
+        body: body.to_string().into(),
+        ..Default::default()
+    };
+    match secret {
+        Some(s) => r.with_header("x-secret", s),
+        None => r,
+    }
+}
+
+async fn job_count(store: &SqliteStore) -> i64 {
+    store
+        .count_by_status()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[tokio::test]
+async fn the_connectors_inbound_hook_authenticates_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, store) = engine(tmp.path()).await;
+    let out = engine
+        .ingest("fake-sol", "hook", request(json!({"event": "a"}), None))
+        .await;
+    assert_eq!(
+        out,
+        IngestOutcome::Rejected {
+            status: 401,
+            message: "bad secret".into()
+        }
+    );
+    let out = engine
+        .ingest("fake-sol", "hook", request(json!({"event": "a"}), Some("wrong")))
+        .await;
+    assert!(matches!(out, IngestOutcome::Rejected { status: 401, .. }));
+    assert_eq!(job_count(&store).await, 0);
+    let out = engine
+        .ingest("fake-sol", "hook", request(json!({"event": "a"}), Some("s3cr3t")))
+        .await;
+    assert!(matches!(out, IngestOutcome::Accepted { response: None, .. }), "{out:?}");
+    // `ferry run` skips inbound authentication.
+    let out = engine
+        .ingest_trusted("fake-sol", "hook", request(json!({"event": "b"}), None))
+        .await;
+    assert!(matches!(out, IngestOutcome::Accepted { .. }), "{out:?}");
+    assert_eq!(job_count(&store).await, 2);
+}
+
+#[tokio::test]
+async fn a_trigger_can_answer_without_creating_a_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, store) = engine(tmp.path()).await;
+    let out = engine
+        .ingest(
+            "fake-sol",
+            "hook",
+            request(json!({"event": "verify", "challenge": "abc"}), Some("s3cr3t")),
+        )
+        .await;
+    let IngestOutcome::Responded { response } = out else {
+        panic!("expected an answer, got {out:?}");
+    };
+    assert_eq!(response.status, 200);
+    assert_eq!(&response.body[..], b"verified abc");
+    assert_eq!(job_count(&store).await, 0);
+}
+
+#[tokio::test]
+async fn trigger_and_connection_stores_are_shared_across_requests_and_expire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, store) = engine(tmp.path()).await;
+    let send = |body: Value| engine.ingest("fake-sol", "hook", request(body, Some("s3cr3t")));
+    let first = send(json!({"event": "e", "nonce": "n1", "ttl_ms": 1500})).await;
+    let IngestOutcome::Accepted { job_id, .. } = first else {
+        panic!("{first:?}")
+    };
+    let job = store.get_job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.trigger_output, json!({"event": "e", "count": 1}));
+    // The same nonce is refused while it is in the window …
+    let replay = send(json!({"event": "e", "nonce": "n1", "ttl_ms": 1500})).await;
+    assert_eq!(
+        replay,
+        IngestOutcome::Rejected {
+            status: 409,
+            message: "replayed".into()
+        }
+    );
+    // … the connection's counter is shared by every request (and the other runbook) …
+    let other = engine
+        .ingest(
+            "fake-sol",
+            "answered",
+            request(json!({"event": "e"}), Some("s3cr3t")),
+        )
+        .await;
+    assert!(matches!(other, IngestOutcome::Accepted { .. }));
+    let second = send(json!({"event": "e", "nonce": "n2"})).await;
+    let IngestOutcome::Accepted { job_id, .. } = second else {
+        panic!("{second:?}")
+    };
+    let job = store.get_job(job_id).await.unwrap().unwrap();
+    assert_eq!(job.trigger_output["count"], 3);
+    // … and accepted again once the entry expired.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match send(json!({"event": "e", "nonce": "n1", "ttl_ms": 1500})).await {
+            IngestOutcome::Accepted { .. } => break,
+            IngestOutcome::Rejected { status: 409, .. } if Instant::now() < deadline => {}
+            other => panic!("the replay window never expired: {other:?}"),
+        }
+    }
+    // Values are sealed at rest.
+    let raw = store
+        .kv_get("fake-sol/inb", "count")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ferry_core::secrets::is_envelope(raw.as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn respond_with_answers_an_accepted_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, store) = engine(tmp.path()).await;
+    let out = engine
+        .ingest(
+            "fake-sol",
+            "answered",
+            request(json!({"event": "created"}), Some("s3cr3t")),
+        )
+        .await;
+    let IngestOutcome::Accepted {
+        job_id,
+        response: Some(r),
+    } = out
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(r.status, 202);
+    assert!(r
+        .headers
+        .contains(&("x-event".to_string(), "created".to_string())));
+    assert!(r
+        .headers
+        .contains(&("content-type".to_string(), "application/json".to_string())));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body, json!({"job": job_id.to_string(), "count": 1}));
+    assert!(store.get_job(job_id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn connection_tests_report_success_failed_and_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, _store) = engine(tmp.path()).await;
+    let t = |c: &'static str| {
+        let engine = engine.clone();
+        async move { engine.test_connection("fake-sol", c).await }
+    };
+    assert_eq!(
+        t("good").await,
+        Some(ConnectionTestResult::success("all good"))
+    );
+    assert_eq!(t("refused").await.unwrap().status, TestStatus::Failed);
+    let broken = t("broken").await.unwrap();
+    assert_eq!(broken.status, TestStatus::Error);
+    assert_eq!(broken.message, "cannot reach the system");
+    // Inbound connections have no tester (runtime_model §5.5).
+    assert_eq!(
+        t("inb").await,
+        Some(ConnectionTestResult::error(
+            "Connector does not provide a config tester."
+        ))
+    );
+    assert_eq!(t("nope").await, None);
+    assert_eq!(engine.test_connection("nope", "good").await, None);
+}
+
+#[tokio::test]
+async fn a_failing_provision_is_retried_with_backoff_until_it_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, _store) = engine(tmp.path()).await;
+    let state = |engine: &Engine| {
+        engine
+            .provisioning("fake-sol")
+            .into_iter()
+            .find(|s| s.kind == ProvisionKind::Trigger && s.name == "hook")
+            .unwrap()
+    };
+    assert_eq!(state(&engine).state, ProvisionState::Pending);
+    let tasks = engine.start_provisioning("http://127.0.0.1:1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut saw_failure = None;
+    loop {
+        let s = state(&engine);
+        if s.state == ProvisionState::Failed {
+            saw_failure = s.last_error.clone();
+        }
+        if s.state == ProvisionState::Provisioned {
+            assert_eq!(s.attempts, 3);
+            assert_eq!(s.last_error, None);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never provisioned: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failure = saw_failure.expect("the failed state was visible");
+    assert!(failure.starts_with("not yet (attempt "), "{failure}");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Every connection and the other trigger provisioned on the first attempt.
+    for s in engine.provisioning("fake-sol") {
+        assert_eq!(s.state, ProvisionState::Provisioned, "{s:?}");
+    }
+    engine.deprovision_all("http://127.0.0.1:1").await;
+    for s in engine.provisioning("fake-sol") {
+        assert_eq!(s.state, ProvisionState::Deprovisioned, "{s:?}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_missing_connection_config_keys_are_load_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = tmp.path().join("bad");
+    std::fs::create_dir_all(sol.join("runbooks")).unwrap();
+    std::fs::write(
+        sol.join("solution.yaml"),
+        "name: bad\nconnections:\n  out:\n    connector: fake\n    direction: outbound\n    config:\n      mood: ok\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sol.join("runbooks/r.yaml"),
+        "name: r\ntrigger: { connector: json_endpoint, type: endpoint, config: { body_schema: [] } }\nsteps:\n  - { id: log, action: debug.log_message, input: { message: hi } }\n",
+    )
+    .unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&tmp.path().join("t.db"), StoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let engine = Engine::new(
+        store as Arc<dyn Store>,
+        Arc::new(Secrets::from_master_key(&[9u8; 32])),
+        registry(),
+        EngineOptions::default(),
+    );
+    let diags = engine.load_dir(&sol).err().expect("load errors");
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter().any(|d| d.ends_with(
+            "solution.yaml:7: Connection 'out': unknown config key 'mood' for an outbound 'fake' connection (allowed: mode)"
+        )),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|d| d.contains("Connection 'out': config invalid: Field 'mode' is required.")),
+        "{text:#?}"
+    );
+}
