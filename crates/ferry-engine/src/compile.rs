@@ -72,7 +72,7 @@ pub struct CompiledRunbook {
     /// Optional deduplication id expression.
     pub deduplication_id: Option<Mapping>,
     /// Optional answer to an accepted event (`{status, headers, body}`), evaluated with
-    /// `trigger`, `env` and `job.id`.
+    /// `trigger`, `env` and `job` (`uuid`, also as `id`, and `context_identifier`).
     pub respond_with: Option<Mapping>,
     /// Inbound connection name.
     pub inbound: Option<String>,
@@ -460,7 +460,12 @@ fn check_connection_config(
 }
 
 /// Paths of keys in `value` that `fields` do not declare, with the keys allowed there.
-fn unknown_keys(fields: &[Field], value: &Value, prefix: &str, out: &mut Vec<(String, Vec<String>)>) {
+fn unknown_keys(
+    fields: &[Field],
+    value: &Value,
+    prefix: &str,
+    out: &mut Vec<(String, Vec<String>)>,
+) {
     let Value::Object(map) = value else { return };
     for (k, v) in map {
         let path = if prefix.is_empty() {

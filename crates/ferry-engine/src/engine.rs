@@ -168,7 +168,8 @@ impl Engine {
     ) -> Option<ConnectionTestResult> {
         let sol = self.solution(solution)?;
         let conn = sol.connections.get(connection)?;
-        let outbound = sol.directions.get(connection) == Some(&ferry_core::model::Direction::Outbound);
+        let outbound =
+            sol.directions.get(connection) == Some(&ferry_core::model::Direction::Outbound);
         let connector = self.registry.get_connector(&conn.connector);
         let Some(connector) = connector.filter(|c| outbound && c.has_tester()) else {
             return Some(ConnectionTestResult::error(NO_TESTER));
@@ -445,11 +446,20 @@ impl Engine {
             Some(m) => {
                 let mut ctx = ctx;
                 if let Value::Object(o) = &mut ctx {
-                    o.insert("job".into(), json!({ "id": id.to_string() }));
+                    o.insert(
+                        "job".into(),
+                        json!({
+                            "uuid": id.to_string(),
+                            "id": id.to_string(),
+                            "context_identifier": context_id,
+                        }),
+                    );
                 }
-                match m.eval(&self.exprs, &ctx).map_err(|e| e.to_string()).and_then(|v| {
-                    custom_response(&v)
-                }) {
+                match m
+                    .eval(&self.exprs, &ctx)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| custom_response(&v))
+                {
                     Ok(r) => Some(r),
                     Err(e) => {
                         tracing::error!(solution, runbook, error = %e, "respond_with failed");
@@ -514,7 +524,9 @@ pub fn custom_response(v: &Value) -> Result<TriggerResponse, String> {
         Some(other) => return Err(format!("status: {other} is not an HTTP status")),
     };
     if !(100..=599).contains(&status) {
-        return Err(format!("status: {status} is not an HTTP status (100 to 599)"));
+        return Err(format!(
+            "status: {status} is not an HTTP status (100 to 599)"
+        ));
     }
     let mut headers = Vec::new();
     match v.get("headers") {
@@ -527,7 +539,9 @@ pub fn custom_response(v: &Value) -> Result<TriggerResponse, String> {
                     other => other.to_string(),
                 };
                 if ferry_core::secrets::contains_envelope(&value) {
-                    return Err(format!("headers.{name}: a secret cannot be sent in an answer"));
+                    return Err(format!(
+                        "headers.{name}: a secret cannot be sent in an answer"
+                    ));
                 }
                 reqwest::header::HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| format!("headers: '{name}' is not a header name"))?;

@@ -97,7 +97,12 @@ impl<'a> Kv<'a> {
     }
 
     /// Write a value; `ttl` of `None` never expires.
-    pub async fn put(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<(), KvError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), KvError> {
         self.store
             .kv_put(&self.namespace, key, &self.seal(value), ttl)
             .await

@@ -33,10 +33,10 @@ pub use connector::{
     ConnectionTestResult, Connector, ConnectorSpec, InboundAuth, ProvisionContext, TestContext,
     TestStatus,
 };
-pub use kv::{Kv, KvError};
-pub use provision::{ProvisionKind, ProvisionState, ProvisionStatus};
 pub use engine::{Engine, EngineOptions};
 pub use ingest::{InboundRequest, IngestOutcome};
+pub use kv::{Kv, KvError};
+pub use provision::{ProvisionKind, ProvisionState, ProvisionStatus};
 pub use registry::Registry;
 pub use trigger::{
     Parsed, Trigger, TriggerContext, TriggerError, TriggerParse, TriggerResponse, TriggerSpec,

@@ -81,11 +81,7 @@ pub fn initial_status(sol: &CompiledSolution) -> Vec<ProvisionStatus> {
     sol.connections
         .keys()
         .map(|n| item(ProvisionKind::Connection, n))
-        .chain(
-            sol.runbooks
-                .keys()
-                .map(|n| item(ProvisionKind::Trigger, n)),
-        )
+        .chain(sol.runbooks.keys().map(|n| item(ProvisionKind::Trigger, n)))
         .collect()
 }
 
@@ -225,7 +221,9 @@ pub async fn provision_solution(engine: Arc<Engine>, solution: String, public_ur
                 }
             });
             match (&result, updated) {
-                (Ok(()), Some(s)) if s.attempts > 1 || !matches!(item.state, ProvisionState::Pending) => {
+                (Ok(()), Some(s))
+                    if s.attempts > 1 || !matches!(item.state, ProvisionState::Pending) =>
+                {
                     tracing::info!(solution, kind, name = %item.name, attempts = s.attempts, "provisioned");
                 }
                 (Ok(()), _) => {}

@@ -97,6 +97,8 @@ impl Registry {
 
     /// All connectors with their descriptions.
     pub fn connectors(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
-        self.connectors.iter().map(|(k, v)| (*k, v.spec().description))
+        self.connectors
+            .iter()
+            .map(|(k, v)| (*k, v.spec().description))
     }
 }

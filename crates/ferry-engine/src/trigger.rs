@@ -53,10 +53,7 @@ impl TriggerResponse {
     pub fn text(status: u16, body: impl Into<String>) -> TriggerResponse {
         TriggerResponse {
             status,
-            headers: vec![(
-                "content-type".into(),
-                "text/plain; charset=utf-8".into(),
-            )],
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
             body: Bytes::from(body.into()),
         }
     }

@@ -113,7 +113,11 @@ impl Trigger for FakeTrigger {
         let fail = ctx.config["fail_provisions"].as_u64().unwrap_or(0);
         let runbook = ctx.runbook.unwrap_or_default().to_string();
         let url = format!("/inbound/fake-sol/{runbook}");
-        if !ctx.trigger_url.as_deref().is_some_and(|u| u.ends_with(&url)) {
+        if !ctx
+            .trigger_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with(&url))
+        {
             return Err(format!("wrong trigger URL {:?}", ctx.trigger_url));
         }
         let attempt = {
@@ -248,14 +252,25 @@ async fn the_connectors_inbound_hook_authenticates_requests() {
         }
     );
     let out = engine
-        .ingest("fake-sol", "hook", request(json!({"event": "a"}), Some("wrong")))
+        .ingest(
+            "fake-sol",
+            "hook",
+            request(json!({"event": "a"}), Some("wrong")),
+        )
         .await;
     assert!(matches!(out, IngestOutcome::Rejected { status: 401, .. }));
     assert_eq!(job_count(&store).await, 0);
     let out = engine
-        .ingest("fake-sol", "hook", request(json!({"event": "a"}), Some("s3cr3t")))
+        .ingest(
+            "fake-sol",
+            "hook",
+            request(json!({"event": "a"}), Some("s3cr3t")),
+        )
         .await;
-    assert!(matches!(out, IngestOutcome::Accepted { response: None, .. }), "{out:?}");
+    assert!(
+        matches!(out, IngestOutcome::Accepted { response: None, .. }),
+        "{out:?}"
+    );
     // `ferry run` skips inbound authentication.
     let out = engine
         .ingest_trusted("fake-sol", "hook", request(json!({"event": "b"}), None))
@@ -272,7 +287,10 @@ async fn a_trigger_can_answer_without_creating_a_job() {
         .ingest(
             "fake-sol",
             "hook",
-            request(json!({"event": "verify", "challenge": "abc"}), Some("s3cr3t")),
+            request(
+                json!({"event": "verify", "challenge": "abc"}),
+                Some("s3cr3t"),
+            ),
         )
         .await;
     let IngestOutcome::Responded { response } = out else {

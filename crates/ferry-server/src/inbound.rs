@@ -121,6 +121,7 @@ fn trigger_response(r: TriggerResponse) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let mut response = (status, r.body).into_response();
     let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
     for (name, value) in r.headers {
         match (
             header::HeaderName::from_bytes(name.as_bytes()),

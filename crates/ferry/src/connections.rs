@@ -84,7 +84,10 @@ pub async fn connections(args: ConnectionsArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let outcome = body.get("status").and_then(Value::as_str).unwrap_or("error");
+    let outcome = body
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("error");
     let message = body.get("message").and_then(Value::as_str).unwrap_or("");
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);

@@ -113,3 +113,36 @@ fn unknown_trigger_branch_and_connection_are_reported() {
     assert!(out.contains("unknown branch 'maybe'"), "{out}");
     assert!(out.contains("needs an outbound 'http' connection"), "{out}");
 }
+
+#[test]
+fn connection_configs_are_checked_against_their_connector() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Lines: 5 `config:` of api, 6 its unknown key; 10 api_key without `value`;
+    // 12 inbound json_endpoint given an outbound-only http key.
+    let sol = "name: conns\nconnections:\n  api:\n    connector: http\n    direction: outbound\n    config:\n      bearer_tokn: abc\n  hook:\n    connector: json_endpoint\n    direction: inbound\n    config:\n      api_key: { key: x-api-key }\n  other:\n    connector: json_endpoint\n    direction: outbound\n";
+    let dir = solution(
+        tmp.path(),
+        "conns",
+        sol,
+        &[(
+            "r",
+            &format!(
+                "{HEAD}  - {{ id: a, action: debug.log_message, input: {{ message: hi }} }}\n"
+            ),
+        )],
+    );
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 1, "{out}");
+    let expect = [
+        "solution.yaml:7: Connection 'api': unknown config key 'bearer_tokn' for an outbound 'http' connection (allowed: base_url, api_key, basic_auth, bearer, bearer_token, oauth2)",
+        "solution.yaml:3: Connection 'api': config invalid: Field 'base_url' is required.",
+        "solution.yaml:12: Connection 'hook': config invalid: Nested field 'api_key' invalid: Field 'value' is required.",
+        "solution.yaml:13: Connection 'other': connector 'json_endpoint' has no outbound connections",
+    ];
+    for e in expect {
+        assert!(
+            out.lines().any(|l| l.ends_with(e)),
+            "missing `{e}` in:\n{out}"
+        );
+    }
+}

@@ -108,7 +108,8 @@ impl Connector for JsonEndpoint {
             }
         }
         if let Some(username) = conf(config, "basic_auth", "username") {
-            let password = auth.reveal(conf(config, "basic_auth", "password").unwrap_or_default())?;
+            let password =
+                auth.reveal(conf(config, "basic_auth", "password").unwrap_or_default())?;
             let header = request.header("authorization").unwrap_or_default();
             let mut parts = header.splitn(2, char::is_whitespace);
             let scheme = parts.next().unwrap_or_default();
