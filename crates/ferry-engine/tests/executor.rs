@@ -41,7 +41,7 @@ impl Action for QuietFinish {
 
 fn registry() -> Registry {
     let mut r = Registry::builtin();
-    r.connector("test", "Test actions");
+    r.connector(ferry_engine::ConnectorSpec::new("test", "Test actions"));
     r.action(QuietFinish(ActionSpec {
         name: "test.quiet_finish",
         description: "Finish without logging",
@@ -122,6 +122,15 @@ impl Store for Recording {
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
         self.inner.kv_put(ns, key, value, ttl).await
+    }
+    async fn kv_put_if_absent(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        self.inner.kv_put_if_absent(ns, key, value, ttl).await
     }
     async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
         self.inner.kv_delete(ns, key).await
