@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::{EmulatorConfig, RateLimits};
 
 /// The connector's full introspection query (xurrent_connector.md §4.1).
-pub const INTROSPECTION_QUERY: &str = "{ __schema { queryType { name } mutationType { name } types { kind name description fields(includeDeprecated: false) { name description args { name description type { ...TypeRef } defaultValue } type { ...TypeRef } } inputFields { name description type { ...TypeRef } defaultValue } enumValues(includeDeprecated: false) { name description } possibleTypes { name } } } } fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }";
+pub const INTROSPECTION_QUERY: &str = crate::graphql::CONNECTOR_INTROSPECTION_QUERY;
 
 /// The simple connection query of the throughput test.
 pub const SIMPLE_QUERY: &str = "{ requests(first: 10) { nodes { id subject } } }";

@@ -12,6 +12,7 @@ use serde_json::{json, Value as Json};
 
 use super::coerce::{coerce_document, coerce_variables};
 use super::resolve::Ctx;
+use super::state::cache_key;
 use super::validate;
 use crate::{bearer_token, Emulator};
 
@@ -26,18 +27,6 @@ struct GqlBody {
 
 /// Maximum number of cached introspection answers.
 const INTROSPECTION_CACHE_MAX: usize = 32;
-
-/// Key of the introspection cache.
-pub(crate) fn cache_key(
-    operation_name: Option<&str>,
-    vars: &async_graphql::Variables,
-    query: &str,
-) -> String {
-    // Whitespace runs are insignificant outside strings; introspection documents carry no
-    // strings, so collapsing them lets formatting variants share one entry.
-    let normalized = query.split_whitespace().collect::<Vec<_>>().join(" ");
-    format!("{operation_name:?}\u{0}{vars}\u{0}{normalized}")
-}
 
 /// Whether every operation of the document selects only introspection fields
 /// (`__schema`, `__type`, `__typename`) at the top level.
@@ -101,6 +90,7 @@ pub(crate) async fn graphql(
     rate.cost_remaining = rate.cost_remaining.saturating_sub(cost);
     let ctx = Ctx {
         emu: emu.clone(),
+        model: emu.gql.model.clone(),
         account: info.account.clone(),
         person_id: info.person_id.clone(),
         rate,

@@ -18,6 +18,10 @@ use async_graphql_value::Value;
 use serde_json::Value as Json;
 
 /// Selection used to capture the universe.
+/// The connector's full introspection query (xurrent_connector.md §4.1), answered from a
+/// pre-computed cache.
+pub const CONNECTOR_INTROSPECTION_QUERY: &str = "{ __schema { queryType { name } mutationType { name } types { kind name description fields(includeDeprecated: false) { name description args { name description type { ...TypeRef } defaultValue } type { ...TypeRef } } inputFields { name description type { ...TypeRef } defaultValue } enumValues(includeDeprecated: false) { name description } possibleTypes { name } } } } fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }";
+
 const MAXIMAL_QUERY: &str = "{ __schema { description queryType { name } mutationType { name } subscriptionType { name } types { ...T } directives { name description locations isRepeatable args(includeDeprecated: true) { ...IV } } } } fragment T on __Type { kind name description specifiedByURL isOneOf fields(includeDeprecated: true) { name description args(includeDeprecated: true) { ...IV } type { ...R } isDeprecated deprecationReason } inputFields(includeDeprecated: true) { ...IV } interfaces { name } possibleTypes { name } enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason } } fragment IV on __InputValue { name description type { ...R } defaultValue isDeprecated deprecationReason } fragment R on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }";
 
 /// The complete introspection data of a schema.
@@ -591,7 +595,7 @@ mod tests {
         assert_eq!(wire["args"][0]["type"]["kind"], "NON_NULL");
         assert_eq!(wire["args"][0]["type"]["ofType"]["name"], "String");
         let queries = [
-            crate::bench::INTROSPECTION_QUERY,
+            CONNECTOR_INTROSPECTION_QUERY,
             MAXIMAL_QUERY,
             "{ __typename t: __type(name: \"Request\") { name kind f: fields { name args { name defaultValue type { name kind ofType { name } } } } interfaces { name } } }",
             "query Q($n: String!, $d: Boolean) { __type(name: $n) { name enumValues(includeDeprecated: $d) { name } ... on __Type { possibleTypes { name } } } x: __type(name: \"Nope\") { name } }",

@@ -1,5 +1,12 @@
 //! The GraphQL half: a dynamic schema built from the SDL, generic resolvers over the
 //! record store, mutations, attachments and rate limiting.
+//!
+//! Layers, bottom to top (a module imports only modules below it):
+//! `model` (the SDL) → `coerce`, `validate`, `introspect` (pure passes over documents and the
+//! schema) → `resolve`, `attachments`, `mutation` (reads and writes over the record store; the
+//! model comes with the per-request `Ctx`) → `schema` (the dynamic schema) → `state` (compiled
+//! schema and introspection cache) → `http` (the endpoint) and `seed`. Nothing here imports the
+//! REST half.
 
 pub mod attachments;
 mod coerce;
@@ -10,168 +17,17 @@ mod mutation;
 mod resolve;
 mod schema;
 mod seed;
+mod state;
 mod validate;
 
 pub use crate::parse_seed_text;
+pub use introspect::CONNECTOR_INTROSPECTION_QUERY;
 pub use seed::SeedSummary;
+pub(crate) use state::GraphqlState;
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use crate::{Emulator, EmulatorError};
-use model::{base_name, Kind, Model};
-
-/// Parsed SDL and the executable schema.
-pub(crate) struct GraphqlState {
-    pub(crate) model: Arc<Model>,
-    pub(crate) schema: async_graphql::dynamic::Schema,
-    /// Introspection data for fast answers (captured by `prewarm`).
-    pub(crate) universe: std::sync::OnceLock<Arc<introspect::Universe>>,
-    /// Serialized answers of introspection-only requests (the schema never changes).
-    pub(crate) introspection_cache:
-        parking_lot::Mutex<std::collections::HashMap<String, bytes::Bytes>>,
-}
-
-/// What one SDL text compiles to; shared by every emulator of the process built from the same
-/// text (the schema is immutable, and tests build many emulators).
-#[derive(Clone)]
-struct Compiled {
-    sdl: Arc<str>,
-    model: Arc<Model>,
-    schema: async_graphql::dynamic::Schema,
-    /// The pre-computed answer to the connector's introspection query.
-    introspection: Option<bytes::Bytes>,
-    /// Introspection data for fast answers.
-    universe: Option<Arc<introspect::Universe>>,
-}
-
-static COMPILED: parking_lot::Mutex<Option<Compiled>> = parking_lot::Mutex::new(None);
-
-impl GraphqlState {
-    pub(crate) fn from_sdl(sdl: &str) -> Result<Self, EmulatorError> {
-        let cached = COMPILED.lock().as_ref().filter(|c| &*c.sdl == sdl).cloned();
-        let compiled = match cached {
-            Some(c) => c,
-            None => {
-                let model = Arc::new(Model::parse(sdl)?);
-                let schema = schema::build_schema(&model)?;
-                let c = Compiled {
-                    sdl: Arc::from(sdl),
-                    model,
-                    schema,
-                    introspection: None,
-                    universe: None,
-                };
-                *COMPILED.lock() = Some(c.clone());
-                c
-            }
-        };
-        let state = GraphqlState {
-            model: compiled.model,
-            schema: compiled.schema,
-            universe: Default::default(),
-            introspection_cache: Default::default(),
-        };
-        if let Some(u) = compiled.universe {
-            let _ = state.universe.set(u);
-        }
-        if let Some(bytes) = compiled.introspection {
-            state.insert_connector_introspection(bytes);
-        }
-        Ok(state)
-    }
-
-    fn insert_connector_introspection(&self, bytes: bytes::Bytes) {
-        let query = crate::bench::INTROSPECTION_QUERY;
-        let key = http::cache_key(None, &async_graphql::Variables::default(), query);
-        self.introspection_cache.lock().insert(key, bytes);
-    }
-
-    /// Answer the connector's introspection query (xurrent_connector.md §4.1) once and keep
-    /// the answer, so that the first client introspection is served from the cache.
-    pub(crate) async fn prewarm(&self) {
-        if self.universe.get().is_none() {
-            if let Some(u) = introspect::Universe::capture(&self.schema, &self.model).await {
-                let u = Arc::new(u);
-                let _ = self.universe.set(u.clone());
-                if let Some(c) = COMPILED.lock().as_mut() {
-                    if Arc::ptr_eq(&c.model, &self.model) {
-                        c.universe = Some(u);
-                    }
-                }
-            }
-        }
-        let query = crate::bench::INTROSPECTION_QUERY;
-        let key = http::cache_key(None, &async_graphql::Variables::default(), query);
-        if self.introspection_cache.lock().contains_key(&key) {
-            return;
-        }
-        let projected = async_graphql_parser::parse_query(query)
-            .ok()
-            .and_then(|doc| self.universe()?.answer(&doc, None, &Value::Null));
-        let serialized = match projected {
-            Some(answer) => Ok(answer),
-            None => {
-                let resp = self
-                    .schema
-                    .execute(async_graphql::Request::new(query))
-                    .await;
-                if !resp.errors.is_empty() {
-                    tracing::warn!(errors = ?resp.errors, "introspection pre-warm failed");
-                    return;
-                }
-                serde_json::to_vec(&resp)
-            }
-        };
-        if let Ok(bytes) = serialized {
-            let bytes = bytes::Bytes::from(bytes);
-            if let Some(c) = COMPILED.lock().as_mut() {
-                if Arc::ptr_eq(&c.model, &self.model) {
-                    c.introspection = Some(bytes.clone());
-                }
-            }
-            self.insert_connector_introspection(bytes);
-        }
-    }
-
-    /// The captured introspection universe, if any.
-    pub(crate) fn universe(&self) -> Option<&introspect::Universe> {
-        self.universe.get().map(|u| u.as_ref())
-    }
-
-    /// Whether `name` is an object type with an `id` (a storable record type).
-    pub(crate) fn is_record_type(&self, name: &str) -> bool {
-        self.model.is_record_type(name)
-    }
-
-    /// Map `@wireValue` spellings of enum fields to their GraphQL names (other values unchanged).
-    pub(crate) fn normalize_enum_value(&self, typename: &str, field: &str, v: &Value) -> Value {
-        let Some(f) = self.model.get(typename).and_then(|t| t.fields.get(field)) else {
-            return v.clone();
-        };
-        let ty = base_name(&f.ty);
-        if self.model.kind(ty) != Some(Kind::Enum) {
-            return v.clone();
-        }
-        normalize_enum_json(&self.model, ty, v)
-    }
-}
-
-fn normalize_enum_json(model: &Model, enum_type: &str, v: &Value) -> Value {
-    match v {
-        Value::String(s) => match model.enum_name(enum_type, s) {
-            Some(n) => Value::String(n.to_string()),
-            None => v.clone(),
-        },
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .map(|x| normalize_enum_json(model, enum_type, x))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
+use crate::Emulator;
 
 /// Routes of the GraphQL half (`POST /`, `POST /graphql`, attachment upload/download).
 pub fn router() -> axum::Router<Arc<Emulator>> {
@@ -186,4 +42,48 @@ pub fn router() -> axum::Router<Arc<Emulator>> {
             )),
         )
         .route("/_emulator/attachments/{*key}", get(attachments::download))
+}
+
+#[cfg(test)]
+mod layering {
+    /// Each module with its layer (see the module documentation) and its source.
+    const MODULES: &[(&str, u8, &str)] = &[
+        ("model", 0, include_str!("model.rs")),
+        ("coerce", 1, include_str!("coerce.rs")),
+        ("validate", 1, include_str!("validate.rs")),
+        ("introspect", 1, include_str!("introspect.rs")),
+        ("resolve", 2, include_str!("resolve.rs")),
+        ("attachments", 2, include_str!("attachments.rs")),
+        ("mutation", 3, include_str!("mutation.rs")),
+        ("schema", 4, include_str!("schema.rs")),
+        ("state", 5, include_str!("state.rs")),
+        ("http", 6, include_str!("http.rs")),
+        ("seed", 6, include_str!("seed.rs")),
+    ];
+
+    #[test]
+    fn modules_import_only_lower_layers_and_never_the_rest_half() {
+        for (name, layer, source) in MODULES {
+            // Unit tests may reach anywhere; the layering is about the code itself.
+            let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+            for (other, other_layer, _) in MODULES {
+                if other != name && code.contains(&format!("super::{other}")) {
+                    assert!(
+                        other_layer < layer,
+                        "graphql::{name} (layer {layer}) imports {other} (layer {other_layer})"
+                    );
+                }
+            }
+            for banned in ["crate::rest", "crate::bench", "crate::graphql"] {
+                assert!(!code.contains(banned), "graphql::{name} uses {banned}");
+            }
+            if *layer < 5 {
+                // The compiled state sits above the resolvers: they get the model from `Ctx`.
+                assert!(
+                    !code.contains(".gql"),
+                    "graphql::{name} reaches into emu.gql"
+                );
+            }
+        }
+    }
 }

@@ -113,7 +113,7 @@ impl MutationPlan {
             return Err("Argument 'input' is required".into());
         };
         let emu = &ctx.emu;
-        let model = &emu.gql.model;
+        let model = &ctx.model;
         let mut payload = Record::new();
         payload.insert("__typename".into(), self.payload_type.clone().into());
         if let Some(c) = input.get("clientMutationId") {

@@ -15,6 +15,8 @@ use crate::{decode_node_id, Emulator, RateStatus, Record};
 /// Per-request data available to every resolver.
 pub(crate) struct Ctx {
     pub emu: Arc<Emulator>,
+    /// The SDL model the schema was built from.
+    pub model: Arc<Model>,
     pub account: String,
     pub person_id: Option<String>,
     pub rate: RateStatus,

@@ -232,7 +232,7 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
             };
             let v = rec
                 .get(key.as_str())
-                .and_then(|v| enum_value(&ctx.emu.gql.model, ty, v));
+                .and_then(|v| enum_value(&ctx.model, ty, v));
             ok(v.map(FieldValue::value))
         }
         Plan::Ref { key, abstract_ty } => {

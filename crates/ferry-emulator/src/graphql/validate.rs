@@ -8,7 +8,7 @@
 //! fails any of them is answered with `{"errors": [...]}` alone (no `data`), as graphql-ruby
 //! does. Rules not covered here (fragments, variables, directives) are left to async-graphql.
 //!
-//! The walk runs after [`super::coerce`], so the emulator's leniency (enum values written as
+//! The walk runs after the `coerce` pass, so the emulator's leniency (enum values written as
 //! strings or in their `@wireValue` spelling) stays.
 
 use async_graphql_parser::types::{
