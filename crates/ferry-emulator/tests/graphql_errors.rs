@@ -150,6 +150,47 @@ async fn invalid_enum_value() {
 }
 
 #[tokio::test]
+async fn invalid_variable_values() {
+    let s = start().await;
+    let query = "query Find($id: ID!) {\n  node(id: $id) { id }\n}";
+    for (variables, value, explanation) in [
+        (json!({}), Value::Null, "Expected value to not be null"),
+        (
+            json!({ "id": false }),
+            json!(false),
+            "Could not coerce value false to ID",
+        ),
+    ] {
+        let v = s.post(query, variables).await;
+        assert!(v.get("data").is_none(), "no data key expected: {v}");
+        assert_eq!(
+            v["errors"],
+            json!([{
+                "message": "Variable $id of type ID! was provided invalid value",
+                "locations": [{"line": 1, "column": 12}],
+                "extensions": {"value": value, "problems": [{"path": [], "explanation": explanation}]},
+            }])
+        );
+    }
+    let v = s
+        .post(
+            "mutation($input: WebhookCreateInput!) { webhookCreate(input: $input) { webhook { id } } }",
+            json!({ "input": { "uri": "https://example.invalid/x", "event": "request.explode" } }),
+        )
+        .await;
+    assert!(v.get("data").is_none(), "{v}");
+    let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Variable $input of type WebhookCreateInput! was provided invalid value for event (Expected \"request.explode\" to be one of: "),
+        "{v}"
+    );
+    assert_eq!(
+        v["errors"][0]["extensions"]["problems"][0]["path"],
+        json!(["event"])
+    );
+}
+
+#[tokio::test]
 async fn unknown_ids_answer_not_found_with_a_path() {
     let s = start().await;
     let v = s

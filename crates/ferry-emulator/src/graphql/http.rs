@@ -127,7 +127,15 @@ pub(crate) async fn graphql(
                 return finish(&emu, &token, &limits, cost, b);
             }
             if let Some(doc) = &parsed {
-                let errors = validate::validate(model, doc);
+                let mut errors = validate::validate(model, doc);
+                if errors.is_empty() {
+                    errors = validate::validate_variables(
+                        model,
+                        doc,
+                        body.operation_name.as_deref(),
+                        &variables,
+                    );
+                }
                 if !errors.is_empty() {
                     tracing::debug!(count = errors.len(), "GraphQL document failed validation");
                     let body = match serde_json::to_vec(&json!({ "errors": errors })) {

@@ -438,6 +438,177 @@ fn named_fits(model: &Model, name: &str, value: &Value) -> bool {
     }
 }
 
+/// Check the variable values given for the operation that will run, as graphql-ruby does
+/// before execution: each failing variable gives one error
+/// `Variable $<name> of type <type> was provided invalid value[ for <path> (<explanation>), …]`
+/// at the variable's definition, with `extensions: {value, problems: [{path, explanation}]}`.
+/// Variables of an operation that cannot be chosen are left to async-graphql.
+pub(crate) fn validate_variables(
+    model: &Model,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Json,
+) -> Vec<Json> {
+    let op = match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(m), Some(name)) => match m.get(name) {
+            Some(op) => op,
+            None => return Vec::new(),
+        },
+        (DocumentOperations::Multiple(m), None) if m.len() == 1 => match m.values().next() {
+            Some(op) => op,
+            None => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    let mut errors = Vec::new();
+    for vd in &op.node.variable_definitions {
+        let name = vd.node.name.node.as_str();
+        let ty = &vd.node.var_type.node;
+        let provided = variables.get(name);
+        if provided.is_none() && vd.node.default_value.is_some() {
+            continue;
+        }
+        let value = provided.cloned().unwrap_or(Json::Null);
+        let mut problems = Vec::new();
+        json_problems(model, ty, &value, &mut Vec::new(), &mut problems);
+        if problems.is_empty() {
+            continue;
+        }
+        let mut message = format!("Variable ${name} of type {ty} was provided invalid value");
+        let located: Vec<String> = problems
+            .iter()
+            .filter(|(path, _)| !path.is_empty())
+            .map(|(path, explanation)| {
+                let joined: Vec<String> = path
+                    .iter()
+                    .map(|p| match p {
+                        Json::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                format!("{} ({explanation})", joined.join("."))
+            })
+            .collect();
+        if !located.is_empty() {
+            message.push_str(&format!(" for {}", located.join(", ")));
+        }
+        let problems: Vec<Json> = problems
+            .into_iter()
+            .map(|(path, explanation)| json!({ "path": path, "explanation": explanation }))
+            .collect();
+        errors.push(json!({
+            "message": message,
+            "locations": [{ "line": vd.pos.line, "column": vd.pos.column }],
+            "extensions": { "value": value, "problems": problems },
+        }));
+    }
+    errors
+}
+
+/// graphql-ruby's rendering of a JSON value in explanations.
+fn serialize(value: &Json) -> String {
+    match value {
+        Json::Object(o) => {
+            let parts: Vec<String> = o
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", serialize(v)))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Json::Array(a) => {
+            let parts: Vec<String> = a.iter().map(serialize).collect();
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The problems of a variable value against its type: `(path inside the value, explanation)`.
+fn json_problems(
+    model: &Model,
+    ty: &Type,
+    value: &Json,
+    path: &mut Vec<Json>,
+    out: &mut Vec<(Vec<Json>, String)>,
+) {
+    if value.is_null() {
+        if !ty.nullable {
+            out.push((path.clone(), "Expected value to not be null".into()));
+        }
+        return;
+    }
+    let name = match &ty.base {
+        BaseType::List(inner) => {
+            let items = match value {
+                Json::Array(a) => a.iter().collect(),
+                single => vec![single],
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                path.push(Json::from(i));
+                json_problems(model, inner, item, path, out);
+                path.pop();
+            }
+            return;
+        }
+        BaseType::Named(n) => n.as_str(),
+    };
+    let coerce =
+        |ok: bool| (!ok).then(|| format!("Could not coerce value {} to {name}", serialize(value)));
+    let problem = if is_builtin_scalar(name) {
+        coerce(match (name, value) {
+            ("ID", Json::String(_)) | ("String", Json::String(_)) => true,
+            ("ID", Json::Number(n)) => n.is_i64() || n.is_u64(),
+            ("Int", Json::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+            ("Float", Json::Number(_)) | ("Boolean", Json::Bool(_)) => true,
+            _ => false,
+        })
+    } else {
+        match model.get(name) {
+            Some(t) if t.kind == Kind::Enum => match value {
+                Json::String(v) if t.value_names.contains(v.as_str()) => None,
+                _ => {
+                    let names: Vec<&str> = t.values.iter().map(|v| v.name.as_str()).collect();
+                    Some(format!(
+                        "Expected {} to be one of: {}",
+                        serialize(value),
+                        names.join(", ")
+                    ))
+                }
+            },
+            Some(t) if t.kind == Kind::Input => match value {
+                Json::Object(o) => {
+                    for (k, v) in o {
+                        path.push(Json::String(k.clone()));
+                        match t.inputs.get(k.as_str()) {
+                            None => out.push((
+                                path.clone(),
+                                format!("Field is not defined on {}", t.name),
+                            )),
+                            Some(d) => json_problems(model, &d.ty, v, path, out),
+                        }
+                        path.pop();
+                    }
+                    for d in t.inputs.values() {
+                        if !o.contains_key(&d.name) && !d.ty.nullable && d.default.is_none() {
+                            path.push(Json::String(d.name.clone()));
+                            json_problems(model, &d.ty, &Json::Null, path, out);
+                            path.pop();
+                        }
+                    }
+                    None
+                }
+                other => Some(format!("Expected {other} to be a key-value object.")),
+            },
+            // Custom scalars take any value.
+            _ => None,
+        }
+    };
+    if let Some(explanation) = problem {
+        out.push((path.clone(), explanation));
+    }
+}
+
 /// The JSON body of an async-graphql answer in Xurrent's shape: a request that failed before
 /// execution (parse or validation errors, none with a path, no data) is answered with
 /// `errors` alone, without `data: null`; every other answer is serialized as is.
@@ -608,6 +779,56 @@ mod tests {
         );
         assert_eq!(e[0]["locations"], json!([{"line": 1, "column": 15}]));
         assert_eq!(e[0]["path"], json!(["query", "node", "color"]));
+    }
+
+    fn vars(query: &str, variables: Json) -> Vec<Json> {
+        let model = Model::parse(SDL).unwrap();
+        let doc = async_graphql_parser::parse_query(query).unwrap();
+        validate_variables(&model, &doc, None, &variables)
+    }
+
+    #[test]
+    fn variable_values() {
+        let q = "query($id: ID!, $f: Filter, $n: Int = 5) { node(id: $id) { id } requests(filter: $f, first: $n) { id } }";
+        assert!(vars(
+            q,
+            json!({"id": 7, "f": {"status": "assigned", "ids": ["a"]}})
+        )
+        .is_empty());
+        assert_eq!(
+            vars(q, json!({})),
+            vec![json!({
+                "message": "Variable $id of type ID! was provided invalid value",
+                "locations": [{"line": 1, "column": 7}],
+                "extensions": {"value": null, "problems": [{"path": [], "explanation": "Expected value to not be null"}]},
+            })]
+        );
+        let e = vars(
+            q,
+            json!({"id": true, "f": {"status": "closed", "ids": [1.5], "x": 1}, "n": "five"}),
+        );
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[0]["extensions"]["problems"][0]["explanation"],
+            "Could not coerce value true to ID"
+        );
+        assert_eq!(
+            e[1]["message"],
+            "Variable $f of type Filter was provided invalid value for status (Expected \"closed\" to be one of: assigned, in_progress), ids.0 (Could not coerce value 1.5 to ID), x (Field is not defined on Filter)"
+        );
+        assert_eq!(e[1]["extensions"]["problems"][1]["path"], json!(["ids", 0]));
+        assert_eq!(
+            e[2]["message"],
+            "Variable $n of type Int was provided invalid value"
+        );
+        let e = vars(
+            "mutation($i: RequestCreateInput!) { requestCreate(input: $i) { request { id } } }",
+            json!({"i": {"note": {}}}),
+        );
+        assert_eq!(
+            e[0]["message"],
+            "Variable $i of type RequestCreateInput! was provided invalid value for note.text (Expected value to not be null), subject (Expected value to not be null)"
+        );
     }
 
     #[test]
