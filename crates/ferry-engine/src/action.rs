@@ -287,6 +287,40 @@ pub trait Action: Send + Sync + 'static {
         }
     }
 
+    /// Whether the action computes its input and output schemas from its connection with
+    /// [`Action::compute_schemas`] (then [`ActionSpec::input`] and [`ActionSpec::outputs`] are
+    /// not used to check or resolve a step's input and outputs).
+    fn computes_schemas(&self) -> bool {
+        false
+    }
+
+    /// The part of a step's raw input that selects its computed schemas (e.g. the queried
+    /// object), part of the cache key with the connection's configuration. Other input keys
+    /// can change without recomputing. Default: nothing (the schemas depend on the connection
+    /// only).
+    fn schema_selector(&self, raw_input: &Value) -> Value {
+        let _ = raw_input;
+        Value::Null
+    }
+
+    /// How long computed schemas stay cached.
+    fn schema_ttl(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    /// Compute a step's schemas (e.g. from a GraphQL introspection). Called by the executor on
+    /// a cache miss; the result is cached (see [`crate::schemas`]).
+    async fn compute_schemas(
+        &self,
+        ctx: &crate::schemas::SchemaContext<'_>,
+    ) -> Result<crate::schemas::ComputedSchemas, String> {
+        let _ = ctx;
+        Err(format!(
+            "action '{}' does not compute its schemas",
+            self.spec().name
+        ))
+    }
+
     /// Run once. Return the outputs (nested actions: one per branch to run, in order).
     async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal>;
 }

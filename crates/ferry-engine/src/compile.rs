@@ -113,6 +113,8 @@ pub struct CompiledStep {
     pub span: Span,
     /// Branch key used for `each:` children.
     pub each_key: Option<String>,
+    /// The input mapping as written (for actions that compute their schemas from it).
+    pub raw_input: Value,
 }
 
 fn diag(span: &Span, message: impl Into<String>) -> Diagnostic {
@@ -340,6 +342,7 @@ pub fn compile_solution(
                     connection: step.connection.clone(),
                     span: step.span.clone(),
                     each_key,
+                    raw_input: step.input.clone(),
                 },
             );
         }
@@ -776,7 +779,11 @@ fn check_step(
     for message in action.check(&step.input, &_rb.variables) {
         diags.push(diag(&step.span, format!("Step '{id}': {message}")));
     }
-    // Input keys and required inputs.
+    // Input keys and required inputs (computed schemas are checked from the schema cache by
+    // `ferry validate --data`, see `crate::schemas::check_cached`).
+    if action.computes_schemas() {
+        return;
+    }
     let input = step.input.as_object().cloned().unwrap_or_default();
     for key in input.keys() {
         if !spec.input.iter().any(|f| &f.id == key) {

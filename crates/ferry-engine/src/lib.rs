@@ -24,6 +24,7 @@ pub mod kv;
 pub mod metrics;
 pub mod provision;
 pub mod registry;
+pub mod schemas;
 pub mod trigger;
 pub mod worker;
 

@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ferry_core::schema::{Field, FieldType, Schema};
 use ferry_core::secrets::Secrets;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ferry_engine::action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
 use ferry_engine::connector::{InboundAuth, ProvisionContext, TestContext};
+use ferry_engine::executor::{run_job, RunEnd};
+use ferry_engine::schemas::{ComputedSchemas, SchemaContext};
 use ferry_engine::{
     ConnectionTestResult, Connector, ConnectorSpec, Engine, EngineOptions, InboundRequest,
     IngestOutcome, Parsed, ProvisionKind, ProvisionState, Registry, TestStatus, Trigger,
@@ -133,8 +138,69 @@ impl Trigger for FakeTrigger {
     }
 }
 
+/// How often `FakeQuery` computed its schemas.
+static COMPUTED: AtomicUsize = AtomicUsize::new(0);
+
+/// An action whose input and output schemas come from its connection ("introspection") and
+/// the queried `object`.
+struct FakeQuery(ActionSpec);
+
+#[async_trait]
+impl Action for FakeQuery {
+    fn spec(&self) -> &ActionSpec {
+        &self.0
+    }
+
+    fn computes_schemas(&self) -> bool {
+        true
+    }
+
+    fn schema_selector(&self, raw_input: &Value) -> Value {
+        raw_input.get("object").cloned().unwrap_or(Value::Null)
+    }
+
+    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, String> {
+        let connection = ctx.connection.ok_or("no connection")?;
+        if connection.config["mode"] != "ok" {
+            return Err("introspection failed".into());
+        }
+        COMPUTED.fetch_add(1, Ordering::SeqCst);
+        let object = ctx.selector.as_str().unwrap_or("thing");
+        Ok(ComputedSchemas {
+            input: vec![
+                Field::new("object", FieldType::String).required(),
+                Field::new("limit", FieldType::Integer),
+            ],
+            outputs: vec![Schema::new(
+                "output",
+                vec![
+                    Field::new(&format!("{object}_count"), FieldType::Integer),
+                    Field::new("limit", FieldType::Integer),
+                ],
+            )],
+        })
+    }
+
+    async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
+        let object = ctx.input_str("object").unwrap_or_default().to_string();
+        Ok(vec![Output::new(
+            "output",
+            json!({ format!("{object}_count"): "3", "limit": ctx.input["limit"], "undeclared": 1 }),
+        )])
+    }
+}
+
 fn registry() -> Registry {
     let mut r = Registry::builtin();
+    r.action(FakeQuery(ActionSpec {
+        name: "fake.query",
+        description: "a query with computed schemas",
+        input: vec![],
+        outputs: vec![Schema::new("output", vec![])],
+        nested: false,
+        kind: ActionKind::Normal,
+        connection: Some("fake"),
+    }));
     r.connector(FakeConnector(
         ConnectorSpec::new("fake", "A fake connector for tests")
             .inbound(vec![
@@ -192,12 +258,28 @@ steps:
   - { id: log, action: debug.log_message, input: { message: \"{{ trigger.event }}\" } }
 ";
 
+fn query_runbook(connection: &str, input: &str) -> String {
+    format!(
+        "name: query\ntrigger: {{ connector: fake, type: hook, connection: inb }}\nsteps:\n  - id: q\n    action: fake.query\n    connection: {connection}\n    input: {input}\n"
+    )
+}
+
 async fn engine(dir: &Path) -> (Arc<Engine>, Arc<SqliteStore>) {
     let sol = dir.join("sol");
     std::fs::create_dir_all(sol.join("runbooks")).unwrap();
     std::fs::write(sol.join("solution.yaml"), SOLUTION).unwrap();
     std::fs::write(sol.join("runbooks/hook.yaml"), HOOK).unwrap();
     std::fs::write(sol.join("runbooks/answered.yaml"), ANSWERED).unwrap();
+    std::fs::write(
+        sol.join("runbooks/query.yaml"),
+        query_runbook("good", "{ object: people, limit: \"{{ '5' }}\" }"),
+    )
+    .unwrap();
+    std::fs::write(
+        sol.join("runbooks/broken-query.yaml"),
+        query_runbook("broken", "{ object: people }").replace("name: query", "name: broken-query"),
+    )
+    .unwrap();
     let store = Arc::new(
         SqliteStore::open(&dir.join("t.db"), StoreOptions::default())
             .await
@@ -493,5 +575,113 @@ async fn unknown_and_missing_connection_config_keys_are_load_errors() {
         text.iter()
             .any(|d| d.contains("Connection 'out': config invalid: Field 'mode' is required.")),
         "{text:#?}"
+    );
+}
+
+/// Run one event through `runbook` and return the job with its steps.
+async fn run_event(engine: &Engine, store: &SqliteStore, runbook: &str) -> (RunEnd, Value) {
+    let out = engine
+        .ingest(
+            "fake-sol",
+            runbook,
+            request(json!({"event": "go"}), Some("s3cr3t")),
+        )
+        .await;
+    let IngestOutcome::Accepted { job_id, .. } = out else {
+        panic!("{out:?}")
+    };
+    let job = store
+        .claim_job("t", chrono::Utc::now(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("a runnable job");
+    assert_eq!(job.id, job_id);
+    let end = run_job(&engine.exec_env(), job).await;
+    let job = store.get_job(job_id).await.unwrap().unwrap();
+    let steps = store.job_steps(job_id).await.unwrap();
+    (
+        end,
+        json!({
+            "error": job.error,
+            "input": steps.first().map(|s| s.input.clone()),
+            "outputs": steps.first().map(|s| s.outputs.clone()),
+        }),
+    )
+}
+
+#[tokio::test]
+async fn computed_schemas_are_cached_and_used_by_the_executor_and_offline_validation() {
+    use ferry_store::JobStatus;
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, store) = engine(tmp.path()).await;
+    let secrets = engine.services.secrets.clone();
+    let sol = engine.solution("fake-sol").unwrap();
+    let problems =
+        |d: &[Result<ferry_core::loader::Diagnostic, ferry_core::loader::Diagnostic>]| {
+            d.iter()
+                .map(|r| match r {
+                    Ok(w) => format!("W {w}"),
+                    Err(e) => format!("E {e}"),
+                })
+                .collect::<Vec<_>>()
+        };
+    // Nothing cached yet: validation says so instead of skipping silently.
+    let before = ferry_engine::schemas::check_cached(store.as_ref(), &secrets, &sol).await;
+    let before = problems(&before);
+    assert!(
+        before.iter().any(|d| d.starts_with("W ")
+            && d.ends_with("query.yaml:4: warning: Step 'q': the schema of 'fake.query' is computed from its connection and is not cached; its input was not checked (serve the solution once, or run it, to fill the cache)")),
+        "{before:#?}"
+    );
+    let computed_before = COMPUTED.load(Ordering::SeqCst);
+
+    // The executor computes the schema once, resolves input and output with it …
+    let (end, step) = run_event(&engine, &store, "query").await;
+    assert_eq!(end, RunEnd::Status(JobStatus::Finished), "{step}");
+    assert_eq!(step["input"], json!({"object": "people", "limit": 5}));
+    assert_eq!(step["outputs"], json!([{"people_count": 3, "limit": 5}]));
+    // … and a second job uses the cache.
+    let (end, _) = run_event(&engine, &store, "query").await;
+    assert_eq!(end, RunEnd::Status(JobStatus::Finished));
+    assert_eq!(COMPUTED.load(Ordering::SeqCst), computed_before + 1);
+
+    // A schema that cannot be computed fails the step, naming the cause.
+    let (end, step) = run_event(&engine, &store, "broken-query").await;
+    assert_eq!(end, RunEnd::Status(JobStatus::Failed));
+    assert_eq!(
+        step["error"],
+        "Schema could not be computed: introspection failed"
+    );
+
+    // Offline validation now checks the step's input against the cached schema.
+    let after = ferry_engine::schemas::check_cached(store.as_ref(), &secrets, &sol).await;
+    let after = problems(&after);
+    // (only the runbook whose connection cannot compute it is still uncached)
+    assert_eq!(after.len(), 1, "{after:#?}");
+    assert!(
+        after[0].contains("broken-query.yaml:4: warning:"),
+        "{after:#?}"
+    );
+    let sol2 = tmp.path().join("sol2");
+    std::fs::create_dir_all(sol2.join("runbooks")).unwrap();
+    std::fs::write(
+        sol2.join("solution.yaml"),
+        SOLUTION.replace("name: fake-sol", "name: fake-sol2"),
+    )
+    .unwrap();
+    std::fs::write(
+        sol2.join("runbooks/query.yaml"),
+        query_runbook("good", "{ object: people, limt: 5 }"),
+    )
+    .unwrap();
+    let sol2 = engine
+        .load_dir(&sol2)
+        .expect("compile does not check computed inputs");
+    let typo = ferry_engine::schemas::check_cached(store.as_ref(), &secrets, &sol2).await;
+    let typo = problems(&typo);
+    assert!(
+        typo.iter().any(|d| d.starts_with("E ")
+            && d.ends_with("query.yaml:4: Step 'q': unknown input field 'limt' for action 'fake.query' (fields: object, limit)")),
+        "{typo:#?}"
     );
 }

@@ -34,6 +34,10 @@ enum Command {
         /// Solution directories.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
+        /// Data directory of a server: steps whose actions compute their schemas from their
+        /// connection are checked against the schemas cached there (read-only, offline).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Inspect jobs on a running server.
     Jobs(jobs::JobsArgs),
@@ -107,7 +111,7 @@ fn main() -> ExitCode {
                 serve::serve(args).await
             }
             Command::Run(args) => run::run(args).await,
-            Command::Validate { dirs } => validate(dirs),
+            Command::Validate { dirs, data } => validate(dirs, data).await,
             Command::Jobs(args) => jobs::jobs(args).await,
             Command::Connections(args) => connections::connections(args).await,
             Command::Connectors => connectors(),
@@ -128,10 +132,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn validate(dirs: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn validate(dirs: Vec<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let registry = ferry_engine::Registry::builtin();
     let exprs = ferry_core::mapping::Expressions::new();
-    let secrets = ferry_core::secrets::Secrets::from_master_key(&[0u8; 32]);
+    // With `--data`, the server's master key (to open the schema cache) and its database.
+    let (secrets, store) = match &data {
+        None => (
+            ferry_core::secrets::Secrets::from_master_key(&[0u8; 32]),
+            None,
+        ),
+        Some(data) => {
+            use anyhow::Context as _;
+            let db = data.join("ferry.db");
+            anyhow::ensure!(
+                db.exists(),
+                "--data {}: no Ferry database there (ferry.db)",
+                data.display()
+            );
+            let secrets = ferry_core::secrets::Secrets::load_or_create(data)
+                .context("loading the master key")?;
+            let store = ferry_store::SqliteStore::open(&db, ferry_store::StoreOptions::default())
+                .await
+                .context("opening the database")?;
+            (secrets, Some(store))
+        }
+    };
     let mut problems = 0usize;
     for dir in &dirs {
         // Report everything at once: the loader's problems, then those the registry-aware
@@ -141,6 +166,14 @@ fn validate(dirs: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
         if let Some(solution) = &solution {
             match ferry_engine::compile_solution(solution, &registry, &exprs, &secrets) {
                 Ok(c) if diags.is_empty() => {
+                    if let Some(store) = &store {
+                        for d in ferry_engine::schemas::check_cached(store, &secrets, &c).await {
+                            match d {
+                                Ok(warning) => println!("{warning}"),
+                                Err(problem) => diags.push(problem),
+                            }
+                        }
+                    }
                     summary = Some((
                         c.name.clone(),
                         c.runbooks.len(),
@@ -170,6 +203,9 @@ fn validate(dirs: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+    if let Some(store) = store {
+        store.close().await;
     }
     if problems > 0 {
         eprintln!("{problems} problem(s) found");

@@ -146,3 +146,34 @@ fn connection_configs_are_checked_against_their_connector() {
         );
     }
 }
+
+#[test]
+fn validate_data_needs_a_ferry_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = solution(
+        tmp.path(),
+        "ok",
+        "name: ok\n",
+        &[(
+            "r",
+            &format!(
+                "{HEAD}  - {{ id: a, action: debug.log_message, input: {{ message: hi }} }}\n"
+            ),
+        )],
+    );
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = ferry(
+        &[
+            "validate",
+            dir.to_str().unwrap(),
+            "--data",
+            empty.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no Ferry database there (ferry.db)"), "{err}");
+    assert!(!empty.join("master.key").exists(), "validate created a key");
+}

@@ -382,6 +382,19 @@ async fn invoke(
     inv: &Invocation,
 ) -> Invoked {
     let spec = step.action.spec();
+    let computed = match crate::schemas::step_schemas(env.services, sol, step).await {
+        Ok(c) => c,
+        Err(message) => {
+            return Invoked {
+                input: Value::Null,
+                outcome: StepOutcome {
+                    result: Err(Signal::Fail(message)),
+                    iteration: IterationAfter::Keep,
+                },
+                logs: Vec::new(),
+            }
+        }
+    };
     let ctx_value = json!({
         "trigger": job.trigger_output,
         "steps": state.outputs,
@@ -395,7 +408,9 @@ async fn invoke(
         .eval(env.exprs, &ctx_value)
         .map_err(|e| format!("Input invalid: {e}"))
         .and_then(|raw| {
-            spec.input_schema()
+            computed
+                .as_ref()
+                .map_or_else(|| spec.input_schema(), |c| c.input_schema())
                 .resolve(&raw, Some(&env.services.secrets))
                 .map_err(|e| format!("Input invalid: {e}"))
         });
@@ -445,8 +460,15 @@ async fn invoke(
     let input = std::mem::take(&mut ctx.input);
     drop(ctx);
     state.vars = vars;
-    let result = result
-        .and_then(|outputs| resolve_outputs(env.services, step.action.as_ref(), &input, outputs));
+    let result = result.and_then(|outputs| {
+        resolve_outputs(
+            env.services,
+            step.action.as_ref(),
+            computed.as_deref(),
+            &input,
+            outputs,
+        )
+    });
     Invoked {
         input,
         outcome: StepOutcome {
@@ -460,6 +482,7 @@ async fn invoke(
 fn resolve_outputs(
     services: &Services,
     action: &dyn crate::action::Action,
+    computed: Option<&crate::schemas::ComputedSchemas>,
     input: &Value,
     outputs: Vec<Output>,
 ) -> Result<Vec<(String, Value)>, Signal> {
@@ -475,7 +498,11 @@ fn resolve_outputs(
                 .map(|s| s.reference.clone())
                 .unwrap_or_default()
         };
-        let Some(schema) = action.output_schema(&reference, input) else {
+        let schema = match computed {
+            Some(c) => c.output(&reference, spec.nested).cloned(),
+            None => action.output_schema(&reference, input),
+        };
+        let Some(schema) = schema else {
             errors.push(format!("Output schema '{reference}' not found."));
             continue;
         };
