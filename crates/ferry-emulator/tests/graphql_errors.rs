@@ -217,6 +217,39 @@ async fn unknown_ids_answer_not_found_with_a_path() {
 }
 
 #[tokio::test]
+async fn execution_errors_keep_data_and_carry_the_field_path() {
+    let s = start().await;
+    // `requests` is a non-null connection: its failure nulls `data`, and the error names it.
+    let v = s
+        .post(
+            "{ requests(first: 1, after: \"bogus\") { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v,
+        json!({
+            "data": null,
+            "errors": [{
+                "message": "Invalid cursor 'bogus'",
+                "locations": [{"line": 1, "column": 3}],
+                "path": ["requests"],
+            }],
+        })
+    );
+    // Beside a field that works, only the failing nullable field is null.
+    let v = s
+        .post("{ me { name } node(id: \"gone\") { id } }", json!({}))
+        .await;
+    assert_eq!(
+        v["data"],
+        json!({ "me": { "name": "Emulator Admin" }, "node": null }),
+        "{v}"
+    );
+    assert_eq!(v["errors"][0]["path"], json!(["node"]), "{v}");
+}
+
+#[tokio::test]
 async fn errors_outside_the_covered_rules_also_come_without_data() {
     let s = start().await;
     // A syntax error and an undefined fragment are left to async-graphql; still no `data`.

@@ -8,7 +8,7 @@ use async_graphql::dynamic::{
     Directive, Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface,
     InterfaceField, Object, ResolverContext, Scalar, Schema, TypeRef, Union,
 };
-use async_graphql::{Context, Error, PathSegment, QueryPathSegment, Value};
+use async_graphql::{Context, Error, ErrorExtensions, PathSegment, QueryPathSegment, Value};
 use async_graphql_parser::types::{BaseType, Type};
 use serde_json::Value as Json;
 
@@ -19,6 +19,7 @@ use super::resolve::{
     matches_filter_with, nested_records, node_by_id, paginate, record_value, records_of,
     sort_records, value_to_json, ConnPage, Ctx, EdgeVal, Paging,
 };
+use super::validate::FIELD_PATH_EXTENSION;
 use crate::{EmulatorError, Record};
 
 /// How a field is resolved.
@@ -504,13 +505,29 @@ fn make_field(model: &Model, owner: &str, f: &super::model::FieldDef) -> Field {
         if nullable {
             null_on_error(ctx, fut)
         } else {
-            fut
+            path_on_error(ctx, fut)
         }
     });
     for a in &f.args {
         field = field.argument(input_value(a));
     }
     field
+}
+
+/// The response path of the field being resolved.
+fn field_path(ctx: &Context<'_>) -> Vec<PathSegment> {
+    let Some(node) = ctx.path_node else {
+        return Vec::new();
+    };
+    let mut path: Vec<PathSegment> = std::iter::once(&node)
+        .chain(node.parents())
+        .map(|n| match n.segment {
+            QueryPathSegment::Name(name) => PathSegment::Field(name.to_string()),
+            QueryPathSegment::Index(i) => PathSegment::Index(i),
+        })
+        .collect();
+    path.reverse();
+    path
 }
 
 /// A failing nullable field answers `null` and reports its error with the field's `path`, as
@@ -525,21 +542,31 @@ fn null_on_error<'a>(ctx: &'a Context<'a>, fut: FieldFuture<'a>) -> FieldFuture<
             Ok(v) => Ok(v),
             Err(e) => {
                 let mut error = e.into_server_error(ctx.item.pos);
-                if let Some(node) = ctx.path_node {
-                    let mut path: Vec<PathSegment> = std::iter::once(&node)
-                        .chain(node.parents())
-                        .map(|n| match n.segment {
-                            QueryPathSegment::Name(name) => PathSegment::Field(name.to_string()),
-                            QueryPathSegment::Index(i) => PathSegment::Index(i),
-                        })
-                        .collect();
-                    path.reverse();
-                    error.path = path;
-                }
+                error.path = field_path(ctx);
                 ctx.add_error(error);
                 Ok(None::<FieldValue<'a>>)
             }
         }
+    })
+}
+
+/// A failing non-null field still fails its parent, but its error carries the field's path
+/// (in [`FIELD_PATH_EXTENSION`], which [`super::validate::response_body`] turns into `path`).
+fn path_on_error<'a>(ctx: &'a Context<'a>, fut: FieldFuture<'a>) -> FieldFuture<'a> {
+    let FieldFuture::Future(fut) = fut else {
+        return fut;
+    };
+    FieldFuture::new(async move {
+        fut.await.map_err(|e| {
+            let path: Vec<Value> = field_path(ctx)
+                .into_iter()
+                .map(|s| match s {
+                    PathSegment::Field(f) => Value::String(f),
+                    PathSegment::Index(i) => Value::from(i),
+                })
+                .collect();
+            e.extend_with(|_, ext| ext.set(FIELD_PATH_EXTENSION, Value::List(path)))
+        })
     })
 }
 

@@ -609,22 +609,65 @@ fn json_problems(
     }
 }
 
-/// The JSON body of an async-graphql answer in Xurrent's shape: a request that failed before
-/// execution (parse or validation errors, none with a path, no data) is answered with
-/// `errors` alone, without `data: null`; every other answer is serialized as is.
+/// Private error extension that carries the path of a failing non-null field (async-graphql's
+/// dynamic schema reports such errors without one); [`response_body`] moves it to `path`.
+pub(crate) const FIELD_PATH_EXTENSION: &str = "ferryFieldPath";
+
+/// The JSON body of an async-graphql answer in Xurrent's shape: errors list `message`,
+/// `locations`, `path`, `extensions` in that order, with the path of a failing non-null field
+/// filled in; a request that failed before execution (parse or validation errors: no data, no
+/// error with a path) is answered with `errors` alone, without `data: null`.
 pub(crate) fn response_body(resp: &async_graphql::Response) -> Result<Vec<u8>, serde_json::Error> {
-    let request_failed = !resp.errors.is_empty()
-        && resp.data == async_graphql::Value::Null
-        && resp.errors.iter().all(|e| e.path.is_empty());
-    if !request_failed {
-        return serde_json::to_vec(resp);
+    let mut body = match serde_json::to_value(resp)? {
+        Json::Object(o) => o,
+        other => return serde_json::to_vec(&other),
+    };
+    if let Some(Json::Array(errors)) = body.get_mut("errors") {
+        for error in errors.iter_mut() {
+            let Json::Object(e) = std::mem::take(error) else {
+                continue;
+            };
+            *error = Json::Object(reorder_error(e));
+        }
     }
-    let mut body = Map::new();
-    body.insert("errors".into(), serde_json::to_value(&resp.errors)?);
-    if !resp.extensions.is_empty() {
-        body.insert("extensions".into(), serde_json::to_value(&resp.extensions)?);
+    let request_failed = body.get("data").is_none_or(Json::is_null)
+        && body
+            .get("errors")
+            .and_then(Json::as_array)
+            .is_some_and(|a| !a.is_empty() && a.iter().all(|e| e.get("path").is_none()));
+    if request_failed {
+        body.remove("data");
     }
     serde_json::to_vec(&Json::Object(body))
+}
+
+/// One error object with the private path extension moved to `path`.
+fn reorder_error(mut e: Map<String, Json>) -> Map<String, Json> {
+    let mut extensions = match e.remove("extensions") {
+        Some(Json::Object(x)) => x,
+        _ => Map::new(),
+    };
+    let field_path = extensions.remove(FIELD_PATH_EXTENSION);
+    let mut out = Map::new();
+    for key in ["message", "locations"] {
+        if let Some(v) = e.remove(key) {
+            out.insert(key.into(), v);
+        }
+    }
+    match (e.remove("path"), field_path) {
+        (Some(p), _) => {
+            out.insert("path".into(), p);
+        }
+        (None, Some(p)) => {
+            out.insert("path".into(), p);
+        }
+        (None, None) => {}
+    }
+    out.extend(e);
+    if !extensions.is_empty() {
+        out.insert("extensions".into(), Json::Object(extensions));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -828,6 +871,36 @@ mod tests {
         assert_eq!(
             e[0]["message"],
             "Variable $i of type RequestCreateInput! was provided invalid value for note.text (Expected value to not be null), subject (Expected value to not be null)"
+        );
+    }
+
+    #[test]
+    fn response_body_drops_data_only_for_request_level_failures() {
+        let parse = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+            "syntax error",
+            Some(Pos { line: 1, column: 2 }),
+        )]);
+        let body: Json = serde_json::from_slice(&response_body(&parse).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"errors": [{"message": "syntax error", "locations": [{"line": 1, "column": 2}]}]})
+        );
+        // A failing non-null root field: data null, path taken from the private extension.
+        let mut failed = async_graphql::ServerError::new("Invalid cursor 'x'", None);
+        let mut ext = async_graphql::ErrorExtensionValues::default();
+        ext.set(
+            FIELD_PATH_EXTENSION,
+            async_graphql::Value::List(vec![async_graphql::Value::from("requests")]),
+        );
+        ext.set("code", "x");
+        failed.extensions = Some(ext);
+        let body: Json = serde_json::from_slice(
+            &response_body(&async_graphql::Response::from_errors(vec![failed])).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            body.to_string(),
+            json!({"data": null, "errors": [{"message": "Invalid cursor 'x'", "path": ["requests"], "extensions": {"code": "x"}}]}).to_string()
         );
     }
 
