@@ -63,6 +63,8 @@ pub struct CompiledRunbook {
     pub trigger: Arc<dyn Trigger>,
     /// `<connector>.<type>` of the trigger.
     pub trigger_type: String,
+    /// Where the trigger is declared.
+    pub trigger_span: Span,
     /// Trigger configuration (static part, env expressions resolved).
     pub trigger_config: Value,
     /// Trigger output schema.
@@ -360,6 +362,7 @@ pub fn compile_solution(
                 variables: rb.variables.clone(),
                 trigger,
                 trigger_type,
+                trigger_span: rb.trigger.span.clone(),
                 trigger_config,
                 output_schema,
                 discard_if: event.discard_if,

@@ -372,8 +372,20 @@ impl Engine {
             Ok(Parsed::Respond(response)) => return IngestOutcome::Responded { response },
             Err(e) => return trigger_error(e),
         };
-        let output = match rb
-            .output_schema
+        let computed = match crate::schemas::trigger_output_schema(&self.services, &sol, &rb).await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(solution, runbook, error = %e, "trigger output schema");
+                return IngestOutcome::Rejected {
+                    status: 503,
+                    message: format!("The trigger's output schema could not be computed: {e}"),
+                };
+            }
+        };
+        let output = match computed
+            .as_ref()
+            .unwrap_or(&rb.output_schema)
             .resolve(&parsed.output, Some(&self.services.secrets))
         {
             Ok(v) => v,

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use sha2::Digest as _;
 
 use crate::action::{Action, ConnectionRef, Services};
-use crate::compile::{CompiledSolution, CompiledStep};
+use crate::compile::{CompiledRunbook, CompiledSolution, CompiledStep};
 use crate::kv::{Kv, KvError};
 
 /// Key/value namespace of the schema cache.
@@ -63,6 +63,75 @@ pub struct SchemaContext<'a> {
     pub selector: &'a Value,
     /// Services: HTTP client, secrets, store (e.g. for a cached introspection).
     pub services: &'a Services,
+}
+
+/// What [`crate::Trigger::compute_output_schema`] sees.
+pub struct TriggerSchemaContext<'a> {
+    /// The runbook's inbound connection, if any (secret values sealed).
+    pub connection: Option<&'a ConnectionRef>,
+    /// The trigger's configuration.
+    pub config: &'a Value,
+    /// Services: HTTP client, secrets, store.
+    pub services: &'a Services,
+}
+
+/// The trigger's cache key: its name, inbound connection and plaintext configuration.
+fn trigger_key(
+    rb: &CompiledRunbook,
+    connection: Option<&ConnectionRef>,
+    secrets: &Secrets,
+) -> Result<String, String> {
+    let config = secrets
+        .reveal_value(&rb.trigger_config)
+        .map_err(|e| format!("the trigger's secrets could not be opened: {e}"))?;
+    cache_key(
+        &format!("trigger:{}", rb.trigger_type),
+        connection,
+        &config,
+        secrets,
+    )
+}
+
+/// The output schema of a runbook's trigger: the compiled one, or — for a trigger that
+/// computes it — the cached one, else computed (at most [`COMPUTE_TIMEOUT`]) and cached.
+pub async fn trigger_output_schema(
+    services: &Services,
+    sol: &CompiledSolution,
+    rb: &CompiledRunbook,
+) -> Result<Option<Schema>, String> {
+    if !rb.trigger.computes_output_schema() {
+        return Ok(None);
+    }
+    let connection = rb.inbound.as_ref().and_then(|c| sol.connections.get(c));
+    let store = services.store.as_ref();
+    let secrets = services.secrets.as_ref();
+    let key = trigger_key(rb, connection, secrets)?;
+    let kv = cache(store, secrets);
+    match kv.get(&key).await {
+        Ok(Some(v)) => {
+            return serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| format!("the cached schema is unreadable: {e}"))
+        }
+        Ok(None) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let ctx = TriggerSchemaContext {
+        connection,
+        config: &rb.trigger_config,
+        services,
+    };
+    let schema =
+        match tokio::time::timeout(COMPUTE_TIMEOUT, rb.trigger.compute_output_schema(&ctx)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(format!("timed out after {} s", COMPUTE_TIMEOUT.as_secs())),
+        };
+    let value =
+        serde_json::to_value(&schema).map_err(|e| format!("it could not be cached: {e}"))?;
+    kv.put(&key, &value, Some(rb.trigger.schema_ttl()))
+        .await
+        .map_err(|e| format!("it could not be cached: {e}"))?;
+    Ok(Some(schema))
 }
 
 /// The cache key of a step's schemas: a SHA-256 over the action, the connector, the
@@ -172,6 +241,31 @@ pub async fn check_cached(
 ) -> Vec<Result<Diagnostic, Diagnostic>> {
     let mut out = Vec::new();
     for rb in sol.runbooks.values() {
+        if rb.trigger.computes_output_schema() {
+            let connection = rb.inbound.as_ref().and_then(|c| sol.connections.get(c));
+            let d = |message: String| Diagnostic {
+                span: rb.trigger_span.clone(),
+                message,
+            };
+            let found = match trigger_key(rb, connection, secrets) {
+                Ok(key) => cache(store, secrets)
+                    .get(&key)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(Some(_)) => {}
+                Ok(None) => out.push(Ok(d(format!(
+                    "warning: the output schema of trigger '{}' is computed from its connection and is not cached; expressions over `trigger` were not checked against it",
+                    rb.trigger_type
+                )))),
+                Err(e) => out.push(Err(d(format!(
+                    "the output schema of trigger '{}' could not be read from the cache: {e}",
+                    rb.trigger_type
+                )))),
+            }
+        }
         for id in &rb.order {
             let Some(step) = rb.steps.get(id) else {
                 continue;

@@ -143,6 +143,30 @@ pub trait Trigger: Send + Sync + 'static {
     /// The output schema for a given (resolved) trigger configuration.
     fn output_schema(&self, config: &Value) -> Result<Schema, String>;
 
+    /// Whether the output schema is computed from the inbound connection and the config with
+    /// [`Trigger::compute_output_schema`] (cached like an action's, see [`crate::schemas`])
+    /// instead of [`Trigger::output_schema`].
+    fn computes_output_schema(&self) -> bool {
+        false
+    }
+
+    /// Compute the output schema (called on a cache miss when an event arrives).
+    async fn compute_output_schema(
+        &self,
+        ctx: &crate::schemas::TriggerSchemaContext<'_>,
+    ) -> Result<Schema, String> {
+        let _ = ctx;
+        Err(format!(
+            "trigger '{}' does not compute its output schema",
+            self.spec().name
+        ))
+    }
+
+    /// How long a computed output schema stays cached.
+    fn schema_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(3600)
+    }
+
     /// Parse an authenticated request: an event, or an answer without a job.
     async fn parse(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, TriggerError>;
 

@@ -138,6 +138,53 @@ impl Trigger for FakeTrigger {
     }
 }
 
+/// How often `DynamicTrigger` computed its output schema.
+static TRIGGER_SCHEMAS: AtomicUsize = AtomicUsize::new(0);
+
+/// A trigger whose output schema comes from its connection (like a webhook whose payload
+/// fields are discovered from the other system).
+struct DynamicTrigger(TriggerSpec);
+
+#[async_trait]
+impl Trigger for DynamicTrigger {
+    fn spec(&self) -> &TriggerSpec {
+        &self.0
+    }
+
+    fn output_schema(&self, _config: &Value) -> Result<Schema, String> {
+        Ok(Schema::new("output", vec![]))
+    }
+
+    fn computes_output_schema(&self) -> bool {
+        true
+    }
+
+    async fn compute_output_schema(
+        &self,
+        ctx: &ferry_engine::schemas::TriggerSchemaContext<'_>,
+    ) -> Result<Schema, String> {
+        ctx.connection.ok_or("no connection")?;
+        TRIGGER_SCHEMAS.fetch_add(1, Ordering::SeqCst);
+        let field = ctx.config["level_field"].as_str().unwrap_or("level");
+        Ok(Schema::new(
+            "output",
+            vec![
+                Field::new("event", FieldType::String).required(),
+                Field::new(field, FieldType::Integer),
+            ],
+        ))
+    }
+
+    async fn parse(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, TriggerError> {
+        let output = serde_json::from_slice(&ctx.request.body)
+            .map_err(|_| TriggerError::bad_request("not JSON"))?;
+        Ok(Parsed::Event(TriggerParse {
+            output,
+            context_id: None,
+        }))
+    }
+}
+
 /// How often `FakeQuery` computed its schemas.
 static COMPUTED: AtomicUsize = AtomicUsize::new(0);
 
@@ -192,6 +239,12 @@ impl Action for FakeQuery {
 
 fn registry() -> Registry {
     let mut r = Registry::builtin();
+    r.trigger(DynamicTrigger(TriggerSpec {
+        name: "fake.dynamic",
+        description: "output schema from the connection",
+        config: vec![Field::new("level_field", FieldType::String)],
+        connection: Some("fake"),
+    }));
     r.action(FakeQuery(ActionSpec {
         name: "fake.query",
         description: "a query with computed schemas",
@@ -273,6 +326,11 @@ async fn engine(dir: &Path) -> (Arc<Engine>, Arc<SqliteStore>) {
     std::fs::write(
         sol.join("runbooks/query.yaml"),
         query_runbook("good", "{ object: people, limit: \"{{ '5' }}\" }"),
+    )
+    .unwrap();
+    std::fs::write(
+        sol.join("runbooks/dynamic.yaml"),
+        "name: dynamic\ntrigger: { connector: fake, type: dynamic, connection: inb, config: { level_field: severity } }\nsteps:\n  - { id: log, action: debug.log_message, input: { message: hi } }\n",
     )
     .unwrap();
     std::fs::write(
@@ -656,10 +714,11 @@ async fn computed_schemas_are_cached_and_used_by_the_executor_and_offline_valida
     // Offline validation now checks the step's input against the cached schema.
     let after = ferry_engine::schemas::check_cached(store.as_ref(), &secrets, &sol).await;
     let after = problems(&after);
-    // (only the runbook whose connection cannot compute it is still uncached)
-    assert_eq!(after.len(), 1, "{after:#?}");
+    // (only the step whose connection cannot compute it is still uncached)
+    let steps: Vec<_> = after.iter().filter(|d| d.contains("Step ")).collect();
+    assert_eq!(steps.len(), 1, "{after:#?}");
     assert!(
-        after[0].contains("broken-query.yaml:4: warning:"),
+        steps[0].contains("broken-query.yaml:4: warning:"),
         "{after:#?}"
     );
     let sol2 = tmp.path().join("sol2");
@@ -684,4 +743,66 @@ async fn computed_schemas_are_cached_and_used_by_the_executor_and_offline_valida
             && d.ends_with("query.yaml:4: Step 'q': unknown input field 'limt' for action 'fake.query' (fields: object, limit)")),
         "{typo:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_computed_trigger_output_schema_is_cached_and_resolves_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, store) = engine(tmp.path()).await;
+    let secrets = engine.services.secrets.clone();
+    let sol = engine.solution("fake-sol").unwrap();
+    let warnings =
+        |d: Vec<Result<ferry_core::loader::Diagnostic, ferry_core::loader::Diagnostic>>| {
+            d.into_iter()
+                .filter_map(|r| r.ok().map(|w| w.to_string()))
+                .filter(|w| w.contains("trigger 'fake.dynamic'"))
+                .collect::<Vec<_>>()
+        };
+    let before =
+        warnings(ferry_engine::schemas::check_cached(store.as_ref(), &secrets, &sol).await);
+    assert_eq!(before.len(), 1, "{before:#?}");
+    assert!(
+        before[0].ends_with("dynamic.yaml:2: warning: the output schema of trigger 'fake.dynamic' is computed from its connection and is not cached; expressions over `trigger` were not checked against it"),
+        "{before:#?}"
+    );
+    let computed_before = TRIGGER_SCHEMAS.load(Ordering::SeqCst);
+    let mut outputs = Vec::new();
+    for body in [
+        json!({"event": "a", "severity": "7", "extra": true}),
+        json!({"event": "b", "severity": 1}),
+    ] {
+        let out = engine
+            .ingest("fake-sol", "dynamic", request(body, Some("s3cr3t")))
+            .await;
+        let IngestOutcome::Accepted { job_id, .. } = out else {
+            panic!("{out:?}")
+        };
+        outputs.push(store.get_job(job_id).await.unwrap().unwrap().trigger_output);
+    }
+    // Coerced and pruned by the computed schema, computed once.
+    assert_eq!(
+        outputs,
+        vec![
+            json!({"event": "a", "severity": 7}),
+            json!({"event": "b", "severity": 1})
+        ]
+    );
+    assert_eq!(TRIGGER_SCHEMAS.load(Ordering::SeqCst), computed_before + 1);
+    // A required field of the computed schema is enforced.
+    let out = engine
+        .ingest(
+            "fake-sol",
+            "dynamic",
+            request(json!({"severity": 2}), Some("s3cr3t")),
+        )
+        .await;
+    assert_eq!(
+        out,
+        IngestOutcome::Rejected {
+            status: 400,
+            message: "Output invalid: Field 'event' is required.".into()
+        }
+    );
+    let after = warnings(ferry_engine::schemas::check_cached(store.as_ref(), &secrets, &sol).await);
+    assert!(after.is_empty(), "{after:#?}");
 }

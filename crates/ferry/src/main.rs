@@ -220,6 +220,28 @@ fn connectors() -> anyhow::Result<ExitCode> {
     println!("Connectors:");
     for (name, description) in registry.connectors() {
         println!("  {name:<20} {description}");
+        let Some(spec) = registry.get_connector(name).map(|c| c.spec().clone()) else {
+            continue;
+        };
+        for (direction, fields) in [("inbound", &spec.inbound), ("outbound", &spec.outbound)] {
+            if let Some(fields) = fields {
+                let keys: Vec<String> = fields
+                    .iter()
+                    .map(|f| {
+                        if f.required {
+                            format!("{} (required)", f.id)
+                        } else {
+                            f.id.clone()
+                        }
+                    })
+                    .collect();
+                println!(
+                    "  {:<20}   {direction} connection config: {}",
+                    "",
+                    keys.join(", ")
+                );
+            }
+        }
     }
     println!("Triggers:");
     for name in registry.trigger_names() {
