@@ -179,8 +179,12 @@ impl Engine {
             services: &self.services,
             connector: connector.as_ref(),
         };
-        let result = match tokio::time::timeout(TEST_TIMEOUT, connector.test(&ctx)).await {
-            Ok(r) => r,
+        // A tester that panics is an `error` result, not a dropped request.
+        let test =
+            futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(connector.test(&ctx)));
+        let result = match tokio::time::timeout(TEST_TIMEOUT, test).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => ConnectionTestResult::error("The connection test failed unexpectedly."),
             Err(_) => ConnectionTestResult::error(TEST_TIMED_OUT),
         };
         // The message is shown to users: never a secret.

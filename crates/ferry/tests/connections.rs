@@ -171,7 +171,28 @@ async fn respond_with_shapes_the_answer_to_an_accepted_event() {
             "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: pet, type: string } ]\n    respond_with:\n      status: 201\n      headers: { x-pet: \"{{ trigger.body.pet }}\" }\n      body: \"thanks for {{ trigger.body.pet }}, job {{ job.id }}\"\nsteps:\n  - { id: a, action: debug.log_message, input: { message: hi } }\n",
         )],
     );
+    std::fs::write(
+        sol.join("runbooks/bad.yaml"),
+        "name: bad\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: code, type: integer } ]\n    respond_with: { status: \"{{ trigger.body.code }}\" }\nsteps:\n  - { id: a, action: debug.log_message, input: { message: hi } }\n",
+    )
+    .unwrap();
     let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
+    // An answer that cannot be built rejects the event before a job is stored.
+    let (status, body) = server
+        .post("/inbound/answers/bad", &json!({"code": 999}), &[])
+        .await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        body["error"],
+        "respond_with invalid: status: 999 is not an HTTP status (100 to 599)"
+    );
+    let (_, jobs) = server.api("/jobs?runbook=bad").await;
+    assert_eq!(jobs["jobs"], json!([]), "{jobs}");
+    let (status, _) = server
+        .post("/inbound/answers/bad", &json!({"code": 202}), &[])
+        .await;
+    assert_eq!(status, 202);
+
     let r = reqwest::Client::new()
         .post(server.url("/inbound/answers/r"))
         .json(&json!({"pet": "dog"}))

@@ -177,3 +177,24 @@ fn validate_data_needs_a_ferry_database() {
     assert!(err.contains("no Ferry database there (ferry.db)"), "{err}");
     assert!(!empty.join("master.key").exists(), "validate created a key");
 }
+
+#[test]
+fn respond_with_is_checked_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Lines: 7 status, 8 headers, 9 the unknown key, 10 a variable steps cannot see.
+    let runbook = "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    respond_with:\n      status: 700\n      headers: [ x-a ]\n      bodi: hi\n      body: \"{{ steps.a }}\"\n    body_schema: [ { id: n, type: integer } ]\nsteps:\n  - { id: a, action: debug.log_message, input: { message: hi } }\n";
+    let dir = solution(tmp.path(), "resp", "name: resp\n", &[("r", runbook)]);
+    let (code, out) = validate(&dir);
+    assert_eq!(code, 1, "{out}");
+    for e in [
+        "r.yaml:7: respond_with.status: 700 is not an HTTP status (100 to 599)",
+        "r.yaml:8: respond_with.headers: must be a mapping of header names to values",
+        "r.yaml:9: respond_with: unknown key 'bodi' (allowed: status, headers, body)",
+        "r.yaml:10: respond_with: unknown variable 'steps.a' (use trigger, env or job)",
+    ] {
+        assert!(
+            out.lines().any(|l| l.ends_with(e)),
+            "missing `{e}` in:\n{out}"
+        );
+    }
+}
