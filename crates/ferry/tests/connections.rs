@@ -70,7 +70,7 @@ async fn connection_tests_through_the_cli_and_the_api() {
         tmp.path(),
         "calls",
         &format!(
-            "name: calls\nenv:\n  PW: {{ secret: true, from_env: TEST_CONN_PW }}\nconnections:\n  good:\n    connector: http\n    direction: outbound\n    config:\n      base_url: {base}\n      basic_auth: {{ username: admin, password: \"{{{{ env.PW }}}}\" }}\n  refused:\n    connector: http\n    direction: outbound\n    config:\n      base_url: {base}\n      basic_auth: {{ username: admin, password: wrong-pw }}\n  down:\n    connector: http\n    direction: outbound\n    config: {{ base_url: \"http://127.0.0.1:9\" }}\n  intake:\n    connector: json_endpoint\n    direction: inbound\n"
+            "name: calls\nenv:\n  PW: {{ secret: true, from_env: TEST_CONN_PW }}\nconnections:\n  good:\n    connector: http\n    direction: outbound\n    config:\n      base_url: {base}\n      basic_auth: {{ username: admin, password: \"{{{{ env.PW }}}}\" }}\n  refused:\n    connector: http\n    direction: outbound\n    config:\n      base_url: {base}\n      basic_auth: {{ username: admin, password: wrong-pw }}\n  down:\n    connector: http\n    direction: outbound\n    config: {{ base_url: \"http://127.0.0.1:9\" }}\n  intake:\n    connector: json_endpoint\n    direction: inbound\n    config:\n      api_key: {{ key: x-k, value: plain-inbound-key }}\n"
         ),
         &[(
             "r",
@@ -153,6 +153,10 @@ async fn connection_tests_through_the_cli_and_the_api() {
     let (_, sol_json) = server.api("/solutions/calls").await;
     assert!(!sol_json.to_string().contains("12345"), "{sol_json}");
     assert!(!sol_json.to_string().contains("wrong-pw"), "{sol_json}");
+    assert!(
+        !sol_json.to_string().contains("plain-inbound-key"),
+        "{sol_json}"
+    );
     assert!(!server.logs().contains("12345"));
     // Connections and triggers without provisioning hooks are provisioned at once.
     let prov = sol_json["provisioning"].as_array().unwrap();

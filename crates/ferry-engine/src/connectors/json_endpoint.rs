@@ -32,7 +32,9 @@ impl JsonEndpoint {
                     .hint("Fill out these details to verify the inbound request.")
                     .with_fields(vec![
                         Field::new("key", FieldType::String).required(),
-                        Field::new("value", FieldType::String).required(),
+                        // Sealed at load time (even when written in plain text), so that the
+                        // API shows `[secret]`; revealed only to compare.
+                        Field::new("value", FieldType::SecretString).required(),
                         Field::new("placement", FieldType::String).hint(PLACEMENT_HINT),
                     ]),
                 Field::new("basic_auth", FieldType::Nested).with_fields(vec![

@@ -165,8 +165,13 @@ connections:
     )
     .unwrap();
     std::fs::write(sol.join("runbooks/tickets.yaml"), RUNBOOK).unwrap();
+    // As the binary would add a connector crate: its own registry merged into the built-ins.
     let mut registry = Registry::builtin();
-    acme::register(&mut registry);
+    let mut acme_registry = Registry::new();
+    acme::register(&mut acme_registry);
+    registry.merge(acme_registry);
+    assert!(registry.get_action("acme.get_record").is_some());
+    assert!(registry.get_action("http.send_request").is_some());
     let store = Arc::new(
         SqliteStore::open(&tmp.path().join("t.db"), StoreOptions::default())
             .await
