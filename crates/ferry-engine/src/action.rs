@@ -110,25 +110,23 @@ pub struct Services {
 }
 
 impl Services {
-    /// Read a value from a connection's key/value store. Values are sealed at rest.
+    /// The key/value store of a connection (values sealed at rest, entries may expire).
+    pub fn kv<'a>(&'a self, connection: &ConnectionRef) -> crate::kv::Kv<'a> {
+        crate::kv::Kv::new(
+            self.store.as_ref(),
+            self.secrets.as_ref(),
+            connection.namespace.clone(),
+        )
+    }
+
+    /// Read a value from a connection's key/value store. A value that cannot be opened fails
+    /// the step (naming the key) rather than reading as absent.
     pub async fn kv_get(
         &self,
         connection: &ConnectionRef,
         key: &str,
     ) -> Result<Option<Value>, Signal> {
-        let stored = self
-            .store
-            .kv_get(&connection.namespace, key)
-            .await
-            .map_err(|e| Signal::Fail(format!("Connection store unavailable: {e}")))?;
-        let Some(Value::String(sealed)) = stored else {
-            return Ok(None);
-        };
-        let plain = self
-            .secrets
-            .open(&sealed)
-            .map_err(|e| Signal::Fail(format!("Connection store value unreadable: {e}")))?;
-        Ok(serde_json::from_str(&plain).ok())
+        Ok(self.kv(connection).get(key).await?)
     }
 
     /// Write a value (sealed) to a connection's key/value store, optionally expiring.
@@ -139,11 +137,7 @@ impl Services {
         value: &Value,
         ttl: Option<Duration>,
     ) -> Result<(), Signal> {
-        let sealed = Value::String(self.secrets.seal(&value.to_string()));
-        self.store
-            .kv_put(&connection.namespace, key, &sealed, ttl)
-            .await
-            .map_err(|e| Signal::Fail(format!("Connection store unavailable: {e}")))
+        Ok(self.kv(connection).put(key, value, ttl).await?)
     }
 
     /// Run `f` while holding the single-flight lock `key` (spec §2.10). When another worker
