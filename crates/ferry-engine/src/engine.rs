@@ -357,8 +357,9 @@ impl Engine {
                     kv: Kv::new(store, secrets, conn.namespace.clone()),
                     secrets,
                 };
-                if let Err(e) = connector.authenticate_inbound(&auth).await {
-                    return trigger_error(e);
+                match guarded(connector.authenticate_inbound(&auth), solution, runbook).await {
+                    Ok(()) => {}
+                    Err(e) => return trigger_error(e),
                 }
             }
         }
@@ -371,7 +372,7 @@ impl Engine {
             connection_kv: connection.map(|c| Kv::new(store, secrets, c.namespace.clone())),
             secrets,
         };
-        let parsed = match rb.trigger.parse(&ctx).await {
+        let parsed = match guarded(rb.trigger.parse(&ctx), solution, runbook).await {
             Ok(Parsed::Event(p)) => p,
             Ok(Parsed::Respond(response)) => return IngestOutcome::Responded { response },
             Err(e) => return trigger_error(e),
@@ -585,6 +586,29 @@ pub fn custom_response(v: &Value) -> Result<TriggerResponse, String> {
         headers,
         body: body.into(),
     })
+}
+
+/// Run a connector's request hook; a panic becomes a logged 500 instead of a dropped request.
+async fn guarded<T>(
+    hook: impl std::future::Future<Output = Result<T, TriggerError>>,
+    solution: &str,
+    runbook: &str,
+) -> Result<T, TriggerError> {
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(hook).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(
+                solution,
+                runbook,
+                "a trigger or inbound authentication hook panicked"
+            );
+            Err(TriggerError::Reject {
+                status: 500,
+                message: "The trigger failed unexpectedly.".into(),
+            })
+        }
+    }
 }
 
 fn trigger_error(e: TriggerError) -> IngestOutcome {

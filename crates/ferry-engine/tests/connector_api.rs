@@ -90,6 +90,9 @@ impl Trigger for FakeTrigger {
         let body: Value = serde_json::from_slice(&ctx.request.body)
             .map_err(|_| TriggerError::bad_request("not JSON"))?;
         let event = body["event"].as_str().unwrap_or_default().to_string();
+        if event == "panic" {
+            panic!("a bug in the trigger");
+        }
         if event == "verify" {
             return Ok(Parsed::Respond(TriggerResponse::text(
                 200,
@@ -805,4 +808,33 @@ async fn a_computed_trigger_output_schema_is_cached_and_resolves_events() {
     );
     let after = warnings(ferry_engine::schemas::check_cached(store.as_ref(), &secrets, &sol).await);
     assert!(after.is_empty(), "{after:#?}");
+}
+
+#[tokio::test]
+async fn a_panicking_trigger_answers_500_and_the_engine_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, store) = engine(tmp.path()).await;
+    let out = engine
+        .ingest(
+            "fake-sol",
+            "hook",
+            request(json!({"event": "panic"}), Some("s3cr3t")),
+        )
+        .await;
+    assert_eq!(
+        out,
+        IngestOutcome::Rejected {
+            status: 500,
+            message: "The trigger failed unexpectedly.".into()
+        }
+    );
+    let out = engine
+        .ingest(
+            "fake-sol",
+            "hook",
+            request(json!({"event": "ok"}), Some("s3cr3t")),
+        )
+        .await;
+    assert!(matches!(out, IngestOutcome::Accepted { .. }), "{out:?}");
+    assert_eq!(job_count(&store).await, 1);
 }
