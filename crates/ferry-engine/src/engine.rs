@@ -632,3 +632,66 @@ pub fn truthy(v: &Value) -> bool {
         Value::Object(o) => !o.is_empty(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_responses_are_built_and_checked() {
+        let r = custom_response(&json!({"status": "202", "body": {"ok": true}})).unwrap();
+        assert_eq!(r.status, 202);
+        assert_eq!(&r.body[..], br#"{"ok":true}"#);
+        assert_eq!(
+            r.headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+        let r = custom_response(
+            &json!({"headers": {"Content-Type": "text/xml", "x-n": 3}, "body": "<a/>"}),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.headers,
+            vec![
+                ("content-type".to_string(), "text/xml".to_string()),
+                ("x-n".to_string(), "3".to_string())
+            ]
+        );
+        let err = |v: Value| custom_response(&v).unwrap_err();
+        assert_eq!(
+            err(json!({"status": 99})),
+            "status: 99 is not an HTTP status (100 to 599)"
+        );
+        assert_eq!(
+            err(json!({"status": true})),
+            "status: true is not an HTTP status"
+        );
+        assert_eq!(
+            err(json!({"headers": {"bad name": "x"}})),
+            "headers: 'bad name' is not a header name"
+        );
+        assert_eq!(
+            err(json!({"headers": ["x"]})),
+            "headers: must be a mapping of names to values"
+        );
+        let secrets = Secrets::from_master_key(&[1u8; 32]);
+        let sealed = secrets.seal("hunter2");
+        assert_eq!(
+            err(json!({"body": format!("token {sealed}")})),
+            "body: a secret cannot be sent in an answer"
+        );
+        assert_eq!(
+            err(json!({"headers": {"x-t": sealed}})),
+            "headers.x-t: a secret cannot be sent in an answer"
+        );
+    }
+
+    #[test]
+    fn provision_backoff_doubles_up_to_five_minutes() {
+        use crate::provision::backoff;
+        let secs: Vec<u64> = (1..=11).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(backoff(1000).as_secs(), 300);
+    }
+}
