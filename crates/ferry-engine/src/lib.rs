@@ -10,7 +10,8 @@
 //!   `file:line` diagnostics for `ferry validate`);
 //! - [`ingest`] is the trigger pipeline (authenticate, parse, coerce, discard, dedup, store);
 //! - [`executor`] runs a job step by step, checkpointing after every step;
-//! - [`worker`] claims jobs from the store and drives the executor.
+//! - [`worker`] claims jobs from the store and drives the executor, renewing each job's lease;
+//! - [`retention`] purges old finished and failed jobs in the background.
 
 pub mod action;
 pub mod compile;
@@ -24,6 +25,7 @@ pub mod kv;
 pub mod metrics;
 pub mod provision;
 pub mod registry;
+pub mod retention;
 pub mod schemas;
 pub mod trigger;
 pub mod worker;

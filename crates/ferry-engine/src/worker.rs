@@ -1,9 +1,21 @@
-//! Workers: claim runnable jobs from the store and run them.
+//! Workers: claim runnable jobs from the store and run them, renewing each job's lease while it
+//! runs.
+//!
+//! A claimed job is leased to its worker for [`EngineOptions::lease`](crate::EngineOptions).
+//! While the job runs, a renewal task extends the lease every third of that period. A job whose
+//! lease expires (its worker, or the whole process, stalled or died) is claimed again by any
+//! worker and resumes from its last checkpoint. Should a renewal find the lease taken over by
+//! another worker (or fail for longer than the lease), the run is abandoned at once — the step in
+//! flight is cancelled and nothing more is checkpointed — because the new owner now runs the job.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use ferry_store::{JobId, JobRecord, JobStatus, Store};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::executor::{run_job, RunEnd};
@@ -33,10 +45,17 @@ async fn worker(engine: Arc<Engine>, name: String) {
         match claimed {
             Ok(Some(job)) => {
                 backoff = Duration::from_millis(50);
-                let id = job.id;
-                let end = run_job(&engine.exec_env(), job).await;
-                tracing::debug!(job = %id, ?end, "job run ended");
-                if end == RunEnd::Interrupted && engine.is_stopping() {
+                // Every log line of the run carries the job's id.
+                let span = tracing::info_span!(
+                    "job",
+                    job = %job.id,
+                    solution = %job.solution,
+                    runbook = %job.runbook,
+                    attempt = job.attempts,
+                    worker = %name,
+                );
+                let end = run_leased(&engine, &name, job).instrument(span).await;
+                if end == Some(RunEnd::Interrupted) && engine.is_stopping() {
                     break;
                 }
             }
@@ -61,6 +80,94 @@ async fn worker(engine: Arc<Engine>, name: String) {
                 tracing::error!(error = %e, "claiming a job failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Run a claimed job while a renewal task keeps its lease. `None` when the lease was lost and
+/// the run abandoned.
+async fn run_leased(engine: &Arc<Engine>, worker: &str, job: JobRecord) -> Option<RunEnd> {
+    let id = job.id;
+    let (lost_tx, mut lost_rx) = oneshot::channel();
+    let renewer = tokio::spawn(
+        renew_lease(
+            engine.store.clone(),
+            id,
+            worker.to_string(),
+            engine.options.lease,
+            lost_tx,
+        )
+        .in_current_span(),
+    );
+    let env = engine.exec_env();
+    let end = tokio::select! {
+        biased;
+        end = run_job(&env, job) => Some(end),
+        Ok(reason) = &mut lost_rx => {
+            tracing::error!(
+                reason = %reason,
+                "job lease lost: abandoning the run without further checkpoints; \
+                 the job resumes from its last checkpoint under its new owner"
+            );
+            None
+        }
+    };
+    renewer.abort();
+    if let Some(end) = &end {
+        tracing::debug!(?end, "job run ended");
+    }
+    end
+}
+
+/// Extend the job's lease every third of `lease` until aborted. Sends on `lost` (and ends) when
+/// the lease is held by someone else, or when renewals have failed for longer than the lease.
+async fn renew_lease(
+    store: Arc<dyn Store>,
+    id: JobId,
+    worker: String,
+    lease: Duration,
+    lost: oneshot::Sender<String>,
+) {
+    let every = (lease / 3).max(Duration::from_millis(50));
+    // The claim itself leased the job until about now + lease.
+    let mut held_until = Instant::now() + lease;
+    let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let asked = Instant::now();
+        match store.renew_lease(id, &worker, lease).await {
+            Ok(true) => {
+                held_until = asked + lease;
+                tracing::trace!("lease renewed");
+            }
+            Ok(false) => {
+                // Not (or no longer) Running under this worker. If the executor has already
+                // moved the job on (finished, failed, waiting, queued), nothing is lost.
+                match store.get_job(id).await {
+                    Ok(Some(job)) if job.status != JobStatus::Running => return,
+                    Ok(None) => {
+                        let _ = lost.send("the job no longer exists".into());
+                        return;
+                    }
+                    Ok(Some(_)) => {
+                        let _ = lost.send("another worker has claimed it".into());
+                        return;
+                    }
+                    Err(e) => {
+                        let _ =
+                            lost.send(format!("renewal refused and the job is unreadable: {e}"));
+                        return;
+                    }
+                }
+            }
+            Err(e) if Instant::now() >= held_until => {
+                let _ = lost.send(format!("renewals failed for longer than the lease: {e}"));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing the job's lease failed; retrying");
             }
         }
     }

@@ -99,8 +99,8 @@ impl Store for Recording {
     async fn job_steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
         self.inner.job_steps(id).await
     }
-    async fn recover_interrupted(&self, all_running: bool) -> Result<u64, StoreError> {
-        self.inner.recover_interrupted(all_running).await
+    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
+        self.inner.recover_interrupted().await
     }
     async fn requeue_job(&self, id: JobId, state: Value) -> Result<(), StoreError> {
         self.inner.requeue_job(id, state).await
@@ -441,7 +441,7 @@ async fn after_a_refused_checkpoint_the_job_resumes_without_repeating_completed_
 
     // The lease expires (here: recovery at start-up) and the job resumes.
     h.store.refuse_after.store(-1, Ordering::SeqCst);
-    assert_eq!(h.store.recover_interrupted(true).await.unwrap(), 1);
+    assert_eq!(h.store.recover_interrupted().await.unwrap(), 1);
     let job = h.reclaim(job.id).await;
     assert_eq!(
         run_job(&h.env(), job.clone()).await,

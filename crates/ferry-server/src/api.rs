@@ -1,24 +1,40 @@
-//! The management API under `/api/v1` (bearer-token authenticated) and `/metrics`.
+//! The management API under `/api/v1` (bearer-token authenticated), its OpenAPI document and
+//! `/metrics`.
+//!
+//! Handlers answer with the shared types of `ferry-api`; [`ApiDoc`] describes them (utoipa), and
+//! the document is served at `GET /api/v1/openapi.json` (without a token, so tools can load it).
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_core::secrets::redact_value;
+use ferry_api as api;
+use ferry_core::secrets::{redact_str, redact_value};
 use ferry_engine::{CompiledRunbook, CompiledSolution, Engine};
-use ferry_store::{JobFilter, JobRecord, JobStatus, StepRecord};
+use ferry_store::{JobFilter, JobRecord, JobStatus, StepRecord, StepStatus};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi};
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::AppState;
 
-/// Routes of `/api/v1`, all behind [`require_token`].
+/// `axum::extract::Path` whose rejection is a JSON [`ApiError`] (400 naming the problem).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct Path<T>(pub(crate) T);
+
+/// `axum::extract::Query` whose rejection is a JSON [`ApiError`] (400 naming the parameter).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct Query<T>(pub(crate) T);
+
+/// Routes of `/api/v1`, all behind [`require_token`] except `openapi.json`.
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
+    let protected = Router::new()
         .route("/solutions", get(list_solutions))
         .route("/solutions/{solution}", get(get_solution))
         .route("/solutions/{solution}/runbooks", get(list_runbooks))
@@ -28,7 +44,70 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/rerun", post(rerun_job))
         .merge(crate::api_connections::router())
-        .layer(middleware::from_fn_with_state(state, require_token))
+        .layer(middleware::from_fn_with_state(state, require_token));
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .merge(protected)
+}
+
+/// The OpenAPI description of `/api/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ferry management API",
+        description = "Solutions, runbooks, connections and jobs of a running `ferry serve`. \
+                       Every route needs `Authorization: Bearer <token>` (the server's API token).",
+    ),
+    paths(
+        list_solutions,
+        get_solution,
+        list_runbooks,
+        get_runbook,
+        list_connections,
+        list_jobs,
+        get_job,
+        rerun_job,
+        crate::api_connections::test_connection
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "solutions", description = "Loaded solutions, their runbooks and connections"),
+        (name = "jobs", description = "Jobs and their steps"),
+        (name = "connections", description = "Connection tests"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The server's API token (FERRY_API_TOKEN or <data>/api.token)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`.
+async fn openapi_json() -> Response {
+    static DOC: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    match DOC.get_or_init(|| ApiDoc::openapi().to_json().map_err(|e| e.to_string())) {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text.clone()).into_response(),
+        Err(e) => {
+            ApiError::Internal(format!("serializing the OpenAPI document: {e}")).into_response()
+        }
+    }
 }
 
 /// Reject requests without the right `Authorization: Bearer` token.
@@ -59,37 +138,75 @@ fn trigger_url(state: &AppState, sol: &str, rb: &str) -> String {
     )
 }
 
-fn runbook_json(state: &AppState, sol: &CompiledSolution, rb: &CompiledRunbook) -> Value {
-    json!({
-        "name": rb.name,
-        "description": rb.description,
-        "trigger": { "type": rb.trigger_type, "url": trigger_url(state, &sol.name, &rb.name), "connection": rb.inbound },
-        "concurrency": rb.concurrency.map(|c| format!("{c:?}")),
-        "steps": rb.order,
-        "variables": rb.variables.iter().map(|v| v.id.clone()).collect::<Vec<_>>(),
-    })
+fn runbook_view(state: &AppState, sol: &CompiledSolution, rb: &CompiledRunbook) -> api::Runbook {
+    api::Runbook {
+        name: rb.name.clone(),
+        description: rb.description.clone(),
+        trigger: api::TriggerInfo {
+            kind: rb.trigger_type.clone(),
+            url: trigger_url(state, &sol.name, &rb.name),
+            connection: rb.inbound.clone(),
+        },
+        concurrency: rb.concurrency.map(|c| match c {
+            ferry_core::model::Concurrency::PerRunbook => api::Concurrency::PerRunbook,
+            ferry_core::model::Concurrency::PerJobContext => api::Concurrency::PerJobContext,
+        }),
+        steps: rb.order.clone(),
+        variables: rb.variables.iter().map(|v| v.id.clone()).collect(),
+    }
 }
 
-fn solution_json(state: &AppState, sol: &CompiledSolution) -> Value {
-    json!({
-        "name": sol.name,
-        "description": sol.description,
-        "runbooks": sol.runbooks.values().map(|rb| runbook_json(state, sol, rb)).collect::<Vec<_>>(),
-        "connections": connections_json(sol),
-        "provisioning": state.engine.provisioning(&sol.name),
-    })
+fn solution_view(state: &AppState, sol: &CompiledSolution) -> api::Solution {
+    api::Solution {
+        name: sol.name.clone(),
+        description: sol.description.clone(),
+        runbooks: sol
+            .runbooks
+            .values()
+            .map(|rb| runbook_view(state, sol, rb))
+            .collect(),
+        connections: connections_view(sol),
+        provisioning: state
+            .engine
+            .provisioning(&sol.name)
+            .iter()
+            .map(provision_view)
+            .collect(),
+    }
 }
 
-fn connections_json(sol: &CompiledSolution) -> Vec<Value> {
+fn provision_view(p: &ferry_engine::provision::ProvisionStatus) -> api::ProvisionStatus {
+    use ferry_engine::provision::{ProvisionKind as K, ProvisionState as S};
+    api::ProvisionStatus {
+        kind: match p.kind {
+            K::Connection => api::ProvisionKind::Connection,
+            K::Trigger => api::ProvisionKind::Trigger,
+        },
+        name: p.name.clone(),
+        state: match p.state {
+            S::Pending => api::ProvisionState::Pending,
+            S::Provisioned => api::ProvisionState::Provisioned,
+            S::Failed => api::ProvisionState::Failed,
+            S::Deprovisioned => api::ProvisionState::Deprovisioned,
+        },
+        attempts: p.attempts,
+        last_error: p.last_error.as_deref().map(redact_str),
+        updated_at: p.updated_at,
+        next_attempt_at: p.next_attempt_at,
+    }
+}
+
+fn connections_view(sol: &CompiledSolution) -> Vec<api::Connection> {
     sol.connections
         .values()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "connector": c.connector,
-                "direction": sol.directions.get(&c.name).map(|d| d.as_str()),
-                "config": redact_value(&c.config),
-            })
+        .map(|c| api::Connection {
+            name: c.name.clone(),
+            connector: c.connector.clone(),
+            direction: sol.directions.get(&c.name).map(|d| match d {
+                ferry_core::model::Direction::Inbound => api::Direction::Inbound,
+                ferry_core::model::Direction::Outbound => api::Direction::Outbound,
+            }),
+            config: redact_value(&c.config),
         })
         .collect()
 }
@@ -103,114 +220,228 @@ fn find_solution(
         .ok_or_else(|| ApiError::NotFound(format!("solution '{name}' not found")))
 }
 
-async fn list_solutions(State(state): State<AppState>) -> Json<Value> {
-    let list: Vec<Value> = state
-        .engine
-        .solutions()
-        .iter()
-        .map(|s| solution_json(&state, s))
-        .collect();
-    Json(json!({ "solutions": list }))
+/// Every loaded solution with its runbooks and connections.
+#[utoipa::path(
+    get, path = "/api/v1/solutions", tag = "solutions",
+    responses(
+        (status = 200, description = "The loaded solutions", body = api::SolutionList),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+    )
+)]
+async fn list_solutions(State(state): State<AppState>) -> Json<api::SolutionList> {
+    Json(api::SolutionList {
+        solutions: state
+            .engine
+            .solutions()
+            .iter()
+            .map(|s| solution_view(&state, s))
+            .collect(),
+    })
 }
 
+/// One solution.
+#[utoipa::path(
+    get, path = "/api/v1/solutions/{solution}", tag = "solutions",
+    params(("solution" = String, Path, description = "Solution name")),
+    responses(
+        (status = 200, description = "The solution", body = api::Solution),
+        (status = 400, description = "A path segment is malformed", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 404, description = "No such solution", body = api::ErrorBody),
+    )
+)]
 async fn get_solution(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Solution>, ApiError> {
     let sol = find_solution(&state.engine, &name)?;
-    Ok(Json(solution_json(&state, &sol)))
+    Ok(Json(solution_view(&state, &sol)))
 }
 
+/// The runbooks of a solution with their trigger URLs.
+#[utoipa::path(
+    get, path = "/api/v1/solutions/{solution}/runbooks", tag = "solutions",
+    params(("solution" = String, Path, description = "Solution name")),
+    responses(
+        (status = 200, description = "The runbooks", body = api::RunbookList),
+        (status = 400, description = "A path segment is malformed", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 404, description = "No such solution", body = api::ErrorBody),
+    )
+)]
 async fn list_runbooks(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::RunbookList>, ApiError> {
     let sol = find_solution(&state.engine, &name)?;
-    let list: Vec<Value> = sol
-        .runbooks
-        .values()
-        .map(|rb| runbook_json(&state, &sol, rb))
-        .collect();
-    Ok(Json(json!({ "runbooks": list })))
+    Ok(Json(api::RunbookList {
+        runbooks: sol
+            .runbooks
+            .values()
+            .map(|rb| runbook_view(&state, &sol, rb))
+            .collect(),
+    }))
 }
 
+/// One runbook.
+#[utoipa::path(
+    get, path = "/api/v1/solutions/{solution}/runbooks/{runbook}", tag = "solutions",
+    params(
+        ("solution" = String, Path, description = "Solution name"),
+        ("runbook" = String, Path, description = "Runbook name"),
+    ),
+    responses(
+        (status = 200, description = "The runbook", body = api::Runbook),
+        (status = 400, description = "A path segment is malformed", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 404, description = "No such solution or runbook", body = api::ErrorBody),
+    )
+)]
 async fn get_runbook(
     State(state): State<AppState>,
     Path((name, runbook)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Runbook>, ApiError> {
     let sol = find_solution(&state.engine, &name)?;
     let rb = sol.runbooks.get(&runbook).ok_or_else(|| {
         ApiError::NotFound(format!(
             "runbook '{runbook}' not found in solution '{name}'"
         ))
     })?;
-    Ok(Json(runbook_json(&state, &sol, rb)))
+    Ok(Json(runbook_view(&state, &sol, rb)))
 }
 
+/// The connections of a solution (secret values redacted).
+#[utoipa::path(
+    get, path = "/api/v1/solutions/{solution}/connections", tag = "solutions",
+    params(("solution" = String, Path, description = "Solution name")),
+    responses(
+        (status = 200, description = "The connections", body = api::ConnectionList),
+        (status = 400, description = "A path segment is malformed", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 404, description = "No such solution", body = api::ErrorBody),
+    )
+)]
 async fn list_connections(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::ConnectionList>, ApiError> {
     let sol = find_solution(&state.engine, &name)?;
-    Ok(Json(json!({ "connections": connections_json(&sol) })))
+    Ok(Json(api::ConnectionList {
+        connections: connections_view(&sol),
+    }))
 }
 
-/// Query parameters of `GET /jobs`.
-#[derive(Debug, Deserialize)]
+/// Query parameters of `GET /jobs`. They are read as text and checked by the handler, so that
+/// a bad value is answered with a message naming the parameter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
+    /// Only jobs of this solution.
     solution: Option<String>,
+    /// Only jobs of this runbook.
     runbook: Option<String>,
+    /// Only jobs with this status.
+    #[param(value_type = Option<api::JobStatus>)]
     status: Option<String>,
+    /// Only jobs with this job context identifier.
     context_id: Option<String>,
+    /// Page size (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    /// Paging cursor: `next_before` of the previous page.
+    #[param(value_type = Option<i64>)]
     before: Option<String>,
 }
 
+fn job_status(s: JobStatus) -> api::JobStatus {
+    match s {
+        JobStatus::Queued => api::JobStatus::Queued,
+        JobStatus::Running => api::JobStatus::Running,
+        JobStatus::Waiting => api::JobStatus::Waiting,
+        JobStatus::Finished => api::JobStatus::Finished,
+        JobStatus::Failed => api::JobStatus::Failed,
+    }
+}
+
+fn step_status(s: StepStatus) -> api::StepStatus {
+    match s {
+        StepStatus::Completed => api::StepStatus::Completed,
+        StepStatus::Failed => api::StepStatus::Failed,
+        StepStatus::Rescheduled => api::StepStatus::Rescheduled,
+        StepStatus::Finished => api::StepStatus::Finished,
+    }
+}
+
 /// A job as the API shows it (secrets redacted).
-pub fn job_json(job: &JobRecord) -> Value {
-    json!({
-        "id": job.id,
-        "solution": job.solution,
-        "runbook": job.runbook,
-        "status": job.status,
-        "context_id": job.context_id,
-        "error": job.error.as_deref().map(ferry_core::secrets::redact_str),
-        "attempts": job.attempts,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "next_run_at": job.next_run_at,
-        "trigger_output": redact_value(&job.trigger_output),
-    })
+pub fn job_view(job: &JobRecord) -> api::Job {
+    api::Job {
+        id: job.id,
+        solution: job.solution.clone(),
+        runbook: job.runbook.clone(),
+        status: job_status(job.status),
+        context_id: job.context_id.clone(),
+        error: job.error.as_deref().map(redact_str),
+        attempts: job.attempts,
+        created_at: job.created_at,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
+        next_run_at: job.next_run_at,
+        trigger_output: redact_value(&job.trigger_output),
+    }
 }
 
 /// A step record as the API shows it (secrets redacted).
-pub fn step_json(step: &StepRecord) -> Value {
+pub fn step_view(step: &StepRecord) -> api::Step {
     let duration_ms = (step.finished_at - step.started_at)
         .num_microseconds()
         .unwrap_or(0) as f64
         / 1000.0;
-    json!({
-        "seq": step.seq,
-        "step_id": step.step_id,
-        "invocation": step.invocation,
-        "status": step.status,
-        "input": redact_value(&step.input),
-        "outputs": redact_value(&step.outputs),
-        "logs": step.logs.iter().map(|l| json!({
-            "at": l.at, "level": l.level, "message": ferry_core::secrets::redact_str(&l.message)
-        })).collect::<Vec<_>>(),
-        "error": step.error.as_deref().map(ferry_core::secrets::redact_str),
-        "started_at": step.started_at,
-        "finished_at": step.finished_at,
-        "duration_ms": duration_ms,
-    })
+    api::Step {
+        seq: step.seq,
+        step_id: step.step_id.clone(),
+        invocation: step.invocation,
+        status: step_status(step.status),
+        input: redact_value(&step.input),
+        outputs: redact_value(&step.outputs),
+        logs: step
+            .logs
+            .iter()
+            .map(|l| api::StepLog {
+                at: l.at,
+                level: l.level.clone(),
+                message: redact_str(&l.message),
+            })
+            .collect(),
+        error: step.error.as_deref().map(redact_str),
+        started_at: step.started_at,
+        finished_at: step.finished_at,
+        duration_ms,
+    }
 }
 
+/// A job with its steps as the API shows it.
+pub fn job_detail(job: &JobRecord, steps: &[StepRecord]) -> api::JobDetail {
+    api::JobDetail {
+        job: job_view(job),
+        steps: steps.iter().map(step_view).collect(),
+    }
+}
+
+/// Jobs, newest first, with filters and paging.
+#[utoipa::path(
+    get, path = "/api/v1/jobs", tag = "jobs",
+    params(JobsQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = api::JobList),
+        (status = 400, description = "A parameter is invalid (the message names it)", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 500, description = "The store failed", body = api::ErrorBody),
+    )
+)]
 async fn list_jobs(
     State(state): State<AppState>,
     Query(q): Query<JobsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::JobList>, ApiError> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
@@ -220,9 +451,9 @@ async fn list_jobs(
         })?),
     };
     let limit = match q.limit.as_deref() {
-        None | Some("") => 50,
+        None | Some("") => JobFilter::DEFAULT_LIMIT,
         Some(l) => match l.parse::<u32>() {
-            Ok(n) if (1..=500).contains(&n) => n,
+            Ok(n) if (1..=JobFilter::MAX_LIMIT).contains(&n) => n,
             _ => {
                 return Err(ApiError::BadRequest(format!(
                     "invalid value for 'limit': '{l}' (expected 1..500)"
@@ -247,10 +478,10 @@ async fn list_jobs(
         before_seq,
     };
     let page = state.engine.store.list_jobs(&filter).await?;
-    Ok(Json(json!({
-        "jobs": page.jobs.iter().map(job_json).collect::<Vec<_>>(),
-        "next_before": page.next_before_seq,
-    })))
+    Ok(Json(api::JobList {
+        jobs: page.jobs.iter().map(job_view).collect(),
+        next_before: page.next_before_seq,
+    }))
 }
 
 /// The job with this id (400 for a malformed id, 404 for an unknown one).
@@ -265,22 +496,44 @@ async fn find_job(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))
 }
 
+/// One job with every step (input, outputs, logs, error, timing).
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job and its steps", body = api::JobDetail),
+        (status = 400, description = "The id is not a UUID", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 404, description = "No such job", body = api::ErrorBody),
+        (status = 500, description = "The store failed", body = api::ErrorBody),
+    )
+)]
 async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::JobDetail>, ApiError> {
     let job = find_job(&state, &id).await?;
-    let id = job.id;
-    let steps = state.engine.store.job_steps(id).await?;
-    let mut value = job_json(&job);
-    value["steps"] = Value::Array(steps.iter().map(step_json).collect());
-    Ok(Json(value))
+    let steps = state.engine.store.job_steps(job.id).await?;
+    Ok(Json(job_detail(&job, &steps)))
 }
 
+/// Run a failed job again from the start.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/{id}/rerun", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job is queued again", body = api::Rerun),
+        (status = 400, description = "The id is not a UUID", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 404, description = "No such job", body = api::ErrorBody),
+        (status = 409, description = "The job is not failed, or its runbook is not loaded", body = api::ErrorBody),
+        (status = 500, description = "The store failed", body = api::ErrorBody),
+    )
+)]
 async fn rerun_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::Rerun>, ApiError> {
     let job = find_job(&state, &id).await?;
     let id = job.id;
     if job.status != JobStatus::Failed {
@@ -304,20 +557,28 @@ async fn rerun_job(
         .requeue_job(id, Engine::initial_state(&rb))
         .await?;
     state.engine.notify.notify_one();
-    Ok(Json(json!({ "id": id, "status": "queued" })))
+    Ok(Json(api::Rerun {
+        id,
+        status: api::JobStatus::Queued,
+    }))
 }
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let counts = state
-        .engine
-        .store
-        .count_by_status()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(s, n)| (s.as_str().to_string(), n))
-        .collect::<Vec<_>>();
+    let counts = match state.engine.store.count_by_status().await {
+        Ok(counts) => counts
+            .into_iter()
+            .map(|(s, n)| (s.as_str().to_string(), n))
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: counting jobs by status failed");
+            return (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("counting jobs failed: {e}\n"),
+            )
+                .into_response();
+        }
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.engine.metrics.render(&counts),

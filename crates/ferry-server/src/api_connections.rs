@@ -4,11 +4,13 @@
 //! The answer is 200 whatever the test's outcome (the outcome is in the body); 404 names an
 //! unknown solution or connection.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use ferry_engine::ConnectionTestResult;
+use ferry_api as api;
+use ferry_engine::TestStatus;
 
+use crate::api::Path;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -17,10 +19,24 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/connections/{solution}/{name}/test", post(test_connection))
 }
 
-async fn test_connection(
+/// Run a connection's test (success / failed / error, within 10 s).
+#[utoipa::path(
+    post, path = "/api/v1/connections/{solution}/{name}/test", tag = "connections",
+    params(
+        ("solution" = String, Path, description = "Solution name"),
+        ("name" = String, Path, description = "Connection name"),
+    ),
+    responses(
+        (status = 200, description = "The test ran (its outcome is in the body)", body = api::ConnectionTest),
+        (status = 400, description = "A path segment is malformed", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 404, description = "No such solution or connection", body = api::ErrorBody),
+    )
+)]
+pub(crate) async fn test_connection(
     State(state): State<AppState>,
     Path((solution, name)): Path<(String, String)>,
-) -> Result<Json<ConnectionTestResult>, ApiError> {
+) -> Result<Json<api::ConnectionTest>, ApiError> {
     let sol = state
         .engine
         .solution(&solution)
@@ -34,6 +50,15 @@ async fn test_connection(
         .engine
         .test_connection(&solution, &name)
         .await
-        .map(Json)
+        .map(|r| {
+            Json(api::ConnectionTest {
+                status: match r.status {
+                    TestStatus::Success => api::TestStatus::Success,
+                    TestStatus::Failed => api::TestStatus::Failed,
+                    TestStatus::Error => api::TestStatus::Error,
+                },
+                message: r.message,
+            })
+        })
         .ok_or_else(|| ApiError::NotFound(format!("connection '{name}' not found")))
 }

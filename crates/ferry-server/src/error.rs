@@ -3,7 +3,6 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 /// An API error with its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +36,13 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        let mut response = (
+            status,
+            Json(ferry_api::ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -50,6 +55,22 @@ impl IntoResponse for ApiError {
 
 impl From<ferry_store::StoreError> for ApiError {
     fn from(e: ferry_store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            ferry_store::StoreError::NotFound => ApiError::NotFound("not found".into()),
+            ferry_store::StoreError::Conflict(m) => ApiError::Conflict(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::BadRequest(format!("invalid path: {}", e.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest(format!("invalid query string: {}", e.body_text()))
     }
 }

@@ -67,6 +67,7 @@ async fn handle(
             job_id,
             response: None,
         } => {
+            tracing::debug!(job = %job_id, "event accepted");
             let id = job_id.to_string();
             let body = format!("{{\"job_uuid\":\"{id}\"}}");
             let mut response = (

@@ -15,8 +15,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use ferry_engine::Engine;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
-pub use api::{job_json, step_json};
+pub use api::{job_detail, job_view, step_view, ApiDoc};
 pub use error::ApiError;
 
 /// Server settings.
@@ -62,4 +64,25 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(api::metrics))
         .with_state(state)
+        // Every request gets an id — the caller's `x-request-id`, or a new UUID — that is
+        // answered in `x-request-id` and carried by the `request` span, so every log line
+        // written while handling the request names it. (The last layer added runs first.)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The `request` span: request id, method and path.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
 }

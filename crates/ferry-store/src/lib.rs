@@ -42,8 +42,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claim the next runnable job and mark it Running with a lease (`lease_until = now + lease`).
     ///
-    /// Runnable: Waiting with `next_run_at <= now` (earliest first), otherwise the oldest Queued
-    /// job that does not wait for its concurrency key. Jobs sharing a concurrency key run one at a
+    /// Runnable: Waiting with `next_run_at <= now` (earliest first), then Running with an expired
+    /// lease (`lease_until < now`: its worker stopped renewing; it resumes from its last
+    /// checkpoint under the new owner), otherwise the oldest Queued job that does not wait for
+    /// its concurrency key. Jobs sharing a concurrency key run one at a
     /// time in insertion order; a Waiting or Running job keeps holding its key. Increments
     /// `attempts`, sets `started_at` on the first claim and clears `next_run_at`.
     /// Returns `None` if nothing is runnable.
@@ -71,10 +73,11 @@ pub trait Store: Send + Sync + 'static {
     /// All steps of a job in order.
     async fn job_steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError>;
 
-    /// Put Running jobs back to Queued, keeping their state so the executor resumes from the last
-    /// checkpoint. With `all_running` every Running job is recovered (start-up of the only
-    /// process); otherwise only those whose lease has expired. Returns how many.
-    async fn recover_interrupted(&self, all_running: bool) -> Result<u64, StoreError>;
+    /// Put every Running job back to Queued, keeping its state so the executor resumes from the
+    /// last checkpoint. For the start-up of the only process using the store (the SQLite data
+    /// directory is locked to one server); with several processes, jobs of a dead one are taken
+    /// over through their expired leases by [`Store::claim_job`] instead. Returns how many.
+    async fn recover_interrupted(&self) -> Result<u64, StoreError>;
 
     /// Reset a Failed job to Queued with the given fresh state (re-run); clears error,
     /// started_at, finished_at and next_run_at and keeps the step history.

@@ -386,29 +386,31 @@ async fn recover_interrupted_requeues_running_jobs_keeping_state() {
     let expired = insert(&store, job("s", "r")).await;
     let live = insert(&store, job("s", "r")).await;
     let queued = insert(&store, job("s", "r")).await;
-    // Lease already over.
-    let past = Utc::now() - TimeDelta::minutes(10);
-    let got = store.claim_job("w", past, LEASE).await.unwrap().unwrap();
+    let got = store
+        .claim_job("w", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.id, expired);
     assert_eq!(claim(&store).await, Some(live));
     let mut cp = done(expired, JobStatus::Running);
     cp.state = json!({"step": 5});
     store.checkpoint(cp).await.unwrap();
 
-    assert_eq!(store.recover_interrupted(false).await.unwrap(), 1);
+    // Start-up of the only process: every Running job goes back to the queue, state kept.
+    assert_eq!(store.recover_interrupted().await.unwrap(), 2);
     let rec = store.get_job(expired).await.unwrap().unwrap();
     assert_eq!(rec.status, JobStatus::Queued);
     assert_eq!(rec.state, json!({"step": 5}));
     assert_eq!(
         store.get_job(live).await.unwrap().unwrap().status,
-        JobStatus::Running
+        JobStatus::Queued
     );
-    assert_eq!(store.recover_interrupted(true).await.unwrap(), 1);
     assert_eq!(
         store.get_job(queued).await.unwrap().unwrap().status,
         JobStatus::Queued
     );
-    assert_eq!(store.recover_interrupted(true).await.unwrap(), 0);
+    assert_eq!(store.recover_interrupted().await.unwrap(), 0);
     // The recovered job is claimed again, oldest first.
     let again = store
         .claim_job("w", Utc::now(), LEASE)
@@ -655,7 +657,7 @@ async fn data_survives_close_and_reopen() {
     assert_eq!(rec.state, json!({"done": true}));
     assert_eq!(store.job_steps(id).await.unwrap().len(), 1);
     assert_eq!(store.kv_get("ns", "k").await.unwrap(), Some(json!([1, 2])));
-    assert_eq!(store.recover_interrupted(true).await.unwrap(), 1);
+    assert_eq!(store.recover_interrupted().await.unwrap(), 1);
     store.close().await;
 }
 
@@ -886,9 +888,13 @@ async fn renew_lease_only_for_the_owner_of_a_running_job() {
         !store.renew_lease(id, "w2", LEASE).await.unwrap(),
         "other worker"
     );
-    // ...renewed by its owner, so recovery of expired leases leaves it alone.
+    // ...renewed by its owner, so no other worker can claim it.
     assert!(store.renew_lease(id, "w1", LEASE).await.unwrap());
-    assert_eq!(store.recover_interrupted(false).await.unwrap(), 0);
+    assert!(store
+        .claim_job("w2", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .is_none());
     store.close().await;
 }
 
@@ -988,5 +994,103 @@ async fn kv_put_if_absent_is_check_and_set_with_expiry() {
     }
     assert!(taken, "the expired entry was never replaced");
     assert_eq!(store.kv_get("ns", "jti-1").await.unwrap(), Some(json!(5)));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_running_job_whose_lease_expired_is_claimed_again_with_its_state() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    // w1 claims it; its lease ends one second after a claim time in the past.
+    let past = Utc::now() - TimeDelta::minutes(5);
+    let first = store
+        .claim_job("w1", past, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.attempts, 1);
+    // w1 checkpointed some progress before it went silent.
+    let mut cp = done(id, JobStatus::Running);
+    cp.state = json!({"cursor": 7});
+    cp.step = Some(step(id, "a", 0));
+    store.checkpoint(cp).await.unwrap();
+    // w2 finds it: the lease is over.
+    let again = store
+        .claim_job("w2", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .expect("expired lease is claimable");
+    assert_eq!(again.id, id);
+    assert_eq!(again.status, JobStatus::Running);
+    assert_eq!(again.attempts, 2);
+    assert_eq!(
+        again.state,
+        json!({"cursor": 7}),
+        "resumes from its checkpoint"
+    );
+    // w1 has lost it: its renewal fails; w2 now holds it.
+    assert!(!store.renew_lease(id, "w1", LEASE).await.unwrap());
+    assert!(store.renew_lease(id, "w2", LEASE).await.unwrap());
+    // Nothing else to claim: the job is leased by w2 until well after now.
+    assert!(store
+        .claim_job("w3", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_renewed_lease_is_not_stolen() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    // Claimed with a lease that would be over by now...
+    let past = Utc::now() - TimeDelta::minutes(5);
+    store
+        .claim_job("w1", past, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // ...but its owner renews it before anyone else looks.
+    assert!(store.renew_lease(id, "w1", LEASE).await.unwrap());
+    assert!(
+        store
+            .claim_job("w2", Utc::now(), LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "a renewed lease must not be claimed by another worker"
+    );
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().attempts,
+        1,
+        "claimed once"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_keeps_its_concurrency_key() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let a = insert(&store, keyed("k")).await;
+    let b = insert(&store, keyed("k")).await;
+    let past = Utc::now() - TimeDelta::minutes(5);
+    let first = store
+        .claim_job("w1", past, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, a);
+    // The expired job is taken over; the second job of the key still waits for it.
+    assert_eq!(claim(&store).await, Some(a));
+    assert_eq!(claim(&store).await, None);
+    store
+        .checkpoint(done(a, JobStatus::Finished))
+        .await
+        .unwrap();
+    assert_eq!(claim(&store).await, Some(b));
     store.close().await;
 }

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::Value;
 
 /// Arguments of `ferry connections`.
 #[derive(clap::Args)]
@@ -74,29 +73,36 @@ pub async fn connections(args: ConnectionsArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot reach {base}"))?;
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let bytes = response
+        .bytes()
+        .await
+        .with_context(|| format!("reading the answer of {base}"))?;
     if !status.is_success() {
-        eprintln!(
-            "error ({status}): {}",
-            body.get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("request failed")
-        );
+        let message = serde_json::from_slice::<ferry_api::ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
+        eprintln!("error ({status}): {message}");
         return Ok(ExitCode::from(2));
     }
-    let outcome = body
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("error");
-    let message = body.get("message").and_then(Value::as_str).unwrap_or("");
+    let result: ferry_api::ConnectionTest = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "the server's answer is not what this version of ferry expects: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+        )
+    })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
-        println!("{solution}/{connection}: {outcome}: {message}");
+        let outcome = match result.status {
+            ferry_api::TestStatus::Success => "success",
+            ferry_api::TestStatus::Failed => "failed",
+            ferry_api::TestStatus::Error => "error",
+        };
+        println!("{solution}/{connection}: {outcome}: {}", result.message);
     }
-    Ok(ExitCode::from(match outcome {
-        "success" => 0,
-        "failed" => 1,
-        _ => 2,
+    Ok(ExitCode::from(match result.status {
+        ferry_api::TestStatus::Success => 0,
+        ferry_api::TestStatus::Failed => 1,
+        ferry_api::TestStatus::Error => 2,
     }))
 }

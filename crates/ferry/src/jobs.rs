@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::Value;
 
 /// Arguments of `ferry jobs`.
 #[derive(clap::Args)]
@@ -74,7 +73,7 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
-    let (request, show) = match &args.command {
+    let request = match &args.command {
         JobsCommand::List {
             solution,
             runbook,
@@ -98,10 +97,10 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
             if let Some(s) = before {
                 q.push(("before", s.to_string()));
             }
-            (client.get(format!("{base}/api/v1/jobs")).query(&q), false)
+            client.get(format!("{base}/api/v1/jobs")).query(&q)
         }
-        JobsCommand::Show { id } => (client.get(format!("{base}/api/v1/jobs/{id}")), true),
-        JobsCommand::Rerun { id } => (client.post(format!("{base}/api/v1/jobs/{id}/rerun")), true),
+        JobsCommand::Show { id } => client.get(format!("{base}/api/v1/jobs/{id}")),
+        JobsCommand::Rerun { id } => client.post(format!("{base}/api/v1/jobs/{id}/rerun")),
     };
     let response = request
         .bearer_auth(token)
@@ -109,27 +108,52 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot reach {base}"))?;
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let bytes = response
+        .bytes()
+        .await
+        .with_context(|| format!("reading the answer of {base}"))?;
     if !status.is_success() {
-        eprintln!(
-            "error ({status}): {}",
-            body.get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("request failed")
-        );
+        let message = serde_json::from_slice::<ferry_api::ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
+        eprintln!("error ({status}): {message}");
         return Ok(ExitCode::from(1));
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-    } else if matches!(args.command, JobsCommand::Rerun { .. }) {
-        println!(
-            "job {} queued again",
-            body.get("id").and_then(Value::as_str).unwrap_or("?")
-        );
-    } else if show {
-        crate::output::print_job(&body);
-    } else {
-        crate::output::print_jobs(&body);
+    match &args.command {
+        JobsCommand::List { .. } => {
+            let page: ferry_api::JobList = parse(&bytes)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                crate::output::print_jobs(&page);
+            }
+        }
+        JobsCommand::Show { .. } => {
+            let job: ferry_api::JobDetail = parse(&bytes)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                crate::output::print_job(&job);
+            }
+        }
+        JobsCommand::Rerun { .. } => {
+            let rerun: ferry_api::Rerun = parse(&bytes)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rerun)?);
+            } else {
+                println!("job {} queued again", rerun.id);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Decode an answer of the management API into its shared type.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
+    serde_json::from_slice(bytes).with_context(|| {
+        format!(
+            "the server's answer is not what this version of ferry expects: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+        )
+    })
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod connections;
+mod datalock;
 mod emulator_cli;
 mod jobs;
 mod output;
@@ -19,8 +20,20 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "ferry", version, about)]
 struct Cli {
+    /// Log format of `serve` and `emulator` (on stderr): `text` or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the fields of the enclosing spans (request id, job id).
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -83,17 +96,26 @@ struct EmulatorArgs {
     no_rate_limits: bool,
 }
 
-fn init_tracing() {
+/// Logs go to stderr, filtered by `FERRY_LOG` (default `info`).
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,7 +129,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => {
-                init_tracing();
+                init_tracing(log_format);
                 serve::serve(args).await
             }
             Command::Run(args) => run::run(args).await,
@@ -116,7 +138,7 @@ fn main() -> ExitCode {
             Command::Connections(args) => connections::connections(args).await,
             Command::Connectors => connectors(),
             Command::Emulator(args) => {
-                init_tracing();
+                init_tracing(log_format);
                 emulator(args).await
             }
             Command::Bench(args) => bench::bench(args).await,

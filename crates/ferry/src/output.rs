@@ -1,5 +1,6 @@
 //! Human-readable rendering of jobs (the `--json` forms print the API's JSON).
 
+use ferry_api::{JobDetail, JobList};
 use serde_json::Value;
 
 fn short(v: &Value) -> String {
@@ -16,107 +17,56 @@ fn short(v: &Value) -> String {
 }
 
 /// Print one job (as returned by `GET /api/v1/jobs/{id}`) with its steps.
-pub fn print_job(job: &Value) {
-    let get = |k: &str| {
-        job.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("-")
-            .to_string()
-    };
+pub fn print_job(detail: &JobDetail) {
+    let job = &detail.job;
     println!(
         "Job {}  {}/{}  status: {}",
-        get("id"),
-        get("solution"),
-        get("runbook"),
-        get("status")
+        job.id, job.solution, job.runbook, job.status
     );
-    if let Some(e) = job.get("error").and_then(Value::as_str) {
+    if let Some(e) = &job.error {
         println!("  error: {e}");
     }
-    if let Some(c) = job.get("context_id").and_then(Value::as_str) {
+    if let Some(c) = &job.context_id {
         println!("  context: {c}");
     }
-    println!(
-        "  trigger output: {}",
-        short(job.get("trigger_output").unwrap_or(&Value::Null))
-    );
-    for step in job
-        .get("steps")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let g = |k: &str| {
-            step.get(k)
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .unwrap_or_default()
-        };
+    println!("  trigger output: {}", short(&job.trigger_output));
+    for step in &detail.steps {
         println!(
             "  #{:<3} {:<24} {:<11} {:>8} ms",
-            g("seq"),
-            g("step_id"),
-            g("status"),
-            format!(
-                "{:.2}",
-                step.get("duration_ms")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0)
-            )
+            step.seq,
+            step.step_id,
+            step.status.as_str(),
+            format!("{:.2}", step.duration_ms)
         );
-        println!(
-            "       input:   {}",
-            short(step.get("input").unwrap_or(&Value::Null))
-        );
-        println!(
-            "       outputs: {}",
-            short(step.get("outputs").unwrap_or(&Value::Null))
-        );
-        for log in step
-            .get("logs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            println!(
-                "       log [{}] {}",
-                log.get("level").and_then(Value::as_str).unwrap_or("info"),
-                log.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            );
+        println!("       input:   {}", short(&step.input));
+        println!("       outputs: {}", short(&step.outputs));
+        for log in &step.logs {
+            println!("       log [{}] {}", log.level, log.message);
         }
-        if let Some(e) = step.get("error").and_then(Value::as_str) {
+        if let Some(e) = &step.error {
             println!("       error:   {e}");
         }
     }
 }
 
 /// Print a page of jobs as a table.
-pub fn print_jobs(page: &Value) {
+pub fn print_jobs(page: &JobList) {
     println!(
         "{:<38} {:<30} {:<9} {:<26} error",
         "ID", "RUNBOOK", "STATUS", "CREATED"
     );
-    for job in page
-        .get("jobs")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let g = |k: &str| job.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    for job in &page.jobs {
         println!(
             "{:<38} {:<30} {:<9} {:<26} {}",
-            g("id"),
-            format!("{}/{}", g("solution"), g("runbook")),
-            g("status"),
-            g("created_at"),
-            g("error")
+            job.id,
+            format!("{}/{}", job.solution, job.runbook),
+            job.status.as_str(),
+            job.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            job.error.as_deref().unwrap_or("")
         );
     }
-    if let Some(next) = page.get("next_before").and_then(Value::as_i64) {
+    if let Some(next) = page.next_before {
         println!("(more: --before {next})");
     }
 }

@@ -114,12 +114,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let job = store.get_job(job_id).await?.context("job vanished")?;
     let steps = store.job_steps(job_id).await?;
-    let mut value = ferry_server::job_json(&job);
-    value["steps"] = serde_json::Value::Array(steps.iter().map(ferry_server::step_json).collect());
+    let detail = ferry_server::job_detail(&job, &steps);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", serde_json::to_string_pretty(&detail)?);
     } else {
-        crate::output::print_job(&value);
+        crate::output::print_job(&detail);
     }
     store.close().await;
     Ok(if job.status == JobStatus::Finished {

@@ -4,11 +4,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use ferry_core::secrets::Secrets;
+use ferry_engine::retention::RetentionOptions;
 use ferry_engine::{Engine, EngineOptions};
 use ferry_store::{SqliteStore, Store, StoreOptions};
+
+use crate::datalock::DataDirLock;
 
 /// Arguments of `ferry serve`.
 #[derive(clap::Args)]
@@ -31,9 +35,41 @@ pub struct ServeArgs {
     /// Commit with synchronous=FULL (survives power loss, slower).
     #[arg(long)]
     pub sync_full: bool,
+    /// How long a claimed job stays with its worker without a renewal (renewed every third of
+    /// it while the job runs; a job whose lease expires is taken over by another worker).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// Delete finished and failed jobs (and their steps) this long after they ended
+    /// (`30d`, `12h`, …; `off` keeps them for ever).
+    #[arg(long, default_value = "30d", value_parser = parse_retention)]
+    pub retention: Retention,
+    /// How often the retention purge runs.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub retention_interval: Duration,
     /// Solution directories to load.
     #[arg(required = true)]
     pub solutions: Vec<PathBuf>,
+}
+
+/// A duration such as `30s`, `5m`, `1h 30m`, `30d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration like 30s, 5m, 12h or 30d: {e}"))?;
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+/// The `--retention` setting: keep finished jobs this long, or for ever.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention(pub Option<Duration>);
+
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    match text.trim() {
+        "off" | "0" | "never" => Ok(Retention(None)),
+        other => parse_duration(other).map(|d| Retention(Some(d))),
+    }
 }
 
 /// Shared start-up: data dir, secrets and store.
@@ -93,8 +129,12 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Run the server until Ctrl-C/SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating data directory {}", args.data.display()))?;
+    // Before the store is opened: a second server must not recover this one's running jobs.
+    let mut lock = DataDirLock::acquire(&args.data)?;
     let (secrets, store) = open_data(&args.data, args.sync_full).await?;
-    let recovered = store.recover_interrupted(true).await?;
+    let recovered = store.recover_interrupted().await?;
     if recovered > 0 {
         tracing::info!(recovered, "resuming interrupted jobs");
     }
@@ -104,6 +144,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ferry_engine::Registry::builtin(),
         EngineOptions {
             workers: args.workers,
+            lease: args.lease,
             ..EngineOptions::default()
         },
     );
@@ -125,6 +166,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    lock.record(Some(&addr.to_string()))?;
     let public_url = args
         .public_url
         .clone()
@@ -159,6 +201,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.workers,
         ))
     });
+    let retention = args.retention.0.map(|keep| {
+        tokio::spawn(ferry_engine::retention::run_retention(
+            engine.clone(),
+            RetentionOptions {
+                keep,
+                interval: args.retention_interval,
+                ..RetentionOptions::default()
+            },
+        ))
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(crate::shutdown_signal())
         .await
@@ -168,10 +220,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = workers {
         let _ = w.await;
     }
+    if let Some(r) = retention {
+        let _ = r.await;
+    }
     for p in provisioning {
         let _ = p.await;
     }
     engine.deprovision_all(&public_url).await;
     store.close().await;
+    drop(lock);
     Ok(ExitCode::SUCCESS)
 }

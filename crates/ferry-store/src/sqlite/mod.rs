@@ -371,11 +371,8 @@ impl Store for SqliteStore {
         rows.iter().map(step_from_row).collect()
     }
 
-    async fn recover_interrupted(&self, all_running: bool) -> Result<u64, StoreError> {
-        let op = Op::Recover {
-            all_running,
-            now: now_ms(),
-        };
+    async fn recover_interrupted(&self) -> Result<u64, StoreError> {
+        let op = Op::Recover { now: now_ms() };
         match self.write(op).await? {
             Reply::Count(n) => {
                 if n > 0 {

@@ -67,7 +67,6 @@ pub(crate) enum Op {
     },
     Checkpoint(CheckpointRow),
     Recover {
-        all_running: bool,
         now: i64,
     },
     Requeue {
@@ -405,13 +404,12 @@ async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreErr
             .await
             .map(|job| Reply::Claim(job.map(Box::new))),
         Op::Checkpoint(cp) => checkpoint(conn, cp).await.map(|()| Reply::Unit),
-        Op::Recover { all_running, now } => {
+        Op::Recover { now } => {
             let res = sqlx::query(
                 "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
-                 updated_at = ?1 WHERE status = 'running' AND (?2 OR lease_until IS NULL OR lease_until < ?1)",
+                 updated_at = ?1 WHERE status = 'running'",
             )
             .bind(now)
-            .bind(all_running)
             .execute(&mut *conn)
             .await?;
             Ok(Reply::Count(res.rows_affected()))
@@ -583,14 +581,19 @@ async fn insert(conn: &mut SqliteConnection, row: &InsertRow) -> Result<InsertOu
     }
 }
 
-/// Claim: a due Waiting job (earliest first), else the oldest Queued job that holds or needs no
-/// concurrency key. Both sub-selects are served by partial indexes (`jobs_waiting`, `jobs_ready`).
+/// Claim: a due Waiting job (earliest first), else a Running job whose lease expired (its
+/// worker or node is gone or stalled; earliest expiry first), else the oldest Queued job that
+/// holds or needs no concurrency key. Each sub-select is served by a partial index
+/// (`jobs_waiting`, `jobs_running`, `jobs_ready`). A re-claimed Running job keeps its state and
+/// its concurrency key; the new lease owner replaces the old one, whose renewals then fail.
 const CLAIM_SQL: &str = concat!(
     "UPDATE jobs SET status = 'running', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, \
      started_at = COALESCE(started_at, ?3), updated_at = ?3, next_run_at = NULL \
      WHERE seq = COALESCE( \
        (SELECT seq FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND next_run_at <= ?3 \
         ORDER BY next_run_at LIMIT 1), \
+       (SELECT seq FROM jobs INDEXED BY jobs_running WHERE status = 'running' AND lease_until < ?3 \
+        ORDER BY lease_until LIMIT 1), \
        (SELECT seq FROM jobs INDEXED BY jobs_ready WHERE status = 'queued' AND blocked = 0 \
         ORDER BY seq LIMIT 1)) \
      RETURNING ",
@@ -714,6 +717,10 @@ mod tests {
             "{claim:?}"
         );
         assert!(claim.iter().any(|l| l.contains("jobs_ready")), "{claim:?}");
+        assert!(
+            claim.iter().any(|l| l.contains("jobs_running")),
+            "{claim:?}"
+        );
         let insert = plan(&mut conn, super::INSERT_SQL).await;
         assert!(
             insert.iter().any(|l| l.contains("jobs_key_active")),
