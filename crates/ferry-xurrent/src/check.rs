@@ -1,0 +1,208 @@
+//! Static checks of Query and Mutation steps for `ferry validate`: each returns messages
+//! naming what is wrong (the caller adds `file:line`). Values that are templates (`{{ … }}`,
+//! `{% … %}`) are only known at run time and are not checked.
+
+use serde_json::Value;
+
+use crate::include::include_options;
+use crate::include::sub_type;
+use crate::model::{Kind, Schema, TypeRef};
+use crate::mutation::mutation_input_type;
+
+const MAX_LISTED: usize = 12;
+
+fn is_template(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.contains("{{") || s.contains("{%"))
+}
+
+fn listing(names: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = names.collect();
+    let mut s = all
+        .iter()
+        .take(MAX_LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > MAX_LISTED {
+        s.push_str(&format!(", … ({} in all)", all.len()));
+    }
+    s
+}
+
+/// Check a Query step: the root object exists and can be called; `include_fields` names only
+/// object-typed fields (at every level); `view` is a value of the view enum; `filter` names only
+/// fields of the filter type with valid enum values; `order` entries name valid order fields.
+pub fn check_query(
+    schema: &Schema,
+    object: &str,
+    include: Option<&Value>,
+    view: Option<&Value>,
+    filter: Option<&Value>,
+    order: Option<&Value>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let root = match schema.root_object(object) {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(e.to_string());
+            return out;
+        }
+    };
+    if let Some(inc) = include {
+        check_include(schema, root.record_type(), inc, "include_fields", &mut out);
+    }
+    if let Some(v) = view.filter(|v| !v.is_null() && !is_template(v)) {
+        match &root.view {
+            None => out.push(format!("query object '{object}' has no view argument")),
+            Some(info) => check_enum(schema, &info.type_name, v, "view", &mut out),
+        }
+    }
+    if let Some(f) = filter.filter(|f| !f.is_null() && !is_template(f)) {
+        match &root.filter {
+            None => out.push(format!("query object '{object}' has no filter argument")),
+            Some(info) => check_input(schema, &info.type_name, f, "filter", &mut out),
+        }
+    }
+    if let Some(o) = order.filter(|o| !o.is_null() && !is_template(o)) {
+        match &root.order {
+            None => out.push(format!("query object '{object}' has no order argument")),
+            Some(info) => {
+                let items: Vec<&Value> = match o {
+                    Value::Array(a) => a.iter().collect(),
+                    other => vec![other],
+                };
+                for (i, item) in items.into_iter().enumerate() {
+                    check_input(
+                        schema,
+                        &info.type_name,
+                        item,
+                        &format!("order[{i}]"),
+                        &mut out,
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Check a Mutation step: the mutation exists; `include_fields` names only object-typed
+/// payload fields; a literal `input` object names only fields of the input type, with valid
+/// enum values.
+pub fn check_mutation(
+    schema: &Schema,
+    mutation: &str,
+    include: Option<&Value>,
+    input: Option<&Value>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(f) = schema.mutation_root().and_then(|m| m.field(mutation)) else {
+        out.push(crate::Error::UnknownMutation(mutation.to_string()).to_string());
+        return out;
+    };
+    let payload = f.ty.name().to_string();
+    if let Some(inc) = include {
+        check_include(schema, &payload, inc, "include_fields", &mut out);
+    }
+    if let Some(i) = input.filter(|i| !i.is_null() && !is_template(i)) {
+        let ty = mutation_input_type(schema, mutation);
+        check_input(schema, &ty, i, "input", &mut out);
+    }
+    out
+}
+
+fn check_include(schema: &Schema, type_name: &str, v: &Value, at: &str, out: &mut Vec<String>) {
+    let Some(m) = v.as_object() else {
+        if !v.is_null() && !is_template(v) {
+            out.push(format!("{at} must be an object of true/false values"));
+        }
+        return;
+    };
+    let options = include_options(schema, type_name);
+    for (k, val) in m {
+        if let Some(base) = k.strip_suffix("_fields") {
+            if let Some(opt) = options.iter().find(|o| o.name == base) {
+                check_include(
+                    schema,
+                    sub_type(schema, &opt.ty),
+                    val,
+                    &format!("{at}.{k}"),
+                    out,
+                );
+                continue;
+            }
+        }
+        if !options.iter().any(|o| &o.name == k) {
+            let known = schema.fields_of(type_name).iter().any(|f| &f.name == k);
+            if known {
+                out.push(format!(
+                    "{at}: field '{k}' of {type_name} is not an object and is always selected"
+                ));
+            } else {
+                out.push(format!(
+                    "{at}: unknown field '{k}' of {type_name} (nested fields: {})",
+                    listing(options.iter().map(|o| o.name.clone()))
+                ));
+            }
+        }
+    }
+}
+
+fn check_enum(schema: &Schema, enum_name: &str, v: &Value, at: &str, out: &mut Vec<String>) {
+    if is_template(v) || v.is_null() {
+        return;
+    }
+    let Some(t) = schema.get(enum_name) else {
+        return;
+    };
+    let ok = v.as_str().is_some_and(|s| t.enum_value(s).is_some());
+    if !ok {
+        out.push(format!(
+            "{at}: invalid value {v} for {enum_name} (expected one of: {})",
+            listing(t.enum_values.iter().map(|e| e.json_value().to_string()))
+        ));
+    }
+}
+
+fn check_value(schema: &Schema, ty: &TypeRef, v: &Value, at: &str, out: &mut Vec<String>) {
+    if v.is_null() || is_template(v) {
+        return;
+    }
+    let u = schema.unwrap(ty);
+    if let Value::Array(items) = v {
+        if u.list {
+            for (i, item) in items.iter().enumerate() {
+                check_value(schema, ty, item, &format!("{at}[{i}]"), out);
+            }
+            return;
+        }
+    }
+    match u.kind {
+        Kind::Enum => check_enum(schema, u.name, v, at, out),
+        Kind::InputObject => check_input(schema, u.name, v, at, out),
+        _ => {}
+    }
+}
+
+fn check_input(schema: &Schema, type_name: &str, v: &Value, at: &str, out: &mut Vec<String>) {
+    if is_template(v) {
+        return;
+    }
+    let Some(t) = schema.get(type_name) else {
+        return;
+    };
+    let Some(m) = v.as_object() else {
+        out.push(format!("{at} must be an object ({type_name})"));
+        return;
+    };
+    for (k, val) in m {
+        match t.input_field(k) {
+            Some(iv) => check_value(schema, &iv.ty, val, &format!("{at}.{k}"), out),
+            None => out.push(format!(
+                "{at}: unknown key '{k}' for {type_name} (known: {})",
+                listing(t.input_fields.iter().map(|f| f.name.clone()))
+            )),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! `ferry-xurrent`: the Xurrent connector's GraphQL schema subsystem, as pure code (no I/O).
+//!
+//! What the Query and Mutation actions need before and after the HTTP call
+//! (`xurrent_connector.md` §4–§6):
+//!
+//! - [`Schema`] — the model of a GraphQL schema, built from a standard introspection answer
+//!   ([`Schema::from_introspection`], the query text is [`INTROSPECTION_QUERY`]) or from SDL
+//!   ([`Schema::from_sdl`], [`Schema::embedded`] for the schema that ships with Ferry, so that
+//!   checks work offline). Serializable, so a connector can cache the compact model.
+//! - [`Schema::root_objects`] — the root query objects with their `view`/`filter`/`order`
+//!   argument types; [`Schema::query_options`]/[`Schema::mutation_options`] — the selector
+//!   options.
+//! - [`Include`] — "include nested fields" to a depth of 6; [`selection`] — the selection text;
+//!   [`output_fields`] — the matching Ferry output fields.
+//! - [`QueryPlan`] — the query document and its variables for each page (cursor as a
+//!   variable, `limit`), and reading a page ([`Page`], flattened records, next [`Cursor`]).
+//! - [`MutationPlan`] — any mutation with its payload selected automatically; a payload
+//!   `errors` list fails with the joined messages.
+//! - [`flatten`] — `{nodes: [...]}` layers become lists.
+//! - [`input_fields`], [`query_input_fields`], [`mutation_input_field`] — Ferry input fields
+//!   derived from input types.
+//! - [`check_query`]/[`check_mutation`] — static checks for `ferry validate`.
+//!
+//! Deliberate differences from the reference connector are listed in `docs/xurrent.md`.
+
+mod check;
+mod flatten;
+mod include;
+mod inputs;
+mod model;
+mod mutation;
+mod names;
+mod query;
+mod select;
+
+pub use check::{check_mutation, check_query};
+pub use flatten::flatten;
+pub use include::{include_fields_field, include_options, Include};
+pub use inputs::{compact, input_fields, order_fields, MAX_INPUT_FIELDS};
+pub use model::{
+    scalar_type, EnumValue, FieldDef, InputValue, Kind, Schema, TypeDef, TypeRef, Unwrapped,
+    INTROSPECTION_QUERY, MAX_DEPTH, MAX_NAME_LEN,
+};
+pub use mutation::{
+    effective_include, mutation_input_field, mutation_input_type, mutation_output_fields,
+    payload_error_messages, MutationPlan, ALWAYS_VISIBLE_INPUTS,
+};
+pub use names::{default_input_type, humanize};
+pub use query::{
+    page_output_fields, query_input_fields, record_fields, ArgInfo, Cursor, Page, QueryOptions,
+    QueryPlan, RootKind, RootObject, MAX_PAGE_SIZE,
+};
+pub use select::{
+    humanized_enumeration, output_fields, output_fields_at, selection, selection_at,
+    MAX_SELECTED_FIELDS, NESTED_PAGE_SIZE,
+};
+
+use serde_json::Value;
+
+/// Errors of the schema subsystem. Their messages are what a failed step shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The introspection answer has the wrong shape.
+    #[error("invalid introspection result: {0}")]
+    InvalidIntrospection(String),
+    /// An SDL text does not parse.
+    #[error("invalid SDL: {0}")]
+    InvalidSdl(String),
+    /// The query root has no such field.
+    #[error("unknown query object '{0}'")]
+    UnknownRootObject(String),
+    /// The root field needs arguments the Query action cannot pass.
+    #[error("query object '{0}' cannot be queried: it requires the arguments {1}")]
+    RootObjectNeedsArguments(String, String),
+    /// The mutation root has no such field.
+    #[error("unknown mutation '{0}'")]
+    UnknownMutation(String),
+    /// The answer has no data for the root object.
+    #[error("No data returned for '{0}'")]
+    NoData(String),
+    /// The answer has no data for the mutation.
+    #[error("No data returned for mutation '{0}'")]
+    NoMutationData(String),
+    /// The mutation payload's `errors` list has messages.
+    #[error("Mutation error: {}", .0.join("; "))]
+    MutationErrors(Vec<String>),
+    /// The answer has GraphQL `errors`.
+    #[error("GraphQL error: {0}")]
+    Graphql(String),
+    /// An input value has the wrong shape.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The included fields would select more than [`MAX_SELECTED_FIELDS`] fields.
+    #[error("the included nested fields select more than {0} fields; include fewer")]
+    SelectionTooLarge(usize),
+}
+
+/// The messages of a GraphQL answer's top-level `errors` (joined with `; `; an error without a
+/// `message` is shown as JSON), or `None` when it has none.
+pub fn graphql_errors(response: &Value) -> Option<String> {
+    let errs = response.get("errors")?.as_array()?;
+    if errs.is_empty() {
+        return None;
+    }
+    Some(
+        errs.iter()
+            .map(|e| match e.get("message").and_then(Value::as_str) {
+                Some(m) => m.to_string(),
+                None => e.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
