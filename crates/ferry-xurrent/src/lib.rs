@@ -20,9 +20,13 @@
 //! - [`input_fields`], [`query_input_fields`], [`mutation_input_field`] — Ferry input fields
 //!   derived from input types.
 //! - [`check_query`]/[`check_mutation`] — static checks for `ferry validate`.
+//! - [`classify`], [`read_data`], [`ResponseMeta`] — the pure half of a GraphQL call (§8):
+//!   reschedule after `Retry-After` or fail naming the status, `data`/`errors`, rate-limit
+//!   headers; [`bundle_digest`]/[`bundle_key`] — cache keys of derived artifacts (§4.8).
 //!
 //! Deliberate differences from the reference connector are listed in `docs/xurrent.md`.
 
+mod cache_key;
 mod check;
 mod flatten;
 mod include;
@@ -32,7 +36,9 @@ mod mutation;
 mod names;
 mod query;
 mod select;
+mod transport;
 
+pub use cache_key::{bundle_digest, bundle_key, stable_json};
 pub use check::{check_mutation, check_query};
 pub use flatten::flatten;
 pub use include::{include_fields_field, include_options, Include};
@@ -53,6 +59,9 @@ pub use query::{
 pub use select::{
     humanized_enumeration, output_fields, output_fields_at, selection, selection_at,
     MAX_SELECTED_FIELDS, NESTED_PAGE_SIZE,
+};
+pub use transport::{
+    classify, read_data, retry_after, Outcome, ResponseMeta, DEFAULT_RETRY_AFTER, MAX_QUOTED_BODY,
 };
 
 use serde_json::Value;
@@ -84,8 +93,8 @@ pub enum Error {
     /// The mutation payload's `errors` list has messages.
     #[error("Mutation error: {}", .0.join("; "))]
     MutationErrors(Vec<String>),
-    /// The answer has GraphQL `errors`.
-    #[error("GraphQL error: {0}")]
+    /// The answer has GraphQL `errors` or no `data` (the message says which).
+    #[error("{0}")]
     Graphql(String),
     /// An input value has the wrong shape.
     #[error("{0}")]

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use ferry_emulator::{EmulatorConfig, RateLimits, DEFAULT_TOKEN};
 use ferry_xurrent::{
-    check_query, graphql_errors, include_options, Cursor, Error, Include, MutationPlan,
-    QueryOptions, QueryPlan, Schema, INTROSPECTION_QUERY,
+    check_query, classify, graphql_errors, include_options, read_data, Cursor, Error, Include,
+    MutationPlan, Outcome, QueryOptions, QueryPlan, ResponseMeta, Schema, INTROSPECTION_QUERY,
 };
 use serde_json::{json, Value};
 
@@ -20,11 +20,15 @@ struct Emu {
 }
 
 async fn start() -> Emu {
+    start_with(RateLimits::disabled()).await
+}
+
+async fn start_with(rate_limits: RateLimits) -> Emu {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let emu = ferry_emulator::build(EmulatorConfig {
         listen: addr,
-        rate_limits: RateLimits::disabled(),
+        rate_limits,
         ..Default::default()
     })
     .await
@@ -319,4 +323,62 @@ async fn mutations_succeed_and_payload_errors_fail_with_their_messages() {
     };
     assert!(messages[0].contains("bm9wZQ"), "{messages:?}");
     assert!(err.to_string().starts_with("Mutation error: "));
+}
+
+#[tokio::test]
+async fn answers_are_classified_and_metadata_read_from_headers() {
+    let e = start_with(RateLimits {
+        burst_requests: 2,
+        ..RateLimits::xurrent_defaults()
+    })
+    .await;
+    let schema = Schema::embedded().unwrap();
+    let plan = QueryPlan::build(&schema, "people", &QueryOptions::default()).unwrap();
+    let body = plan.request(&Cursor::default()).unwrap();
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let resp = e
+            .client
+            .post(&e.url)
+            .bearer_auth(DEFAULT_TOKEN)
+            .header("X-Xurrent-Account", "wdc")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let retry = headers.get("retry-after").and_then(|v| v.to_str().ok());
+        let outcome = classify(status, retry, &text, std::time::SystemTime::now());
+        if outcome == Outcome::Read {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let page = plan
+                .read_page(read_data(&v).unwrap(), &Cursor::default())
+                .unwrap();
+            assert!(!page.records.is_empty(), "the administrator is a person");
+            let meta = ResponseMeta::from_headers(|h| {
+                headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .to_json();
+            assert!(meta["request_id"].is_string(), "{meta}");
+            assert_eq!(meta["ratelimit"]["limit"], "3600");
+            assert!(meta["costlimit"]["cost"].is_string(), "{meta}");
+        }
+        outcomes.push(outcome);
+    }
+    assert_eq!(outcomes[..2], [Outcome::Read, Outcome::Read]);
+    match &outcomes[2] {
+        Outcome::Reschedule { after, message } => {
+            assert!((1..=2).contains(&after.as_secs()), "{after:?}");
+            assert!(
+                message.starts_with("Xurrent API rate limit hit (retry after: "),
+                "{message}"
+            );
+        }
+        other => panic!("expected a reschedule, got {other:?}"),
+    }
 }
