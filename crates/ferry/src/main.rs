@@ -301,12 +301,14 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<ExitCode> {
     };
     let emu = ferry_emulator::build(config).await?;
     let base = emu.base_url.clone();
-    println!("Xurrent emulator listening on {base}");
-    println!("  GraphQL:     {base}/graphql");
-    println!("  OAuth token: {base}/token");
-    println!("  REST:        {base}/v1");
-    println!("  Account:     {}", args.account);
-    println!("  Token:       {}", args.token);
+    output::banner(&[
+        format!("Xurrent emulator listening on {base}"),
+        format!("  GraphQL:     {base}/graphql"),
+        format!("  OAuth token: {base}/token"),
+        format!("  REST:        {base}/v1"),
+        format!("  Account:     {}", args.account),
+        format!("  Token:       {}", args.token),
+    ]);
     ferry_emulator::serve(emu, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

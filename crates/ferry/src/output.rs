@@ -1,7 +1,24 @@
 //! Human-readable rendering of jobs (the `--json` forms print the API's JSON).
 
+use std::io::Write as _;
+
 use ferry_api::{JobDetail, JobList};
 use serde_json::Value;
+
+/// Print the start-up lines of a long-running command (`serve`, `emulator`).
+///
+/// Unlike `println!`, a closed or broken stdout (for example `ferry emulator | head -1`) does
+/// not panic: a server must keep serving when nobody reads its banner. The failure is
+/// logged once and the remaining lines are skipped.
+pub fn banner(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            tracing::warn!(error = %e, "stdout is closed; start-up lines not printed");
+            return;
+        }
+    }
+}
 
 fn short(v: &Value) -> String {
     let s = serde_json::to_string(v).unwrap_or_default();

@@ -171,21 +171,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    println!("Ferry listening on http://{addr}");
+    let mut lines = vec![format!("Ferry listening on http://{addr}")];
     if generated {
-        println!(
+        lines.push(format!(
             "Management API token (saved in {}, shown once): {token}",
             args.data.join("api.token").display()
-        );
+        ));
     }
     for sol in engine.solutions() {
         for rb in sol.runbooks.values() {
-            println!(
+            lines.push(format!(
                 "  trigger {}/{}: POST {public_url}/inbound/{}/{}",
                 sol.name, rb.name, sol.name, rb.name
-            );
+            ));
         }
     }
+    crate::output::banner(&lines);
     let router = ferry_server::router(
         engine.clone(),
         ferry_server::ServerOptions {

@@ -236,3 +236,51 @@ fn schema_command_explains_answers_it_cannot_use() {
     let out = xurrent_schema("ftp://127.0.0.1/", &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be an http or https URL"));
 }
+
+/// A server whose stdout is closed before it prints its start-up lines keeps serving
+/// (`println!` used to panic with "failed printing to stdout: Broken pipe").
+#[tokio::test]
+async fn emulator_keeps_serving_when_its_stdout_is_closed() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let empty = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .args(["emulator", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(empty.path())
+        .env("FERRY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start emulator");
+    // Nobody will ever read the banner.
+    drop(child.stdout.take());
+    let emu = Emulator {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let mut answered = None;
+    for _ in 0..300 {
+        let sent = client
+            .post(format!("{}/graphql", emu.base))
+            .bearer_auth("ferry-emulator-token")
+            .header("X-Xurrent-Account", "wdc")
+            .json(&json!({"query": "{ me { name } }"}))
+            .send()
+            .await;
+        if let Ok(resp) = sent {
+            answered = Some(resp.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answered, Some(reqwest::StatusCode::OK));
+    let mut emu = emu;
+    assert!(
+        emu.child.try_wait().unwrap().is_none(),
+        "the emulator exited after its stdout was closed"
+    );
+}
