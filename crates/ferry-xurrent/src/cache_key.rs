@@ -59,10 +59,56 @@ pub fn bundle_key(part: &str, generation: u64, digest: &str) -> String {
     format!("gql_bundle_{part}_{generation}_{digest}")
 }
 
+/// The most characters of a failure message kept in the negative cache (spec §4.8).
+pub const MAX_FAILURE_MESSAGE: usize = 200;
+
+/// The negative-cache key of a failed introspection (spec §4.8):
+/// `introspection_failure_<sha256hex(tuple)>` where the tuple is the newline-joined GraphQL
+/// endpoint, OAuth endpoint, account id, client id, client secret and personal access token
+/// (absent ones empty). Hashed, so no secret appears in the key; changing any element
+/// changes the key.
+pub fn introspection_failure_key(parts: [Option<&str>; 6]) -> String {
+    let tuple = parts.map(|p| p.unwrap_or("")).join("\n");
+    format!(
+        "introspection_failure_{}",
+        hex::encode(Sha256::digest(tuple.as_bytes()))
+    )
+}
+
+/// A failure message bounded to [`MAX_FAILURE_MESSAGE`] characters for the negative cache.
+pub fn bounded_failure_message(message: &str) -> String {
+    message.chars().take(MAX_FAILURE_MESSAGE).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn introspection_failure_key_hides_secrets_and_changes_with_any_part() {
+        let base = [
+            Some("https://graphql.xurrent-demo.com"),
+            Some("https://oauth.xurrent-demo.com/token"),
+            Some("wdc"),
+            Some("client"),
+            Some("s3cr3t-client-secret"),
+            None,
+        ];
+        let key = introspection_failure_key(base);
+        assert!(key.starts_with("introspection_failure_"));
+        assert!(!key.contains("s3cr3t"));
+        for i in 0..6 {
+            let mut changed = base;
+            changed[i] = Some("other");
+            assert_ne!(introspection_failure_key(changed), key, "part {i}");
+        }
+        assert_eq!(introspection_failure_key(base), key);
+        assert_eq!(
+            bounded_failure_message(&"é".repeat(300)).chars().count(),
+            200
+        );
+    }
 
     #[test]
     fn o190_stable_digest() {

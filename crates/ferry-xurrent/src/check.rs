@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::include::include_options;
 use crate::include::sub_type;
-use crate::model::{Kind, Schema, TypeRef};
+use crate::model::{Kind, Schema, TypeRef, MAX_DEPTH};
 use crate::mutation::mutation_input_type;
 
 const MAX_LISTED: usize = 12;
@@ -50,7 +50,14 @@ pub fn check_query(
         }
     };
     if let Some(inc) = include {
-        check_include(schema, root.record_type(), inc, "include_fields", &mut out);
+        check_include(
+            schema,
+            root.record_type(),
+            inc,
+            "include_fields",
+            1,
+            &mut out,
+        );
     }
     if let Some(v) = view.filter(|v| !v.is_null() && !is_template(v)) {
         match &root.view {
@@ -103,7 +110,7 @@ pub fn check_mutation(
     };
     let payload = f.ty.name().to_string();
     if let Some(inc) = include {
-        check_include(schema, &payload, inc, "include_fields", &mut out);
+        check_include(schema, &payload, inc, "include_fields", 1, &mut out);
     }
     if let Some(i) = input.filter(|i| !i.is_null() && !is_template(i)) {
         let ty = mutation_input_type(schema, mutation);
@@ -112,13 +119,28 @@ pub fn check_mutation(
     out
 }
 
-fn check_include(schema: &Schema, type_name: &str, v: &Value, at: &str, out: &mut Vec<String>) {
+/// `depth` is the depth of `type_name` (the record or payload type is depth 1); the fields it
+/// includes are at `depth + 1`, and nothing deeper than [`MAX_DEPTH`] is selected.
+fn check_include(
+    schema: &Schema,
+    type_name: &str,
+    v: &Value,
+    at: &str,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
     let Some(m) = v.as_object() else {
         if !v.is_null() && !is_template(v) {
             out.push(format!("{at} must be an object of true/false values"));
         }
         return;
     };
+    if depth >= MAX_DEPTH && m.values().any(crate::include::is_true) {
+        out.push(format!(
+            "{at}: nested fields deeper than {MAX_DEPTH} levels are not selected"
+        ));
+        return;
+    }
     let options = include_options(schema, type_name);
     for (k, val) in m {
         if let Some(base) = k.strip_suffix("_fields") {
@@ -128,6 +150,7 @@ fn check_include(schema: &Schema, type_name: &str, v: &Value, at: &str, out: &mu
                     sub_type(schema, &opt.ty),
                     val,
                     &format!("{at}.{k}"),
+                    depth + 1,
                     out,
                 );
                 continue;

@@ -38,7 +38,10 @@ mod query;
 mod select;
 mod transport;
 
-pub use cache_key::{bundle_digest, bundle_key, stable_json};
+pub use cache_key::{
+    bounded_failure_message, bundle_digest, bundle_key, introspection_failure_key, stable_json,
+    MAX_FAILURE_MESSAGE,
+};
 pub use check::{check_mutation, check_query};
 pub use flatten::flatten;
 pub use include::{include_fields_field, include_options, Include};

@@ -1011,3 +1011,58 @@ fn introspection_and_sdl_give_the_same_model() {
     assert_eq!(kind.enum_value("12.5").unwrap().name, "_12_5");
     assert_eq!(kind.enum_value("_12_5").unwrap().json_value(), "12.5");
 }
+
+#[test]
+fn cycles_and_depth_are_bounded() {
+    // A self-referencing type: every level offers `child` again.
+    let s = Schema::from_sdl(
+        "type Query { nodes(first: Int, after: String): NodeConnection } type NodeConnection { nodes: [Node] } \
+         type Node { id: ID! child: Node children(first: Int): NodeConnection }",
+    )
+    .unwrap();
+    let seven = Include::none().with_path(&[
+        "child", "child", "child", "child", "child", "child", "child",
+    ]);
+    let sel = selection(&s, "Node", &seven).unwrap();
+    // Depth 1 is the node itself; children are selected down to depth 6 and no further.
+    assert_eq!(
+        sel,
+        "id child { id child { id child { id child { id child { id } } } } }"
+    );
+    let out = output_fields(&s, "Node", &seven);
+    let mut depth = 1;
+    let mut cur = &out;
+    while let Some(c) = cur.iter().find(|f| f.id == "child") {
+        depth += 1;
+        cur = &c.fields;
+    }
+    assert_eq!(depth, 6);
+    // Deterministic: the same include gives the same text, whatever the JSON key order.
+    let a = Include::from_json(
+        &json!({"children": true, "child": true, "child_fields": {"child": true}}),
+    );
+    let b = Include::from_json(
+        &serde_json::from_str(
+            r#"{"child_fields": {"child": true}, "child": true, "children": true}"#,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        selection(&s, "Node", &a).unwrap(),
+        selection(&s, "Node", &b).unwrap()
+    );
+    // The check says so when an include goes deeper than 6 levels.
+    let deep = json!({"child": true, "child_fields": {"child": true, "child_fields": {"child": true,
+        "child_fields": {"child": true, "child_fields": {"child": true, "child_fields": {"child": true}}}}}});
+    let m = check_query(&s, "nodes", Some(&deep), None, None, None);
+    assert_eq!(
+        m,
+        ["include_fields.child_fields.child_fields.child_fields.child_fields.child_fields: nested fields deeper than 6 levels are not selected"]
+    );
+    // Cyclic input objects become hash fields instead of recursing.
+    let s = Schema::from_sdl("type Query { a: Int } input F { and: [F!] name: String }").unwrap();
+    let fields = input_fields(&s, "F", true);
+    assert_eq!(ids(&fields), ["and", "name"]);
+    assert_eq!(fields[0].ty, FieldType::Hash);
+    assert!(fields[0].array);
+}
