@@ -219,6 +219,14 @@ fn check_input(schema: &Schema, type_name: &str, v: &Value, at: &str, out: &mut 
         out.push(format!("{at} must be an object ({type_name})"));
         return;
     };
+    for iv in &t.input_fields {
+        if iv.is_required_without_default() && m.get(&iv.name).is_none_or(Value::is_null) {
+            out.push(format!(
+                "{at}: missing required key '{}' for {type_name}",
+                iv.name
+            ));
+        }
+    }
     for (k, val) in m {
         match t.input_field(k) {
             Some(iv) => check_value(schema, &iv.ty, val, &format!("{at}.{k}"), out),

@@ -382,3 +382,124 @@ async fn answers_are_classified_and_metadata_read_from_headers() {
         other => panic!("expected a reschedule, got {other:?}"),
     }
 }
+
+/// A plausible value of a GraphQL input type, for exercising every filter key.
+fn sample(schema: &Schema, ty: &ferry_xurrent::TypeRef, depth: usize) -> Value {
+    let u = schema.unwrap(ty);
+    let one = match u.kind {
+        ferry_xurrent::Kind::Enum => {
+            json!(schema.get(u.name).unwrap().enum_values[0].json_value())
+        }
+        ferry_xurrent::Kind::InputObject => {
+            let t = schema.get(u.name).unwrap();
+            let mut m = serde_json::Map::new();
+            if depth < 4 {
+                if let Some(v) = t.input_field("values") {
+                    m.insert("values".into(), sample(schema, &v.ty, depth + 1));
+                }
+                for f in &t.input_fields {
+                    if f.is_required_without_default() || m.is_empty() {
+                        m.insert(f.name.clone(), sample(schema, &f.ty, depth + 1));
+                    }
+                }
+            }
+            Value::Object(m)
+        }
+        _ => match u.name {
+            "Boolean" => json!(true),
+            "Int" => json!(1),
+            "Float" => json!(1.5),
+            "ISO8601Timestamp" | "ISO8601DateTime" => json!("2020-01-01T00:00:00Z"),
+            "ISO8601Date" => json!("2020-01-01"),
+            "ID" => json!("bm9wZQ"),
+            _ => json!("x"),
+        },
+    };
+    if u.list {
+        json!([one])
+    } else {
+        one
+    }
+}
+
+#[tokio::test]
+async fn every_root_connection_runs_with_each_filter_key_view_and_order() {
+    let e = start().await;
+    let schema = Schema::embedded().unwrap();
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for root in schema
+        .root_objects()
+        .into_iter()
+        .filter(|r| r.is_connection())
+    {
+        let mut variants: Vec<(String, QueryOptions)> = Vec::new();
+        if let Some(f) = &root.filter {
+            for iv in &schema.get(&f.type_name).unwrap().input_fields {
+                let filter = json!({ iv.name.clone(): sample(&schema, &iv.ty, 0) });
+                variants.push((
+                    format!("filter {filter}"),
+                    QueryOptions {
+                        filter: Some(filter),
+                        ..Default::default()
+                    },
+                ));
+            }
+        }
+        if let Some(v) = &root.view {
+            for ev in &schema.get(&v.type_name).unwrap().enum_values {
+                variants.push((
+                    format!("view {}", ev.name),
+                    QueryOptions {
+                        view: Some(ev.json_value().to_string()),
+                        ..Default::default()
+                    },
+                ));
+            }
+        }
+        if let Some(o) = &root.order {
+            let order_type = schema.get(&o.type_name).unwrap();
+            let field_enum = schema
+                .unwrap(&order_type.input_field("field").unwrap().ty)
+                .name;
+            for ev in &schema.get(field_enum).unwrap().enum_values {
+                let order = json!([{"field": ev.json_value(), "direction": "desc"}]);
+                variants.push((
+                    format!("order {order}"),
+                    QueryOptions {
+                        order: Some(order),
+                        ..Default::default()
+                    },
+                ));
+            }
+        }
+        for (label, mut opts) in variants {
+            let problems = check_query(
+                &schema,
+                &root.name,
+                None,
+                opts.view.as_ref().map(|v| json!(v)).as_ref(),
+                opts.filter.as_ref(),
+                opts.order.as_ref(),
+            );
+            assert!(problems.is_empty(), "{} {label}: {problems:?}", root.name);
+            opts.page_size = Some(2);
+            let plan = QueryPlan::build(&schema, &root.name, &opts).unwrap();
+            let answer = e.post(&plan.request(&Cursor::default()).unwrap()).await;
+            requests += 1;
+            if let Some(err) = graphql_errors(&answer) {
+                failures.push(format!("{} {label}: {err}", root.name));
+                continue;
+            }
+            plan.read_page(&answer["data"], &Cursor::default())
+                .unwrap_or_else(|err| panic!("{} {label}: {err}", root.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(requests > 500, "{requests}");
+}

@@ -953,6 +953,18 @@ fn checks_name_what_is_wrong() {
         Some(&json!({"subject": "x", "category": "bug", "customFields": [{"id": "a", "valu": 1}]})),
     );
     assert_eq!(
+        check_mutation(
+            &s,
+            "requestCreate",
+            None,
+            Some(&json!({"customFields": [{"value": 1}]}))
+        ),
+        [
+            "input: missing required key 'subject' for RequestCreateInput",
+            "input.customFields[0]: missing required key 'id' for CustomFieldInput"
+        ]
+    );
+    assert_eq!(
         m,
         [
             "input.category: invalid value \"bug\" for RequestCategory (expected one of: incident, rfc, rfi, complaint)",
