@@ -64,7 +64,8 @@ pub use select::{
     MAX_SELECTED_FIELDS, NESTED_PAGE_SIZE,
 };
 pub use transport::{
-    classify, read_data, retry_after, Outcome, ResponseMeta, DEFAULT_RETRY_AFTER, MAX_QUOTED_BODY,
+    classify, metadata_fields, read_data, retry_after, Outcome, ResponseMeta, DEFAULT_RETRY_AFTER,
+    MAX_QUOTED_BODY,
 };
 
 use serde_json::Value;

@@ -255,6 +255,18 @@ impl Page {
     pub fn has_next_page(&self) -> bool {
         self.next.is_some()
     }
+
+    /// The per-page output (spec §5.2): `{total_count, has_next_page, nodes}` merged with the
+    /// answer's metadata (`ratelimit`, `costlimit`, `request_id`).
+    pub fn output(&self, meta: &crate::ResponseMeta) -> Value {
+        let mut out = meta.to_json();
+        if let Value::Object(m) = &mut out {
+            m.insert("total_count".into(), json!(self.total_count));
+            m.insert("has_next_page".into(), json!(self.has_next_page()));
+            m.insert("nodes".into(), Value::Array(self.records.clone()));
+        }
+        out
+    }
 }
 
 impl QueryPlan {
@@ -494,7 +506,8 @@ pub fn record_fields(schema: &Schema, object: &RootObject, include: &Include) ->
 
 /// The page output of a Query step (spec §5.2): for a connection `total_count`,
 /// `has_next_page` and `nodes` (`Records`, a list of records); for a simple object the
-/// record's fields at the top level.
+/// record's fields at the top level. Append [`metadata_fields`](crate::metadata_fields) for
+/// the answer's metadata.
 pub fn page_output_fields(schema: &Schema, object: &RootObject, include: &Include) -> Vec<Field> {
     let records = record_fields(schema, object, include);
     if !object.is_connection() {

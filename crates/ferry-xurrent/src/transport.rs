@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use ferry_core::schema::{Field, FieldType};
 use serde_json::{json, Value};
 
 /// Delay used when `Retry-After` is absent, not a positive number of seconds and not a future
@@ -152,6 +153,27 @@ impl ResponseMeta {
     }
 }
 
+/// The metadata output fields appended to every Query and Mutation output (spec §5.2):
+/// `ratelimit` (`limit`, `remaining`, `reset`), `costlimit` (`limit`, `cost`, `remaining`,
+/// `reset`), all integers (the header strings coerce), and `request_id`.
+pub fn metadata_fields() -> Vec<Field> {
+    let ints = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| Field::new(n, FieldType::Integer).label(&crate::humanize(n)))
+            .collect::<Vec<_>>()
+    };
+    vec![
+        Field::new("ratelimit", FieldType::Nested)
+            .label("Rate limit")
+            .with_fields(ints(&["limit", "remaining", "reset"])),
+        Field::new("costlimit", FieldType::Nested)
+            .label("Cost limit")
+            .with_fields(ints(&["limit", "cost", "remaining", "reset"])),
+        Field::new("request_id", FieldType::String).label("Request ID"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +254,19 @@ mod tests {
             read_data(&json!({"data": {"me": {"id": 1}}, "errors": []})).unwrap(),
             &json!({"me": {"id": 1}})
         );
+    }
+
+    #[test]
+    fn metadata_resolves_against_its_fields() {
+        let meta = ResponseMeta::from_headers(|h| match h {
+            "x-ratelimit-limit" => Some("3600".into()),
+            "x-request-id" => Some("req-1".into()),
+            _ => None,
+        });
+        let schema = ferry_core::schema::Schema::new("meta", metadata_fields());
+        let v = schema.resolve(&meta.to_json(), None).unwrap();
+        assert_eq!(v["ratelimit"]["limit"], 3600);
+        assert_eq!(v["request_id"], "req-1");
     }
 
     #[test]

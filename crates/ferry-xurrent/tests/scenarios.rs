@@ -374,6 +374,29 @@ fn i103_104_first_page_request_and_reading() {
     let page = plan.read_page(&data, &Cursor::default()).unwrap();
     assert_eq!(page.total_count, Some(2));
     assert!(!page.has_next_page());
+    // The page output with the answer's metadata resolves against the declared schema.
+    let meta = ResponseMeta::from_headers(|h| match h {
+        "x-request-id" => Some("req-test-123".into()),
+        "x-ratelimit-limit" => Some("3600".into()),
+        "x-costlimit-cost" => Some("12".into()),
+        _ => None,
+    });
+    let s = schema();
+    let mut fields = page_output_fields(
+        &s,
+        &plan.object,
+        &Include::from_json(&json!({"organization": true})),
+    );
+    fields.extend(metadata_fields());
+    let out = ferry_core::schema::Schema::new("query_result", fields)
+        .resolve(&page.output(&meta), None)
+        .unwrap();
+    assert_eq!(out["total_count"], 2);
+    assert_eq!(out["has_next_page"], false);
+    assert_eq!(out["nodes"][1]["organization"]["name"], "Acme");
+    assert_eq!(out["ratelimit"]["limit"], 3600);
+    assert_eq!(out["costlimit"]["cost"], 12);
+    assert_eq!(out["request_id"], "req-test-123");
     let names: Vec<&str> = page
         .records
         .iter()
