@@ -16,6 +16,46 @@ fn is_template(v: &Value) -> bool {
         .is_some_and(|s| s.contains("{{") || s.contains("{%"))
 }
 
+/// Edit distance between two names (insertions, deletions, substitutions and transpositions
+/// of neighbours), case-insensitive.
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// ` (did you mean 'x'?)` for the closest name within a third of the name's length (at least
+/// one edit, at most three), else nothing.
+fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let limit = (name.chars().count() / 3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|c| (distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| format!(" (did you mean '{c}'?)"))
+        .unwrap_or_default()
+}
+
 fn listing(names: impl Iterator<Item = String>) -> String {
     let all: Vec<String> = names.collect();
     let mut s = all
@@ -45,7 +85,11 @@ pub fn check_query(
     let root = match schema.root_object(object) {
         Ok(r) => r,
         Err(e) => {
-            out.push(e.to_string());
+            let names = schema
+                .query_root()
+                .map(|q| q.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            out.push(format!("{e}{}", did_you_mean(object, names)));
             return out;
         }
     };
@@ -105,7 +149,15 @@ pub fn check_mutation(
 ) -> Vec<String> {
     let mut out = Vec::new();
     let Some(f) = schema.mutation_root().and_then(|m| m.field(mutation)) else {
-        out.push(crate::Error::UnknownMutation(mutation.to_string()).to_string());
+        let names = schema
+            .mutation_root()
+            .map(|m| m.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        out.push(format!(
+            "{}{}",
+            crate::Error::UnknownMutation(mutation.to_string()),
+            did_you_mean(mutation, names)
+        ));
         return out;
     };
     let payload = f.ty.name().to_string();
@@ -163,10 +215,15 @@ fn check_include(
                     "{at}: field '{k}' of {type_name} is not an object and is always selected"
                 ));
             } else {
-                out.push(format!(
-                    "{at}: unknown field '{k}' of {type_name} (nested fields: {})",
-                    listing(options.iter().map(|o| o.name.clone()))
-                ));
+                let hint = did_you_mean(k, options.iter().map(|o| o.name.as_str()));
+                out.push(if hint.is_empty() {
+                    format!(
+                        "{at}: unknown field '{k}' of {type_name} (nested fields: {})",
+                        listing(options.iter().map(|o| o.name.clone()))
+                    )
+                } else {
+                    format!("{at}: unknown field '{k}' of {type_name}{hint}")
+                });
             }
         }
     }
@@ -230,10 +287,36 @@ fn check_input(schema: &Schema, type_name: &str, v: &Value, at: &str, out: &mut 
     for (k, val) in m {
         match t.input_field(k) {
             Some(iv) => check_value(schema, &iv.ty, val, &format!("{at}.{k}"), out),
-            None => out.push(format!(
-                "{at}: unknown key '{k}' for {type_name} (known: {})",
-                listing(t.input_fields.iter().map(|f| f.name.clone()))
-            )),
+            None => {
+                let hint = did_you_mean(k, t.input_fields.iter().map(|f| f.name.as_str()));
+                out.push(if hint.is_empty() {
+                    format!(
+                        "{at}: unknown key '{k}' for {type_name} (known: {})",
+                        listing(t.input_fields.iter().map(|f| f.name.clone()))
+                    )
+                } else {
+                    format!("{at}: unknown key '{k}' for {type_name}{hint}")
+                });
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_only_for_close_names() {
+        assert_eq!(distance("peple", "people"), 1);
+        assert_eq!(distance("Requests", "requests"), 0);
+        assert_eq!(distance("nmae", "name"), 1);
+        assert_eq!(
+            did_you_mean("peple", ["people", "problems"]),
+            " (did you mean 'people'?)"
+        );
+        assert_eq!(did_you_mean("xyz", ["people", "problems"]), "");
+        assert_eq!(did_you_mean("a", ["b"]), " (did you mean 'b'?)");
+        assert_eq!(did_you_mean("ab", ["cd"]), "");
     }
 }

@@ -896,7 +896,7 @@ fn checks_name_what_is_wrong() {
     .is_empty());
     assert_eq!(
         check_query(&s, "peple", None, None, None, None),
-        ["unknown query object 'peple'"]
+        ["unknown query object 'peple' (did you mean 'people'?)"]
     );
     let m = check_query(
         &s,
@@ -908,7 +908,7 @@ fn checks_name_what_is_wrong() {
     );
     assert_eq!(
         m,
-        ["include_fields: unknown field 'organisation' of Person (nested fields: organization, skills)"]
+        ["include_fields: unknown field 'organisation' of Person (did you mean 'organization'?)"]
     );
     let m = check_query(&s, "people", Some(&json!({"name": true})), None, None, None);
     assert_eq!(
@@ -930,7 +930,7 @@ fn checks_name_what_is_wrong() {
     );
     assert_eq!(
         m,
-        ["filter: unknown key 'nmae' for PersonFilter (known: query, disabled, name, primaryEmail, createdAt)"]
+        ["filter: unknown key 'nmae' for PersonFilter (did you mean 'name'?)"]
     );
     let m = check_query(
         &s,
@@ -943,6 +943,15 @@ fn checks_name_what_is_wrong() {
     assert_eq!(
         m,
         ["order[0].field: invalid value \"age\" for PersonOrderField (expected one of: name, createdAt, updatedAt)"]
+    );
+    let m = check_query(&s, "people", None, None, Some(&json!({"zzz": 1})), None);
+    assert_eq!(
+        m,
+        ["filter: unknown key 'zzz' for PersonFilter (known: query, disabled, name, primaryEmail, createdAt)"]
+    );
+    assert_eq!(
+        check_mutation(&s, "requestCreat", None, None),
+        ["unknown mutation 'requestCreat' (did you mean 'requestCreate'?)"]
     );
     // Templates are run-time values.
     assert!(check_query(
@@ -991,7 +1000,7 @@ fn checks_name_what_is_wrong() {
         m,
         [
             "input.category: invalid value \"bug\" for RequestCategory (expected one of: incident, rfc, rfi, complaint)",
-            "input.customFields[0]: unknown key 'valu' for CustomFieldInput (known: id, value)"
+            "input.customFields[0]: unknown key 'valu' for CustomFieldInput (did you mean 'value'?)"
         ]
     );
 }
