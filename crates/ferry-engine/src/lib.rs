@@ -23,6 +23,7 @@ pub mod http;
 pub mod ingest;
 pub mod kv;
 pub mod metrics;
+pub mod oauth2;
 pub mod provision;
 pub mod registry;
 pub mod retention;

@@ -24,10 +24,29 @@
 //!   reschedule after `Retry-After` or fail naming the status, `data`/`errors`, rate-limit
 //!   headers; [`bundle_digest`]/[`bundle_key`] — cache keys of derived artifacts (§4.8).
 //!
+//!
+//! The outbound side (with I/O, through the engine's HTTP client and connection store):
+//!
+//! - [`connection`] — the outbound connection's config fields and checks, per-request
+//!   authentication (personal access token, or OAuth 2 client credentials cached sealed in the
+//!   connection store, single-flight, evicted and retried once on a 401), the connection test;
+//! - [`endpoints`] — GraphQL, OAuth and REST endpoints from stage and region, or explicit;
+//! - [`client`] — the transport: [`XurrentClient::graphql`] (`{query, variables}` → data or
+//!   the step's failure / reschedule, with request id and rate-limit headers, classified with
+//!   [`classify`] and [`read_data`]) and [`XurrentClient::rest`];
+//! - [`ratelimit`] — the per-token client-side limiter (burst, hourly requests, cost points);
+//! - [`webhooks_api`] — the Webhooks and Webhook Policies REST APIs.
+//!
+//! [`registry`] returns everything the connector registers, for the binary to merge into the
+//! built-in registry.
+//!
 //! Deliberate differences from the reference connector are listed in `docs/xurrent.md`.
 
 mod cache_key;
 mod check;
+pub mod client;
+pub mod connection;
+pub mod endpoints;
 mod flatten;
 mod include;
 mod inputs;
@@ -35,8 +54,10 @@ mod model;
 mod mutation;
 mod names;
 mod query;
+pub mod ratelimit;
 mod select;
 mod transport;
+pub mod webhooks_api;
 
 pub use cache_key::{
     bounded_failure_message, bundle_digest, bundle_key, introspection_failure_key, stable_json,
@@ -68,7 +89,24 @@ pub use transport::{
     MAX_QUOTED_BODY,
 };
 
+pub use client::{GraphqlResponse, XurrentClient, XurrentError};
+pub use connection::{ConnectionConfig, Credentials, XurrentConnector, CONNECTOR};
+pub use endpoints::{Endpoints, Environment, Region, Stage};
+pub use webhooks_api::{ListFilter, PolicyInput, WebhookInput, WebhooksApi};
+
 use serde_json::Value;
+
+/// Register the Xurrent connector (its connections; the trigger and actions as they land).
+pub fn register(r: &mut ferry_engine::Registry) {
+    r.connector(XurrentConnector::new());
+}
+
+/// A registry holding the Xurrent connector, to merge into the built-in one.
+pub fn registry() -> ferry_engine::Registry {
+    let mut r = ferry_engine::Registry::new();
+    register(&mut r);
+    r
+}
 
 /// Errors of the schema subsystem. Their messages are what a failed step shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

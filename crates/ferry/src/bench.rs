@@ -455,7 +455,7 @@ async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> 
     let engine = Engine::new(
         store.clone() as Arc<dyn Store>,
         secrets,
-        ferry_engine::Registry::builtin(),
+        crate::registry(),
         EngineOptions::default(),
     );
     engine

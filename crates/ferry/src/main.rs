@@ -9,6 +9,7 @@ mod output;
 mod run;
 mod serve;
 mod xurrent_cli;
+mod xurrent_webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -96,6 +97,13 @@ struct EmulatorArgs {
     no_rate_limits: bool,
 }
 
+/// Every connector the binary knows: the built-in ones and the connector crates (Xurrent).
+pub fn registry() -> ferry_engine::Registry {
+    let mut r = ferry_engine::Registry::builtin();
+    r.merge(ferry_xurrent::registry());
+    r
+}
+
 /// Logs go to stderr, filtered by `FERRY_LOG` (default `info`).
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -155,7 +163,7 @@ fn main() -> ExitCode {
 }
 
 async fn validate(dirs: Vec<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let registry = ferry_engine::Registry::builtin();
+    let registry = crate::registry();
     let exprs = ferry_core::mapping::Expressions::new();
     // With `--data`, the server's master key (to open the schema cache) and its database.
     let (secrets, store) = match &data {
@@ -238,7 +246,7 @@ async fn validate(dirs: Vec<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<E
 }
 
 fn connectors() -> anyhow::Result<ExitCode> {
-    let registry = ferry_engine::Registry::builtin();
+    let registry = crate::registry();
     println!("Connectors:");
     for (name, description) in registry.connectors() {
         println!("  {name:<20} {description}");

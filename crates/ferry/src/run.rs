@@ -39,7 +39,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(
         store.clone() as Arc<dyn Store>,
         secrets,
-        ferry_engine::Registry::builtin(),
+        crate::registry(),
         EngineOptions::default(),
     );
     let solution = match engine.load_dir(&args.solution) {

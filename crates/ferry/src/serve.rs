@@ -141,7 +141,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(
         store.clone() as Arc<dyn Store>,
         secrets,
-        ferry_engine::Registry::builtin(),
+        crate::registry(),
         EngineOptions {
             workers: args.workers,
             lease: args.lease,

@@ -3,6 +3,10 @@
 //! `ferry xurrent schema --from-url URL --token T --account A > schema.graphql` introspects a
 //! live (or emulated) Xurrent GraphQL endpoint and prints its SDL. The conversion is the pure
 //! [`ferry_xurrent_schema::sdl_from_response`]; this module does the HTTP call.
+//!
+//! `ferry xurrent webhooks …` and `ferry xurrent webhook-policies …` manage webhooks and
+//! webhook policies through the Webhooks API over an outbound `xurrent` connection of a
+//! solution (see [`crate::xurrent_webhooks`]).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,6 +19,12 @@ use anyhow::{bail, Context};
 pub enum XurrentCommand {
     /// Introspect a Xurrent GraphQL endpoint and print its schema as SDL on standard output.
     Schema(SchemaArgs),
+    /// List, show, create, update, delete or test webhooks (Webhooks API) over an outbound
+    /// `xurrent` connection of a solution.
+    Webhooks(crate::xurrent_webhooks::WebhooksArgs),
+    /// List, show, create or delete webhook policies over an outbound `xurrent` connection.
+    #[command(name = "webhook-policies")]
+    WebhookPolicies(crate::xurrent_webhooks::PoliciesArgs),
 }
 
 /// Arguments of `ferry xurrent schema`.
@@ -45,6 +55,8 @@ pub struct SchemaArgs {
 pub async fn xurrent(cmd: XurrentCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         XurrentCommand::Schema(args) => schema(args).await,
+        XurrentCommand::Webhooks(args) => crate::xurrent_webhooks::webhooks(args).await,
+        XurrentCommand::WebhookPolicies(args) => crate::xurrent_webhooks::policies(args).await,
     }
 }
 

@@ -301,11 +301,9 @@ pub async fn authenticate(
     Ok(builder)
 }
 
-/// OAuth 2 token (spec §5.3): client-credentials or refresh-token grant. The token is cached,
-/// sealed, in the connection store for `expires_in − 5` seconds under a key derived from the
-/// request, and fetched by one worker at a time (single-flight lock).
+/// OAuth 2 token (spec §5.3): client-credentials or refresh-token grant, through the shared
+/// [`crate::oauth2::TokenRequest`] (cached, sealed, for `expires_in − 5` s; single flight).
 async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result<String, Signal> {
-    use sha2::Digest as _;
     let c = &connection.config;
     let url = conf_str(c, &["oauth2", "authorization_url"]).ok_or_else(|| {
         Signal::Fail(
@@ -313,7 +311,7 @@ async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result
         )
     })?;
     let grant = grant_type(c);
-    let mut form: Vec<(&str, String)> = vec![
+    let mut form: Vec<(&'static str, String)> = vec![
         (
             "client_id",
             conf_str(c, &["oauth2", "client_id"])
@@ -344,123 +342,9 @@ async fn oauth2_token(services: &Services, connection: &ConnectionRef) -> Result
     if let Some(scope) = conf_str(c, &["oauth2", "scope"]) {
         form.push(("scope", scope.trim().to_string()));
     }
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(url.as_bytes());
-    for (k, v) in &form {
-        hasher.update([0]);
-        hasher.update(k.as_bytes());
-        hasher.update([0]);
-        hasher.update(v.as_bytes());
-    }
-    let cache_key = format!(
-        "oauth2_authentication_header_{}",
-        hex::encode(hasher.finalize())
-    );
-    if let Some(Value::String(token)) = services.kv_get(connection, &cache_key).await? {
-        return Ok(token);
-    }
-    // Single flight: one worker fetches the token, the others reschedule and then find it cached.
-    let lock = format!("{}/oauth2:{cache_key}:refresh", connection.namespace);
-    services
-        .with_lock(&lock, Duration::from_secs(60), || async {
-            if let Some(Value::String(token)) = services.kv_get(connection, &cache_key).await? {
-                return Ok(token);
-            }
-            let (token, expires_in) = fetch_oauth2_token(services, url, &form).await?;
-            if let Some(ttl) = expires_in
-                .filter(|e| *e > 5)
-                .map(|e| Duration::from_secs(e - 5))
-            {
-                services
-                    .kv_put(connection, &cache_key, &json!(token), Some(ttl))
-                    .await?;
-            }
-            Ok(token)
-        })
+    crate::oauth2::TokenRequest::new(url, form)
+        .token(services, connection)
         .await
-}
-
-/// POST the token request; errors follow spec §5.3 (no secrets, headers or other body fields
-/// appear in messages).
-async fn fetch_oauth2_token(
-    services: &Services,
-    url: &str,
-    form: &[(&str, String)],
-) -> Result<(String, Option<u64>), Signal> {
-    let host = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_else(|| url.to_string());
-    let request = services
-        .http
-        .inner()
-        .post(url)
-        .timeout(Duration::from_secs(20))
-        .header("accept", "application/json")
-        .form(form)
-        .build()
-        .map_err(|_| Signal::Fail(format!("URI {url} is invalid.")))?;
-    let response = services
-        .http
-        .execute(request)
-        .await
-        .map_err(|e| Signal::Fail(format!("Unable to authenticate to {host}: {e}")))?;
-    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    if response.status != 200 {
-        let error = body
-            .get("error")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let description = body
-            .get("error_description")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let credentials_problem = matches!(response.status, 401 | 403)
-            || (response.status == 400
-                && error.is_some_and(|e| {
-                    [
-                        "invalid_client",
-                        "invalid_grant",
-                        "unauthorized_client",
-                        "invalid_scope",
-                    ]
-                    .contains(&e)
-                }));
-        if credentials_problem {
-            let reason = match (error, description) {
-                (Some(e), Some(d)) => format!("{e}: {d}"),
-                (Some(e), None) => e.to_string(),
-                (None, Some(d)) => d.to_string(),
-                (None, None) => format!("HTTP {}", response.status),
-            };
-            return Err(Signal::Fail(format!(
-                "Authentication to {host} failed: {reason}"
-            )));
-        }
-        return Err(Signal::Fail(format!(
-            "Unable to authenticate to {host} (HTTP {})",
-            response.status
-        )));
-    }
-    if !body.is_object() {
-        return Err(Signal::Fail(
-            "Unable to authenticate, the token response is not JSON".into(),
-        ));
-    }
-    if let Some(t) = body.get("token_type").and_then(Value::as_str) {
-        if !t.eq_ignore_ascii_case("bearer") {
-            return Err(Signal::Fail(format!(
-                "Unable to authenticate, unsupported token_type: '{t}'"
-            )));
-        }
-    }
-    let token = body
-        .get("access_token")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Signal::Fail("Unable to authenticate, no access_token found".into()))?
-        .to_string();
-    Ok((token, body.get("expires_in").and_then(Value::as_u64)))
 }
 
 #[async_trait]
