@@ -204,9 +204,16 @@ pub struct ProvisionContext<'a> {
     pub kv: Kv<'a>,
     pub(crate) secrets: &'a Secrets,
     pub(crate) store: &'a dyn Store,
+    pub(crate) services: &'a Services,
 }
 
 impl<'a> ProvisionContext<'a> {
+    /// The services actions get (HTTP client, secrets, store), for code written against them,
+    /// e.g. a connector's API client that caches OAuth tokens in a connection's store.
+    pub fn services(&self) -> &'a Services {
+        self.services
+    }
+
     /// The plaintext of a value that may hold sealed secrets.
     pub fn reveal(&self, value: &str) -> Result<Zeroizing<String>, String> {
         self.secrets

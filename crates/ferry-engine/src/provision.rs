@@ -129,6 +129,7 @@ async fn call(
                     kv: Kv::new(store, secrets, conn.namespace.clone()),
                     secrets,
                     store,
+                    services: &engine.services,
                 };
                 match hook {
                     Hook::Provision => connector.provision(&ctx).await,
@@ -154,6 +155,7 @@ async fn call(
                     kv: Kv::new(store, secrets, trigger_namespace(&sol.name, &rb.name)),
                     secrets,
                     store,
+                    services: &engine.services,
                 };
                 match hook {
                     Hook::Provision => rb.trigger.provision(&ctx).await,
