@@ -30,7 +30,7 @@ impl Default for RetentionOptions {
         RetentionOptions {
             keep: Duration::from_secs(30 * 24 * 3600),
             interval: Duration::from_secs(300),
-            batch: 500,
+            batch: 200,
             pause: Duration::from_millis(20),
         }
     }
