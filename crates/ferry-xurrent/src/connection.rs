@@ -277,7 +277,7 @@ impl Connector for XurrentConnector {
     fn check_connection(&self, direction: Direction, config: &Value) -> Vec<String> {
         match direction {
             Direction::Outbound => check_outbound(config),
-            Direction::Inbound => Vec::new(),
+            Direction::Inbound => crate::webhook::check_inbound(config),
         }
     }
 

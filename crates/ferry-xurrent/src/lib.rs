@@ -35,7 +35,11 @@
 //!   the step's failure / reschedule, with request id and rate-limit headers, classified with
 //!   [`classify`] and [`read_data`]) and [`XurrentClient::rest`];
 //! - [`ratelimit`] — the per-token client-side limiter (burst, hourly requests, cost points);
-//! - [`webhooks_api`] — the Webhooks and Webhook Policies REST APIs.
+//! - [`webhooks_api`] — the Webhooks and Webhook Policies REST APIs;
+//! - [`webhook`] — the `xurrent.webhook` trigger: signed Xurrent webhook deliveries (JWT
+//!   policies with a static key or OpenID Connect discovery), the `webhook.verify` handshake,
+//!   the replay window and the mapping to the trigger output; and the inbound connection's
+//!   configuration ([`webhook::inbound_fields`], [`webhook::check_inbound`]).
 //!
 //! [`registry`] returns everything the connector registers, for the binary to merge into the
 //! built-in registry.
@@ -57,6 +61,7 @@ mod query;
 pub mod ratelimit;
 mod select;
 mod transport;
+pub mod webhook;
 pub mod webhooks_api;
 
 pub use cache_key::{
@@ -96,9 +101,11 @@ pub use webhooks_api::{ListFilter, PolicyInput, WebhookInput, WebhooksApi};
 
 use serde_json::Value;
 
-/// Register the Xurrent connector (its connections; the trigger and actions as they land).
+/// Register the Xurrent connector (its outbound and inbound connections) and the webhook
+/// trigger (the actions as they land).
 pub fn register(r: &mut ferry_engine::Registry) {
-    r.connector(XurrentConnector::new());
+    r.connector(XurrentConnector::with_inbound(webhook::inbound_fields()));
+    webhook::register(r);
 }
 
 /// A registry holding the Xurrent connector, to merge into the built-in one.
