@@ -1,0 +1,431 @@
+//! The `xurrent.webhook` trigger through the real `ferry serve` against the real emulator
+//! (`ferry emulator`), both as processes on loopback: policies and webhooks created through
+//! the emulator's REST API, the `webhook.verify` handshake answered without a job, a mutation
+//! in the emulator firing a signed delivery that becomes a job, replays and re-sends that do
+//! not run twice, static-PEM and OpenID Connect modes, and rejections that create no job.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::*;
+use serde_json::{json, Value};
+
+struct Emulator {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_emulator() -> Emulator {
+    let mut child = Command::new(bin())
+        .args(["emulator", "--listen", "127.0.0.1:0"])
+        .env("FERRY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start emulator");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("emulator output").expect("line");
+        if let Some(rest) = line.strip_prefix("Xurrent emulator listening on ") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Emulator { child, base }
+}
+
+impl Emulator {
+    async fn rest(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ferry_emulator::DEFAULT_TOKEN)
+            .header("x-xurrent-account", "wdc");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("emulator request");
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn graphql(&self, query: &str) -> Value {
+        self.rest(
+            reqwest::Method::POST,
+            "/graphql",
+            Some(json!({ "query": query })),
+        )
+        .await
+    }
+
+    async fn deliveries(&self) -> Vec<Value> {
+        let v: Value = reqwest::get(format!("{}/_emulator/deliveries", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match v {
+            Value::Array(a) => a,
+            other => other["deliveries"].as_array().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Wait for a delivery attempt matching `pred` that got an answer.
+    async fn wait_delivery(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(d) = self
+                .deliveries()
+                .await
+                .into_iter()
+                .find(|d| pred(d) && !d["response_status"].is_null())
+            {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no delivery {what}: {:#?}",
+                self.deliveries().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn jobs(server: &Server, runbook: &str) -> Vec<Value> {
+    let (_, page) = server.api(&format!("/jobs?runbook={runbook}")).await;
+    page["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+async fn post_raw(server: &Server, path: &str, body: String, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(server.url(path))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn solution_with(tmp: &std::path::Path, inbound_config: &Value, trigger_config: &Value) -> std::path::PathBuf {
+    solution(
+        tmp,
+        "xw",
+        &format!(
+            "name: xw\nconnections:\n  xurrent_in:\n    connector: xurrent\n    direction: inbound\n    config: {inbound_config}\n"
+        ),
+        &[(
+            "hook",
+            &format!(
+                r#"name: hook
+trigger:
+  connector: xurrent
+  type: webhook
+  connection: xurrent_in
+  config: {trigger_config}
+steps:
+  - id: seen
+    action: debug.log_message
+    input: {{ message: "{{{{ trigger.event }}}} {{{{ trigger.object_id }}}} {{{{ trigger.delivery }}}}" }}
+"#
+            ),
+        )],
+    )
+}
+
+async fn create_policy(emu: &Emulator) -> Value {
+    emu.rest(
+        reqwest::Method::POST,
+        "/v1/webhook_policies",
+        Some(json!({"jwt_alg": "es256"})),
+    )
+    .await
+}
+
+/// Registers a request.create webhook at Ferry and waits until the handshake was answered.
+async fn create_webhook(emu: &Emulator, server: &Server, policy: &Value, oidc: bool) -> Value {
+    let hook = emu
+        .rest(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            Some(json!({
+                "event": "request.create",
+                "name": "Ferry hook",
+                "uri": server.url("/inbound/xw/hook"),
+                "webhook_policy_id": policy["id"],
+                "openid_connect_discovery": oidc,
+            })),
+        )
+        .await;
+    let id = hook["id"].as_u64().expect("webhook id");
+    let verify = emu
+        .wait_delivery("webhook.verify", |d| {
+            d["event"] == "webhook.verify" && d["webhook_id"] == id
+        })
+        .await;
+    assert_eq!(verify["response_status"], 200, "{verify:#}\n{}", server.logs());
+    assert!(
+        verify["response_body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Webhook verification handled: Ferry hook ("),
+        "{verify:#}"
+    );
+    assert!(verify["request_body"].as_str().unwrap().starts_with("{\"jwt\":"));
+    hook
+}
+
+/// A mutation in the emulator fires request.create; returns the delivery and the job.
+async fn fire_request(emu: &Emulator, server: &Server, subject: &str) -> (Value, Value) {
+    let created = emu
+        .graphql(&format!(
+            "mutation {{ requestCreate(input: {{subject: \"{subject}\"}}) {{ request {{ id }} errors {{ message }} }} }}"
+        ))
+        .await;
+    let node_id = created["data"]["requestCreate"]["request"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    let delivery = emu
+        .wait_delivery("request.create", |d| {
+            d["event"] == "request.create" && d["message"]["object_nodeID"] == node_id.as_str()
+        })
+        .await;
+    assert_eq!(delivery["response_status"], 200, "{delivery:#}\n{}", server.logs());
+    let answer: Value = serde_json::from_str(delivery["response_body"].as_str().unwrap()).unwrap();
+    let job = server
+        .wait_job(
+            answer["job_uuid"].as_str().unwrap_or_else(|| panic!("{answer}")),
+            &["finished", "failed"],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(job["status"], "finished", "{job:#}");
+    (delivery, job)
+}
+
+fn forged(claims: &Value) -> String {
+    let key = ferry_emulator::policy::PolicyKey::generate(ferry_emulator::policy::JwtAlg::Es256).unwrap();
+    key.sign(None, claims).unwrap()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[tokio::test]
+async fn static_pem_policy_handshake_delivery_replay_and_rejections() {
+    let emu = start_emulator();
+    let policy = create_policy(&emu).await;
+    let pem = policy["public_key_pem"].as_str().expect("public_key_pem").to_string();
+    let account_url = format!("{}/accounts/wdc", emu.base);
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = solution_with(
+        tmp.path(),
+        &json!({
+            "policy": {"account_url": account_url, "algorithm": "ES256", "public_key_pem": pem},
+            "allow_http_loopback": true,
+        }),
+        &json!({}),
+    );
+    let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
+
+    // The handshake is answered by the trigger: no job.
+    create_webhook(&emu, &server, &policy, false).await;
+    assert!(jobs(&server, "hook").await.is_empty());
+
+    // A mutation fires a signed delivery that becomes a job with the spec's output.
+    let (delivery, job) = fire_request(&emu, &server, "Printer on fire").await;
+    let out = &job["trigger_output"];
+    let message = &delivery["message"];
+    assert_eq!(out["event"], "request.create");
+    assert_eq!(out["delivery"], delivery["delivery"]);
+    assert_eq!(out["deduplication_id"], delivery["delivery"]);
+    assert_eq!(out["object_id"], message["object_id"]);
+    assert!(out["object_id"].is_u64(), "{out}");
+    assert_eq!(out["object_nodeID"], message["object_nodeID"]);
+    assert_eq!(out["webhook_nodeID"], message["webhook_nodeID"]);
+    assert_eq!(out["account"], account_url.as_str());
+    assert_eq!(out["payload"]["audit_line_id"], message["payload"]["audit_line_id"]);
+    let seen = steps(&job, "seen");
+    assert_eq!(seen.len(), 1, "{job:#}");
+    assert_eq!(jobs(&server, "hook").await.len(), 1);
+
+    // The very same request again: the JWT's jti was seen → rejected, no job.
+    let headers: Vec<(String, String)> = delivery["request_headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let body = delivery["request_body"].as_str().unwrap().to_string();
+    let (code, answer) = post_raw(&server, "/inbound/xw/hook", body, &header_refs).await;
+    assert_eq!((code, answer["error"].as_str()), (400, Some("Webhook JWT verification failed")));
+    assert!(server.logs().contains("JWT ID claim invalid"), "{}", server.logs());
+
+    // A re-send from the emulator (new JWT, new delivery id, the original as origin) is
+    // recognised by its origin delivery id: answered, but it does not run again.
+    let resend = reqwest::Client::new()
+        .post(format!("{}/_emulator/deliveries/{}/resend", emu.base, delivery["id"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resend.status().as_u16(), 202);
+    let original = delivery["delivery"].as_str().unwrap().to_string();
+    let again = emu
+        .wait_delivery("re-send", |d| d["delivery_origin"] == original.as_str())
+        .await;
+    assert_eq!(again["response_status"], 200, "{again:#}");
+    let answer: Value = serde_json::from_str(again["response_body"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["result"], "Discarded", "{answer}");
+    assert_eq!(answer["job_uuid"], job["id"], "{answer}");
+    assert_eq!(jobs(&server, "hook").await.len(), 1);
+
+    // Rejections: each with the spec's status and message, none creates a job.
+    let claims = |extra: Value| {
+        let mut c = json!({"iss": account_url, "sub": "1", "iat": now(), "nbf": now(),
+            "jti": ferry_emulator::policy::random_jti(), "data": message});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let hs256 = format!(
+        "{}.{}.c2ln",
+        URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "typ": "JWT"}).to_string()),
+        URL_SAFE_NO_PAD.encode(claims(json!({})).to_string())
+    );
+    let cases: Vec<(String, u16, &str)> = vec![
+        (json!({"jwt": forged(&claims(json!({})))}).to_string(), 400, "Webhook JWT verification failed"),
+        (json!({"jwt": hs256}).to_string(), 400, "Webhook JWT verification failed"),
+        (message.to_string(), 400, "Webhook request does not contain jwt property"),
+        (json!({"jwt": "x".repeat(262_145)}).to_string(), 400, "Webhook body too large"),
+        (json!({"jwt": "x".repeat(8193)}).to_string(), 400, "Webhook JWT is too large"),
+        ("{\"invalid\": json".to_string(), 400, "Unable to parse incoming webhook request"),
+        (String::new(), 400, "Request has no body"),
+    ];
+    for (body, status, error) in cases {
+        let (code, answer) = post_raw(&server, "/inbound/xw/hook", body, &[("x-xurrent-delivery", "d-1")]).await;
+        assert_eq!((code, answer["error"].as_str()), (status, Some(error)), "{answer}");
+    }
+    let logs = server.logs();
+    assert!(logs.contains("Unsupported JWT algorithm 'HS256'"), "{logs}");
+    assert!(logs.contains("Webhook body too large: "), "{logs}");
+    assert!(logs.contains("Webhook JWT too large: 8193 > 8192"), "{logs}");
+    assert_eq!(jobs(&server, "hook").await.len(), 1);
+}
+
+#[tokio::test]
+async fn openid_connect_discovery_mode() {
+    let emu = start_emulator();
+    let policy = create_policy(&emu).await;
+    let account_url = format!("{}/accounts/wdc", emu.base);
+    let tmp = tempfile::tempdir().unwrap();
+    // No policy on the connection: the issuer must fall under the account URL and its keys
+    // are discovered.
+    let sol = solution_with(
+        tmp.path(),
+        &json!({"account_url": account_url, "allow_http_loopback": true}),
+        &json!({}),
+    );
+    let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
+    create_webhook(&emu, &server, &policy, true).await;
+    assert!(jobs(&server, "hook").await.is_empty());
+    let (delivery, job) = fire_request(&emu, &server, "Discovered").await;
+    assert_eq!(job["trigger_output"]["event"], "request.create");
+    assert_eq!(job["trigger_output"]["delivery"], delivery["delivery"]);
+    // The token names the policy issuer and a kid.
+    let jwt = serde_json::from_str::<Value>(delivery["request_body"].as_str().unwrap()).unwrap()["jwt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        claims["iss"].as_str().unwrap().starts_with(&format!("{account_url}/webhook_policies/")),
+        "{claims}"
+    );
+    // A second event uses the cached key.
+    fire_request(&emu, &server, "Cached").await;
+    assert_eq!(jobs(&server, "hook").await.len(), 2);
+
+    // A token from another issuer host is refused before any fetch; one signed by a key the
+    // issuer does not publish is refused.
+    let message = &delivery["message"];
+    let other_host = forged(&json!({"iss": "http://127.0.0.2:9/accounts/wdc/webhook_policies/x",
+        "iat": now(), "nbf": now(), "data": message}));
+    let (code, answer) = post_raw(&server, "/inbound/xw/hook", json!({"jwt": other_host}).to_string(), &[]).await;
+    assert_eq!((code, answer["error"].as_str()), (400, Some("Webhook JWT verification failed")));
+    assert!(server.logs().contains("Invalid issuer 'http://127.0.0.2:9/"), "{}", server.logs());
+    let no_kid = forged(&json!({"iss": claims["iss"], "iat": now(), "nbf": now(), "data": message}));
+    let (code, answer) = post_raw(&server, "/inbound/xw/hook", json!({"jwt": no_kid}).to_string(), &[]).await;
+    assert_eq!((code, answer["error"].as_str()), (400, Some("Webhook JWT verification failed")));
+    assert!(server.logs().contains("JWT has no kid header"), "{}", server.logs());
+    assert_eq!(jobs(&server, "hook").await.len(), 2);
+}
+
+#[tokio::test]
+async fn unsigned_deliveries_need_an_explicit_allowance() {
+    let emu = start_emulator();
+    let tmp = tempfile::tempdir().unwrap();
+    let body = json!({"event": "request.update", "object_id": "7", "payload": {"status": "assigned", "pet": "Zuzu"},
+        "pet": "Zuzu"});
+    // Without allow_unsigned: 401, no job.
+    let sol = solution_with(tmp.path(), &json!({"account_url": format!("{}/accounts/wdc", emu.base)}), &json!({}));
+    let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
+    let (code, answer) = server.post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-1")]).await;
+    assert_eq!(code, 401, "{answer}");
+    assert!(answer["error"].as_str().unwrap().starts_with("Unsigned webhook rejected"));
+    assert!(jobs(&server, "hook").await.is_empty());
+    drop(server);
+
+    // With it: a job; declared payload fields typed, the rest in raw_payload.
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = solution_with(
+        tmp.path(),
+        &json!({"allow_unsigned": true}),
+        &json!({"payload_schema": [{"id": "pet", "type": "string"}]}),
+    );
+    let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
+    let (code, answer) = server.post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-2")]).await;
+    assert_eq!(code, 200, "{answer}");
+    let job = server
+        .wait_job(answer["job_uuid"].as_str().unwrap(), &["finished", "failed"], Duration::from_secs(30))
+        .await;
+    let out = &job["trigger_output"];
+    assert_eq!(out["object_id"], 7);
+    assert_eq!(out["payload"], json!({"status": "assigned", "pet": "Zuzu"}));
+    assert!(out.get("pet").is_none());
+    assert!(server.logs().contains("Ignored unexpected fields in webhook: 'pet' => 'Zuzu'"));
+    // The same delivery again does not run twice.
+    let (code, again) = server.post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-2")]).await;
+    assert_eq!((code, &again["result"]), (200, &json!("Discarded")), "{again}");
+    assert_eq!(jobs(&server, "hook").await.len(), 1);
+    // Missing event and delivery.
+    let (code, answer) = server.post("/inbound/xw/hook", &json!({"type": "alert"}), &[]).await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (400, Some("Output invalid: Field 'event' is required. Field 'delivery' is required."))
+    );
+}
