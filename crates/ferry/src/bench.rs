@@ -68,6 +68,17 @@ enum Which {
         #[arg(long, default_value_t = 10_000)]
         slice: u64,
     },
+    /// ES256-signed Xurrent webhook deliveries through the `xurrent.webhook` trigger
+    /// (verification, the jti replay window in the shared store, a durable job), the engine
+    /// in-process: events/s and latency percentiles, and the cost of one verification.
+    XurrentWebhook {
+        /// Deliveries to ingest.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
 }
 
 /// Run a benchmark and print its figures.
@@ -127,6 +138,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             page_size,
             slice,
         } => paging(records, page_size, slice).await?,
+        Which::XurrentWebhook {
+            events,
+            concurrency,
+        } => crate::bench_xurrent::xurrent_webhook(events, concurrency).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

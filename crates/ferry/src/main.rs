@@ -1,6 +1,7 @@
 //! `ferry`: the command-line entry point.
 
 mod bench;
+mod bench_xurrent;
 mod connections;
 mod datalock;
 mod emulator_cli;

@@ -112,7 +112,12 @@ async fn jobs(server: &Server, runbook: &str) -> Vec<Value> {
     page["jobs"].as_array().cloned().unwrap_or_default()
 }
 
-async fn post_raw(server: &Server, path: &str, body: String, headers: &[(&str, &str)]) -> (u16, Value) {
+async fn post_raw(
+    server: &Server,
+    path: &str,
+    body: String,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(server.url(path))
         .header("content-type", "application/json; charset=utf-8")
@@ -125,7 +130,11 @@ async fn post_raw(server: &Server, path: &str, body: String, headers: &[(&str, &
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn solution_with(tmp: &std::path::Path, inbound_config: &Value, trigger_config: &Value) -> std::path::PathBuf {
+fn solution_with(
+    tmp: &std::path::Path,
+    inbound_config: &Value,
+    trigger_config: &Value,
+) -> std::path::PathBuf {
     solution(
         tmp,
         "xw",
@@ -181,7 +190,12 @@ async fn create_webhook(emu: &Emulator, server: &Server, policy: &Value, oidc: b
             d["event"] == "webhook.verify" && d["webhook_id"] == id
         })
         .await;
-    assert_eq!(verify["response_status"], 200, "{verify:#}\n{}", server.logs());
+    assert_eq!(
+        verify["response_status"],
+        200,
+        "{verify:#}\n{}",
+        server.logs()
+    );
     assert!(
         verify["response_body"]
             .as_str()
@@ -189,7 +203,10 @@ async fn create_webhook(emu: &Emulator, server: &Server, policy: &Value, oidc: b
             .starts_with("Webhook verification handled: Ferry hook ("),
         "{verify:#}"
     );
-    assert!(verify["request_body"].as_str().unwrap().starts_with("{\"jwt\":"));
+    assert!(verify["request_body"]
+        .as_str()
+        .unwrap()
+        .starts_with("{\"jwt\":"));
     hook
 }
 
@@ -209,11 +226,18 @@ async fn fire_request(emu: &Emulator, server: &Server, subject: &str) -> (Value,
             d["event"] == "request.create" && d["message"]["object_nodeID"] == node_id.as_str()
         })
         .await;
-    assert_eq!(delivery["response_status"], 200, "{delivery:#}\n{}", server.logs());
+    assert_eq!(
+        delivery["response_status"],
+        200,
+        "{delivery:#}\n{}",
+        server.logs()
+    );
     let answer: Value = serde_json::from_str(delivery["response_body"].as_str().unwrap()).unwrap();
     let job = server
         .wait_job(
-            answer["job_uuid"].as_str().unwrap_or_else(|| panic!("{answer}")),
+            answer["job_uuid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{answer}")),
             &["finished", "failed"],
             Duration::from_secs(30),
         )
@@ -223,7 +247,8 @@ async fn fire_request(emu: &Emulator, server: &Server, subject: &str) -> (Value,
 }
 
 fn forged(claims: &Value) -> String {
-    let key = ferry_emulator::policy::PolicyKey::generate(ferry_emulator::policy::JwtAlg::Es256).unwrap();
+    let key =
+        ferry_emulator::policy::PolicyKey::generate(ferry_emulator::policy::JwtAlg::Es256).unwrap();
     key.sign(None, claims).unwrap()
 }
 
@@ -235,7 +260,10 @@ fn now() -> i64 {
 async fn static_pem_policy_handshake_delivery_replay_and_rejections() {
     let emu = start_emulator();
     let policy = create_policy(&emu).await;
-    let pem = policy["public_key_pem"].as_str().expect("public_key_pem").to_string();
+    let pem = policy["public_key_pem"]
+        .as_str()
+        .expect("public_key_pem")
+        .to_string();
     let account_url = format!("{}/accounts/wdc", emu.base);
     let tmp = tempfile::tempdir().unwrap();
     let sol = solution_with(
@@ -264,7 +292,10 @@ async fn static_pem_policy_handshake_delivery_replay_and_rejections() {
     assert_eq!(out["object_nodeID"], message["object_nodeID"]);
     assert_eq!(out["webhook_nodeID"], message["webhook_nodeID"]);
     assert_eq!(out["account"], account_url.as_str());
-    assert_eq!(out["payload"]["audit_line_id"], message["payload"]["audit_line_id"]);
+    assert_eq!(
+        out["payload"]["audit_line_id"],
+        message["payload"]["audit_line_id"]
+    );
     let seen = steps(&job, "seen");
     assert_eq!(seen.len(), 1, "{job:#}");
     assert_eq!(jobs(&server, "hook").await.len(), 1);
@@ -274,18 +305,32 @@ async fn static_pem_policy_handshake_delivery_replay_and_rejections() {
         .as_object()
         .unwrap()
         .iter()
+        .filter(|(k, _)| *k != "content-type")
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
         .collect();
-    let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let header_refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let body = delivery["request_body"].as_str().unwrap().to_string();
     let (code, answer) = post_raw(&server, "/inbound/xw/hook", body, &header_refs).await;
-    assert_eq!((code, answer["error"].as_str()), (400, Some("Webhook JWT verification failed")));
-    assert!(server.logs().contains("JWT ID claim invalid"), "{}", server.logs());
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (400, Some("Webhook JWT verification failed"))
+    );
+    assert!(
+        server.logs().contains("JWT ID claim invalid"),
+        "{}",
+        server.logs()
+    );
 
     // A re-send from the emulator (new JWT, new delivery id, the original as origin) is
     // recognised by its origin delivery id: answered, but it does not run again.
     let resend = reqwest::Client::new()
-        .post(format!("{}/_emulator/deliveries/{}/resend", emu.base, delivery["id"]))
+        .post(format!(
+            "{}/_emulator/deliveries/{}/resend",
+            emu.base, delivery["id"]
+        ))
         .send()
         .await
         .unwrap();
@@ -315,22 +360,59 @@ async fn static_pem_policy_handshake_delivery_replay_and_rejections() {
         URL_SAFE_NO_PAD.encode(claims(json!({})).to_string())
     );
     let cases: Vec<(String, u16, &str)> = vec![
-        (json!({"jwt": forged(&claims(json!({})))}).to_string(), 400, "Webhook JWT verification failed"),
-        (json!({"jwt": hs256}).to_string(), 400, "Webhook JWT verification failed"),
-        (message.to_string(), 400, "Webhook request does not contain jwt property"),
-        (json!({"jwt": "x".repeat(262_145)}).to_string(), 400, "Webhook body too large"),
-        (json!({"jwt": "x".repeat(8193)}).to_string(), 400, "Webhook JWT is too large"),
-        ("{\"invalid\": json".to_string(), 400, "Unable to parse incoming webhook request"),
+        (
+            json!({"jwt": forged(&claims(json!({})))}).to_string(),
+            400,
+            "Webhook JWT verification failed",
+        ),
+        (
+            json!({"jwt": hs256}).to_string(),
+            400,
+            "Webhook JWT verification failed",
+        ),
+        (
+            message.to_string(),
+            400,
+            "Webhook request does not contain jwt property",
+        ),
+        (
+            json!({"jwt": "x".repeat(262_145)}).to_string(),
+            400,
+            "Webhook body too large",
+        ),
+        (
+            json!({"jwt": "x".repeat(8193)}).to_string(),
+            400,
+            "Webhook JWT is too large",
+        ),
+        (
+            "{\"invalid\": json".to_string(),
+            400,
+            "Unable to parse incoming webhook request",
+        ),
         (String::new(), 400, "Request has no body"),
     ];
     for (body, status, error) in cases {
-        let (code, answer) = post_raw(&server, "/inbound/xw/hook", body, &[("x-xurrent-delivery", "d-1")]).await;
-        assert_eq!((code, answer["error"].as_str()), (status, Some(error)), "{answer}");
+        let (code, answer) = post_raw(
+            &server,
+            "/inbound/xw/hook",
+            body,
+            &[("x-xurrent-delivery", "d-1")],
+        )
+        .await;
+        assert_eq!(
+            (code, answer["error"].as_str()),
+            (status, Some(error)),
+            "{answer}"
+        );
     }
     let logs = server.logs();
     assert!(logs.contains("Unsupported JWT algorithm 'HS256'"), "{logs}");
     assert!(logs.contains("Webhook body too large: "), "{logs}");
-    assert!(logs.contains("Webhook JWT too large: 8193 > 8192"), "{logs}");
+    assert!(
+        logs.contains("Webhook JWT too large: 8193 > 8192"),
+        "{logs}"
+    );
     assert_eq!(jobs(&server, "hook").await.len(), 1);
 }
 
@@ -354,16 +436,22 @@ async fn openid_connect_discovery_mode() {
     assert_eq!(job["trigger_output"]["event"], "request.create");
     assert_eq!(job["trigger_output"]["delivery"], delivery["delivery"]);
     // The token names the policy issuer and a kid.
-    let jwt = serde_json::from_str::<Value>(delivery["request_body"].as_str().unwrap()).unwrap()["jwt"]
+    let jwt = serde_json::from_str::<Value>(delivery["request_body"].as_str().unwrap()).unwrap()
+        ["jwt"]
         .as_str()
         .unwrap()
         .to_string();
     let claims: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap(),
+        &URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(1).unwrap())
+            .unwrap(),
     )
     .unwrap();
     assert!(
-        claims["iss"].as_str().unwrap().starts_with(&format!("{account_url}/webhook_policies/")),
+        claims["iss"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{account_url}/webhook_policies/")),
         "{claims}"
     );
     // A second event uses the cached key.
@@ -373,15 +461,46 @@ async fn openid_connect_discovery_mode() {
     // A token from another issuer host is refused before any fetch; one signed by a key the
     // issuer does not publish is refused.
     let message = &delivery["message"];
-    let other_host = forged(&json!({"iss": "http://127.0.0.2:9/accounts/wdc/webhook_policies/x",
-        "iat": now(), "nbf": now(), "data": message}));
-    let (code, answer) = post_raw(&server, "/inbound/xw/hook", json!({"jwt": other_host}).to_string(), &[]).await;
-    assert_eq!((code, answer["error"].as_str()), (400, Some("Webhook JWT verification failed")));
-    assert!(server.logs().contains("Invalid issuer 'http://127.0.0.2:9/"), "{}", server.logs());
-    let no_kid = forged(&json!({"iss": claims["iss"], "iat": now(), "nbf": now(), "data": message}));
-    let (code, answer) = post_raw(&server, "/inbound/xw/hook", json!({"jwt": no_kid}).to_string(), &[]).await;
-    assert_eq!((code, answer["error"].as_str()), (400, Some("Webhook JWT verification failed")));
-    assert!(server.logs().contains("JWT has no kid header"), "{}", server.logs());
+    let other_host = forged(
+        &json!({"iss": "http://127.0.0.2:9/accounts/wdc/webhook_policies/x",
+        "iat": now(), "nbf": now(), "data": message}),
+    );
+    let (code, answer) = post_raw(
+        &server,
+        "/inbound/xw/hook",
+        json!({"jwt": other_host}).to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (400, Some("Webhook JWT verification failed"))
+    );
+    assert!(
+        server
+            .logs()
+            .contains("Invalid issuer 'http://127.0.0.2:9/"),
+        "{}",
+        server.logs()
+    );
+    let no_kid =
+        forged(&json!({"iss": claims["iss"], "iat": now(), "nbf": now(), "data": message}));
+    let (code, answer) = post_raw(
+        &server,
+        "/inbound/xw/hook",
+        json!({"jwt": no_kid}).to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (400, Some("Webhook JWT verification failed"))
+    );
+    assert!(
+        server.logs().contains("JWT has no kid header"),
+        "{}",
+        server.logs()
+    );
     assert_eq!(jobs(&server, "hook").await.len(), 2);
 }
 
@@ -392,11 +511,20 @@ async fn unsigned_deliveries_need_an_explicit_allowance() {
     let body = json!({"event": "request.update", "object_id": "7", "payload": {"status": "assigned", "pet": "Zuzu"},
         "pet": "Zuzu"});
     // Without allow_unsigned: 401, no job.
-    let sol = solution_with(tmp.path(), &json!({"account_url": format!("{}/accounts/wdc", emu.base)}), &json!({}));
+    let sol = solution_with(
+        tmp.path(),
+        &json!({"account_url": format!("{}/accounts/wdc", emu.base)}),
+        &json!({}),
+    );
     let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
-    let (code, answer) = server.post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-1")]).await;
+    let (code, answer) = server
+        .post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-1")])
+        .await;
     assert_eq!(code, 401, "{answer}");
-    assert!(answer["error"].as_str().unwrap().starts_with("Unsigned webhook rejected"));
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Unsigned webhook rejected"));
     assert!(jobs(&server, "hook").await.is_empty());
     drop(server);
 
@@ -408,24 +536,43 @@ async fn unsigned_deliveries_need_an_explicit_allowance() {
         &json!({"payload_schema": [{"id": "pet", "type": "string"}]}),
     );
     let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
-    let (code, answer) = server.post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-2")]).await;
+    let (code, answer) = server
+        .post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-2")])
+        .await;
     assert_eq!(code, 200, "{answer}");
     let job = server
-        .wait_job(answer["job_uuid"].as_str().unwrap(), &["finished", "failed"], Duration::from_secs(30))
+        .wait_job(
+            answer["job_uuid"].as_str().unwrap(),
+            &["finished", "failed"],
+            Duration::from_secs(30),
+        )
         .await;
     let out = &job["trigger_output"];
     assert_eq!(out["object_id"], 7);
     assert_eq!(out["payload"], json!({"status": "assigned", "pet": "Zuzu"}));
     assert!(out.get("pet").is_none());
-    assert!(server.logs().contains("Ignored unexpected fields in webhook: 'pet' => 'Zuzu'"));
+    assert!(server
+        .logs()
+        .contains("Ignored unexpected fields in webhook: 'pet' => 'Zuzu'"));
     // The same delivery again does not run twice.
-    let (code, again) = server.post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-2")]).await;
-    assert_eq!((code, &again["result"]), (200, &json!("Discarded")), "{again}");
+    let (code, again) = server
+        .post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "u-2")])
+        .await;
+    assert_eq!(
+        (code, &again["result"]),
+        (200, &json!("Discarded")),
+        "{again}"
+    );
     assert_eq!(jobs(&server, "hook").await.len(), 1);
     // Missing event and delivery.
-    let (code, answer) = server.post("/inbound/xw/hook", &json!({"type": "alert"}), &[]).await;
+    let (code, answer) = server
+        .post("/inbound/xw/hook", &json!({"type": "alert"}), &[])
+        .await;
     assert_eq!(
         (code, answer["error"].as_str()),
-        (400, Some("Output invalid: Field 'event' is required. Field 'delivery' is required."))
+        (
+            400,
+            Some("Output invalid: Field 'event' is required. Field 'delivery' is required.")
+        )
     );
 }

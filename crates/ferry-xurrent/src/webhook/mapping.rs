@@ -45,8 +45,8 @@ pub fn user_payload_fields(config: &Value) -> Result<Vec<Field>, String> {
     match config.get("payload_schema") {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(v) => {
-            let fields: Vec<Field> = serde_json::from_value(v.clone())
-                .map_err(|e| format!("payload_schema: {e}"))?;
+            let fields: Vec<Field> =
+                serde_json::from_value(v.clone()).map_err(|e| format!("payload_schema: {e}"))?;
             let problems: Vec<String> = fields
                 .iter()
                 .flat_map(Field::check_definition)
@@ -87,7 +87,11 @@ pub fn output_schema(config: &Value) -> Result<Schema, String> {
             f("payload", FieldType::Nested, "Payload").with_fields(payload),
             f("raw_payload", FieldType::Hash, "Raw payload"),
             f("delivery", FieldType::String, "Webhook delivery ID").required(),
-            f("delivery_origin", FieldType::String, "Original webhook delivery ID"),
+            f(
+                "delivery_origin",
+                FieldType::String,
+                "Original webhook delivery ID",
+            ),
             f("deduplication_id", FieldType::String, "Deduplication ID"),
         ],
     ))
@@ -216,11 +220,18 @@ mod tests {
               "audit_line_id": 71960, "audit_line_nodeID": "jkl"}})
     }
 
-    fn resolve(config: &Value, webhook: &Value, delivery: Option<&str>, origin: Option<&str>) -> (Result<Value, String>, Mapped) {
+    fn resolve(
+        config: &Value,
+        webhook: &Value,
+        delivery: Option<&str>,
+        origin: Option<&str>,
+    ) -> (Result<Value, String>, Mapped) {
         let schema = output_schema(config).unwrap();
         let mapped = map_webhook(webhook.as_object().unwrap(), &schema, delivery, origin);
         (
-            schema.resolve(&mapped.output, None).map_err(|e| format!("Output invalid: {e}")),
+            schema
+                .resolve(&mapped.output, None)
+                .map_err(|e| format!("Output invalid: {e}")),
             mapped,
         )
     }
@@ -229,21 +240,50 @@ mod tests {
     fn schema_has_the_spec_fields() {
         // §9 D 40, 41.
         let s = output_schema(&json!({})).unwrap();
-        for id in ["webhook_id", "webhook_nodeID", "account_id", "account", "event", "object_id",
-            "object_nodeID", "person_id", "person_nodeID", "person_name", "payload", "delivery"] {
+        for id in [
+            "webhook_id",
+            "webhook_nodeID",
+            "account_id",
+            "account",
+            "event",
+            "object_id",
+            "object_nodeID",
+            "person_id",
+            "person_nodeID",
+            "person_name",
+            "payload",
+            "delivery",
+        ] {
             assert!(s.field(id).is_some(), "{id}");
         }
         let payload = s.field("payload").unwrap();
-        for id in ["audit_line_id", "source", "status", "previous_status", "team", "member"] {
+        for id in [
+            "audit_line_id",
+            "source",
+            "status",
+            "previous_status",
+            "team",
+            "member",
+        ] {
             assert!(payload.fields.iter().any(|f| f.id == id), "{id}");
         }
         let team = payload.fields.iter().find(|f| f.id == "team").unwrap();
         let ids: Vec<&str> = team.fields.iter().map(|f| f.id.as_str()).collect();
-        assert_eq!(ids, ["id", "nodeID", "name", "sourceID", "disabled", "account"]);
+        assert_eq!(
+            ids,
+            ["id", "nodeID", "name", "sourceID", "disabled", "account"]
+        );
         assert!(!payload.fields.iter().any(|f| f.id == "callback"));
         let s = output_schema(&json!({"payload_schema": [{"id": "callback", "label": "Callback URL", "type": "string", "required": true}]})).unwrap();
-        assert!(s.field("payload").unwrap().fields.iter().any(|f| f.id == "callback"));
-        assert!(output_schema(&json!({"payload_schema": [{"id": "x", "type": "nonsense"}]})).is_err());
+        assert!(s
+            .field("payload")
+            .unwrap()
+            .fields
+            .iter()
+            .any(|f| f.id == "callback"));
+        assert!(
+            output_schema(&json!({"payload_schema": [{"id": "x", "type": "nonsense"}]})).is_err()
+        );
     }
 
     #[test]
@@ -260,7 +300,12 @@ mod tests {
     #[test]
     fn missing_event_and_delivery() {
         // §9 E 43.
-        let (out, _) = resolve(&json!({}), &json!({"type": "alert", "status": "test"}), None, None);
+        let (out, _) = resolve(
+            &json!({}),
+            &json!({"type": "alert", "status": "test"}),
+            None,
+            None,
+        );
         assert_eq!(
             out.unwrap_err(),
             "Output invalid: Field 'event' is required. Field 'delivery' is required."

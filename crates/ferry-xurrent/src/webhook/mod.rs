@@ -138,7 +138,10 @@ fn reject(r: Rejection) -> TriggerError {
 fn unavailable(detail: String) -> Rejection {
     Rejection {
         status: 503,
-        message: format!("{}: the signing keys could not be fetched; try again", verify::VERIFICATION_FAILED),
+        message: format!(
+            "{}: the signing keys could not be fetched; try again",
+            verify::VERIFICATION_FAILED
+        ),
         detail: format!("{}: {detail}", verify::VERIFICATION_FAILED),
     }
 }
@@ -168,12 +171,17 @@ impl WebhookTrigger {
         self.keys.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn pem_key(&self, alg: jsonwebtoken::Algorithm, pem: &str) -> Result<Arc<DecodingKey>, Rejection> {
+    fn pem_key(
+        &self,
+        alg: jsonwebtoken::Algorithm,
+        pem: &str,
+    ) -> Result<Arc<DecodingKey>, Rejection> {
         let cache_key = format!("{alg:?}\n{pem}");
         if let Some(k) = self.pem_keys.lock().get(&cache_key) {
             return Ok(k.clone());
         }
-        let key = Arc::new(policy::decoding_key(alg, pem).map_err(|_| Rejection::jwt("Invalid PEM"))?);
+        let key =
+            Arc::new(policy::decoding_key(alg, pem).map_err(|_| Rejection::jwt("Invalid PEM"))?);
         let mut keys = self.pem_keys.lock();
         if keys.len() > 1024 {
             keys.clear();
@@ -265,18 +273,24 @@ impl WebhookTrigger {
         origin: Option<&str>,
         allow_http_loopback: bool,
     ) -> Result<Parsed, Rejection> {
-        let name = webhook.get("name").and_then(Value::as_str).unwrap_or_default();
+        let name = webhook
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let node = webhook
             .get("webhook_nodeID")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let fail = |why: String| Rejection::plain(format!("Unable to verify webhook {name} ({node}).\n{why}"));
+        let fail = |why: String| {
+            Rejection::plain(format!("Unable to verify webhook {name} ({node}).\n{why}"))
+        };
         let Some(origin) = origin.and_then(|o| Url::parse(o).ok()) else {
             return Err(fail(
                 "No account URL to check the callback against: set the policy's account_url or the connection's account_url".into(),
             ));
         };
-        let url = Url::parse(callback).map_err(|_| fail(format!("The callback '{callback}' is not a URL")))?;
+        let url = Url::parse(callback)
+            .map_err(|_| fail(format!("The callback '{callback}' is not a URL")))?;
         let same_host = verify::secure_scheme(&url, allow_http_loopback)
             && url.username().is_empty()
             && url.password().is_none()
@@ -297,13 +311,20 @@ impl WebhookTrigger {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        let response = ctx.http.execute(request).await.map_err(|e| fail(e.to_string()))?;
+        let response = ctx
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if response.status == 200 {
             let message = format!("Webhook verification handled: {name} ({node})");
             tracing::info!("{message}");
             return Ok(Parsed::Respond(TriggerResponse::text(200, message)));
         }
-        let body: String = String::from_utf8_lossy(&response.body).chars().take(200).collect();
+        let body: String = String::from_utf8_lossy(&response.body)
+            .chars()
+            .take(200)
+            .collect();
         Err(fail(format!("{}: {body}", response.status)))
     }
 
@@ -368,7 +389,13 @@ impl WebhookTrigger {
                 .map(str::to_string);
             if let Some(callback) = callback {
                 return self
-                    .handshake(ctx, &webhook, &callback, account_origin.as_deref(), settings.allow_http_loopback)
+                    .handshake(
+                        ctx,
+                        &webhook,
+                        &callback,
+                        account_origin.as_deref(),
+                        settings.allow_http_loopback,
+                    )
                     .await;
             }
         }

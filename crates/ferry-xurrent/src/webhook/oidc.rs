@@ -78,7 +78,7 @@ pub fn check_url(url: &str, allow_http_loopback: bool) -> Result<Url, String> {
     if !u.username().is_empty() || u.password().is_some() {
         return Err(format!("OIDC URL must not contain userinfo: {url}"));
     }
-    if u.host_str().map_or(true, str::is_empty) {
+    if u.host_str().is_none_or(str::is_empty) {
         return Err(format!("OIDC URL missing host: {url}"));
     }
     Ok(u)
@@ -91,7 +91,9 @@ pub fn select_jwk<'a>(jwks: &'a Value, kid: &str, alg: &str) -> Option<&'a Value
         k.get("kid").and_then(Value::as_str) == Some(kid)
             && matches!(k.get("kty").and_then(Value::as_str), Some("RSA" | "EC"))
             && k.get("use").and_then(Value::as_str) == Some("sig")
-            && k.get("alg").and_then(Value::as_str).map_or(true, |a| a == alg)
+            && k.get("alg")
+                .and_then(Value::as_str)
+                .is_none_or(|a| a == alg)
     })
 }
 
@@ -109,7 +111,11 @@ pub fn jwk_key(jwk: &Value, alg: Algorithm) -> Result<DecodingKey, String> {
                 return Err("Invalid JWK: an EC key for an RSA algorithm".into());
             }
             let crv = s("crv")?;
-            let expected = if alg == Algorithm::ES256 { "P-256" } else { "P-384" };
+            let expected = if alg == Algorithm::ES256 {
+                "P-256"
+            } else {
+                "P-384"
+            };
             if crv != expected {
                 return Err(format!("Invalid JWK: curve {crv} does not match {alg:?}"));
             }
@@ -120,7 +126,8 @@ pub fn jwk_key(jwk: &Value, alg: Algorithm) -> Result<DecodingKey, String> {
             if is_ec(alg) {
                 return Err("Invalid JWK: an RSA key for an EC algorithm".into());
             }
-            DecodingKey::from_rsa_components(s("n")?, s("e")?).map_err(|e| format!("Invalid JWK: {e}"))
+            DecodingKey::from_rsa_components(s("n")?, s("e")?)
+                .map_err(|e| format!("Invalid JWK: {e}"))
         }
         other => Err(format!("Invalid JWK: key type {other}")),
     }
@@ -198,12 +205,12 @@ impl KeyResolver {
             OidcError::Invalid("JWT has no kid header and no public key configured".into())
         })?;
         let key = cache_key(iss, kid);
-        let fresh = |r: &Resolved| stale.map_or(true, |s| r.fetched > s);
+        let fresh = |r: &Resolved| stale.is_none_or(|s| r.fetched > s);
         if let Some(r) = self.memory(&key).filter(fresh) {
             return Ok(r);
         }
         if stale.is_none() {
-            if let Some(r) = self.from_store(&key, alg, kv).await? {
+            if let Some(r) = self.stored_key(&key, alg, kv).await? {
                 return Ok(r);
             }
         }
@@ -255,7 +262,7 @@ impl KeyResolver {
         Ok(resolved)
     }
 
-    async fn from_store(
+    async fn stored_key(
         &self,
         key: &str,
         alg: Algorithm,
@@ -307,7 +314,9 @@ impl KeyResolver {
             "{}/.well-known/openid-configuration",
             iss.strip_suffix('/').unwrap_or(iss)
         );
-        let doc = self.fetch_json(&well_known, "OIDC discovery failed").await?;
+        let doc = self
+            .fetch_json(&well_known, "OIDC discovery failed")
+            .await?;
         let jwks_uri = doc
             .get("jwks_uri")
             .and_then(Value::as_str)
@@ -396,9 +405,14 @@ mod tests {
             "http://127.0.0.1:4780/a"
         );
         // §9 G 66, 87: the digest of the canonical issuer.
-        let digest = hex::encode(Sha256::digest(b"https://wdc.test.host/webhook_policies/policy"));
+        let digest = hex::encode(Sha256::digest(
+            b"https://wdc.test.host/webhook_policies/policy",
+        ));
         assert_eq!(
-            cache_key("https://wdc.test.host/webhook_policies/policy/", "test-kid-1"),
+            cache_key(
+                "https://wdc.test.host/webhook_policies/policy/",
+                "test-kid-1"
+            ),
             format!("oidc_jwks/{digest}/test-kid-1")
         );
     }
@@ -427,27 +441,59 @@ mod tests {
         let jwks = json!({"keys": [ec.clone()]});
         assert_eq!(select_jwk(&jwks, "test-kid-1", "ES256"), Some(&ec));
         // §9 G 70.
-        assert!(select_jwk(&json!({"keys": [{"kty": "EC", "kid": "other-kid", "use": "sig"}]}), "test-kid-1", "ES256").is_none());
+        assert!(select_jwk(
+            &json!({"keys": [{"kty": "EC", "kid": "other-kid", "use": "sig"}]}),
+            "test-kid-1",
+            "ES256"
+        )
+        .is_none());
         // §9 G 71.
-        assert!(select_jwk(&json!({"keys": [{"kty": "oct", "kid": "test-kid-1", "use": "sig", "k": "aaaa"}]}), "test-kid-1", "ES256").is_none());
+        assert!(select_jwk(
+            &json!({"keys": [{"kty": "oct", "kid": "test-kid-1", "use": "sig", "k": "aaaa"}]}),
+            "test-kid-1",
+            "ES256"
+        )
+        .is_none());
         // §9 G 72.
-        assert!(select_jwk(&json!({"keys": [{"kty": "EC", "kid": "test-kid-1", "use": "enc"}]}), "test-kid-1", "ES256").is_none());
-        assert!(select_jwk(&json!({"keys": [{"kty": "EC", "kid": "test-kid-1"}]}), "test-kid-1", "ES256").is_none());
+        assert!(select_jwk(
+            &json!({"keys": [{"kty": "EC", "kid": "test-kid-1", "use": "enc"}]}),
+            "test-kid-1",
+            "ES256"
+        )
+        .is_none());
+        assert!(select_jwk(
+            &json!({"keys": [{"kty": "EC", "kid": "test-kid-1"}]}),
+            "test-kid-1",
+            "ES256"
+        )
+        .is_none());
         // §9 G 73.
-        assert!(select_jwk(&json!({"keys": [{"kty": "EC", "kid": "test-kid-1", "use": "sig", "alg": "RS256"}]}), "test-kid-1", "ES256").is_none());
+        assert!(select_jwk(
+            &json!({"keys": [{"kty": "EC", "kid": "test-kid-1", "use": "sig", "alg": "RS256"}]}),
+            "test-kid-1",
+            "ES256"
+        )
+        .is_none());
         assert!(select_jwk(&json!({}), "k", "ES256").is_none());
     }
 
     #[test]
     fn jwks_make_keys_of_the_right_family() {
-        let key = ferry_emulator::policy::PolicyKey::generate(ferry_emulator::policy::JwtAlg::Es256).unwrap();
+        let key =
+            ferry_emulator::policy::PolicyKey::generate(ferry_emulator::policy::JwtAlg::Es256)
+                .unwrap();
         let jwk = key.public_jwk.clone().unwrap();
         assert!(jwk_key(&jwk, Algorithm::ES256).is_ok());
-        assert!(jwk_key(&jwk, Algorithm::ES384).err().unwrap().contains("curve"));
-        assert!(jwk_key(&jwk, Algorithm::RS256).is_err());
-        assert!(jwk_key(&json!({"kty": "EC", "crv": "P-256"}), Algorithm::ES256)
+        assert!(jwk_key(&jwk, Algorithm::ES384)
             .err()
             .unwrap()
-            .starts_with("Invalid JWK"));
+            .contains("curve"));
+        assert!(jwk_key(&jwk, Algorithm::RS256).is_err());
+        assert!(
+            jwk_key(&json!({"kty": "EC", "crv": "P-256"}), Algorithm::ES256)
+                .err()
+                .unwrap()
+                .starts_with("Invalid JWK")
+        );
     }
 }

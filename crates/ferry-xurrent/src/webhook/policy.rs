@@ -147,8 +147,9 @@ mod tests {
     use serde_json::json;
 
     fn es256_pem() -> String {
-        let key = ferry_emulator::policy::PolicyKey::generate(ferry_emulator::policy::JwtAlg::Es256)
-            .unwrap();
+        let key =
+            ferry_emulator::policy::PolicyKey::generate(ferry_emulator::policy::JwtAlg::Es256)
+                .unwrap();
         key.public_key_pem.unwrap()
     }
 
@@ -159,12 +160,16 @@ mod tests {
         let ok = Policy::from_config(&json!({"policy": {
             "account_url": "https://wdc.test.host", "algorithm": "ES256", "public_key_pem": pem}}));
         assert_eq!(ok.validate(), Ok(()));
-        let only_url = Policy::from_config(&json!({"policy": {"account_url": "https://wdc.test.host"}}));
+        let only_url =
+            Policy::from_config(&json!({"policy": {"account_url": "https://wdc.test.host"}}));
         assert_eq!(only_url.validate(), Ok(()));
         let only_alg = Policy::from_config(&json!({"policy": {"algorithm": "ES256"}}));
         assert!(only_alg.validate().unwrap_err().contains("public_key_pem"));
         let only_pem = Policy::from_config(&json!({"policy": {"public_key_pem": pem}}));
-        assert!(only_pem.validate().unwrap_err().contains("policy.algorithm"));
+        assert!(only_pem
+            .validate()
+            .unwrap_err()
+            .contains("policy.algorithm"));
         let bad_pem = Policy::from_config(&json!({"policy": {
             "account_url": "https://wdc.test.host", "algorithm": "ES256", "public_key_pem": "abc"}}));
         assert!(bad_pem.validate().unwrap_err().contains("public_key_pem"));
@@ -177,7 +182,8 @@ mod tests {
     #[test]
     fn the_trigger_policy_wins_and_is_not_merged() {
         let t = Policy::from_config(&json!({"policy": {"account_url": "https://a"}}));
-        let c = Policy::from_config(&json!({"policy": {"account_url": "https://b", "audience": "x"}}));
+        let c =
+            Policy::from_config(&json!({"policy": {"account_url": "https://b", "audience": "x"}}));
         assert_eq!(Policy::effective(t.clone(), c.clone()), t);
         assert_eq!(Policy::effective(Policy::default(), c.clone()), c);
         assert!(Policy::from_config(&json!({"policy": {"account_url": "  "}})).is_blank());

@@ -142,7 +142,8 @@ pub fn check_issuer(rule: &IssuerRule, iss: &str, allow_http_loopback: bool) -> 
             }
         }
         IssuerRule::Prefix(prefix) => {
-            let p = Url::parse(prefix).map_err(|_| format!("Invalid issuer: cannot parse '{prefix}'"))?;
+            let p = Url::parse(prefix)
+                .map_err(|_| format!("Invalid issuer: cannot parse '{prefix}'"))?;
             let i = Url::parse(iss).map_err(|_| format!("Invalid issuer: cannot parse '{iss}'"))?;
             let prefix_path = p.path().trim_end_matches('/');
             let path_ok = i.path() == prefix_path
@@ -185,7 +186,9 @@ fn decode_part(part: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err("Unable to decode JWT: Invalid segment: not a JSON object".into()),
-        Err(e) => Err(format!("Unable to decode JWT: Invalid segment encoding: {e}")),
+        Err(e) => Err(format!(
+            "Unable to decode JWT: Invalid segment encoding: {e}"
+        )),
     }
 }
 
@@ -193,7 +196,8 @@ impl<'a> Unverified<'a> {
     /// Step 2a: split and decode the header and the claims.
     pub fn decode(token: &'a str) -> Result<Unverified<'a>, String> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err("Unable to decode JWT: Not enough or too many segments".into());
         };
@@ -214,7 +218,10 @@ impl<'a> Unverified<'a> {
 
     /// The `iss` claim (empty when absent).
     pub fn iss(&self) -> &str {
-        self.claims.get("iss").and_then(Value::as_str).unwrap_or_default()
+        self.claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// The `kid` header, when not blank.
@@ -250,13 +257,22 @@ pub fn effective_algorithm(policy: &Policy, jwt: &Unverified<'_>) -> Result<Algo
 
 /// Step 2d: the timestamp pre-checks (60 s drift), before any key lookup.
 pub fn check_times(jwt: &Unverified<'_>, now: i64) -> Result<(), String> {
-    if jwt.number("exp").is_some_and(|exp| exp < now - DRIFT_SECONDS) {
+    if jwt
+        .number("exp")
+        .is_some_and(|exp| exp < now - DRIFT_SECONDS)
+    {
         return Err("JWT has expired".into());
     }
-    if jwt.number("nbf").is_some_and(|nbf| nbf > now + DRIFT_SECONDS) {
+    if jwt
+        .number("nbf")
+        .is_some_and(|nbf| nbf > now + DRIFT_SECONDS)
+    {
         return Err("JWT not yet valid".into());
     }
-    if jwt.number("iat").is_some_and(|iat| iat > now + DRIFT_SECONDS) {
+    if jwt
+        .number("iat")
+        .is_some_and(|iat| iat > now + DRIFT_SECONDS)
+    {
         return Err(format!("Issued At claim too far from current time {now}"));
     }
     Ok(())
@@ -375,11 +391,17 @@ mod tests {
         // §9 G 92.
         assert!(check_body_size(&vec![b'x'; MAX_BODY_BYTES]).is_ok());
         let e = check_body_size(&vec![b'x'; 262_145 + 10]).unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (400, "Webhook body too large"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "Webhook body too large")
+        );
         assert_eq!(e.detail, "Webhook body too large: 262155 > 262144");
         assert!(check_jwt_size(&"x".repeat(8192)).is_ok());
         let e = check_jwt_size(&"x".repeat(8193)).unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (400, "Webhook JWT is too large"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "Webhook JWT is too large")
+        );
         assert_eq!(e.detail, "Webhook JWT too large: 8193 > 8192");
     }
 
@@ -408,7 +430,10 @@ mod tests {
         let k = key();
         let t = token(&k, std_claims());
         let jwt = Unverified::decode(&t).unwrap();
-        assert_eq!(effective_algorithm(&Policy::default(), &jwt), Ok(Algorithm::ES256));
+        assert_eq!(
+            effective_algorithm(&Policy::default(), &jwt),
+            Ok(Algorithm::ES256)
+        );
         let rs = handmade(json!({"alg": "RS384"}), std_claims());
         assert_eq!(
             effective_algorithm(&Policy::default(), &Unverified::decode(&rs).unwrap()),
@@ -423,7 +448,9 @@ mod tests {
             "Unable to decode JWT: Not enough or too many segments"
         );
         assert!(Unverified::decode("a.b.c.d").is_err());
-        assert!(Unverified::decode("!!.??.x").unwrap_err().starts_with("Unable to decode JWT"));
+        assert!(Unverified::decode("!!.??.x")
+            .unwrap_err()
+            .starts_with("Unable to decode JWT"));
     }
 
     #[test]
@@ -436,7 +463,12 @@ mod tests {
             "Unable to decode JWT: Invalid issuer. Expected [\"https://wdc.test.host\"], received https://another_account.test.host"
         );
         let rule = IssuerRule::Exact("https://wdc.test.host/webhook_policies/policy".into());
-        assert!(check_issuer(&rule, "https://wdc.test.host/webhook_policies/policy/other", false).is_err());
+        assert!(check_issuer(
+            &rule,
+            "https://wdc.test.host/webhook_policies/policy/other",
+            false
+        )
+        .is_err());
     }
 
     #[test]
@@ -487,10 +519,16 @@ mod tests {
         };
         assert!(check(std_claims()).is_ok());
         // §9 G 86.
-        assert_eq!(check(with(std_claims(), "exp", json!(NOW - 3600))).unwrap_err(), "JWT has expired");
+        assert_eq!(
+            check(with(std_claims(), "exp", json!(NOW - 3600))).unwrap_err(),
+            "JWT has expired"
+        );
         assert!(check(with(std_claims(), "exp", json!(NOW - 59))).is_ok());
         // §9 F 64.
-        assert_eq!(check(with(std_claims(), "nbf", json!(NOW + 61))).unwrap_err(), "JWT not yet valid");
+        assert_eq!(
+            check(with(std_claims(), "nbf", json!(NOW + 61))).unwrap_err(),
+            "JWT not yet valid"
+        );
         assert_eq!(
             check(with(std_claims(), "iat", json!(NOW + 3600))).unwrap_err(),
             format!("Issued At claim too far from current time {NOW}")
@@ -513,7 +551,11 @@ mod tests {
             );
         }
         // §9 F 64: iat = nbf = now − 30 s is fine.
-        let c = with(with(std_claims(), "iat", json!(NOW - 30)), "nbf", json!(NOW - 30));
+        let c = with(
+            with(std_claims(), "iat", json!(NOW - 30)),
+            "nbf",
+            json!(NOW - 30),
+        );
         assert!(post(c.clone()).is_ok());
         let t = token(&k, c);
         assert!(check_times(&Unverified::decode(&t).unwrap(), NOW).is_ok());
@@ -543,7 +585,9 @@ mod tests {
         // §9 F 65: another key's signature does not verify.
         let other = key();
         let forged = token(&other, std_claims());
-        assert!(check_signature(&Unverified::decode(&forged).unwrap(), Algorithm::ES256, &dk).is_err());
+        assert!(
+            check_signature(&Unverified::decode(&forged).unwrap(), Algorithm::ES256, &dk).is_err()
+        );
         // A tampered payload does not verify either.
         let parts: Vec<&str> = t.split('.').collect();
         let tampered = format!(
@@ -552,7 +596,12 @@ mod tests {
             URL_SAFE_NO_PAD.encode(with(std_claims(), "aud", json!("evil")).to_string()),
             parts[2]
         );
-        assert!(check_signature(&Unverified::decode(&tampered).unwrap(), Algorithm::ES256, &dk).is_err());
+        assert!(check_signature(
+            &Unverified::decode(&tampered).unwrap(),
+            Algorithm::ES256,
+            &dk
+        )
+        .is_err());
     }
 
     #[test]
@@ -578,6 +627,9 @@ mod tests {
             account_url: Some("https://b.x".into()),
             ..Policy::default()
         };
-        assert_eq!(IssuerRule::of(&p, Some("https://a.x")), Some(IssuerRule::Exact("https://b.x".into())));
+        assert_eq!(
+            IssuerRule::of(&p, Some("https://a.x")),
+            Some(IssuerRule::Exact("https://b.x".into()))
+        );
     }
 }
