@@ -430,3 +430,43 @@ impl Trigger for WebhookTrigger {
         self.parse_request(ctx).await.map_err(reject)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_field_shape() {
+        // §9 D 39.
+        let p = policy_field();
+        assert_eq!(p.label.as_deref(), Some("Webhook Policy"));
+        assert!(p.hint.is_some() && !p.required);
+        let ids: Vec<&str> = p.fields.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["account_url", "algorithm", "public_key_pem", "audience"]
+        );
+        assert_eq!(p.fields[0].label.as_deref(), Some("Issuer"));
+        assert!(p.fields.iter().all(|f| !f.required));
+        assert_eq!(
+            p.fields[1].enumeration_ids(),
+            ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+                .iter()
+                .map(|a| json!(a))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(p.fields[2].label.as_deref(), Some("Public key PEM"));
+    }
+
+    #[test]
+    fn inbound_checks_report_the_policy_and_the_account_url() {
+        assert!(check_inbound(&json!({})).is_empty());
+        assert_eq!(
+            check_inbound(&json!({"policy": {"algorithm": "ES256"}, "account_url": "nope"})),
+            [
+                "policy.public_key_pem: required when an algorithm is set",
+                "account_url: 'nope' is not a URL"
+            ]
+        );
+    }
+}
