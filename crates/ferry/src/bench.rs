@@ -440,6 +440,8 @@ async fn runbook_latency(server: &Server, jobs: usize) -> anyhow::Result<()> {
 struct PagingSample {
     at: chrono::DateTime<chrono::Utc>,
     rss_kib: u64,
+    /// CPU seconds of this process (engine, store writer and sampler) so far.
+    cpu: f64,
     state_bytes: usize,
 }
 
@@ -514,9 +516,10 @@ async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> 
         samples.push(PagingSample {
             at: chrono::Utc::now(),
             rss_kib: rss_kib(me),
+            cpu: cpu_seconds(me),
             state_bytes,
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let end = runner.await?;
     let elapsed = started.elapsed();
@@ -546,8 +549,15 @@ async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> 
         elapsed.as_secs_f64(),
         steps.len() as f64 / elapsed.as_secs_f64()
     );
-    println!("  records            time    records/s   state (max)   RSS at end of slice");
+    println!(
+        "  records            time    records/s        CPU   state (max)   RSS at end of slice"
+    );
+    // CPU seconds at the last sample taken before `t`.
+    let cpu_at = |t: chrono::DateTime<chrono::Utc>| {
+        samples.iter().rfind(|s| s.at <= t).map_or(0.0, |s| s.cpu)
+    };
     let mut slice_secs = Vec::new();
+    let mut slice_cpu = Vec::new();
     let mut from = first_start;
     let mut lo = 0u64;
     while lo < records {
@@ -560,16 +570,19 @@ async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> 
             .collect();
         let state = in_slice.iter().map(|s| s.state_bytes).max().unwrap_or(0);
         let rss = in_slice.last().map_or(0, |s| s.rss_kib);
+        let cpu = cpu_at(to) - cpu_at(from);
         println!(
-            "  {:>7}–{:<7} {:>7.2} s {:>10.0} {:>10} B {:>10.1} MB",
+            "  {:>7}–{:<7} {:>7.2} s {:>10.0} {:>8.2} s {:>10} B {:>10.1} MB",
             lo,
             hi,
             secs,
             (hi - lo) as f64 / secs.max(1e-9),
+            cpu,
             state,
             rss as f64 / 1024.0
         );
         slice_secs.push(secs);
+        slice_cpu.push(cpu);
         from = to;
         lo = hi;
     }
@@ -584,6 +597,12 @@ async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> 
             "ABOVE the 1.2 bound"
         }
     );
+    if let (Some(first), Some(last)) = (slice_cpu.first(), slice_cpu.last()) {
+        println!(
+            "  last/first slice CPU: {:.2} (CPU time is less sensitive to other load on the machine)",
+            last / first.max(1e-9)
+        );
+    }
     let middle = done[(records / 2) as usize];
     let rss_middle = samples
         .iter()
