@@ -520,3 +520,61 @@ async fn a_paging_action_keeps_only_its_current_page_in_the_state() {
     // Within a page the state shrinks as records are processed.
     assert!(sizes[1] > sizes[20], "{:?}", &sizes[..21]);
 }
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).to_string()
+    }
+}
+
+#[tokio::test]
+async fn the_log_names_the_job_and_the_cause() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = Harness::new(&[("r", TWO_LOGS)]).await;
+    let job = h.claim("r", json!([]), json!({"stack": 5})).await;
+    run_job(&h.env(), job.clone()).await;
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("job failed before it could run"))
+        .unwrap_or_else(|| panic!("no failure line in: {text}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains(&job.id.to_string()), "{line}");
+    assert!(line.contains("Job state could not be read"), "{line}");
+
+    h.store.refuse_after.store(0, Ordering::SeqCst);
+    let job = h.claim("r", json!([]), json!({})).await;
+    assert_eq!(run_job(&h.env(), job.clone()).await, RunEnd::Interrupted);
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("checkpoint failed"))
+        .unwrap_or_else(|| panic!("no checkpoint line in: {text}"));
+    assert!(
+        line.contains("ERROR")
+            && line.contains(&job.id.to_string())
+            && line.contains("disk on fire"),
+        "{line}"
+    );
+}
