@@ -576,3 +576,112 @@ async fn unsigned_deliveries_need_an_explicit_allowance() {
         )
     );
 }
+
+async fn our_webhooks(emu: &Emulator) -> Vec<Value> {
+    let all = emu.rest(reqwest::Method::GET, "/v1/webhooks", None).await;
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["name"] == "Ferry xw/hook request.create")
+        .cloned()
+        .collect()
+}
+
+async fn wait_webhook(emu: &Emulator, server: &Server, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let hooks = our_webhooks(emu).await;
+        if let [h] = hooks.as_slice() {
+            if pred(h) {
+                return h.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook not as expected: {hooks:#?}\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn provisioning_registers_the_webhook_and_a_restart_creates_nothing_new() {
+    let emu = start_emulator();
+    let tmp = tempfile::tempdir().unwrap();
+    let sol = solution_with(
+        tmp.path(),
+        &json!({
+            "account_url": format!("{}/accounts/wdc", emu.base),
+            "allow_http_loopback": true,
+            "api": {
+                "credentials": {"account_id": "wdc", "personal_access_token": ferry_emulator::DEFAULT_TOKEN},
+                "environment": {
+                    "rest_endpoint": format!("{}/v1", emu.base),
+                    "graphql_endpoint": format!("{}/graphql", emu.base),
+                    "oauth2_endpoint": format!("{}/token", emu.base),
+                },
+            },
+        }),
+        &json!({"register": {"events": ["request.create"]}}),
+    );
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &[&sol], &[]);
+    let url = server.url("/inbound/xw/hook");
+    let hook = wait_webhook(&emu, &server, |h| {
+        h["uri"] == url.as_str() && h["disabled"] == false
+    })
+    .await;
+    // The handshake went through the trigger, and a mutation runs the runbook.
+    let id = hook["id"].as_u64().unwrap();
+    emu.wait_delivery("webhook.verify", |d| {
+        d["event"] == "webhook.verify" && d["webhook_id"] == id && d["response_status"] == 200
+    })
+    .await;
+    fire_request(&emu, &server, "Provisioned").await;
+    let policies = emu
+        .rest(reqwest::Method::GET, "/v1/webhook_policies", None)
+        .await;
+    assert_eq!(policies.as_array().unwrap().len(), 1, "{policies}");
+
+    // Stopping the server disables the webhook; a restart (on another port) updates the same
+    // webhook and reuses the policy: nothing new is created.
+    server.terminate();
+    wait_webhook(&emu, &server, |h| h["disabled"] == true).await;
+    let server = Server::start(&data, &[&sol], &[]);
+    let url2 = server.url("/inbound/xw/hook");
+    let again = wait_webhook(&emu, &server, |h| {
+        h["uri"] == url2.as_str() && h["disabled"] == false
+    })
+    .await;
+    assert_eq!(again["id"], hook["id"]);
+    assert_eq!(again["webhook_policy"]["id"], hook["webhook_policy"]["id"]);
+    let policies = emu
+        .rest(reqwest::Method::GET, "/v1/webhook_policies", None)
+        .await;
+    assert_eq!(policies.as_array().unwrap().len(), 1, "{policies}");
+    // The new URI was verified again, and events reach the new server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let verified = emu
+            .deliveries()
+            .await
+            .iter()
+            .filter(|d| {
+                d["event"] == "webhook.verify"
+                    && d["webhook_id"] == id
+                    && d["response_status"] == 200
+            })
+            .count();
+        if verified >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second verification\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fire_request(&emu, &server, "After restart").await;
+}

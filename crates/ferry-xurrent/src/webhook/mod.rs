@@ -23,6 +23,7 @@
 pub mod mapping;
 pub mod oidc;
 pub mod policy;
+pub mod provision;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -89,6 +90,7 @@ pub fn inbound_fields() -> Vec<Field> {
             .label("Allow http on loopback")
             .hint("Accept http issuers, discovery documents and callbacks on 127.0.0.1/::1/localhost (for ferry emulator)")
             .default_value(json!(false)),
+        provision::api_field(),
     ]
 }
 
@@ -103,6 +105,13 @@ pub fn check_inbound(config: &Value) -> Vec<String> {
         if Url::parse(&url).is_err() {
             problems.push(format!("account_url: '{url}' is not a URL"));
         }
+    }
+    if let Some(api) = config.get("api").filter(|a| a.is_object()) {
+        problems.extend(
+            crate::connection::check_outbound(api)
+                .into_iter()
+                .map(|p| format!("api.{p}")),
+        );
     }
     problems
 }
@@ -158,6 +167,7 @@ impl WebhookTrigger {
                     Field::new("payload_schema", FieldType::Any)
                         .label("Additional payload fields")
                         .array(),
+                    provision::register_field(),
                 ],
                 connection: Some(crate::CONNECTOR),
             },
@@ -428,6 +438,14 @@ impl Trigger for WebhookTrigger {
 
     async fn parse(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, TriggerError> {
         self.parse_request(ctx).await.map_err(reject)
+    }
+
+    async fn provision(&self, ctx: &ferry_engine::ProvisionContext<'_>) -> Result<(), String> {
+        provision::provision(ctx).await
+    }
+
+    async fn deprovision(&self, ctx: &ferry_engine::ProvisionContext<'_>) -> Result<(), String> {
+        provision::deprovision(ctx).await
     }
 }
 
