@@ -527,7 +527,8 @@ async fn unsigned_deliveries_need_an_explicit_allowance() {
     let tmp = tempfile::tempdir().unwrap();
     let sol = solution_with(
         tmp.path(),
-        &json!({"allow_unsigned": true}),
+        &json!({"allow_unsigned": true, "allow_http_loopback": true,
+            "account_url": format!("{}/accounts/wdc", emu.base)}),
         &json!({"payload_schema": [{"id": "pet", "type": "string"}]}),
     );
     let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
@@ -572,6 +573,41 @@ async fn unsigned_deliveries_need_an_explicit_allowance() {
             Some("Output invalid: Field 'event' is required. Field 'delivery' is required.")
         )
     );
+    // §9 E 51: a handshake whose callback does not answer 200 is rejected with its answer;
+    // a callback on another host is not fetched at all.
+    let verify = |callback: String| {
+        json!({"name": "Mock webhook", "webhook_nodeID": "mocknodeID", "event": "webhook.verify",
+            "payload": {"callback": callback}})
+    };
+    let (code, answer) = server
+        .post(
+            "/inbound/xw/hook",
+            &verify(format!(
+                "{}/accounts/wdc/webhooks/999/verify?code=abcd",
+                emu.base
+            )),
+            &[("x-xurrent-delivery", "v-1")],
+        )
+        .await;
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert_eq!(code, 400, "{answer}");
+    assert!(
+        error.starts_with("Unable to verify webhook Mock webhook (mocknodeID).\n404: "),
+        "{answer}"
+    );
+    let (code, answer) = server
+        .post(
+            "/inbound/xw/hook",
+            &verify("http://127.0.0.2:9/steal".into()),
+            &[("x-xurrent-delivery", "v-2")],
+        )
+        .await;
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(
+        answer["error"],
+        "Unable to verify webhook Mock webhook (mocknodeID).\nThe callback http://127.0.0.2:9/steal is not on the account's host 127.0.0.1"
+    );
+    assert_eq!(jobs(&server, "hook").await.len(), 1);
 }
 
 async fn our_webhooks(emu: &Emulator) -> Vec<Value> {
