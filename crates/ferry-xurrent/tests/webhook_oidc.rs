@@ -116,6 +116,19 @@ async fn keys_are_discovered_cached_and_not_refetched_within_the_minimum_interva
         );
     }
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // Issuers that differ only in their path share the host's budget: after a few fetches the
+    // host is left alone for a while.
+    let before = r.fetches.load(Ordering::SeqCst);
+    let mut unavailable = 0;
+    for i in 0..30 {
+        if let Err(OidcError::Unavailable(m)) = resolve(&r, &format!("{iss}/flood{i}"), "k").await {
+            assert!(m.contains("not fetching again yet"), "{m}");
+            unavailable += 1;
+        }
+    }
+    let fetched = r.fetches.load(Ordering::SeqCst) - before;
+    assert!(fetched <= 10, "{fetched} fetches");
+    assert!(unavailable >= 20, "{unavailable}");
     // Without http on loopback allowed, the issuer is refused before any request.
     let e = r
         .resolve(

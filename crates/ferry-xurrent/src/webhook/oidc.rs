@@ -29,6 +29,9 @@ use ferry_engine::Kv;
 pub const KEY_TTL: Duration = Duration::from_secs(3600);
 /// The shortest interval between two fetches of one issuer's keys.
 pub const MIN_REFETCH: Duration = Duration::from_secs(30);
+/// At most this many key fetches per issuer host within [`MIN_REFETCH`] (issuers that differ
+/// only in their path share the host's budget).
+pub const HOST_BUDGET: usize = 10;
 /// Largest discovery document or JWKS accepted, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 65_536;
 /// Time allowed to connect to the issuer.
@@ -143,6 +146,7 @@ struct Cached {
 pub struct KeyResolver {
     keys: Mutex<HashMap<String, Cached>>,
     last_fetch: Mutex<HashMap<String, Instant>>,
+    host_fetches: Mutex<HashMap<String, Vec<Instant>>>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     client: OnceLock<Result<reqwest::Client, String>>,
     /// Number of HTTP fetches made (discovery and JWKS), for tests and metrics.
@@ -214,6 +218,7 @@ impl KeyResolver {
                 return Ok(r);
             }
         }
+        check_url(iss, allow_http_loopback).map_err(OidcError::Invalid)?;
         // Single flight per issuer: whoever waited re-checks the cache first.
         let flight = self
             .flights
@@ -236,6 +241,28 @@ impl KeyResolver {
                         format!("Key '{kid}' not found in JWKS (the keys of {issuer} were fetched {} s ago; not again before {} s)", at.elapsed().as_secs(), MIN_REFETCH.as_secs())
                     }));
                 }
+            }
+            let host = Url::parse(iss)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .unwrap_or_default();
+            let mut hosts = self.host_fetches.lock();
+            if hosts.len() > 10_000 {
+                hosts.retain(|_, v| v.iter().any(|t| t.elapsed() < MIN_REFETCH));
+            }
+            let recent = hosts.entry(host.clone()).or_default();
+            recent.retain(|t| t.elapsed() < MIN_REFETCH);
+            if recent.len() >= HOST_BUDGET {
+                return Err(OidcError::Unavailable(format!(
+                    "{} key fetches from {host} in the last {} s; not fetching again yet",
+                    recent.len(),
+                    MIN_REFETCH.as_secs()
+                )));
+            }
+            recent.push(Instant::now());
+            if last.len() > 10_000 {
+                last.retain(|_, t| t.elapsed() < MIN_REFETCH);
+                self.flights.lock().retain(|_, f| Arc::strong_count(f) > 1);
             }
             last.insert(issuer, Instant::now());
         }
