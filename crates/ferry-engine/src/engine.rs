@@ -281,6 +281,7 @@ impl Engine {
             },
             stopping: &self.stopping,
             notify: &self.notify,
+            lease_owner: None,
         }
     }
 

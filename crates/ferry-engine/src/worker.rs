@@ -24,11 +24,12 @@ use crate::executor::{run_job, RunEnd};
 /// checkpoints) its current step before returning.
 pub async fn run_workers(engine: Arc<Engine>, n: usize) {
     let mut handles = Vec::new();
+    // Lease owners must be unique across processes sharing a store, not only within one.
+    let run = uuid::Uuid::new_v4().simple().to_string();
     for i in 0..n.max(1) {
         let engine = engine.clone();
-        handles.push(tokio::spawn(async move {
-            worker(engine, format!("w{i}")).await
-        }));
+        let name = format!("w{i}-{}", &run[..12]);
+        handles.push(tokio::spawn(async move { worker(engine, name).await }));
     }
     for h in handles {
         let _ = h.await;
@@ -100,7 +101,8 @@ async fn run_leased(engine: &Arc<Engine>, worker: &str, job: JobRecord) -> Optio
         )
         .in_current_span(),
     );
-    let env = engine.exec_env();
+    let mut env = engine.exec_env();
+    env.lease_owner = Some(worker);
     let end = tokio::select! {
         biased;
         end = run_job(&env, job) => Some(end),

@@ -252,6 +252,7 @@ impl Harness {
             limits: self.limits.clone(),
             stopping: &self.stopping,
             notify: &self.notify,
+            lease_owner: None,
         }
     }
 
@@ -577,4 +578,26 @@ async fn the_log_names_the_job_and_the_cause() {
             && line.contains("disk on fire"),
         "{line}"
     );
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_belongs_to_another_worker_writes_nothing() {
+    let h = Harness::new(&[("r", TWO_LOGS)]).await;
+    // The harness claims as worker "w"; this run believes it is "w-old" (its lease was taken
+    // over while it was busy): not a single step or state of it may land.
+    let job = h.claim("r", json!([]), json!({})).await;
+    let mut env = h.env();
+    env.lease_owner = Some("w-old");
+    assert_eq!(run_job(&env, job.clone()).await, RunEnd::Interrupted);
+    let (stored, steps) = h.job(job.id).await;
+    assert_eq!(stored.status, JobStatus::Running);
+    assert!(steps.is_empty(), "steps of a lost lease were written");
+    assert_eq!(stored.state, job.state);
+    // The owner of the lease runs it to the end.
+    env.lease_owner = Some("w");
+    assert_eq!(
+        run_job(&env, job.clone()).await,
+        RunEnd::Status(JobStatus::Finished)
+    );
+    assert_eq!(step_ids(&h.job(job.id).await.1), ["a", "b"]);
 }

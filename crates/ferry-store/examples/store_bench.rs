@@ -221,6 +221,7 @@ async fn checkpoint_phase(dir: &std::path::Path) -> Result<(), Box<dyn std::erro
                 },
                 next_run_at: None,
                 error: None,
+                owner: Some("bench".into()),
             };
             let t = Instant::now();
             store.checkpoint(cp).await?;

@@ -28,6 +28,10 @@ pub enum StoreError {
     /// A stored row holds a value this version cannot interpret.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A checkpoint was refused: the job is no longer running under the writer's lease (its
+    /// lease expired and another worker claimed it, or it was requeued).
+    #[error("job lease lost: the job is no longer running under this worker's lease")]
+    LeaseLost,
     /// The store has been closed (or its writer task has stopped).
     #[error("store is closed")]
     Closed,
@@ -39,6 +43,7 @@ impl StoreError {
     pub(crate) fn is_command_local(&self) -> bool {
         match self {
             StoreError::NotFound
+            | StoreError::LeaseLost
             | StoreError::Conflict(_)
             | StoreError::Invalid(_)
             | StoreError::Json(_)

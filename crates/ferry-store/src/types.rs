@@ -222,6 +222,12 @@ pub struct Checkpoint {
     pub next_run_at: Option<DateTime<Utc>>,
     /// Error message (replaces the stored one).
     pub error: Option<String>,
+    /// The lease owner the checkpoint is written for (the `worker` of
+    /// [`crate::Store::claim_job`]). When set, the checkpoint is refused with
+    /// [`crate::StoreError::LeaseLost`] unless the job is still running under that owner's
+    /// lease, so a worker whose job was taken over can never overwrite the new owner's
+    /// progress. `None` writes unconditionally (single-process tools such as `ferry run`).
+    pub owner: Option<String>,
 }
 
 /// Filter and paging for [`crate::Store::list_jobs`]. Results are newest first.

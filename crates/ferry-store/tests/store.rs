@@ -8,7 +8,7 @@ use ferry_store::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobStatus, LogLine, NewJob, SqliteStore,
     StepRecord, StepStatus, Store, StoreError, StoreOptions,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -64,6 +64,7 @@ fn done(id: JobId, status: JobStatus) -> Checkpoint {
         status,
         next_run_at: None,
         error: None,
+        owner: None,
     }
 }
 
@@ -329,6 +330,7 @@ async fn checkpoint_persists_steps_and_state() {
                 status: JobStatus::Running,
                 next_run_at: None,
                 error: None,
+                owner: None,
             })
             .await
             .unwrap();
@@ -1068,6 +1070,61 @@ async fn a_renewed_lease_is_not_stolen() {
         1,
         "claimed once"
     );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_from_a_worker_whose_job_was_taken_over_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    // w1 claims with a lease that is already over; w2 takes the job over.
+    let past = Utc::now() - TimeDelta::minutes(5);
+    store
+        .claim_job("w1", past, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .claim_job("w2", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .expect("the expired lease is claimed again");
+    let by = |owner: &str, state: Value| Checkpoint {
+        step: Some(step(id, "late", 1)),
+        state,
+        owner: Some(owner.to_string()),
+        ..done(id, JobStatus::Running)
+    };
+    // The old owner's late checkpoint must not land: neither its step nor its state.
+    let refused = store.checkpoint(by("w1", json!({"by": "w1"}))).await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost)),
+        "expected LeaseLost, got {refused:?}"
+    );
+    assert!(store.job_steps(id).await.unwrap().is_empty());
+    let rec = store.get_job(id).await.unwrap().unwrap();
+    assert_ne!(rec.state, json!({"by": "w1"}));
+    assert_eq!(rec.status, JobStatus::Running);
+    // The new owner's checkpoint lands, and so does an unowned one (`ferry run`).
+    store
+        .checkpoint(by("w2", json!({"by": "w2"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().state,
+        json!({"by": "w2"})
+    );
+    // Once the job has ended, even its last owner cannot write to it any more.
+    store
+        .checkpoint(Checkpoint {
+            owner: Some("w2".into()),
+            ..done(id, JobStatus::Finished)
+        })
+        .await
+        .unwrap();
+    let after_end = store.checkpoint(by("w2", json!({"by": "late"}))).await;
+    assert!(matches!(after_end, Err(StoreError::LeaseLost)));
     store.close().await;
 }
 

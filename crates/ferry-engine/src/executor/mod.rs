@@ -66,6 +66,10 @@ pub struct ExecEnv<'a> {
     pub stopping: &'a AtomicBool,
     /// Woken when a job ends, so that a job waiting for its concurrency key can start.
     pub notify: &'a Notify,
+    /// The lease owner (worker) the job was claimed by. Checkpoints carry it, and the store
+    /// refuses them once the job's lease belongs to someone else. `None` for single-process
+    /// runs that hold no lease (`ferry run`).
+    pub lease_owner: Option<&'a str>,
 }
 
 /// How a run of [`run_job`] ended.
@@ -224,8 +228,14 @@ async fn write(env: &ExecEnv<'_>, cp: Checkpoint) -> Result<(), RunEnd> {
     let job = cp.job_id;
     let status = cp.status;
     env.store.checkpoint(cp).await.map_err(|e: StoreError| {
-        tracing::error!(job = %job, %status, error = %e,
-            "checkpoint failed; the job stays running and is recovered when its lease expires");
+        if matches!(e, StoreError::LeaseLost) {
+            tracing::error!(job = %job, %status,
+                "checkpoint refused: the job's lease now belongs to another worker; this run \
+                 stops and the job continues from its last checkpoint under its new owner");
+        } else {
+            tracing::error!(job = %job, %status, error = %e,
+                "checkpoint failed; the job stays running and is recovered when its lease expires");
+        }
         RunEnd::Interrupted
     })
 }
@@ -250,6 +260,7 @@ async fn save(
             status: JobStatus::Running,
             next_run_at: None,
             error: None,
+            owner: env.lease_owner.map(str::to_owned),
         },
     )
     .await
@@ -279,6 +290,7 @@ async fn stop(
         status,
         next_run_at: end.next_run_at,
         error: end.error,
+        owner: env.lease_owner.map(str::to_owned),
     };
     if let Err(end) = write(env, cp).await {
         return end;
@@ -315,6 +327,7 @@ async fn unsaved(
         status: JobStatus::Failed,
         next_run_at: None,
         error: Some(error),
+        owner: env.lease_owner.map(str::to_owned),
     };
     if let Err(end) = write(env, cp).await {
         return end;
@@ -334,6 +347,7 @@ async fn fail_unstarted(env: &ExecEnv<'_>, job: &JobRecord, error: String) -> Ru
         status: JobStatus::Failed,
         next_run_at: None,
         error: Some(error),
+        owner: env.lease_owner.map(str::to_owned),
     };
     if let Err(end) = write(env, cp).await {
         return end;
@@ -355,6 +369,7 @@ async fn interrupt(env: &ExecEnv<'_>, job: &JobRecord, state: &ExecState) -> Run
         status: JobStatus::Queued,
         next_run_at: None,
         error: None,
+        owner: env.lease_owner.map(str::to_owned),
     };
     // Either way the run ends here; a failed write was logged and the job is recovered later.
     let _ignored_after_logging = write(env, cp).await;

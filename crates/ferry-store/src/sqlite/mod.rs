@@ -307,6 +307,7 @@ impl Store for SqliteStore {
             next_run_at: cp.next_run_at.map(to_ms),
             error: cp.error,
             now: now_ms(),
+            owner: cp.owner,
         };
         match self.write(Op::Checkpoint(row)).await? {
             Reply::Unit => Ok(()),

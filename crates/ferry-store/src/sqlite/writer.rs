@@ -55,6 +55,7 @@ pub(crate) struct CheckpointRow {
     pub next_run_at: Option<i64>,
     pub error: Option<String>,
     pub now: i64,
+    pub owner: Option<String>,
 }
 
 /// A write operation.
@@ -617,6 +618,8 @@ async fn claim(
 
 /// Message raised by the checkpoint trigger for an unknown job.
 const JOB_NOT_FOUND: &str = "ferry: job not found";
+/// Message raised by the checkpoint trigger when the writer no longer holds the job's lease.
+const LEASE_LOST: &str = "ferry: lease lost";
 
 async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(), StoreError> {
     // One statement (see the `job_checkpoint` view and its trigger in the migrations).
@@ -624,7 +627,7 @@ async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(
     let res = sqlx::query(
         "INSERT INTO job_checkpoint (job_id, state, status, error, now, next_run_at, terminal, \
          has_step, step_id, invocation, step_status, input, outputs, logs, step_error, started_at, \
-         finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         finished_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(cp.job_id)
     .bind(&cp.state)
@@ -643,6 +646,7 @@ async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(
     .bind(step.and_then(|s| s.error.as_deref()))
     .bind(step.map(|s| s.started_at))
     .bind(step.map(|s| s.finished_at))
+    .bind(cp.owner.as_deref())
     .execute(&mut *conn)
     .await;
     match res {
@@ -652,6 +656,12 @@ async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(
                 .is_some_and(|d| d.message().contains(JOB_NOT_FOUND)) =>
         {
             Err(StoreError::NotFound)
+        }
+        Err(e)
+            if e.as_database_error()
+                .is_some_and(|d| d.message().contains(LEASE_LOST)) =>
+        {
+            Err(StoreError::LeaseLost)
         }
         Err(e) => Err(e.into()),
     }
