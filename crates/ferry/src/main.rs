@@ -1,5 +1,6 @@
 //! `ferry`: the command-line entry point.
 
+mod api_client;
 mod bench;
 mod bench_xurrent;
 mod connections;
