@@ -500,9 +500,14 @@ impl RateLimiter {
                 }
             }
         }
-        usage.requests = usage.requests.saturating_add(1);
-        if graphql && limits.enabled {
-            usage.burst.push_back(now);
+        // With the limits switched off nothing is counted, so the headers keep announcing a full
+        // budget: a client that paces itself from them (Ferry's Xurrent connector does) must not
+        // slow down against an emulator that will never refuse it.
+        if limits.enabled {
+            usage.requests = usage.requests.saturating_add(1);
+            if graphql {
+                usage.burst.push_back(now);
+            }
         }
         Ok(status(usage))
     }
@@ -841,5 +846,16 @@ mod tests {
         // REST requests are not subject to the GraphQL burst limit.
         assert!(r.check("t", &limits, false).is_ok());
         assert!(r.check("t", &RateLimits::disabled(), true).is_ok());
+    }
+
+    #[test]
+    fn switched_off_limits_count_nothing() {
+        let r = RateLimiter::default();
+        let off = RateLimits::disabled();
+        let full = off.requests_per_window;
+        for _ in 0..50 {
+            let status = r.check("t", &off, true).unwrap();
+            assert_eq!(status.remaining, full, "the budget must stay full");
+        }
     }
 }
