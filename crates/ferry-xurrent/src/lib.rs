@@ -56,6 +56,7 @@ mod include;
 mod inputs;
 mod model;
 mod mutation;
+pub mod mutation_action;
 mod names;
 mod query;
 pub mod ratelimit;
@@ -95,6 +96,7 @@ pub use transport::{
 };
 
 pub use client::{GraphqlResponse, XurrentClient, XurrentError};
+pub use mutation_action::MutationAction;
 pub use connection::{ConnectionConfig, Credentials, XurrentConnector, CONNECTOR};
 pub use endpoints::{Endpoints, Environment, Region, Stage};
 pub use webhooks_api::{ListFilter, PolicyInput, WebhookInput, WebhooksApi};
@@ -102,10 +104,11 @@ pub use webhooks_api::{ListFilter, PolicyInput, WebhookInput, WebhooksApi};
 use serde_json::Value;
 
 /// Register the Xurrent connector (its outbound and inbound connections) and the webhook
-/// trigger (the actions as they land).
+/// trigger, and the `xurrent.mutation` action.
 pub fn register(r: &mut ferry_engine::Registry) {
     r.connector(XurrentConnector::with_inbound(webhook::inbound_fields()));
     webhook::register(r);
+    r.action(MutationAction::new());
 }
 
 /// A registry holding the Xurrent connector, to merge into the built-in one.

@@ -1,0 +1,160 @@
+//! The `xurrent.mutation` action through the real binary (`ferry run`, `ferry validate`)
+//! against an emulator on a loopback port: a `requestCreate` step creates the request in the
+//! emulator and outputs it; payload errors fail the job with their messages joined by `; `;
+//! an unknown mutation name is a `ferry validate` error with `file:line`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn emulator() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let emu = ferry_emulator::build(ferry_emulator::EmulatorConfig {
+        listen: addr,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = ferry_emulator::router(emu);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn mutation_solution(root: &Path, base: &str, step_input: &str) -> PathBuf {
+    let yaml = format!(
+        "name: xm\nconnections:\n  x:\n    connector: xurrent\n    direction: outbound\n    config:\n      credentials:\n        account_id: wdc\n        personal_access_token: {token}\n      environment:\n        graphql_endpoint: {base}/graphql\n        oauth2_endpoint: {base}/token\n        rest_endpoint: {base}/v1\n",
+        token = ferry_emulator::DEFAULT_TOKEN
+    );
+    let runbook = format!(
+        "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ {{ id: subject, type: string }}, {{ id: team, type: string }} ]\nsteps:\n  - id: mutate\n    action: xurrent.mutation\n    connection: x\n    input:\n{step_input}  - id: after\n    action: debug.log_message\n    input: {{ message: \"created {{{{ steps.mutate.request.id }}}}\" }}\n"
+    );
+    solution(root, "xm", &yaml, &[("r", &runbook)])
+}
+
+fn run(dir: &Path, event: &Value) -> (i32, Value, String) {
+    let (code, job, err) = run_json(dir, "r", event);
+    (code, job, err)
+}
+
+async fn emulator_requests(base: &str) -> Vec<Value> {
+    let found: Value = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(ferry_emulator::DEFAULT_TOKEN)
+        .header("x-xurrent-account", "wdc")
+        .json(&json!({"query": "{ requests(first: 100) { nodes { id subject } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    found["data"]["requests"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no requests in {found}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_create_creates_the_request_in_the_emulator() {
+    let base = emulator().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = mutation_solution(
+        tmp.path(),
+        &base,
+        "      mutation: requestCreate\n      input:\n        subject: \"{{ trigger.body.subject }}\"\n        category: incident\n",
+    );
+    let before = emulator_requests(&base).await.len();
+    let (code, job, err) = tokio::task::spawn_blocking(move || {
+        run(&dir, &json!({"subject": "Mutation through Ferry"}))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}\n{job:#}");
+    assert_eq!(job["status"], "finished", "{job:#}");
+    let out = &steps(&job, "mutate")[0]["outputs"][0];
+    let id = out["request"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{job:#}"));
+    assert_eq!(out["request"]["subject"], "Mutation through Ferry", "{out:#}");
+    // The answer's `x-request-id` header is part of the output.
+    assert!(
+        out["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "{out:#}"
+    );
+
+    let requests = emulator_requests(&base).await;
+    assert_eq!(requests.len(), before + 1);
+    let created = requests
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("request {id} not in the emulator: {requests:?}"));
+    assert_eq!(created["subject"], "Mutation through Ferry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_errors_fail_the_job_with_their_messages() {
+    let base = emulator().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = mutation_solution(
+        tmp.path(),
+        &base,
+        "      mutation: requestCreate\n      input:\n        subject: \"{{ trigger.body.subject }}\"\n        teamId: \"{{ trigger.body.team }}\"\n",
+    );
+    let before = emulator_requests(&base).await.len();
+    let (code, job, err) = tokio::task::spawn_blocking(move || {
+        run(&dir, &json!({"subject": "  ", "team": "no-such-team"}))
+    })
+    .await
+    .unwrap();
+    assert_ne!(code, 0, "{err}\n{job:#}");
+    assert_eq!(job["status"], "failed", "{job:#}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("Mutation error: "), "{error}");
+    assert!(error.contains("Subject can't be blank"), "{error}");
+    assert!(
+        error.contains("; Not Found: no record with id 'no-such-team'"),
+        "{error}"
+    );
+    assert!(steps(&job, "after").is_empty(), "{job:#}");
+    assert_eq!(emulator_requests(&base).await.len(), before);
+}
+
+#[test]
+fn validate_names_an_unknown_mutation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = mutation_solution(
+        tmp.path(),
+        "http://127.0.0.1:9",
+        "      mutation: requestCreat\n      input: { subject: x }\n",
+    );
+    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("r.yaml:"), "{text}");
+    assert!(
+        text.contains("unknown mutation 'requestCreat' (did you mean 'requestCreate'?)"),
+        "{text}"
+    );
+
+    let good = mutation_solution(
+        &tmp.path().join("good"),
+        "http://127.0.0.1:9",
+        "      mutation: requestCreate\n      input: { subject: x }\n",
+    );
+    let out = ferry(&["validate", good.to_str().unwrap()], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
