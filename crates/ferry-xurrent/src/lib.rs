@@ -96,9 +96,9 @@ pub use transport::{
 };
 
 pub use client::{GraphqlResponse, XurrentClient, XurrentError};
-pub use mutation_action::MutationAction;
 pub use connection::{ConnectionConfig, Credentials, XurrentConnector, CONNECTOR};
 pub use endpoints::{Endpoints, Environment, Region, Stage};
+pub use mutation_action::MutationAction;
 pub use webhooks_api::{ListFilter, PolicyInput, WebhookInput, WebhooksApi};
 
 use serde_json::Value;

@@ -133,9 +133,7 @@ impl Action for MutationAction {
             Ok(s) => s,
             Err(e) => return vec![e],
         };
-        let include = raw_input
-            .get("include_fields")
-            .filter(|v| !is_template(v));
+        let include = raw_input.get("include_fields").filter(|v| !is_template(v));
         let input = raw_input.get("input").filter(|v| !is_template(v));
         check_mutation(schema, name, include, input)
     }
@@ -169,9 +167,9 @@ impl Action for MutationAction {
     }
 
     async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
-        let connection = ctx.connection.ok_or_else(|| {
-            Signal::Fail("An outbound xurrent connection is required.".into())
-        })?;
+        let connection = ctx
+            .connection
+            .ok_or_else(|| Signal::Fail("An outbound xurrent connection is required.".into()))?;
         let mutation = ctx
             .input_str("mutation")
             .filter(|m| !m.trim().is_empty())
@@ -248,10 +246,19 @@ mod tests {
             &[],
         );
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("unknown mutation 'requestCreat'"), "{problems:?}");
-        assert!(problems[0].contains("did you mean 'requestCreate'"), "{problems:?}");
+        assert!(
+            problems[0].contains("unknown mutation 'requestCreat'"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].contains("did you mean 'requestCreate'"),
+            "{problems:?}"
+        );
         assert!(a
-            .check(&json!({"mutation": "requestCreate", "input": {"subject": "x"}}), &[])
+            .check(
+                &json!({"mutation": "requestCreate", "input": {"subject": "x"}}),
+                &[]
+            )
             .is_empty());
         assert!(a
             .check(&json!({"mutation": "{{ trigger.m }}", "input": {}}), &[])
@@ -264,7 +271,14 @@ mod tests {
         );
         assert!(ok.is_empty(), "{ok:?}");
         let s = mutation_schemas(schema().unwrap(), "requestCreate", &include).unwrap();
-        let request = s.outputs[0].fields.iter().find(|f| f.id == "request").unwrap();
-        assert!(request.fields.iter().any(|f| f.id == "requestedBy"), "{request:?}");
+        let request = s.outputs[0]
+            .fields
+            .iter()
+            .find(|f| f.id == "request")
+            .unwrap();
+        assert!(
+            request.fields.iter().any(|f| f.id == "requestedBy"),
+            "{request:?}"
+        );
     }
 }

@@ -79,7 +79,10 @@ async fn request_create_creates_the_request_in_the_emulator() {
     let id = out["request"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{job:#}"));
-    assert_eq!(out["request"]["subject"], "Mutation through Ferry", "{out:#}");
+    assert_eq!(
+        out["request"]["subject"], "Mutation through Ferry",
+        "{out:#}"
+    );
     // The answer's `x-request-id` header is part of the output.
     assert!(
         out["request_id"].as_str().is_some_and(|r| !r.is_empty()),
