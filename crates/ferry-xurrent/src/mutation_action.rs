@@ -10,7 +10,8 @@
 //!   `costlimit`, `request_id`) is typed. The schema used is the one that ships with Ferry
 //!   ([`Schema::embedded`]); a per-connection introspected schema is not used yet.
 //! - Run: the mutation document and `{input}` variables from [`MutationPlan`], sent with
-//!   [`XurrentClient::graphql`] (429/502/503/504 reschedule, GraphQL `errors` fail); a
+//!   [`XurrentClient::graphql`] (secret values in the input decrypted for the request only;
+//!   429/502/503/504 reschedule, GraphQL `errors` fail); a
 //!   payload `errors` list with messages fails the step with `Mutation error: a; b`.
 //! - `ferry validate`: an unknown mutation, `include_fields` naming non-object fields and
 //!   literal input keys the input type does not have are reported ([`check_mutation`]).
@@ -191,10 +192,19 @@ impl Action for MutationAction {
         let body = plan
             .request(&input)
             .map_err(|e| Signal::Fail(e.to_string()))?;
+        // Secret values (e.g. `{{ env.X }}` of a secret variable) reach the action sealed;
+        // only the request carries their plain text (spec §6.3 step 2).
+        let variables = match body.get("variables") {
+            Some(v) => Some(ctx.services.secrets.reveal_value(v).map_err(|e| {
+                tracing::warn!(mutation = %mutation, error = %e, "xurrent.mutation: a secret in the input cannot be decrypted");
+                Signal::Fail(format!(
+                    "Unable to decrypt a secret in the input of mutation '{mutation}': {e}"
+                ))
+            })?),
+            None => None,
+        };
         let client = XurrentClient::new(ctx.services, connection)?;
-        let response = client
-            .graphql(&plan.text, body.get("variables").cloned())
-            .await?;
+        let response = client.graphql(&plan.text, variables).await?;
         let payload = plan.read(&response.data).map_err(|e| {
             tracing::info!(mutation = %mutation, request_id = ?response.meta.request_id, error = %e, "xurrent.mutation failed");
             Signal::Fail(e.to_string())

@@ -25,8 +25,13 @@ async fn emulator() -> String {
 }
 
 fn mutation_solution(root: &Path, base: &str, step_input: &str) -> PathBuf {
+    mutation_solution_with_env(root, base, step_input, "")
+}
+
+/// `env` is the solution's `env:` section (empty: none).
+fn mutation_solution_with_env(root: &Path, base: &str, step_input: &str, env: &str) -> PathBuf {
     let yaml = format!(
-        "name: xm\nconnections:\n  x:\n    connector: xurrent\n    direction: outbound\n    config:\n      credentials:\n        account_id: wdc\n        personal_access_token: {token}\n      environment:\n        graphql_endpoint: {base}/graphql\n        oauth2_endpoint: {base}/token\n        rest_endpoint: {base}/v1\n",
+        "name: xm\n{env}connections:\n  x:\n    connector: xurrent\n    direction: outbound\n    config:\n      credentials:\n        account_id: wdc\n        personal_access_token: {token}\n      environment:\n        graphql_endpoint: {base}/graphql\n        oauth2_endpoint: {base}/token\n        rest_endpoint: {base}/v1\n",
         token = ferry_emulator::DEFAULT_TOKEN
     );
     let runbook = format!(
@@ -124,6 +129,57 @@ async fn payload_errors_fail_the_job_with_their_messages() {
     );
     assert!(steps(&job, "after").is_empty(), "{job:#}");
     assert_eq!(emulator_requests(&base).await.len(), before);
+}
+
+/// A secret variable in the input is sealed in the job but sent in plain text to Xurrent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_in_the_input_are_sent_decrypted() {
+    let base = emulator().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = mutation_solution_with_env(
+        tmp.path(),
+        &base,
+        "      mutation: requestCreate\n      input:\n        subject: \"{{ env.SUBJECT }}\"\n",
+        "env:\n  SUBJECT: { secret: true, from_env: TEST_MUTATION_SUBJECT }\n",
+    );
+    let event = tmp.path().join("event.json");
+    std::fs::write(&event, b"{}").unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        ferry(
+            &[
+                "run",
+                dir.to_str().unwrap(),
+                "--runbook",
+                "r",
+                "--event",
+                event.to_str().unwrap(),
+                "--json",
+            ],
+            &[("TEST_MUTATION_SUBJECT", "Secret subject 7f3a")],
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = emulator_requests(&base).await;
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["subject"] == "Secret subject 7f3a"),
+        "{requests:?}"
+    );
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r["subject"].as_str().is_some_and(|s| s.contains("fsec1."))),
+        "{requests:?}"
+    );
 }
 
 #[test]
