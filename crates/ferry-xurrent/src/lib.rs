@@ -36,6 +36,8 @@
 //!   [`classify`] and [`read_data`]) and [`XurrentClient::rest`];
 //! - [`ratelimit`] — the per-token client-side limiter (burst, hourly requests, cost points);
 //! - [`webhooks_api`] — the Webhooks and Webhook Policies REST APIs;
+//! - [`mutation_action`] — the `xurrent.mutation` action ([`MutationAction`]): any mutation of
+//!   the schema, through [`MutationPlan`] and [`XurrentClient::graphql`];
 //! - [`webhook`] — the `xurrent.webhook` trigger: signed Xurrent webhook deliveries (JWT
 //!   policies with a static key or OpenID Connect discovery), the `webhook.verify` handshake,
 //!   the replay window and the mapping to the trigger output; and the inbound connection's
