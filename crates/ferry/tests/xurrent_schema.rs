@@ -5,50 +5,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use common::*;
 use serde_json::{json, Value};
-
-struct Emulator {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `ferry emulator` in an empty directory, with no `--schema` and no `FERRY_XURRENT_SCHEMA`.
-fn start_emulator_in(dir: &std::path::Path) -> Emulator {
-    let mut child = Command::new(bin())
-        .args(["emulator", "--listen", "127.0.0.1:0", "--no-rate-limits"])
-        .current_dir(dir)
-        .env_remove("FERRY_XURRENT_SCHEMA")
-        .env("FERRY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start emulator");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the emulator exited before listening")
-            .expect("line");
-        if let Some(rest) = line.strip_prefix("Xurrent emulator listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Emulator { child, base }
-}
 
 fn xurrent_schema(url: &str, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -68,7 +30,7 @@ fn xurrent_schema(url: &str, extra: &[&str]) -> Output {
 #[tokio::test]
 async fn emulator_starts_with_no_schema_file_on_disk() {
     let empty = tempfile::tempdir().unwrap();
-    let emu = start_emulator_in(empty.path());
+    let emu = start_emulator_with(&["--no-rate-limits"], Some(empty.path()));
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
     let client = reqwest::Client::new();
     let created: Value = client
@@ -107,7 +69,7 @@ async fn emulator_starts_with_no_schema_file_on_disk() {
 #[test]
 fn schema_from_the_emulator_has_the_embedded_types_and_wire_values() {
     let empty = tempfile::tempdir().unwrap();
-    let emu = start_emulator_in(empty.path());
+    let emu = start_emulator_with(&["--no-rate-limits"], Some(empty.path()));
     let out = xurrent_schema(&format!("{}/graphql", emu.base), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
@@ -148,7 +110,7 @@ fn schema_from_the_emulator_has_the_embedded_types_and_wire_values() {
 #[test]
 fn schema_command_rejects_a_wrong_token_with_the_status() {
     let empty = tempfile::tempdir().unwrap();
-    let emu = start_emulator_in(empty.path());
+    let emu = start_emulator_with(&["--no-rate-limits"], Some(empty.path()));
     let out = ferry(
         &[
             "xurrent",

@@ -6,46 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::*;
 use serde_json::{json, Value};
-
-struct Emulator {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_emulator() -> Emulator {
-    let mut child = Command::new(bin())
-        .args(["emulator", "--listen", "127.0.0.1:0"])
-        .env("FERRY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start emulator");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("emulator output").expect("line");
-        if let Some(rest) = line.strip_prefix("Xurrent emulator listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Emulator { child, base }
-}
 
 impl Emulator {
     async fn rest(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {

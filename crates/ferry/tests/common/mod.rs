@@ -229,3 +229,51 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A real `ferry emulator` process on a free loopback port, killed when dropped.
+pub struct Emulator {
+    pub child: Child,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `ferry emulator --listen 127.0.0.1:0 <extra…>` (in `dir` when given, without a
+/// `FERRY_XURRENT_SCHEMA` override) and wait for its "listening on" line.
+pub fn start_emulator_with(extra: &[&str], dir: Option<&Path>) -> Emulator {
+    let mut cmd = Command::new(bin());
+    cmd.args(["emulator", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("FERRY_XURRENT_SCHEMA")
+        .env("FERRY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().expect("start emulator");
+    let stdout = child.stdout.take().expect("emulator stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the emulator exited before listening")
+            .expect("line");
+        if let Some(rest) = line.strip_prefix("Xurrent emulator listening on ") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Emulator { child, base }
+}
+
+/// [`start_emulator_with`] with default options in the current directory.
+pub fn start_emulator() -> Emulator {
+    start_emulator_with(&[], None)
+}
