@@ -155,8 +155,8 @@ impl ConnectionConfig {
     }
 
     /// The token request of OAuth client credentials (`None` for a personal access token).
-    /// The form is `client_id`, `client_secret`, `grant_type=client_credentials` (spec §2.3);
-    /// the cached token also depends on the account.
+    /// The form is `client_id`, `client_secret`, `grant_type=client_credentials`, sent with
+    /// `User-Agent: Xurrent iPaaS` (spec §2.3); the cached token also depends on the account.
     pub fn token_request(&self, services: &Services) -> Result<Option<TokenRequest>, Signal> {
         let Credentials::ClientCredentials {
             client_id,
@@ -175,6 +175,10 @@ impl ConnectionConfig {
             ],
         );
         request.cache_extra.push(self.account_id.clone());
+        // Spec §2.3 (§9 B12): the token request names the client as the reference does.
+        request
+            .headers
+            .push(("user-agent", crate::webhook::USER_AGENT.to_string()));
         Ok(Some(request))
     }
 
