@@ -103,8 +103,20 @@ impl Server {
         envs: &[(&str, &str)],
         extra: &[&str],
     ) -> Server {
+        Self::start_listening(data, solutions, envs, "127.0.0.1:0", extra)
+    }
+
+    /// `ferry serve --listen <listen>` (a fixed address, e.g. to pass the same port to
+    /// `--public-url` in `extra`).
+    pub fn start_listening(
+        data: &Path,
+        solutions: &[&Path],
+        envs: &[(&str, &str)],
+        listen: &str,
+        extra: &[&str],
+    ) -> Server {
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        cmd.args(["serve", "--listen", listen, "--data"])
             .arg(data)
             .args(extra)
             .args(solutions)
