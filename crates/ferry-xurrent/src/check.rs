@@ -171,6 +171,79 @@ pub fn check_mutation(
     out
 }
 
+/// Check the individual-fields form of a Mutation step's input (spec §6.1; see
+/// [`crate::mutation_fields`]): every field must be a field of the mutation's input type (an
+/// unknown one is named, with a suggestion); a key given both as a field and inside a literal
+/// `input` is an error; then the merged literal input is checked like [`check_mutation`]
+/// checks `input` (required keys, enum values). When `input` is a template only the fields'
+/// own values are checked. An unknown mutation gives nothing here ([`check_mutation`] names it).
+pub fn check_mutation_fields(
+    schema: &Schema,
+    mutation: &str,
+    input: Option<&Value>,
+    fields: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if fields.is_empty()
+        || schema
+            .mutation_root()
+            .and_then(|m| m.field(mutation))
+            .is_none()
+    {
+        return out;
+    }
+    let ty = mutation_input_type(schema, mutation);
+    let Some(t) = schema.get(&ty) else {
+        return out;
+    };
+    let mut known = serde_json::Map::new();
+    for (k, v) in fields {
+        if t.input_field(k).is_some()
+            && !crate::mutation_fields::RESERVED_INPUTS.contains(&k.as_str())
+        {
+            known.insert(k.clone(), v.clone());
+            continue;
+        }
+        let names = t
+            .input_fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|n| *n != "clientMutationId");
+        let hint = did_you_mean(k, names.clone());
+        out.push(if hint.is_empty() {
+            format!(
+                "unknown input field '{k}' for mutation '{mutation}' (its input {ty} has: {})",
+                listing(names.map(str::to_string))
+            )
+        } else {
+            format!("unknown input field '{k}' for mutation '{mutation}'{hint}")
+        });
+    }
+    match input.filter(|i| !i.is_null()) {
+        None => check_input(schema, &ty, &Value::Object(known), "input", &mut out),
+        Some(i) if is_template(i) => {
+            for (k, v) in &known {
+                if let Some(iv) = t.input_field(k) {
+                    check_value(schema, &iv.ty, v, k, &mut out);
+                }
+            }
+        }
+        Some(Value::Object(m)) => {
+            let mut merged = m.clone();
+            for (k, v) in known {
+                if m.contains_key(&k) {
+                    out.push(crate::mutation_fields::twice(&k));
+                } else {
+                    merged.insert(k, v);
+                }
+            }
+            check_input(schema, &ty, &Value::Object(merged), "input", &mut out);
+        }
+        Some(_) => out.push(format!("input must be an object ({ty})")),
+    }
+    out
+}
+
 /// `depth` is the depth of `type_name` (the record or payload type is depth 1); the fields it
 /// includes are at `depth + 1`, and nothing deeper than [`MAX_DEPTH`] is selected.
 fn check_include(

@@ -38,6 +38,9 @@
 //! - [`webhooks_api`] — the Webhooks and Webhook Policies REST APIs;
 //! - [`mutation_action`] — the `xurrent.mutation` action ([`MutationAction`]): any mutation of
 //!   the schema, through [`MutationPlan`] and [`XurrentClient::graphql`];
+//! - [`upload_action`] — the `xurrent.upload_attachment` action ([`UploadAttachmentAction`]):
+//!   `attachmentStorage` (cached 60 s), size and extension checks, the credential-free
+//!   multipart upload and the storage key;
 //! - [`webhook`] — the `xurrent.webhook` trigger: signed Xurrent webhook deliveries (JWT
 //!   policies with a static key or OpenID Connect discovery), the `webhook.verify` handshake,
 //!   the replay window and the mapping to the trigger output; and the inbound connection's
@@ -59,11 +62,13 @@ mod inputs;
 mod model;
 mod mutation;
 pub mod mutation_action;
+pub mod mutation_fields;
 mod names;
 mod query;
 pub mod ratelimit;
 mod select;
 mod transport;
+pub mod upload_action;
 pub mod webhook;
 pub mod webhooks_api;
 
@@ -71,7 +76,7 @@ pub use cache_key::{
     bounded_failure_message, bundle_digest, bundle_key, introspection_failure_key, stable_json,
     MAX_FAILURE_MESSAGE,
 };
-pub use check::{check_mutation, check_query};
+pub use check::{check_mutation, check_mutation_fields, check_query};
 pub use flatten::flatten;
 pub use include::{include_fields_field, include_options, Include};
 pub use inputs::{compact, input_fields, order_fields, MAX_INPUT_FIELDS};
@@ -101,16 +106,18 @@ pub use client::{GraphqlResponse, XurrentClient, XurrentError};
 pub use connection::{ConnectionConfig, Credentials, XurrentConnector, CONNECTOR};
 pub use endpoints::{Endpoints, Environment, Region, Stage};
 pub use mutation_action::MutationAction;
+pub use upload_action::UploadAttachmentAction;
 pub use webhooks_api::{ListFilter, PolicyInput, WebhookInput, WebhooksApi};
 
 use serde_json::Value;
 
 /// Register the Xurrent connector (its outbound and inbound connections) and the webhook
-/// trigger, and the `xurrent.mutation` action.
+/// trigger, and the `xurrent.mutation` and `xurrent.upload_attachment` actions.
 pub fn register(r: &mut ferry_engine::Registry) {
     r.connector(XurrentConnector::with_inbound(webhook::inbound_fields()));
     webhook::register(r);
     r.action(MutationAction::new());
+    r.action(UploadAttachmentAction::new());
 }
 
 /// A registry holding the Xurrent connector, to merge into the built-in one.

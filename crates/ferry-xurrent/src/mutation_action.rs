@@ -2,7 +2,9 @@
 //! outbound `xurrent` connection.
 //!
 //! - Input: `mutation` (the mutation's name, e.g. `requestCreate`), `input` (one JSON object,
-//!   the mutation's input; its fields come from the mutation's input type), optional
+//!   the mutation's input; its fields come from the mutation's input type) and/or the input
+//!   type's fields as step inputs of their own (`subject: …`; added to `input`, a key given
+//!   both ways is an error: [`crate::mutation_fields`]), optional
 //!   `include_fields` (payload fields to select beyond the defaults; every top-level object
 //!   field of the payload is selected unless set to `false`).
 //! - Schemas: computed per step from the mutation (and `include_fields`), so that the input
@@ -24,11 +26,14 @@ use ferry_engine::action::{Action, ActionContext, ActionKind, ActionSpec, Output
 use ferry_engine::schemas::{ComputedSchemas, SchemaContext};
 use serde_json::{json, Map, Value};
 
-use crate::check::check_mutation;
+use crate::check::{check_mutation, check_mutation_fields};
 use crate::client::XurrentClient;
 use crate::connection::CONNECTOR;
 use crate::model::Schema;
-use crate::mutation::{mutation_input_field, mutation_output_fields, MutationPlan};
+use crate::mutation::{mutation_output_fields, MutationPlan};
+use crate::mutation_fields::{
+    check_merged, field_inputs, given_fields, merge_input, relaxed_input_field,
+};
 use crate::transport::metadata_fields;
 
 /// The action's registry name.
@@ -77,8 +82,7 @@ impl MutationAction {
                 mutation_field(),
                 Field::new("input", FieldType::Hash)
                     .label("Input")
-                    .required()
-                    .hint("The mutation input variables as a JSON object."),
+                    .hint("The mutation input variables as a JSON object (or give the input type's fields as step inputs)."),
                 include_field(),
             ],
             outputs: vec![FieldSchema::new(OUTPUT, vec![])],
@@ -104,12 +108,14 @@ pub fn mutation_schemas(
     let plan = MutationPlan::build(schema, mutation, include).map_err(|e| e.to_string())?;
     let mut outputs = mutation_output_fields(schema, &plan);
     outputs.extend(metadata_fields());
+    let mut input = vec![
+        mutation_field(),
+        relaxed_input_field(schema, mutation),
+        include_field(),
+    ];
+    input.extend(field_inputs(schema, mutation));
     Ok(ComputedSchemas {
-        input: vec![
-            mutation_field(),
-            mutation_input_field(schema, mutation),
-            include_field(),
-        ],
+        input,
         outputs: vec![FieldSchema::new(OUTPUT, outputs)],
     })
 }
@@ -136,7 +142,18 @@ impl Action for MutationAction {
         };
         let include = raw_input.get("include_fields").filter(|v| !is_template(v));
         let input = raw_input.get("input").filter(|v| !is_template(v));
-        check_mutation(schema, name, include, input)
+        let fields = given_fields(raw_input);
+        if fields.is_empty() {
+            return check_mutation(schema, name, include, input);
+        }
+        let mut problems = check_mutation(schema, name, include, None);
+        problems.extend(check_mutation_fields(
+            schema,
+            name,
+            raw_input.get("input"),
+            &fields,
+        ));
+        problems
     }
 
     fn computes_schemas(&self) -> bool {
@@ -184,11 +201,11 @@ impl Action for MutationAction {
         let schema = schema().map_err(Signal::Fail)?;
         let plan = MutationPlan::build(schema, &mutation, &include)
             .map_err(|e| Signal::Fail(e.to_string()))?;
-        let input = ctx
-            .input
-            .get("input")
-            .cloned()
-            .unwrap_or(Value::Object(Map::new()));
+        let fields = given_fields(&ctx.input);
+        let input = merge_input(ctx.input.get("input"), &fields).map_err(Signal::Fail)?;
+        if !fields.is_empty() {
+            check_merged(schema, &mutation, &input).map_err(Signal::Fail)?;
+        }
         let body = plan
             .request(&input)
             .map_err(|e| Signal::Fail(e.to_string()))?;

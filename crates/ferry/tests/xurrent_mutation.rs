@@ -217,3 +217,138 @@ fn validate_names_an_unknown_mutation() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The input given by individual fields (`subject:` next to `mutation:`), merged with
+/// `input`; a key given both ways fails the step and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_create_by_individual_fields() {
+    let base = emulator().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = mutation_solution(
+        tmp.path(),
+        &base,
+        "      mutation: requestCreate\n      subject: \"{{ trigger.body.subject }}\"\n      input:\n        category: rfc\n",
+    );
+    let (code, job, err) = tokio::task::spawn_blocking(move || {
+        run(&dir, &json!({"subject": "Fields form through Ferry"}))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}\n{job:#}");
+    let id = steps(&job, "mutate")[0]["outputs"][0]["request"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{job:#}"))
+        .to_string();
+    let found: Value = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(ferry_emulator::DEFAULT_TOKEN)
+        .header("x-xurrent-account", "wdc")
+        .json(&json!({"query": "query($id: ID!) { node(id: $id) { ... on Request { subject category } } }", "variables": {"id": id}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        found["data"]["node"],
+        json!({"subject": "Fields form through Ferry", "category": "rfc"}),
+        "{found}"
+    );
+
+    // Only individual fields, the required `id` null at run time (`ferry validate` cannot know):
+    // the merged input is checked before anything is sent.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let dir = mutation_solution(
+        tmp2.path(),
+        &base,
+        "      mutation: requestUpdate\n      id: \"{{ trigger.body.team }}\"\n      note: hello\n",
+    );
+    let before = emulator_requests(&base).await.len();
+    let (code, job, err) = tokio::task::spawn_blocking(move || run(&dir, &json!({})))
+        .await
+        .unwrap();
+    assert_ne!(code, 0, "{err}\n{job:#}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("Input invalid: "), "{error}");
+    assert!(error.contains("'id' is required"), "{error}");
+    assert_eq!(emulator_requests(&base).await.len(), before);
+
+    // Given twice: the step fails naming the key, nothing is created.
+    let tmp3 = tempfile::tempdir().unwrap();
+    let dir = mutation_solution(
+        tmp3.path(),
+        &base,
+        "      mutation: requestCreate\n      subject: \"{{ trigger.body.subject }}\"\n      input: \"{{ {'subject': 'other'} }}\"\n",
+    );
+    let (code, job, err) = tokio::task::spawn_blocking(move || run(&dir, &json!({"subject": "x"})))
+        .await
+        .unwrap();
+    assert_ne!(code, 0, "{err}\n{job:#}");
+    assert_eq!(
+        job["error"],
+        "Input invalid: input field 'subject' is given twice: as a step input and inside `input`; give it once",
+        "{job:#}"
+    );
+    assert_eq!(emulator_requests(&base).await.len(), before);
+}
+
+#[test]
+fn validate_checks_individual_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = mutation_solution(
+        tmp.path(),
+        "http://127.0.0.1:9",
+        "      mutation: requestUpdate\n      notte: x\n      category: bug\n",
+    );
+    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("r.yaml:"), "{text}");
+    assert!(
+        text.contains(
+            "unknown input field 'notte' for mutation 'requestUpdate' (did you mean 'note'?)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("input.category: invalid value"), "{text}");
+    assert!(
+        text.contains("input: missing required key 'id' for RequestUpdateInput"),
+        "{text}"
+    );
+
+    let twice = mutation_solution(
+        &tmp.path().join("twice"),
+        "http://127.0.0.1:9",
+        "      mutation: requestCreate\n      subject: x\n      input: { subject: y }\n",
+    );
+    let out = ferry(&["validate", twice.to_str().unwrap()], &[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("input field 'subject' is given twice"),
+        "{text}"
+    );
+
+    let good = mutation_solution(
+        &tmp.path().join("good"),
+        "http://127.0.0.1:9",
+        "      mutation: requestCreate\n      subject: x\n      input: { category: incident }\n",
+    );
+    let out = ferry(&["validate", good.to_str().unwrap()], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -41,6 +41,11 @@ pub fn router() -> axum::Router<Arc<Emulator>> {
                 attachments::SIZE_LIMIT + 1024 * 1024,
             )),
         )
+        .route("/_emulator/attachments", get(attachments::list))
+        .route(
+            "/_emulator/attachment_storage",
+            get(attachments::get_settings).put(attachments::put_settings),
+        )
         .route("/_emulator/attachments/{*key}", get(attachments::download))
 }
 
