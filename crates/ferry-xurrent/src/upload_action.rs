@@ -404,6 +404,7 @@ async fn storage(
 }
 
 /// What one upload attempt ended with.
+#[derive(Debug)]
 enum Uploaded {
     Key(String),
     /// The storage refused the request (400/403): with cached storage information, fetch it
@@ -456,35 +457,52 @@ async fn upload(
             )))
         }
     };
-    let body = String::from_utf8_lossy(&response.body);
-    let quoted = truncate(body.trim(), MAX_QUOTED);
-    match response.status {
+    read_upload_answer(
+        &info.provider,
+        response.status,
+        response.header("retry-after"),
+        &response.body,
+    )
+}
+
+/// What the storage's answer to the upload means (spec §7 steps 4–5): 200/201/204 → the
+/// storage key ([`storage_key`], or `Could not extract storage key …`); 429/503 → reschedule
+/// after `Retry-After` (60 s when absent); 400/403 → refused (`Upload failed (<provider>):
+/// <status> <body>`, retried once by the caller with fresh storage information); any other
+/// status fails with the same message.
+fn read_upload_answer(
+    provider: &str,
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> Result<Uploaded, Signal> {
+    let text = String::from_utf8_lossy(body);
+    let quoted = truncate(text.trim(), MAX_QUOTED);
+    match status {
         200 | 201 | 204 => {}
         429 | 503 => {
-            let after = ferry_engine::http::retry_after_seconds(response.header("retry-after"), 60);
+            let after = ferry_engine::http::retry_after_seconds(retry_after, 60);
             return Err(Signal::Reschedule {
                 after: Duration::from_secs(after),
                 message: format!(
-                    "Attachment storage busy ({}): {} {quoted}; retrying in {after} s",
-                    info.provider, response.status
+                    "Attachment storage busy ({provider}): {status} {quoted}; retrying in {after} s"
                 ),
             });
         }
         status => {
-            let message = format!("Upload failed ({}): {status} {quoted}", info.provider);
+            let message = format!("Upload failed ({provider}): {status} {quoted}");
             if matches!(status, 400 | 403) {
                 return Ok(Uploaded::Refused(message));
             }
             return Err(Signal::Fail(message));
         }
     }
-    storage_key(&info.provider, &response.body)
+    storage_key(provider, body)
         .map(Uploaded::Key)
         .ok_or_else(|| {
             Signal::Fail(format!(
-                "Could not extract storage key from upload response ({} {}): '{quoted}'",
-                info.provider, response.status
-            ))
+            "Could not extract storage key from upload response ({provider} {status}): '{quoted}'"
+        ))
         })
 }
 
@@ -730,6 +748,58 @@ mod tests {
         assert_eq!(storage_key("local", b"<Key>x</Key>"), None);
         assert_eq!(storage_key("local", br#"{"key":"  "}"#), None);
         assert_eq!(storage_key("local", b""), None);
+    }
+
+    #[test]
+    fn upload_answers_n173_n179_n180() {
+        let key = |r: Result<Uploaded, Signal>| match r {
+            Ok(Uploaded::Key(k)) => k,
+            other => panic!("{other:?}"),
+        };
+        // N 173 / 174: the key from S3's XML or the local provider's JSON.
+        assert_eq!(
+            key(read_upload_answer(
+                "s3",
+                201,
+                None,
+                b"<Key>uploads/report.pdf</Key>"
+            )),
+            "uploads/report.pdf"
+        );
+        assert_eq!(
+            key(read_upload_answer(
+                "local",
+                200,
+                None,
+                br#"{"key":"local/report.pdf"}"#
+            )),
+            "local/report.pdf"
+        );
+        // N 179: 403 Access Denied.
+        match read_upload_answer("s3", 403, None, b"Access Denied") {
+            Ok(Uploaded::Refused(m)) => assert_eq!(m, "Upload failed (s3): 403 Access Denied"),
+            other => panic!("{other:?}"),
+        }
+        match read_upload_answer("s3", 500, None, b"oops") {
+            Err(Signal::Fail(m)) => assert_eq!(m, "Upload failed (s3): 500 oops"),
+            other => panic!("{other:?}"),
+        }
+        // N 180: no key in the answer.
+        match read_upload_answer("s3", 201, None, b"<Response>no key here</Response>") {
+            Err(Signal::Fail(m)) => assert!(
+                m.starts_with("Could not extract storage key from upload response (s3 201)"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A busy storage reschedules after Retry-After.
+        match read_upload_answer("s3", 503, Some("7"), b"SlowDown") {
+            Err(Signal::Reschedule { after, message }) => {
+                assert_eq!(after, Duration::from_secs(7));
+                assert!(message.contains("503 SlowDown"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
