@@ -297,6 +297,46 @@ async fn s3_answers_give_the_key_and_an_explicit_content_type_is_kept() {
     assert_eq!(files[0]["content_type"], "application/x-custom");
 }
 
+/// Storage information from the cache whose policy the storage no longer accepts: the upload
+/// is refused (403), the information fetched once more and the upload retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_with_cached_storage_info_fetches_it_again() {
+    let emu = start_emulator();
+    let base = emu.base.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = upload_solution(
+        tmp.path(),
+        &base,
+        "  - id: first\n    action: xurrent.upload_attachment\n    connection: x\n    input: { file_name: a.txt, file_content: one }\n  - id: rotate\n    action: http.send_request\n    connection: emu\n    input: { method: POST, path: /_emulator/attachment_storage/rotate_key }\n  - id: second\n    action: xurrent.upload_attachment\n    connection: x\n    input: { file_name: b.txt, file_content: two }\n",
+    );
+    // The runbook also calls the emulator's control API over an `http` connection.
+    let yaml = std::fs::read_to_string(dir.join("solution.yaml")).unwrap();
+    std::fs::write(
+        dir.join("solution.yaml"),
+        format!("{yaml}  emu:\n    connector: http\n    direction: outbound\n    config: {{ base_url: \"{base}\" }}\n"),
+    )
+    .unwrap();
+    let (code, job, err) = run(dir, json!({})).await;
+    assert_eq!(code, 0, "{err}\n{job:#}");
+    assert_eq!(
+        steps(&job, "rotate")[0]["outputs"][0]["response"]["status"],
+        204
+    );
+    let second = &steps(&job, "second")[0]["outputs"][0];
+    assert!(
+        second["storage_key"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("/b.txt")),
+        "{second:#}"
+    );
+    // Fetched again: the second output carries the new answer's request id.
+    assert!(second["request_id"].as_str().is_some(), "{second:#}");
+    let state = storage_state(&base).await;
+    assert_eq!(state["storage_queries"], 2, "{state:#}");
+    assert_eq!(state["upload_requests"], 3, "{state:#}");
+    assert_eq!(state["files"].as_array().unwrap().len(), 2, "{state:#}");
+}
+
 #[test]
 fn validate_wants_exactly_one_file_content() {
     let tmp = tempfile::tempdir().unwrap();

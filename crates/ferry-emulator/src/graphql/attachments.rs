@@ -47,7 +47,7 @@ impl Default for StorageSettings {
 #[derive(Debug)]
 pub struct AttachmentStore {
     files: RwLock<HashMap<String, StoredFile>>,
-    secret: [u8; 32],
+    secret: RwLock<[u8; 32]>,
     settings: RwLock<StorageSettings>,
     /// `attachmentStorage` resolutions since the start (or the last reset).
     storage_queries: AtomicU64,
@@ -59,7 +59,7 @@ impl Default for AttachmentStore {
     fn default() -> Self {
         AttachmentStore {
             files: RwLock::default(),
-            secret: rand::random(),
+            secret: RwLock::new(rand::random()),
             settings: RwLock::default(),
             storage_queries: AtomicU64::new(0),
             upload_requests: AtomicU64::new(0),
@@ -69,8 +69,14 @@ impl Default for AttachmentStore {
 
 impl AttachmentStore {
     /// Secret used to sign upload policies.
-    pub(crate) fn secret(&self) -> &[u8] {
-        &self.secret
+    pub(crate) fn secret(&self) -> [u8; 32] {
+        *self.secret.read()
+    }
+
+    /// Replace the policy signing key: every storage policy handed out so far stops working
+    /// (as when a storage's presigning credentials expire).
+    pub fn rotate_key(&self) {
+        *self.secret.write() = rand::random();
     }
 
     /// Keep a file.
@@ -171,7 +177,7 @@ pub(crate) fn storage_info(emu: &Emulator) -> Record {
         })
         .to_string(),
     );
-    let signature = sign(emu.attachments.secret(), &policy);
+    let signature = sign(&emu.attachments.secret(), &policy);
     let mut o = Record::new();
     o.insert(
         "uploadUri".into(),
@@ -305,7 +311,7 @@ pub(crate) async fn upload(
             "Access Denied: missing key, policy or signature",
         );
     };
-    if sign(emu.attachments.secret(), policy) != *sig {
+    if sign(&emu.attachments.secret(), policy) != *sig {
         return upload_error(StatusCode::FORBIDDEN, "Access Denied: invalid signature");
     }
     let decoded: Option<Json> = base64::engine::general_purpose::STANDARD
@@ -401,6 +407,13 @@ pub(crate) async fn list(State(emu): State<Arc<Emulator>>) -> axum::Json<Json> {
         "storage_queries": storage_queries,
         "upload_requests": upload_requests,
     }))
+}
+
+/// `POST /_emulator/attachment_storage/rotate_key`: a new policy signing key; uploads with
+/// storage information fetched before are refused (`403 Access Denied: invalid signature`).
+pub(crate) async fn rotate_key(State(emu): State<Arc<Emulator>>) -> StatusCode {
+    emu.attachments.rotate_key();
+    StatusCode::NO_CONTENT
 }
 
 /// `GET /_emulator/attachment_storage`: the storage settings.

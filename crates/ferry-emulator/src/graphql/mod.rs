@@ -46,6 +46,10 @@ pub fn router() -> axum::Router<Arc<Emulator>> {
             "/_emulator/attachment_storage",
             get(attachments::get_settings).put(attachments::put_settings),
         )
+        .route(
+            "/_emulator/attachment_storage/rotate_key",
+            post(attachments::rotate_key),
+        )
         .route("/_emulator/attachments/{*key}", get(attachments::download))
 }
 
