@@ -41,6 +41,8 @@
 //! - [`upload_action`] — the `xurrent.upload_attachment` action ([`UploadAttachmentAction`]):
 //!   `attachmentStorage` (cached 60 s), size and extension checks, the credential-free
 //!   multipart upload and the storage key;
+//! - [`query_action`] — the `xurrent.query` action ([`QueryAction`], nested): any root object,
+//!   page by page through [`QueryPlan`], its branch once per record (or per page);
 //! - [`webhook`] — the `xurrent.webhook` trigger: signed Xurrent webhook deliveries (JWT
 //!   policies with a static key or OpenID Connect discovery), the `webhook.verify` handshake,
 //!   the replay window and the mapping to the trigger output; and the inbound connection's
@@ -65,6 +67,7 @@ pub mod mutation_action;
 pub mod mutation_fields;
 mod names;
 mod query;
+pub mod query_action;
 pub mod ratelimit;
 mod select;
 mod transport;
@@ -106,18 +109,21 @@ pub use client::{GraphqlResponse, XurrentClient, XurrentError};
 pub use connection::{ConnectionConfig, Credentials, XurrentConnector, CONNECTOR};
 pub use endpoints::{Endpoints, Environment, Region, Stage};
 pub use mutation_action::MutationAction;
+pub use query_action::QueryAction;
 pub use upload_action::UploadAttachmentAction;
 pub use webhooks_api::{ListFilter, PolicyInput, WebhookInput, WebhooksApi};
 
 use serde_json::Value;
 
 /// Register the Xurrent connector (its outbound and inbound connections) and the webhook
-/// trigger, and the `xurrent.mutation` and `xurrent.upload_attachment` actions.
+/// trigger, and the `xurrent.mutation`, `xurrent.upload_attachment` and `xurrent.query`
+/// actions.
 pub fn register(r: &mut ferry_engine::Registry) {
     r.connector(XurrentConnector::with_inbound(webhook::inbound_fields()));
     webhook::register(r);
     r.action(MutationAction::new());
     r.action(UploadAttachmentAction::new());
+    r.action(QueryAction::new());
 }
 
 /// A registry holding the Xurrent connector, to merge into the built-in one.
