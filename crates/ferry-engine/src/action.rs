@@ -302,6 +302,31 @@ pub trait Action: Send + Sync + 'static {
         Duration::from_secs(3600)
     }
 
+    /// [`Action::compute_schemas`] as the executor calls it: the error may ask to run the step
+    /// again later (`Signal::Reschedule`, e.g. the connection's schema could not be fetched
+    /// because the remote system throttled). Default: `compute_schemas`, an error failing the
+    /// step.
+    async fn compute_schemas_or_retry(
+        &self,
+        ctx: &crate::schemas::SchemaContext<'_>,
+    ) -> Result<crate::schemas::ComputedSchemas, Signal> {
+        self.compute_schemas(ctx).await.map_err(Signal::Fail)
+    }
+
+    /// The version of what a step's computed schemas derive from (e.g. the generation of the
+    /// connection's cached GraphQL schema), part of their cache key: a new version orphans
+    /// every entry computed from an older one. Read on every lookup, so it must be cheap.
+    /// Default: none.
+    async fn schema_version(
+        &self,
+        store: &dyn Store,
+        secrets: &Secrets,
+        connection: Option<&ConnectionRef>,
+    ) -> Result<Option<String>, String> {
+        let _ = (store, secrets, connection);
+        Ok(None)
+    }
+
     /// Compute a step's schemas (e.g. from a GraphQL introspection). Called by the executor on
     /// a cache miss; the result is cached (see [`crate::schemas`]).
     async fn compute_schemas(

@@ -133,6 +133,19 @@ pub const NO_TESTER: &str = "Connector does not provide a config tester.";
 pub const TEST_TIMED_OUT: &str = "The connection test timed out.";
 /// Longest time a connection test may take (runtime_model §5.5).
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest time a schema refresh may take (below the CLI's 30 s request timeout).
+pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// What [`Connector::refresh_schema`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaRefreshed {
+    /// Named types of the new schema.
+    pub types: usize,
+    /// The new generation of what is derived from the schema (older entries are orphaned).
+    pub generation: u64,
+    /// How long fetching and caching took.
+    pub duration: Duration,
+}
 
 /// What an inbound authentication hook sees: the request and the inbound connection.
 pub struct InboundAuth<'a> {
@@ -270,6 +283,22 @@ pub trait Connector: Send + Sync + 'static {
     async fn test(&self, ctx: &TestContext<'_>) -> ConnectionTestResult {
         let _ = ctx;
         ConnectionTestResult::error(NO_TESTER)
+    }
+
+    /// Whether the connector caches a schema of its outbound connections that
+    /// [`Connector::refresh_schema`] refreshes (`ferry connections refresh-schema`).
+    fn has_schema(&self) -> bool {
+        false
+    }
+
+    /// Fetch the schema of an outbound connection again and replace the cached one (a
+    /// one-shot command, not a setting). The engine enforces [`REFRESH_TIMEOUT`].
+    async fn refresh_schema(&self, ctx: &TestContext<'_>) -> Result<SchemaRefreshed, String> {
+        let _ = ctx;
+        Err(format!(
+            "connector '{}' has no schema to refresh",
+            self.spec().name
+        ))
     }
 
     /// Set up what a connection needs outside Ferry, when `ferry serve` starts serving its

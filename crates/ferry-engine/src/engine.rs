@@ -20,7 +20,8 @@ use uuid::Uuid;
 use crate::action::Services;
 use crate::compile::{compile_solution, CompiledRunbook, CompiledSolution};
 use crate::connector::{
-    ConnectionTestResult, InboundAuth, TestContext, NO_TESTER, TEST_TIMED_OUT, TEST_TIMEOUT,
+    ConnectionTestResult, InboundAuth, SchemaRefreshed, TestContext, NO_TESTER, REFRESH_TIMEOUT,
+    TEST_TIMED_OUT, TEST_TIMEOUT,
 };
 use crate::executor::{ExecEnv, ExecLimits, RunbookSource};
 use crate::http::{HttpClient, HttpLimits};
@@ -200,6 +201,67 @@ impl Engine {
             "connection test"
         );
         Some(result)
+    }
+
+    /// Refresh the cached schema of an outbound connection ([`Connector::refresh_schema`]),
+    /// for at most [`REFRESH_TIMEOUT`].
+    pub async fn refresh_schema(
+        &self,
+        solution: &str,
+        connection: &str,
+    ) -> Result<SchemaRefreshed, RefreshError> {
+        let sol = self
+            .solution(solution)
+            .ok_or_else(|| RefreshError::NotFound(format!("solution '{solution}' not found")))?;
+        let conn = sol.connections.get(connection).ok_or_else(|| {
+            RefreshError::NotFound(format!(
+                "connection '{connection}' not found in solution '{solution}'"
+            ))
+        })?;
+        let outbound =
+            sol.directions.get(connection) == Some(&ferry_core::model::Direction::Outbound);
+        let connector = self
+            .registry
+            .get_connector(&conn.connector)
+            .filter(|c| outbound && c.has_schema())
+            .ok_or_else(|| {
+                RefreshError::NoSchema(format!(
+                    "connection '{connection}' ({} {}) has no schema to refresh; only outbound connections of connectors with a schema (xurrent) have one",
+                    conn.connector,
+                    if outbound { "outbound" } else { "inbound" }
+                ))
+            })?;
+        let ctx = TestContext {
+            connection: conn,
+            services: &self.services,
+            connector: connector.as_ref(),
+        };
+        let result =
+            match tokio::time::timeout(REFRESH_TIMEOUT, connector.refresh_schema(&ctx)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "the schema refresh timed out after {} s",
+                    REFRESH_TIMEOUT.as_secs()
+                )),
+            };
+        match result {
+            Ok(r) => {
+                tracing::info!(
+                    solution,
+                    connection,
+                    types = r.types,
+                    generation = r.generation,
+                    ms = r.duration.as_millis() as u64,
+                    "connection schema refreshed"
+                );
+                Ok(r)
+            }
+            Err(e) => {
+                let message = ferry_core::secrets::redact_str(&e);
+                tracing::warn!(solution, connection, error = %message, "connection schema refresh failed");
+                Err(RefreshError::Failed(message))
+            }
+        }
     }
 
     /// The provisioning state of a solution's connections and triggers (empty when unknown).
@@ -695,4 +757,18 @@ mod tests {
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(backoff(1000).as_secs(), 300);
     }
+}
+
+/// Why [`Engine::refresh_schema`] did not refresh.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// No such solution or connection.
+    #[error("{0}")]
+    NotFound(String),
+    /// The connection has no schema (not an outbound connection of a connector with one).
+    #[error("{0}")]
+    NoSchema(String),
+    /// Fetching the schema failed (the message names the cause, secrets redacted).
+    #[error("{0}")]
+    Failed(String),
 }

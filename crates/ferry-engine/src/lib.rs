@@ -34,10 +34,10 @@ pub mod worker;
 pub use action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
 pub use compile::{compile_solution, CompiledRunbook, CompiledSolution};
 pub use connector::{
-    ConnectionTestResult, Connector, ConnectorSpec, InboundAuth, ProvisionContext, TestContext,
-    TestStatus,
+    ConnectionTestResult, Connector, ConnectorSpec, InboundAuth, ProvisionContext, SchemaRefreshed,
+    TestContext, TestStatus,
 };
-pub use engine::{Engine, EngineOptions};
+pub use engine::{Engine, EngineOptions, RefreshError};
 pub use ingest::{InboundRequest, IngestOutcome};
 pub use kv::{Kv, KvError};
 pub use provision::{ProvisionKind, ProvisionState, ProvisionStatus};

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use crate::action::{Action, ConnectionRef, Services};
+use crate::action::{Action, ConnectionRef, Services, Signal};
 use crate::compile::{CompiledRunbook, CompiledSolution, CompiledStep};
 use crate::kv::{Kv, KvError};
 
@@ -160,6 +160,27 @@ pub fn cache_key(
     )))
 }
 
+/// The cache key of a step's schemas with the action's [`Action::schema_version`] (a new
+/// version, e.g. after a schema refresh, gives new keys).
+async fn step_key(
+    store: &dyn Store,
+    secrets: &Secrets,
+    action: &dyn Action,
+    connection: Option<&ConnectionRef>,
+    selector: &Value,
+) -> Result<String, String> {
+    let version = action.schema_version(store, secrets, connection).await?;
+    match version {
+        None => cache_key(action.spec().name, connection, selector, secrets),
+        Some(v) => cache_key(
+            action.spec().name,
+            connection,
+            &json!({"selector": selector, "version": v}),
+            secrets,
+        ),
+    }
+}
+
 fn cache<'a>(store: &'a dyn Store, secrets: &'a Secrets) -> Kv<'a> {
     Kv::new(store, secrets, CACHE_NAMESPACE.to_string())
 }
@@ -173,7 +194,7 @@ pub async fn cached(
     raw_input: &Value,
 ) -> Result<Option<ComputedSchemas>, String> {
     let selector = action.schema_selector(raw_input);
-    let key = cache_key(action.spec().name, connection, &selector, secrets)?;
+    let key = step_key(store, secrets, action, connection, &selector).await?;
     match cache(store, secrets).get(&key).await {
         Ok(None) => Ok(None),
         Ok(Some(v)) => serde_json::from_value(v)
@@ -186,12 +207,13 @@ pub async fn cached(
 
 /// The schemas of a step whose action computes them: from the cache, else computed (at most
 /// [`COMPUTE_TIMEOUT`]) and cached for [`Action::schema_ttl`]. `Ok(None)` for actions with
-/// static schemas.
+/// static schemas. The error fails the step, or reschedules it when the computation asked to
+/// retry later ([`Action::compute_schemas_or_retry`]).
 pub async fn step_schemas(
     services: &Services,
     sol: &CompiledSolution,
     step: &CompiledStep,
-) -> Result<Option<Arc<ComputedSchemas>>, String> {
+) -> Result<Option<Arc<ComputedSchemas>>, Signal> {
     let action = step.action.as_ref();
     if !action.computes_schemas() {
         return Ok(None);
@@ -202,7 +224,10 @@ pub async fn step_schemas(
         .and_then(|c| sol.connections.get(c));
     let store = services.store.as_ref();
     let secrets = services.secrets.as_ref();
-    if let Some(hit) = cached(store, secrets, action, connection, &step.raw_input).await? {
+    if let Some(hit) = cached(store, secrets, action, connection, &step.raw_input)
+        .await
+        .map_err(Signal::Fail)?
+    {
         return Ok(Some(Arc::new(hit)));
     }
     let selector = action.schema_selector(&step.raw_input);
@@ -211,22 +236,31 @@ pub async fn step_schemas(
         selector: &selector,
         services,
     };
-    let computed = match tokio::time::timeout(COMPUTE_TIMEOUT, action.compute_schemas(&ctx)).await {
-        Ok(r) => r.map_err(|e| format!("Schema could not be computed: {e}"))?,
-        Err(_) => {
-            return Err(format!(
-                "Schema could not be computed: timed out after {} s",
-                COMPUTE_TIMEOUT.as_secs()
-            ))
-        }
-    };
-    let key = cache_key(action.spec().name, connection, &selector, secrets)?;
-    let value =
-        serde_json::to_value(&computed).map_err(|e| format!("Schema could not be cached: {e}"))?;
+    let computed =
+        match tokio::time::timeout(COMPUTE_TIMEOUT, action.compute_schemas_or_retry(&ctx)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(Signal::Fail(e))) => {
+                return Err(Signal::Fail(format!("Schema could not be computed: {e}")))
+            }
+            Ok(Err(other)) => return Err(other),
+            Err(_) => {
+                return Err(Signal::Fail(format!(
+                    "Schema could not be computed: timed out after {} s",
+                    COMPUTE_TIMEOUT.as_secs()
+                )))
+            }
+        };
+    // After computing: the computation may have established the version (e.g. a first
+    // introspection).
+    let key = step_key(store, secrets, action, connection, &selector)
+        .await
+        .map_err(Signal::Fail)?;
+    let value = serde_json::to_value(&computed)
+        .map_err(|e| Signal::Fail(format!("Schema could not be cached: {e}")))?;
     cache(store, secrets)
         .put(&key, &value, Some(action.schema_ttl()))
         .await
-        .map_err(|e| format!("Schema could not be cached: {e}"))?;
+        .map_err(|e| Signal::Fail(format!("Schema could not be cached: {e}")))?;
     Ok(Some(Arc::new(computed)))
 }
 

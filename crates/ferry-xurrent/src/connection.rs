@@ -306,6 +306,26 @@ impl Connector for XurrentConnector {
     async fn test(&self, ctx: &TestContext<'_>) -> ConnectionTestResult {
         test_connection(ctx.services, ctx.connection).await
     }
+
+    fn has_schema(&self) -> bool {
+        true
+    }
+
+    /// Introspect again, replace the cached schema, bump the generation, clear the negative
+    /// cache ([`crate::schema_cache::refresh`]).
+    async fn refresh_schema(
+        &self,
+        ctx: &TestContext<'_>,
+    ) -> Result<ferry_engine::connector::SchemaRefreshed, String> {
+        let r = crate::schema_cache::refresh(ctx.services, ctx.connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ferry_engine::connector::SchemaRefreshed {
+            types: r.types,
+            generation: r.generation,
+            duration: r.duration,
+        })
+    }
 }
 
 /// The connection test (spec §2.4): `GET <introspect URL>` with the connection's

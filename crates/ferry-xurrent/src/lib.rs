@@ -36,6 +36,9 @@
 //!   [`classify`] and [`read_data`]) and [`XurrentClient::rest`];
 //! - [`ratelimit`] — the per-token client-side limiter (burst, hourly requests, cost points);
 //! - [`webhooks_api`] — the Webhooks and Webhook Policies REST APIs;
+//! - [`schema_cache`] — the connection's introspected schema ([`schema_cache::schema_for`]):
+//!   cached in the connection store for 1 h with an in-process entry in front, single-flight,
+//!   negative cache for failed introspection, generation of derived artifacts, refresh;
 //! - [`mutation_action`] — the `xurrent.mutation` action ([`MutationAction`]): any mutation of
 //!   the schema, through [`MutationPlan`] and [`XurrentClient::graphql`];
 //! - [`upload_action`] — the `xurrent.upload_attachment` action ([`UploadAttachmentAction`]):
@@ -69,6 +72,7 @@ mod names;
 mod query;
 pub mod query_action;
 pub mod ratelimit;
+pub mod schema_cache;
 mod select;
 mod transport;
 pub mod upload_action;

@@ -9,8 +9,9 @@
 //!   field of the payload is selected unless set to `false`).
 //! - Schemas: computed per step from the mutation (and `include_fields`), so that the input
 //!   is checked and the output (`mutation_result`: the flattened payload plus `ratelimit`,
-//!   `costlimit`, `request_id`) is typed. The schema used is the one that ships with Ferry
-//!   ([`Schema::embedded`]); a per-connection introspected schema is not used yet.
+//!   `costlimit`, `request_id`) is typed. The schema is the connection's introspected one
+//!   ([`schema_for`]: cached in the connection store); `ferry validate` checks offline against
+//!   the one that ships with Ferry ([`Schema::embedded`]).
 //! - Run: the mutation document and `{input}` variables from [`MutationPlan`], sent with
 //!   [`XurrentClient::graphql`] (secret values in the input decrypted for the request only;
 //!   429/502/503/504 reschedule, GraphQL `errors` fail); a
@@ -34,6 +35,7 @@ use crate::mutation::{mutation_output_fields, MutationPlan};
 use crate::mutation_fields::{
     check_merged, field_inputs, given_fields, merge_input, relaxed_input_field,
 };
+use crate::schema_cache::schema_for;
 use crate::transport::metadata_fields;
 
 /// The action's registry name.
@@ -168,20 +170,48 @@ impl Action for MutationAction {
         })
     }
 
+    /// The generation of the connection's cached schema: a refresh recomputes the schemas.
+    async fn schema_version(
+        &self,
+        store: &dyn ferry_store::Store,
+        secrets: &ferry_core::secrets::Secrets,
+        connection: Option<&ferry_engine::action::ConnectionRef>,
+    ) -> Result<Option<String>, String> {
+        crate::schema_cache::schema_version(store, secrets, connection).await
+    }
+
     async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, String> {
+        self.compute_schemas_or_retry(ctx)
+            .await
+            .map_err(|s| match s {
+                Signal::Fail(m) => m,
+                other => other.to_string(),
+            })
+    }
+
+    /// The schema is the connection's ([`schema_for`]); a throttled or unavailable Xurrent
+    /// while fetching it reschedules the step.
+    async fn compute_schemas_or_retry(
+        &self,
+        ctx: &SchemaContext<'_>,
+    ) -> Result<ComputedSchemas, Signal> {
         let mutation = ctx
             .selector
             .get("mutation")
             .filter(|v| !is_template(v))
             .and_then(Value::as_str)
-            .ok_or("`mutation` must be a literal mutation name")?;
+            .ok_or_else(|| Signal::Fail("`mutation` must be a literal mutation name".into()))?;
         let include = ctx
             .selector
             .get("include_fields")
             .filter(|v| !is_template(v))
             .cloned()
             .unwrap_or(Value::Null);
-        mutation_schemas(schema()?, mutation, &include)
+        let connection = ctx
+            .connection
+            .ok_or_else(|| Signal::Fail("An outbound xurrent connection is required.".into()))?;
+        let schema = schema_for(ctx.services, connection).await?;
+        mutation_schemas(&schema, mutation, &include).map_err(Signal::Fail)
     }
 
     async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
@@ -198,13 +228,13 @@ impl Action for MutationAction {
             .get("include_fields")
             .cloned()
             .unwrap_or(Value::Null);
-        let schema = schema().map_err(Signal::Fail)?;
-        let plan = MutationPlan::build(schema, &mutation, &include)
+        let schema = schema_for(ctx.services, connection).await?;
+        let plan = MutationPlan::build(&schema, &mutation, &include)
             .map_err(|e| Signal::Fail(e.to_string()))?;
         let fields = given_fields(&ctx.input);
         let input = merge_input(ctx.input.get("input"), &fields).map_err(Signal::Fail)?;
         if !fields.is_empty() {
-            check_merged(schema, &mutation, &input).map_err(Signal::Fail)?;
+            check_merged(&schema, &mutation, &input).map_err(Signal::Fail)?;
         }
         let body = plan
             .request(&input)

@@ -399,11 +399,11 @@ async fn invoke(
     let spec = step.action.spec();
     let computed = match crate::schemas::step_schemas(env.services, sol, step).await {
         Ok(c) => c,
-        Err(message) => {
+        Err(signal) => {
             return Invoked {
                 input: Value::Null,
                 outcome: StepOutcome {
-                    result: Err(Signal::Fail(message)),
+                    result: Err(signal),
                     iteration: IterationAfter::Keep,
                 },
                 logs: Vec::new(),
