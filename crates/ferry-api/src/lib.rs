@@ -303,6 +303,22 @@ pub struct ConnectionTest {
     pub message: String,
 }
 
+/// Answer of `POST /api/v1/connections/{solution}/{name}/refresh-schema`: the connection's
+/// schema was fetched again and replaced the cached one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SchemaRefresh {
+    /// Solution name.
+    pub solution: String,
+    /// Connection name.
+    pub connection: String,
+    /// Named types in the new schema.
+    pub types: u64,
+    /// The new generation of derived schemas (every older one is orphaned).
+    pub generation: u64,
+    /// How long introspecting and caching took, in milliseconds.
+    pub duration_ms: u64,
+}
+
 /// A loaded solution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Solution {

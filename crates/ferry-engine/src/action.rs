@@ -267,6 +267,28 @@ pub trait Action: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Whether [`Action::check`] depends on data cached for the step's connection (e.g. an
+    /// introspected GraphQL schema). `ferry validate --data` then runs
+    /// [`Action::check_cached`] instead (see [`crate::compile::CompileOptions`]).
+    fn has_cached_check(&self) -> bool {
+        false
+    }
+
+    /// [`Action::check`] against data cached for the step's connection in `store` (for
+    /// `ferry validate --data`; never calls out). `None`: nothing cached, the static check
+    /// stands.
+    async fn check_cached(
+        &self,
+        store: &dyn Store,
+        secrets: &Secrets,
+        connection: Option<&ConnectionRef>,
+        raw_input: &Value,
+        variables: &[Field],
+    ) -> Option<Vec<String>> {
+        let _ = (store, secrets, connection, raw_input, variables);
+        None
+    }
+
     /// The output schema for `reference` given the resolved input (dynamic schemas override this).
     fn output_schema(&self, reference: &str, input: &Value) -> Option<Schema> {
         let _ = input;

@@ -128,12 +128,38 @@ fn diag(span: &Span, message: impl Into<String>) -> Diagnostic {
 
 const ROOTS: [&str; 6] = ["trigger", "steps", "item", "vars", "env", "job"];
 
+/// Options of [`compile_solution_with`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompileOptions {
+    /// Leave out [`Action::check`] of actions with [`Action::has_cached_check`]: the caller
+    /// runs them against cached connection data (`ferry validate --data`, see
+    /// [`crate::schemas::check_cached`]).
+    pub defer_cached_checks: bool,
+}
+
 /// Compile and check a solution. Secret environment values are sealed with `secrets`.
 pub fn compile_solution(
     solution: &Solution,
     registry: &Registry,
     exprs: &Expressions,
     secrets: &Secrets,
+) -> Result<CompiledSolution, Vec<Diagnostic>> {
+    compile_solution_with(
+        solution,
+        registry,
+        exprs,
+        secrets,
+        CompileOptions::default(),
+    )
+}
+
+/// [`compile_solution`] with options.
+pub fn compile_solution_with(
+    solution: &Solution,
+    registry: &Registry,
+    exprs: &Expressions,
+    secrets: &Secrets,
+    options: CompileOptions,
 ) -> Result<CompiledSolution, Vec<Diagnostic>> {
     let mut diags = Vec::new();
 
@@ -273,6 +299,7 @@ pub fn compile_solution(
                 &known_steps,
                 parent.is_some(),
                 rb,
+                options,
                 &mut diags,
             );
             let input = match Mapping::compile(exprs, &step.input) {
@@ -716,6 +743,7 @@ fn check_step(
     _known: &BTreeSet<&str>,
     _in_branch: bool,
     _rb: &ferry_core::model::Runbook,
+    options: CompileOptions,
     diags: &mut Vec<Diagnostic>,
 ) {
     let spec = action.spec();
@@ -779,8 +807,10 @@ fn check_step(
             }
         }
     }
-    for message in action.check(&step.input, &_rb.variables) {
-        diags.push(diag(&step.span, format!("Step '{id}': {message}")));
+    if !(options.defer_cached_checks && action.has_cached_check()) {
+        for message in action.check(&step.input, &_rb.variables) {
+            diags.push(diag(&step.span, format!("Step '{id}': {message}")));
+        }
     }
     // Input keys and required inputs (computed schemas are checked from the schema cache by
     // `ferry validate --data`, see `crate::schemas::check_cached`).

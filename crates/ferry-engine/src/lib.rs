@@ -32,7 +32,9 @@ pub mod trigger;
 pub mod worker;
 
 pub use action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
-pub use compile::{compile_solution, CompiledRunbook, CompiledSolution};
+pub use compile::{
+    compile_solution, compile_solution_with, CompileOptions, CompiledRunbook, CompiledSolution,
+};
 pub use connector::{
     ConnectionTestResult, Connector, ConnectorSpec, InboundAuth, ProvisionContext, SchemaRefreshed,
     TestContext, TestStatus,

@@ -265,8 +265,9 @@ pub async fn step_schemas(
 }
 
 /// Offline checks of the steps whose actions compute their schemas (`ferry validate --data`):
-/// the raw input's keys against the cached input fields (unknown keys, missing required
-/// ones). Problems are `Err` diagnostics; a schema that is not cached is a warning (`Ok`
+/// the checks deferred by [`crate::compile::CompileOptions::defer_cached_checks`]
+/// ([`Action::check_cached`], else [`Action::check`]), then the raw input's keys against the
+/// cached input fields (unknown keys, missing required ones). Problems are `Err` diagnostics; a schema that is not cached is a warning (`Ok`
 /// diagnostics), since the step's input could not be checked.
 pub async fn check_cached(
     store: &dyn Store,
@@ -305,13 +306,30 @@ pub async fn check_cached(
                 continue;
             };
             let action = step.action.as_ref();
-            if !action.computes_schemas() {
-                continue;
-            }
             let connection = step
                 .connection
                 .as_ref()
                 .and_then(|c| sol.connections.get(c));
+            if action.has_cached_check() {
+                // Deferred by `CompileOptions::defer_cached_checks`: against the cached data,
+                // else the static check.
+                let problems = match action
+                    .check_cached(store, secrets, connection, &step.raw_input, &rb.variables)
+                    .await
+                {
+                    Some(p) => p,
+                    None => action.check(&step.raw_input, &rb.variables),
+                };
+                for message in problems {
+                    out.push(Err(Diagnostic {
+                        span: step.span.clone(),
+                        message: format!("Step '{id}': {message}"),
+                    }));
+                }
+            }
+            if !action.computes_schemas() {
+                continue;
+            }
             let name = action.spec().name;
             let d = |message: String| Diagnostic {
                 span: step.span.clone(),

@@ -67,14 +67,15 @@ pub fn router(state: AppState) -> Router<AppState> {
         list_jobs,
         get_job,
         rerun_job,
-        crate::api_connections::test_connection
+        crate::api_connections::test_connection,
+        crate::api_connections::refresh_schema
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
         (name = "solutions", description = "Loaded solutions, their runbooks and connections"),
         (name = "jobs", description = "Jobs and their steps"),
-        (name = "connections", description = "Connection tests"),
+        (name = "connections", description = "Connection tests and schema refreshes"),
     )
 )]
 pub struct ApiDoc;

@@ -3,12 +3,17 @@
 //!
 //! The answer is 200 whatever the test's outcome (the outcome is in the body); 404 names an
 //! unknown solution or connection.
+//!
+//! `POST /api/v1/connections/{solution}/{name}/refresh-schema`: fetch the connection's schema
+//! again (a Xurrent introspection), replacing the cached one; 200 with a summary, 404 for an
+//! unknown solution or connection, 400 for a connection without a schema, 502 when fetching
+//! failed (the message names the cause).
 
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use ferry_api as api;
-use ferry_engine::TestStatus;
+use ferry_engine::{RefreshError, TestStatus};
 
 use crate::api::Path;
 use crate::error::ApiError;
@@ -16,7 +21,45 @@ use crate::AppState;
 
 /// Routes (mounted under `/api/v1`, behind the token check).
 pub fn router() -> Router<AppState> {
-    Router::new().route("/connections/{solution}/{name}/test", post(test_connection))
+    Router::new()
+        .route("/connections/{solution}/{name}/test", post(test_connection))
+        .route(
+            "/connections/{solution}/{name}/refresh-schema",
+            post(refresh_schema),
+        )
+}
+
+/// Fetch a connection's schema again (introspection) and replace the cached one.
+#[utoipa::path(
+    post, path = "/api/v1/connections/{solution}/{name}/refresh-schema", tag = "connections",
+    params(
+        ("solution" = String, Path, description = "Solution name"),
+        ("name" = String, Path, description = "Connection name"),
+    ),
+    responses(
+        (status = 200, description = "The schema was fetched and cached", body = api::SchemaRefresh),
+        (status = 400, description = "A path segment is malformed, or the connection has no schema (not an outbound xurrent connection)", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
+        (status = 404, description = "No such solution or connection", body = api::ErrorBody),
+        (status = 502, description = "Fetching the schema failed (the message names the cause)", body = api::ErrorBody),
+    )
+)]
+pub(crate) async fn refresh_schema(
+    State(state): State<AppState>,
+    Path((solution, name)): Path<(String, String)>,
+) -> Result<Json<api::SchemaRefresh>, ApiError> {
+    match state.engine.refresh_schema(&solution, &name).await {
+        Ok(r) => Ok(Json(api::SchemaRefresh {
+            solution,
+            connection: name,
+            types: r.types as u64,
+            generation: r.generation,
+            duration_ms: r.duration.as_millis() as u64,
+        })),
+        Err(RefreshError::NotFound(m)) => Err(ApiError::NotFound(m)),
+        Err(RefreshError::NoSchema(m)) => Err(ApiError::BadRequest(m)),
+        Err(RefreshError::Failed(m)) => Err(ApiError::BadGateway(m)),
+    }
 }
 
 /// Run a connection's test (success / failed / error, within 10 s).

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 502: a system Ferry called on the caller's behalf failed (the message names why).
+    #[error("{0}")]
+    BadGateway(String),
     /// 500 (details are logged, not returned).
     #[error("internal error")]
     Internal(String),
@@ -31,6 +34,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "management API error");
                 StatusCode::INTERNAL_SERVER_ERROR

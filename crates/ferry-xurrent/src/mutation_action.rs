@@ -122,40 +122,65 @@ pub fn mutation_schemas(
     })
 }
 
+/// The static checks of a step's raw input against `schema`: an unknown mutation,
+/// `include_fields` naming non-object fields, input keys the input type does not have.
+fn check_step(schema: &Schema, raw_input: &Value) -> Vec<String> {
+    let Some(mutation) = raw_input.get("mutation") else {
+        return Vec::new();
+    };
+    let Some(name) = mutation.as_str().filter(|_| !is_template(mutation)) else {
+        if is_template(mutation) {
+            return Vec::new();
+        }
+        return vec!["`mutation` must be the name of a mutation".into()];
+    };
+    let include = raw_input.get("include_fields").filter(|v| !is_template(v));
+    let input = raw_input.get("input").filter(|v| !is_template(v));
+    let fields = given_fields(raw_input);
+    if fields.is_empty() {
+        return check_mutation(schema, name, include, input);
+    }
+    let mut problems = check_mutation(schema, name, include, None);
+    problems.extend(check_mutation_fields(
+        schema,
+        name,
+        raw_input.get("input"),
+        &fields,
+    ));
+    problems
+}
+
 #[async_trait]
 impl Action for MutationAction {
     fn spec(&self) -> &ActionSpec {
         &self.0
     }
 
+    /// Offline: against the schema that ships with Ferry.
     fn check(&self, raw_input: &Value, _variables: &[Field]) -> Vec<String> {
-        let Some(mutation) = raw_input.get("mutation") else {
-            return Vec::new();
-        };
-        let Some(name) = mutation.as_str().filter(|_| !is_template(mutation)) else {
-            if is_template(mutation) {
-                return Vec::new();
-            }
-            return vec!["`mutation` must be the name of a mutation".into()];
-        };
-        let schema = match schema() {
-            Ok(s) => s,
-            Err(e) => return vec![e],
-        };
-        let include = raw_input.get("include_fields").filter(|v| !is_template(v));
-        let input = raw_input.get("input").filter(|v| !is_template(v));
-        let fields = given_fields(raw_input);
-        if fields.is_empty() {
-            return check_mutation(schema, name, include, input);
+        match schema() {
+            Ok(s) => check_step(s, raw_input),
+            Err(e) => vec![e],
         }
-        let mut problems = check_mutation(schema, name, include, None);
-        problems.extend(check_mutation_fields(
-            schema,
-            name,
-            raw_input.get("input"),
-            &fields,
-        ));
-        problems
+    }
+
+    fn has_cached_check(&self) -> bool {
+        true
+    }
+
+    /// `ferry validate --data`: against the connection's cached schema, when there is one.
+    async fn check_cached(
+        &self,
+        store: &dyn ferry_store::Store,
+        secrets: &ferry_core::secrets::Secrets,
+        connection: Option<&ferry_engine::action::ConnectionRef>,
+        raw_input: &Value,
+        _variables: &[Field],
+    ) -> Option<Vec<String>> {
+        crate::schema_cache::check_with_cached(store, secrets, connection, |s| {
+            check_step(s, raw_input)
+        })
+        .await
     }
 
     fn computes_schemas(&self) -> bool {

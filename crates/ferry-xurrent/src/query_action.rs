@@ -98,14 +98,16 @@ fn embedded() -> Result<&'static Schema, String> {
 }
 
 /// The GraphQL schema a Query step of `connection` works with — the one place that decides
-/// it. For now the schema that ships with Ferry ([`Schema::embedded`]); the per-connection
-/// introspected (cached) schema is meant to replace it here.
+/// it: the connection's introspected schema ([`crate::schema_cache::schema_for`], cached in
+/// the connection store); a throttled Xurrent reschedules. The schema that ships with Ferry
+/// ([`Schema::embedded`]) is only used by `ferry validate` offline.
 pub async fn schema_for(
     services: &Services,
     connection: Option<&ConnectionRef>,
-) -> Result<&'static Schema, String> {
-    let _ = (services, connection);
-    embedded()
+) -> Result<std::sync::Arc<Schema>, Signal> {
+    let connection =
+        connection.ok_or_else(|| fail("An outbound xurrent connection is required."))?;
+    Ok(crate::schema_cache::schema_for(services, connection).await?)
 }
 
 fn is_template(v: &Value) -> bool {
@@ -251,6 +253,37 @@ fn fail(message: impl Into<String>) -> Signal {
     Signal::Fail(message.into())
 }
 
+/// The static checks of a step's raw input against `schema`: the mode, an unknown root
+/// object, unknown included fields, `view`/`filter`/`order` names and enum values.
+fn check_step(schema: &Schema, raw_input: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(m) = raw_input.get("mode").filter(|m| !is_template(m)) {
+        if let Err(e) = Mode::from_input(Some(m)) {
+            out.push(e);
+        }
+    }
+    let Some(object) = raw_input.get("object") else {
+        return out;
+    };
+    if is_template(object) {
+        return out;
+    }
+    let Some(name) = object.as_str() else {
+        out.push("`object` must be the name of a root query object".into());
+        return out;
+    };
+    let lit = |k: &str| raw_input.get(k).filter(|v| !is_template(v));
+    out.extend(check_query(
+        schema,
+        name,
+        lit("include_fields"),
+        lit("view"),
+        lit("filter"),
+        lit("order"),
+    ));
+    out
+}
+
 #[async_trait]
 impl Action for QueryAction {
     fn spec(&self) -> &ActionSpec {
@@ -266,40 +299,31 @@ impl Action for QueryAction {
         }
     }
 
+    /// Offline: against the schema that ships with Ferry.
     fn check(&self, raw_input: &Value, _variables: &[Field]) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(m) = raw_input.get("mode").filter(|m| !is_template(m)) {
-            if let Err(e) = Mode::from_input(Some(m)) {
-                out.push(e);
-            }
+        match embedded() {
+            Ok(s) => check_step(s, raw_input),
+            Err(e) => vec![e],
         }
-        let Some(object) = raw_input.get("object") else {
-            return out;
-        };
-        if is_template(object) {
-            return out;
-        }
-        let Some(name) = object.as_str() else {
-            out.push("`object` must be the name of a root query object".into());
-            return out;
-        };
-        let schema = match embedded() {
-            Ok(s) => s,
-            Err(e) => {
-                out.push(e);
-                return out;
-            }
-        };
-        let lit = |k: &str| raw_input.get(k).filter(|v| !is_template(v));
-        out.extend(check_query(
-            schema,
-            name,
-            lit("include_fields"),
-            lit("view"),
-            lit("filter"),
-            lit("order"),
-        ));
-        out
+    }
+
+    fn has_cached_check(&self) -> bool {
+        true
+    }
+
+    /// `ferry validate --data`: against the connection's cached schema, when there is one.
+    async fn check_cached(
+        &self,
+        store: &dyn ferry_store::Store,
+        secrets: &ferry_core::secrets::Secrets,
+        connection: Option<&ConnectionRef>,
+        raw_input: &Value,
+        _variables: &[Field],
+    ) -> Option<Vec<String>> {
+        crate::schema_cache::check_with_cached(store, secrets, connection, |s| {
+            check_step(s, raw_input)
+        })
+        .await
     }
 
     fn computes_schemas(&self) -> bool {
@@ -315,13 +339,36 @@ impl Action for QueryAction {
         })
     }
 
+    /// The generation of the connection's cached schema: a refresh recomputes the schemas.
+    async fn schema_version(
+        &self,
+        store: &dyn ferry_store::Store,
+        secrets: &ferry_core::secrets::Secrets,
+        connection: Option<&ConnectionRef>,
+    ) -> Result<Option<String>, String> {
+        crate::schema_cache::schema_version(store, secrets, connection).await
+    }
+
     async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, String> {
+        self.compute_schemas_or_retry(ctx)
+            .await
+            .map_err(|s| match s {
+                Signal::Fail(m) => m,
+                other => other.to_string(),
+            })
+    }
+
+    /// A throttled or unavailable Xurrent while fetching the schema reschedules the step.
+    async fn compute_schemas_or_retry(
+        &self,
+        ctx: &SchemaContext<'_>,
+    ) -> Result<ComputedSchemas, Signal> {
         let object = ctx
             .selector
             .get("object")
             .filter(|v| !is_template(v))
             .and_then(Value::as_str)
-            .ok_or("`object` must be a literal root object name")?;
+            .ok_or_else(|| fail("`object` must be a literal root object name"))?;
         let include = ctx
             .selector
             .get("include_fields")
@@ -330,12 +377,12 @@ impl Action for QueryAction {
             .unwrap_or(Value::Null);
         let mode = match ctx.selector.get("mode") {
             Some(m) if is_template(m) => {
-                return Err("`mode` must be a literal (`record` or `page`)".into())
+                return Err(fail("`mode` must be a literal (`record` or `page`)"))
             }
-            m => Mode::from_input(m)?,
+            m => Mode::from_input(m).map_err(Signal::Fail)?,
         };
         let schema = schema_for(ctx.services, ctx.connection).await?;
-        query_schemas(schema, object, &include, mode)
+        query_schemas(&schema, object, &include, mode).map_err(Signal::Fail)
     }
 
     async fn run(&self, ctx: &mut ActionContext<'_>) -> Result<Vec<Output>, Signal> {
@@ -349,10 +396,8 @@ impl Action for QueryAction {
             .to_string();
         let mode = Mode::from_input(ctx.input.get("mode")).map_err(Signal::Fail)?;
         let opts = options(&ctx.input)?;
-        let schema = schema_for(ctx.services, Some(connection))
-            .await
-            .map_err(Signal::Fail)?;
-        let plan = QueryPlan::build(schema, &object, &opts).map_err(|e| fail(e.to_string()))?;
+        let schema = schema_for(ctx.services, Some(connection)).await?;
+        let plan = QueryPlan::build(&schema, &object, &opts).map_err(|e| fail(e.to_string()))?;
         // The iteration state stays as it is until the page is read: a failure or a
         // reschedule must not lose the cursor (the engine keeps what `ctx.iteration` holds).
         let cursor: Cursor = match &ctx.iteration {

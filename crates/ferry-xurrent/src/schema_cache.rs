@@ -624,6 +624,26 @@ pub async fn cached_schema(
     )
 }
 
+/// `check` against the connection's cached schema (for `ferry validate --data`): `None` when
+/// there is no connection or nothing is cached (the offline check against the shipped schema
+/// stands), a problem when the cache cannot be read.
+pub async fn check_with_cached(
+    store: &dyn Store,
+    secrets: &Secrets,
+    connection: Option<&ConnectionRef>,
+    check: impl FnOnce(&Schema) -> Vec<String>,
+) -> Option<Vec<String>> {
+    let connection = connection?;
+    match cached_schema(store, secrets, connection).await {
+        Ok(Some(schema)) => Some(check(&schema)),
+        Ok(None) => None,
+        Err(e) => Some(vec![format!(
+            "the cached schema of connection '{}' cannot be read: {e}",
+            connection.name
+        )]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,16 @@ enum Which {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Introspecting and caching a connection's full Xurrent schema (the emulator's, on a
+    /// loopback port) and the cached lookup a step pays, through the connector's schema cache.
+    XurrentSchema {
+        /// Refreshes (introspect + parse + seal + store) to time.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Cached lookups to time.
+        #[arg(long, default_value_t = 100_000)]
+        lookups: usize,
+    },
 }
 
 /// Run a benchmark and print its figures.
@@ -142,6 +152,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             events,
             concurrency,
         } => crate::bench_xurrent::xurrent_webhook(events, concurrency).await?,
+        Which::XurrentSchema { rounds, lookups } => {
+            crate::bench_schema::xurrent_schema(rounds, lookups).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 mod api_client;
 mod bench;
+mod bench_schema;
 mod bench_xurrent;
 mod connections;
 mod datalock;
@@ -196,7 +197,14 @@ async fn validate(dirs: Vec<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<E
         let (solution, mut diags) = ferry_core::loader::load_solution_partial(dir);
         let mut summary = None;
         if let Some(solution) = &solution {
-            match ferry_engine::compile_solution(solution, &registry, &exprs, &secrets) {
+            // With `--data`, checks that depend on the connection's cached data (its Xurrent
+            // schema) run against that cache below, else against what ships with Ferry.
+            let options = ferry_engine::CompileOptions {
+                defer_cached_checks: store.is_some(),
+            };
+            match ferry_engine::compile_solution_with(
+                solution, &registry, &exprs, &secrets, options,
+            ) {
                 Ok(c) if diags.is_empty() => {
                     if let Some(store) = &store {
                         for d in ferry_engine::schemas::check_cached(store, &secrets, &c).await {

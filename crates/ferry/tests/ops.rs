@@ -346,6 +346,7 @@ async fn the_openapi_document_describes_the_api_and_needs_no_token() {
         "/api/v1/jobs/{id}",
         "/api/v1/jobs/{id}/rerun",
         "/api/v1/connections/{solution}/{name}/test",
+        "/api/v1/connections/{solution}/{name}/refresh-schema",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing: {doc:#}");
     }
@@ -361,6 +362,7 @@ async fn the_openapi_document_describes_the_api_and_needs_no_token() {
         "Solution",
         "ProvisionStatus",
         "ConnectionTest",
+        "SchemaRefresh",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
