@@ -72,6 +72,23 @@ fn bench_commands_run_and_report() {
 }
 
 #[test]
+fn xurrent_schema_bench_runs_and_reports() {
+    let out = bench(&["xurrent-schema", "--rounds", "1", "--lookups", "100"]);
+    assert!(
+        out.contains("first use (introspect + parse + seal + store)") && out.contains(" types"),
+        "{out}"
+    );
+    assert!(
+        out.contains("introspect + cache the full schema: median"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cached lookup (schema + generation)") && out.contains("µs per step"),
+        "{out}"
+    );
+}
+
+#[test]
 fn two_solutions_with_one_name_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let rb = "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: n, type: integer } ]\nsteps:\n  - { id: a, action: debug.log_message, input: { message: m } }\n";
