@@ -6,7 +6,7 @@
 //!
 //! `POST /api/v1/connections/{solution}/{name}/refresh-schema`: fetch the connection's schema
 //! again (a Xurrent introspection), replacing the cached one; 200 with a summary, 404 for an
-//! unknown solution or connection, 400 for a connection without a schema, 502 when fetching
+//! unknown solution or connection, 409 for a connection without a schema, 502 when fetching
 //! failed (the message names the cause).
 
 use axum::extract::State;
@@ -38,9 +38,10 @@ pub fn router() -> Router<AppState> {
     ),
     responses(
         (status = 200, description = "The schema was fetched and cached", body = api::SchemaRefresh),
-        (status = 400, description = "A path segment is malformed, or the connection has no schema (not an outbound xurrent connection)", body = api::ErrorBody),
+        (status = 400, description = "A path segment is malformed", body = api::ErrorBody),
         (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
         (status = 404, description = "No such solution or connection", body = api::ErrorBody),
+        (status = 409, description = "The connection has no schema (not an outbound xurrent connection)", body = api::ErrorBody),
         (status = 502, description = "Fetching the schema failed (the message names the cause)", body = api::ErrorBody),
     )
 )]
@@ -57,7 +58,7 @@ pub(crate) async fn refresh_schema(
             duration_ms: r.duration.as_millis() as u64,
         })),
         Err(RefreshError::NotFound(m)) => Err(ApiError::NotFound(m)),
-        Err(RefreshError::NoSchema(m)) => Err(ApiError::BadRequest(m)),
+        Err(RefreshError::NoSchema(m)) => Err(ApiError::Conflict(m)),
         Err(RefreshError::Failed(m)) => Err(ApiError::BadGateway(m)),
     }
 }

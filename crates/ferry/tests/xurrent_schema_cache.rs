@@ -4,7 +4,7 @@
 //! - The first use of a connection introspects once — also when several jobs need the schema
 //!   at the same time — and later uses do not (counted from the server's log lines).
 //! - `ferry connections refresh-schema` and `POST /api/v1/connections/…/refresh-schema`
-//!   introspect again and bump the generation; 404 / 400 for unknown or schema-less
+//!   introspect again and bump the generation; 404 / 409 for unknown or schema-less
 //!   connections.
 //! - A failing introspection is negatively cached: the next job fails with the same message
 //!   without asking Xurrent again; a refresh asks again.
@@ -159,7 +159,7 @@ async fn first_use_introspects_once_and_refresh_introspects_again() {
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].as_str().unwrap().contains("'nope'"), "{body}");
     let (status, body) = refresh_api(&server, "sc", "intake").await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(
         body["error"]
             .as_str()
@@ -169,7 +169,7 @@ async fn first_use_introspects_once_and_refresh_introspects_again() {
     );
     let (code, stdout, stderr) = refresh_cli(&server, "intake", false);
     assert_eq!(code, 2, "{stdout}{stderr}");
-    assert!(stderr.contains("error (400 Bad Request)"), "{stderr}");
+    assert!(stderr.contains("error (409 Conflict)"), "{stderr}");
     assert!(stderr.contains("has no schema to refresh"), "{stderr}");
 }
 
