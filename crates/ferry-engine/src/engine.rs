@@ -30,7 +30,7 @@ use crate::kv::{trigger_namespace, Kv};
 use crate::metrics::Metrics;
 use crate::provision::{self, ProvisionKind, ProvisionStatus};
 use crate::registry::Registry;
-use crate::trigger::{Parsed, TriggerContext, TriggerError, TriggerResponse};
+use crate::trigger::{Parsed, TriggerClaim, TriggerContext, TriggerError, TriggerResponse};
 
 /// Tunables of the engine.
 #[derive(Clone, Debug)]
@@ -435,11 +435,12 @@ impl Engine {
             connection_kv: connection.map(|c| Kv::new(store, secrets, c.namespace.clone())),
             secrets,
         };
-        let parsed = match guarded(rb.trigger.parse(&ctx), solution, runbook).await {
+        let mut parsed = match guarded(rb.trigger.parse(&ctx), solution, runbook).await {
             Ok(Parsed::Event(p)) => p,
             Ok(Parsed::Respond(response)) => return IngestOutcome::Responded { response },
             Err(e) => return trigger_error(e),
         };
+        let claims = std::mem::take(&mut parsed.claims);
         let computed = match crate::schemas::trigger_output_schema(&self.services, &sol, &rb).await
         {
             Ok(c) => c,
@@ -475,9 +476,12 @@ impl Engine {
         if let Some(m) = &rb.discard_if {
             match m.eval(&self.exprs, &ctx) {
                 Ok(v) if truthy(&v) => {
+                    if let Some(rejected) = self.claim_alone(&claims, solution, runbook).await {
+                        return rejected;
+                    }
                     return IngestOutcome::Discarded {
                         message: "Trigger event discarded by discard_if".into(),
-                    }
+                    };
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -560,6 +564,7 @@ impl Engine {
             concurrency_key,
             dedup_key: dedup,
             state: Self::initial_state(&rb),
+            claims: claims.iter().map(|c| c.claim.clone()).collect(),
         };
         match self.store.insert_job(job).await {
             Ok(InsertOutcome::Created) => {
@@ -572,6 +577,22 @@ impl Engine {
             Ok(InsertOutcome::Duplicate { existing }) => {
                 IngestOutcome::Duplicate { job_id: existing }
             }
+            Ok(InsertOutcome::ClaimTaken { index, key }) => match claims.get(index) {
+                Some(claim) => claim_held(claim, solution, runbook),
+                None => {
+                    tracing::error!(
+                        solution,
+                        runbook,
+                        index,
+                        key,
+                        "the store names an unknown claim"
+                    );
+                    IngestOutcome::Rejected {
+                        status: 503,
+                        message: "The job could not be stored; try again.".into(),
+                    }
+                }
+            },
             Err(e) => {
                 tracing::error!(error = %e, "storing job failed");
                 IngestOutcome::Rejected {
@@ -580,6 +601,67 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+impl Engine {
+    /// Make the claims of an event that creates no job (it is discarded), all or none, as
+    /// `insert_job` would have with the job. Returns the rejection when a key is held or the
+    /// store fails.
+    async fn claim_alone(
+        &self,
+        claims: &[TriggerClaim],
+        solution: &str,
+        runbook: &str,
+    ) -> Option<IngestOutcome> {
+        let mut made = Vec::new();
+        let mut refused = None;
+        for c in claims {
+            let k = &c.claim;
+            match self
+                .store
+                .kv_put_if_absent(&k.ns, &k.key, &k.value, k.ttl)
+                .await
+            {
+                Ok(true) => made.push(k),
+                Ok(false) => {
+                    refused = Some(claim_held(c, solution, runbook));
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(solution, runbook, error = %e, key = %k.key, "claiming a key/value entry failed");
+                    refused = Some(IngestOutcome::Rejected {
+                        status: 503,
+                        message: format!("The key/value store is unavailable: {e}; try again."),
+                    });
+                    break;
+                }
+            }
+        }
+        if refused.is_some() {
+            for k in made {
+                if let Err(e) = self.store.kv_delete(&k.ns, &k.key).await {
+                    tracing::warn!(solution, runbook, error = %e, key = %k.key, "releasing a claim failed");
+                }
+            }
+        }
+        refused
+    }
+}
+
+/// The rejection of an event whose claimed key is held.
+fn claim_held(claim: &TriggerClaim, solution: &str, runbook: &str) -> IngestOutcome {
+    tracing::warn!(
+        solution,
+        runbook,
+        status = claim.status,
+        detail = %claim.detail,
+        "event rejected: its claim on '{}' is held",
+        claim.claim.key
+    );
+    IngestOutcome::Rejected {
+        status: claim.status,
+        message: claim.message.clone(),
     }
 }
 

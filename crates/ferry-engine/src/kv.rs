@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ferry_core::secrets::Secrets;
-use ferry_store::Store;
+use ferry_store::{KvClaim, Store};
 use serde_json::Value;
 
 use crate::action::Signal;
@@ -121,6 +121,17 @@ impl<'a> Kv<'a> {
             .kv_put_if_absent(&self.namespace, key, &self.seal(value), ttl)
             .await
             .map_err(|e| KvError::Unavailable(e.to_string()))
+    }
+
+    /// A claim of `key` (sealed `value`, expiring after `ttl`) to be made together with a job:
+    /// see [`crate::TriggerClaim`]. Nothing is written here.
+    pub fn claim(&self, key: &str, value: &Value, ttl: Option<Duration>) -> KvClaim {
+        KvClaim {
+            ns: self.namespace.clone(),
+            key: key.to_string(),
+            value: self.seal(value),
+            ttl,
+        }
     }
 
     /// Delete a key (no error if absent).

@@ -45,5 +45,6 @@ pub use kv::{Kv, KvError};
 pub use provision::{ProvisionKind, ProvisionState, ProvisionStatus};
 pub use registry::Registry;
 pub use trigger::{
-    Parsed, Trigger, TriggerContext, TriggerError, TriggerParse, TriggerResponse, TriggerSpec,
+    Parsed, Trigger, TriggerClaim, TriggerContext, TriggerError, TriggerParse, TriggerResponse,
+    TriggerSpec,
 };

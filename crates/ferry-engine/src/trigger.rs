@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_core::schema::{Field, Schema};
 use ferry_core::secrets::Secrets;
+use ferry_store::KvClaim;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -34,6 +35,29 @@ pub struct TriggerParse {
     pub output: Value,
     /// Job context identifier (concurrency and correlation); blank is treated as none.
     pub context_id: Option<String>,
+    /// Keys the event claims in a key/value store, committed together with its job (see
+    /// [`TriggerClaim`]).
+    pub claims: Vec<TriggerClaim>,
+}
+
+/// A key an event claims in a key/value store — written only if absent or expired, e.g. a
+/// webhook's `jti` replay window — in the same transaction as its job (`Store::insert_job`), so
+/// the event costs one trip to the store. Made with [`Kv::claim`].
+///
+/// If the key is held, the event is rejected with `status` and `message` and creates no job. An
+/// event stored as a job, or found to be a duplicate of one, keeps its claims; a discarded event
+/// makes its claims alone (and is rejected the same way if one is held); an event rejected by
+/// the pipeline after `parse` (output, expressions, the store) makes none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TriggerClaim {
+    /// The key, its namespace, (sealed) value and lifetime.
+    pub claim: KvClaim,
+    /// HTTP status of the rejection when the key is held.
+    pub status: u16,
+    /// Message of the rejection (`{"error": message}`).
+    pub message: String,
+    /// What the log says when the key is held.
+    pub detail: String,
 }
 
 /// An HTTP answer chosen by a trigger (e.g. a webhook handshake) or by a runbook's

@@ -114,6 +114,7 @@ impl Trigger for FakeTrigger {
         Ok(Parsed::Event(TriggerParse {
             output: json!({ "event": event, "count": count }),
             context_id: None,
+            claims: Vec::new(),
         }))
     }
 
@@ -184,6 +185,7 @@ impl Trigger for DynamicTrigger {
         Ok(Parsed::Event(TriggerParse {
             output,
             context_id: None,
+            claims: Vec::new(),
         }))
     }
 }

@@ -269,6 +269,7 @@ impl Harness {
                 concurrency_key: None,
                 dedup_key: None,
                 state,
+                claims: Vec::new(),
             })
             .await
             .unwrap();

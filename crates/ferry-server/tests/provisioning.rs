@@ -38,6 +38,7 @@ impl Trigger for Unregistrable {
         Ok(Parsed::Event(TriggerParse {
             output,
             context_id: None,
+            claims: Vec::new(),
         }))
     }
 

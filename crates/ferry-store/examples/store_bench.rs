@@ -54,6 +54,7 @@ fn new_job(trigger_output: &Value) -> NewJob {
         concurrency_key: None,
         dedup_key: None,
         state: json!({}),
+        claims: Vec::new(),
     }
 }
 

@@ -26,8 +26,8 @@ use serde_json::Value;
 pub use error::StoreError;
 pub use sqlite::{SqliteStore, WriterStats};
 pub use types::{
-    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, LogLine, NewJob,
-    StepRecord, StepStatus, StoreOptions,
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, KvClaim, LogLine,
+    NewJob, StepRecord, StepStatus, StoreOptions,
 };
 
 /// The durable storage interface of Ferry.
@@ -35,9 +35,15 @@ pub use types::{
 pub trait Store: Send + Sync + 'static {
     /// Durably insert a job (group-committed); returns only after COMMIT.
     ///
+    /// Claims first: every key of [`NewJob::claims`] is written in the same transaction, only if
+    /// it is absent or expired (the check-and-set of [`Store::kv_put_if_absent`]); if one is held,
+    /// nothing is stored — no job, no claim — and [`InsertOutcome::ClaimTaken`] names it.
+    /// Concurrent inserts claiming the same key: exactly one makes the claim.
+    ///
     /// Deduplication: if a job with the same (solution, runbook, dedup_key) exists, nothing is
-    /// stored and [`InsertOutcome::Duplicate`] names the existing job. Inserting an id that already
-    /// exists is a [`StoreError::Conflict`].
+    /// stored but the claims and [`InsertOutcome::Duplicate`] names the existing job. Inserting
+    /// an id that already exists is a [`StoreError::Conflict`]; on any error the claims are not
+    /// kept either.
     async fn insert_job(&self, job: NewJob) -> Result<InsertOutcome, StoreError>;
 
     /// Claim the next runnable job and mark it Running with a lease (`lease_until = now + lease`).

@@ -1,5 +1,7 @@
 //! Records and arguments exchanged with a [`crate::Store`].
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -79,17 +81,43 @@ pub struct NewJob {
     pub dedup_key: Option<String>,
     /// Initial executor state (opaque JSON).
     pub state: Value,
+    /// Keys of the key/value store to claim in the same transaction as the insert (e.g. a
+    /// webhook's `jti` replay window), see [`crate::Store::insert_job`]. Usually empty.
+    pub claims: Vec<KvClaim>,
+}
+
+/// A key/value entry written only if its key is absent or expired (as
+/// [`crate::Store::kv_put_if_absent`] does), claimed together with a job insert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KvClaim {
+    /// Namespace.
+    pub ns: String,
+    /// Key.
+    pub key: String,
+    /// The value, stored as given (callers encrypt).
+    pub value: Value,
+    /// How long the claim holds; `None` never expires.
+    pub ttl: Option<Duration>,
 }
 
 /// Result of [`crate::Store::insert_job`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InsertOutcome {
-    /// The job was stored.
+    /// The job was stored (and its claims made).
     Created,
-    /// A job with the same (solution, runbook, dedup_key) exists; nothing was stored.
+    /// A job with the same (solution, runbook, dedup_key) exists; nothing was stored but the
+    /// claims, which were made.
     Duplicate {
         /// The id of the job that already exists.
         existing: JobId,
+    },
+    /// A key of [`NewJob::claims`] is held (present and not expired): nothing was stored, no
+    /// job and no claim.
+    ClaimTaken {
+        /// Its position in [`NewJob::claims`].
+        index: usize,
+        /// The key.
+        key: String,
     },
 }
 

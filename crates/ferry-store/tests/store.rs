@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use ferry_store::{
-    Checkpoint, InsertOutcome, JobFilter, JobId, JobStatus, LogLine, NewJob, SqliteStore,
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobStatus, KvClaim, LogLine, NewJob, SqliteStore,
     StepRecord, StepStatus, Store, StoreError, StoreOptions,
 };
 use serde_json::{json, Value};
@@ -29,6 +29,7 @@ fn job(solution: &str, runbook: &str) -> NewJob {
         concurrency_key: None,
         dedup_key: None,
         state: json!({"cursor": 0}),
+        claims: Vec::new(),
     }
 }
 
@@ -703,6 +704,7 @@ async fn concurrent_duplicates_resolve_to_one_job() {
         match (i % 3 == 1, outcome) {
             (true, InsertOutcome::Created) => created_same.push(id),
             (true, InsertOutcome::Duplicate { existing }) => dup_targets.push(existing),
+            (true, other) => panic!("event {i}: {other:?}"),
             (false, InsertOutcome::Created) => {}
             (false, other) => panic!("distinct event {i} not created: {other:?}"),
         }
@@ -1149,5 +1151,176 @@ async fn an_expired_lease_keeps_its_concurrency_key() {
         .await
         .unwrap();
     assert_eq!(claim(&store).await, Some(b));
+    store.close().await;
+}
+
+fn kv_claim(key: &str, ttl: Option<Duration>) -> KvClaim {
+    KvClaim {
+        ns: "conn".into(),
+        key: key.into(),
+        value: json!(key),
+        ttl,
+    }
+}
+
+fn claiming(keys: &[&str]) -> NewJob {
+    NewJob {
+        claims: keys
+            .iter()
+            .map(|k| kv_claim(k, Some(Duration::from_secs(120))))
+            .collect(),
+        ..job("s", "r")
+    }
+}
+
+async fn job_count(store: &SqliteStore) -> i64 {
+    store
+        .count_by_status()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[tokio::test]
+async fn insert_claims_keys_in_the_same_transaction() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    insert(&store, claiming(&["jti-1"])).await;
+    assert_eq!(
+        store.kv_get("conn", "jti-1").await.unwrap(),
+        Some(json!("jti-1"))
+    );
+    // The key is held: no job, no claim.
+    assert_eq!(
+        store
+            .insert_job(claiming(&["jti-2", "jti-1"]))
+            .await
+            .unwrap(),
+        InsertOutcome::ClaimTaken {
+            index: 1,
+            key: "jti-1".into()
+        }
+    );
+    assert_eq!(job_count(&store).await, 1);
+    assert_eq!(store.kv_get("conn", "jti-2").await.unwrap(), None);
+    // A key written by kv_put_if_absent is held the same way, and vice versa.
+    assert!(store
+        .kv_put_if_absent("conn", "jti-3", &json!(1), None)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store.insert_job(claiming(&["jti-3"])).await.unwrap(),
+        InsertOutcome::ClaimTaken { index: 0, .. }
+    ));
+    assert!(!store
+        .kv_put_if_absent("conn", "jti-1", &json!(1), None)
+        .await
+        .unwrap());
+    // A duplicate job makes its claims.
+    let first = JobId::new_v4();
+    insert(
+        &store,
+        NewJob {
+            id: first,
+            dedup_key: Some("delivery-1".into()),
+            ..claiming(&["jti-4"])
+        },
+    )
+    .await;
+    assert_eq!(
+        store
+            .insert_job(NewJob {
+                dedup_key: Some("delivery-1".into()),
+                ..claiming(&["jti-5"])
+            })
+            .await
+            .unwrap(),
+        InsertOutcome::Duplicate { existing: first }
+    );
+    assert!(store.kv_get("conn", "jti-5").await.unwrap().is_some());
+    // A job that cannot be stored (its id exists) leaves no claim behind.
+    let res = store
+        .insert_job(NewJob {
+            id: first,
+            ..claiming(&["jti-6", "jti-7"])
+        })
+        .await;
+    assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+    assert_eq!(store.kv_get("conn", "jti-6").await.unwrap(), None);
+    assert_eq!(store.kv_get("conn", "jti-7").await.unwrap(), None);
+    insert(&store, claiming(&["jti-6", "jti-7"])).await;
+    // An expired claim can be made again.
+    let short = NewJob {
+        claims: vec![kv_claim("jti-8", Some(Duration::from_millis(100)))],
+        ..job("s", "r")
+    };
+    insert(&store, short.clone()).await;
+    let mut again = false;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let next = NewJob {
+            id: JobId::new_v4(),
+            ..short.clone()
+        };
+        if store.insert_job(next).await.unwrap() == InsertOutcome::Created {
+            again = true;
+            break;
+        }
+    }
+    assert!(again, "the expired claim was never made again");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_claiming_one_key_store_exactly_one_job() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(open(&dir).await);
+    let taken = insert(&store, job("s", "r")).await;
+    // First one key per insert (claimed in one statement per batch), then with some inserts
+    // claiming two keys (claimed insert by insert).
+    for (round, two_keys) in [("a", false), ("b", true)] {
+        let mut handles = Vec::new();
+        // 20 keys, each claimed by 25 concurrent inserts; some carry a concurrency key; one in
+        // eleven reuses a job id and must fail without keeping its claim.
+        for i in 0..500usize {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                let key = format!("{round}-{}", i % 20);
+                let mut j = if two_keys && i % 7 == 0 {
+                    claiming(&[&key, &format!("{round}-extra-{i}")])
+                } else {
+                    claiming(&[&key])
+                };
+                if i % 5 == 0 {
+                    j.concurrency_key = Some("K".into());
+                }
+                if i % 11 == 3 {
+                    j.id = taken;
+                }
+                (i, key, store.insert_job(j).await)
+            }));
+        }
+        let mut created = std::collections::HashMap::new();
+        for h in handles {
+            let (i, key, res) = h.await.unwrap();
+            match res {
+                Ok(InsertOutcome::Created) => *created.entry(key).or_insert(0) += 1,
+                Ok(InsertOutcome::ClaimTaken { index: 0, key: k }) => assert_eq!(k, key),
+                Err(StoreError::Conflict(_)) => assert_eq!(i % 11, 3),
+                other => panic!("insert {i}: {other:?}"),
+            }
+        }
+        // Every key claimed by exactly one stored job (a failed insert released its claim, so
+        // another insert could make it).
+        assert_eq!(created.len(), 20, "{round}: {created:?}");
+        assert!(created.values().all(|n| *n == 1), "{round}: {created:?}");
+        for i in 0..20 {
+            let key = format!("{round}-{i}");
+            assert!(store.kv_get("conn", &key).await.unwrap().is_some(), "{key}");
+        }
+    }
+    assert_eq!(job_count(&store).await, 41);
     store.close().await;
 }

@@ -505,6 +505,7 @@ async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> 
             concurrency_key: None,
             dedup_key: None,
             state: Engine::initial_state(&rb),
+            claims: Vec::new(),
         })
         .await?;
     let job = store

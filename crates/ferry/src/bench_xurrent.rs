@@ -123,6 +123,11 @@ pub async fn xurrent_webhook(events: usize, concurrency: usize) -> anyhow::Resul
         pct(0.99),
         pct(1.0),
     );
+    let w = store.writer_stats();
+    println!(
+        "xurrent-webhook: store writer {} commands in {} transactions (largest {})",
+        w.commands, w.batches, w.largest_batch
+    );
     if let Some(first) = errors.first() {
         bail!(
             "{} deliveries were not accepted, e.g. {first}",

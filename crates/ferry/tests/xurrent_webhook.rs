@@ -684,3 +684,147 @@ async fn provisioning_registers_the_webhook_and_a_restart_creates_nothing_new() 
     }
     fire_request(&emu, &server, "After restart").await;
 }
+
+/// The `jti` replay window is claimed in the same transaction as the job: concurrent
+/// deliveries of one token make exactly one job; a discarded event still claims its `jti`; an
+/// event rejected after verification leaves no claim behind; a duplicate delivery id keeps the
+/// claim of its token. No emulator: the tokens are signed here with a static PEM policy.
+#[tokio::test]
+async fn replay_window_is_claimed_with_the_job() {
+    let key =
+        ferry_emulator::policy::PolicyKey::generate(ferry_emulator::policy::JwtAlg::Es256).unwrap();
+    let pem = key.public_key_pem.clone().unwrap();
+    let iss = "https://wdc.xurrent.com";
+    let tmp = tempfile::tempdir().unwrap();
+    let trigger = |extra: &str| {
+        format!(
+            "name: NAME\ntrigger:\n  connector: xurrent\n  type: webhook\n  connection: xurrent_in\n  config: {{ {extra} }}\nsteps:\n  - {{ id: seen, action: debug.log_message, input: {{ message: \"{{{{ trigger.event }}}}\" }} }}\n"
+        )
+    };
+    let sol = solution(
+        tmp.path(),
+        "xw",
+        &format!(
+            "name: xw\nconnections:\n  xurrent_in:\n    connector: xurrent\n    direction: inbound\n    config: {}\n",
+            json!({"policy": {"account_url": iss, "algorithm": "ES256", "public_key_pem": pem}})
+        ),
+        &[
+            ("hook", &trigger("").replace("NAME", "hook")),
+            (
+                "skip",
+                &trigger("discard_if: \"{{ true }}\"").replace("NAME", "skip"),
+            ),
+            (
+                "bad",
+                &trigger("respond_with: { status: \"{{ trigger.object_id }}\" }")
+                    .replace("NAME", "bad"),
+            ),
+        ],
+    );
+    let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);
+    let token = |object_id: u64| {
+        let claims = json!({"iss": iss, "sub": "1", "iat": now(), "nbf": now(),
+            "jti": ferry_emulator::policy::random_jti(),
+            "data": {"webhook_id": 1, "webhook_nodeID": "w1", "account_id": "wdc", "account": iss,
+                "name": "hook", "event": "request.update", "object_id": object_id,
+                "object_nodeID": format!("req-{object_id}"), "person_id": 6,
+                "person_name": "Howard Tanner", "payload": {"status": "assigned"}}});
+        json!({ "jwt": key.sign(None, &claims).unwrap() })
+    };
+    let replayed = (400, Some("Webhook JWT verification failed"));
+
+    // One token delivered 16 times at once, each with its own delivery id: one job.
+    let body = token(1);
+    let url = server.url("/inbound/xw/hook");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (url, body) = (url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("x-xurrent-delivery", format!("c-{i}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let accepted: Vec<&(u16, Value)> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(accepted.len(), 1, "{answers:?}");
+    assert!(accepted[0].1["job_uuid"].is_string(), "{answers:?}");
+    for (status, answer) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!((*status, answer["error"].as_str()), replayed, "{answer}");
+    }
+    assert_eq!(jobs(&server, "hook").await.len(), 1);
+    wait_log(&server, "JWT ID claim invalid").await;
+
+    // A discarded event claims its jti all the same: the replay is rejected.
+    let body = token(2);
+    let (code, answer) = server
+        .post("/inbound/xw/skip", &body, &[("x-xurrent-delivery", "s-1")])
+        .await;
+    assert_eq!((code, answer["result"].as_str()), (200, Some("Discarded")));
+    let (code, answer) = server
+        .post("/inbound/xw/skip", &body, &[("x-xurrent-delivery", "s-2")])
+        .await;
+    assert_eq!((code, answer["error"].as_str()), replayed, "{answer}");
+
+    // An event rejected after verification (its answer cannot be built) claims nothing: the
+    // same token is rejected the same way again, and is accepted elsewhere; then it is a replay.
+    let body = token(999);
+    let broken = (
+        500,
+        Some("respond_with invalid: status: 999 is not an HTTP status (100 to 599)"),
+    );
+    for delivery in ["b-1", "b-2"] {
+        let (code, answer) = server
+            .post(
+                "/inbound/xw/bad",
+                &body,
+                &[("x-xurrent-delivery", delivery)],
+            )
+            .await;
+        assert_eq!((code, answer["error"].as_str()), broken, "{answer}");
+    }
+    assert!(jobs(&server, "bad").await.is_empty());
+    let (code, answer) = server
+        .post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "b-3")])
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let (code, answer) = server
+        .post("/inbound/xw/bad", &body, &[("x-xurrent-delivery", "b-4")])
+        .await;
+    assert_eq!((code, answer["error"].as_str()), replayed, "{answer}");
+
+    // A duplicate delivery id (a retry with a fresh token) creates no job but claims the
+    // token's jti.
+    let (code, first) = server
+        .post(
+            "/inbound/xw/hook",
+            &token(4),
+            &[("x-xurrent-delivery", "d-4")],
+        )
+        .await;
+    assert_eq!(code, 200, "{first}");
+    let retry = token(4);
+    let (code, answer) = server
+        .post("/inbound/xw/hook", &retry, &[("x-xurrent-delivery", "d-4")])
+        .await;
+    assert_eq!(
+        (code, &answer["job_uuid"]),
+        (200, &first["job_uuid"]),
+        "{answer}"
+    );
+    assert_eq!(answer["result"], "Discarded", "{answer}");
+    let (code, answer) = server
+        .post("/inbound/xw/hook", &retry, &[("x-xurrent-delivery", "d-5")])
+        .await;
+    assert_eq!((code, answer["error"].as_str()), replayed, "{answer}");
+    assert_eq!(jobs(&server, "hook").await.len(), 3);
+}

@@ -266,6 +266,7 @@ impl Trigger for Endpoint {
         Ok(Parsed::Event(TriggerParse {
             output: Value::Object(output),
             context_id,
+            claims: Vec::new(),
         }))
     }
 }

@@ -218,6 +218,7 @@ impl Trigger for EventTrigger {
         Ok(Parsed::Event(TriggerParse {
             output: body,
             context_id: Some(id),
+            claims: Vec::new(),
         }))
     }
 

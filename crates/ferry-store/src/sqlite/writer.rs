@@ -2,13 +2,23 @@
 //! command of a batch in one transaction.
 //!
 //! Failure isolation: every command performs exactly one writing SQL statement (except the
-//! purge of expired entries, whose two deletes are independent and idempotent) (a checkpoint is
-//! an INSERT into a view whose trigger does the work; a statement, triggers included, is atomic).
-//! SQLite backs out only the failing *statement* on a constraint error and keeps the transaction
-//! open, so a command that fails that way (duplicate id, unknown job, ...) fails alone while the
-//! rest of the batch commits; this replaces a SAVEPOINT per command at no cost. Any other error (I/O, a failed COMMIT) rolls the whole batch back and every command
-//! is retried in its own transaction, so each caller gets its own outcome.
+//! purge of expired entries, whose two deletes are independent and idempotent, and a job insert
+//! with key/value claims, see below) (a checkpoint is an INSERT into a view whose trigger does
+//! the work; a statement, triggers included, is atomic). SQLite backs out only the failing
+//! *statement* on a constraint error and keeps the transaction open, so a command that fails
+//! that way (duplicate id, unknown job, ...) fails alone while the rest of the batch commits;
+//! this replaces a SAVEPOINT per command at no cost. Any other error (I/O, a failed COMMIT)
+//! rolls the whole batch back and every command is retried in its own transaction, so each
+//! caller gets its own outcome.
+//!
+//! A job insert with claims (`NewJob::claims`, e.g. a webhook's `jti`) first claims its keys
+//! (an upsert that cannot fail locally), then inserts the job; if the insert fails locally,
+//! its claims are deleted again before the next command, so they share the job's fate. Alone,
+//! such an insert runs in an explicit transaction. Consecutive inserts of a batch claim all
+//! their keys in one multi-row statement (`RETURNING` tells which were made).
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -30,6 +40,16 @@ pub(crate) struct InsertRow {
     pub dedup_key: Option<String>,
     pub state: String,
     pub now: i64,
+    /// Key/value claims made in the same transaction, before the job.
+    pub claims: Vec<ClaimRow>,
+}
+
+/// A key/value claim of a job insert, with its value encoded.
+pub(crate) struct ClaimRow {
+    pub ns: String,
+    pub key: String,
+    pub value: String,
+    pub expires_at: Option<i64>,
 }
 
 /// A step to append, with JSON already encoded.
@@ -260,16 +280,17 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<(Op, ReplyTx)>) 
     }
 }
 
-/// Largest number of job inserts combined into one multi-row INSERT statement.
+/// Largest number of job inserts combined into one multi-row INSERT statement (and of keys
+/// claimed by one multi-row upsert).
 const MULTI_INSERT_MAX: usize = 64;
+
+/// A command's result, or `Err` for an error that is not local to the command (the batch must
+/// then be rolled back).
+type Outcome = Result<Result<Reply, StoreError>, StoreError>;
 
 /// Execute every command of a batch inside the open transaction. Returns the per-command results,
 /// or the first error that is not local to its command (the batch must then be rolled back).
-///
-/// Consecutive inserts of jobs without a concurrency key are combined into multi-row INSERTs of
-/// 2, 4, ... 64 rows (one statement instead of one per job). If such a statement fails for a
-/// command-local reason (a duplicate), SQLite backs out the whole statement and its rows are
-/// inserted one by one, so each caller gets its own outcome.
+/// Consecutive job inserts go through [`insert_run`].
 async fn exec_all(
     conn: &mut SqliteConnection,
     batch: &[(Op, ReplyTx)],
@@ -277,41 +298,244 @@ async fn exec_all(
     let mut results = Vec::with_capacity(batch.len());
     let mut i = 0;
     while i < batch.len() {
-        let run = batch[i..]
+        let rows: Vec<&InsertRow> = batch[i..]
             .iter()
-            .take(MULTI_INSERT_MAX)
-            .take_while(|(op, _)| matches!(op, Op::Insert(r) if r.concurrency_key.is_none()))
-            .count();
-        if run >= 2 {
-            // Largest power of two that fits, so only a handful of distinct statements exist.
-            let chunk = 1usize << run.ilog2();
-            let rows: Vec<&InsertRow> = batch[i..i + chunk]
-                .iter()
-                .filter_map(|(op, _)| match op {
-                    Op::Insert(r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            match insert_many(conn, &rows).await {
-                Ok(()) => {
-                    results.extend((0..chunk).map(|_| Ok(Reply::Insert(InsertOutcome::Created))));
-                    i += chunk;
-                    continue;
-                }
-                Err(e) if !e.is_command_local() => return Err(e),
-                Err(_) => {
-                    for (op, _) in &batch[i..i + chunk] {
-                        results.push(exec_local(conn, op).await?);
+            .map_while(|(op, _)| match op {
+                Op::Insert(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        if rows.is_empty() {
+            results.push(exec_local(conn, &batch[i].0).await?);
+            i += 1;
+        } else {
+            i += rows.len();
+            results.extend(insert_run(conn, &rows).await?);
+        }
+    }
+    Ok(results)
+}
+
+/// Insert consecutive jobs, each as if alone and in order: first the key/value claims of all of
+/// them — one multi-row upsert when each claims at most one key (a key claimed by an earlier
+/// insert of the run is held for the later ones), else insert by insert —, then the jobs whose
+/// claims were made. Consecutive jobs without a concurrency key are combined into multi-row
+/// INSERTs of 2, 4, ... 64 rows (one statement instead of one per job). If such a statement
+/// fails for a command-local reason (a duplicate), SQLite backs out the whole statement and its
+/// rows are inserted one by one, so each caller gets its own outcome.
+async fn insert_run(
+    conn: &mut SqliteConnection,
+    rows: &[&InsertRow],
+) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+    let mut outcomes: Vec<Option<Result<Reply, StoreError>>> =
+        (0..rows.len()).map(|_| None).collect();
+    // For an insert refused a key that an earlier insert of the run claimed: that one's position.
+    let mut claimed_before: Vec<Option<usize>> = vec![None; rows.len()];
+    if rows.iter().all(|r| r.claims.len() <= 1) {
+        let mut first = HashMap::new();
+        let mut claims = Vec::new();
+        let mut owners = Vec::new();
+        for (j, row) in rows.iter().enumerate() {
+            if let Some(c) = row.claims.first() {
+                match first.entry((c.ns.as_str(), c.key.as_str())) {
+                    Entry::Occupied(o) => {
+                        claimed_before[j] = Some(*o.get());
+                        outcomes[j] = Some(taken(row, 0));
                     }
-                    i += chunk;
-                    continue;
+                    Entry::Vacant(v) => {
+                        v.insert(j);
+                        claims.push(c);
+                        owners.push(j);
+                    }
                 }
             }
         }
-        results.push(exec_local(conn, &batch[i].0).await?);
-        i += 1;
+        if !claims.is_empty() {
+            let now = rows.iter().map(|r| r.now).max().unwrap_or_default();
+            let made = claim_keys(conn, &claims, now).await?;
+            for (j, made) in owners.into_iter().zip(made) {
+                if !made {
+                    outcomes[j] = Some(taken(rows[j], 0));
+                }
+            }
+        }
+    } else {
+        let mut made_by = HashMap::new();
+        for (j, row) in rows.iter().enumerate() {
+            match claim_row(conn, row).await? {
+                None => {
+                    for c in &row.claims {
+                        made_by.insert((c.ns.as_str(), c.key.as_str()), j);
+                    }
+                }
+                Some(index) => {
+                    let c = &row.claims[index];
+                    claimed_before[j] = made_by.get(&(c.ns.as_str(), c.key.as_str())).copied();
+                    outcomes[j] = Some(taken(row, index));
+                }
+            }
+        }
     }
-    Ok(results)
+    let pending: Vec<usize> = (0..rows.len()).filter(|&j| outcomes[j].is_none()).collect();
+    let mut p = 0;
+    while p < pending.len() {
+        let run = pending[p..]
+            .iter()
+            .take(MULTI_INSERT_MAX)
+            .take_while(|&&j| rows[j].concurrency_key.is_none())
+            .count();
+        // Largest power of two that fits, so only a handful of distinct statements exist.
+        let chunk = if run >= 2 { 1usize << run.ilog2() } else { 1 };
+        let part = &pending[p..p + chunk];
+        p += chunk;
+        if chunk >= 2 {
+            let many: Vec<&InsertRow> = part.iter().map(|&j| rows[j]).collect();
+            match insert_many(conn, &many).await {
+                Ok(()) => {
+                    for &j in part {
+                        outcomes[j] = Some(Ok(Reply::Insert(InsertOutcome::Created)));
+                    }
+                    continue;
+                }
+                Err(e) if !e.is_command_local() => return Err(e),
+                Err(_) => {}
+            }
+        }
+        for &j in part {
+            outcomes[j] = Some(insert_one(conn, rows[j]).await?);
+        }
+    }
+    // Rare: an insert that made a claim failed (and released it), so the later inserts of the
+    // run refused that key were refused too early. Give them their turn, in order.
+    for j in 0..rows.len() {
+        if let Some(owner) = claimed_before[j] {
+            if matches!(outcomes[owner], Some(Err(_))) {
+                outcomes[j] = Some(match claim_row(conn, rows[j]).await? {
+                    None => insert_one(conn, rows[j]).await?,
+                    Some(index) => taken(rows[j], index),
+                });
+            }
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| Err(StoreError::Corrupt("a job insert got no outcome".into())))
+        })
+        .collect())
+}
+
+/// The answer to an insert refused its claim `index`.
+fn taken(row: &InsertRow, index: usize) -> Result<Reply, StoreError> {
+    Ok(Reply::Insert(InsertOutcome::ClaimTaken {
+        index,
+        key: row.claims[index].key.clone(),
+    }))
+}
+
+/// Make all claims of one insert, or none: returns the position of the first key that is held.
+async fn claim_row(
+    conn: &mut SqliteConnection,
+    row: &InsertRow,
+) -> Result<Option<usize>, StoreError> {
+    let claims: Vec<&ClaimRow> = row.claims.iter().collect();
+    let made = claim_keys(conn, &claims, row.now).await?;
+    let Some(index) = made.iter().position(|m| !m) else {
+        return Ok(None);
+    };
+    let held: Vec<&ClaimRow> = claims
+        .into_iter()
+        .zip(&made)
+        .filter_map(|(c, m)| m.then_some(c))
+        .collect();
+    release_claims(conn, &held).await?;
+    Ok(Some(index))
+}
+
+/// Insert one job whose claims are made; if that fails for a command-local reason, delete the
+/// claims again.
+async fn insert_one(conn: &mut SqliteConnection, row: &InsertRow) -> Outcome {
+    match insert(conn, row).await {
+        Ok(outcome) => Ok(Ok(Reply::Insert(outcome))),
+        Err(e) if !e.is_command_local() => Err(e),
+        Err(e) => {
+            let claims: Vec<&ClaimRow> = row.claims.iter().collect();
+            release_claims(conn, &claims).await?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// The multi-row claim statement for `n` keys: written where absent or expired; `RETURNING`
+/// names the keys written.
+fn claim_sql(n: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..=MULTI_INSERT_MAX.ilog2())
+            .map(|p| {
+                format!(
+                    "INSERT INTO kv (ns, key, value, expires_at) VALUES {} \
+                     ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, \
+                     expires_at = excluded.expires_at \
+                     WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ? RETURNING ns, key",
+                    vec!["(?, ?, ?, ?)"; 1 << p].join(", ")
+                )
+            })
+            .collect()
+    });
+    all.get(n.ilog2() as usize).map_or("", String::as_str)
+}
+
+/// Write each key that is absent or expired at `now` (a key listed twice is claimed once, and
+/// both get its result). Returns, per claim, whether it was written.
+async fn claim_keys(
+    conn: &mut SqliteConnection,
+    claims: &[&ClaimRow],
+    now: i64,
+) -> Result<Vec<bool>, StoreError> {
+    let mut position: HashMap<(&str, &str), usize> = HashMap::with_capacity(claims.len());
+    let mut unique: Vec<&ClaimRow> = Vec::with_capacity(claims.len());
+    let mut slots = Vec::with_capacity(claims.len());
+    for c in claims {
+        let slot = *position
+            .entry((c.ns.as_str(), c.key.as_str()))
+            .or_insert_with(|| {
+                unique.push(c);
+                unique.len() - 1
+            });
+        slots.push(slot);
+    }
+    let mut made = vec![false; unique.len()];
+    let mut done = 0;
+    while done < unique.len() {
+        let chunk = (1usize << (unique.len() - done).ilog2()).min(MULTI_INSERT_MAX);
+        let mut q = sqlx::query_as::<_, (String, String)>(claim_sql(chunk));
+        for c in &unique[done..done + chunk] {
+            q = q.bind(&c.ns).bind(&c.key).bind(&c.value).bind(c.expires_at);
+        }
+        for (ns, key) in q.bind(now).fetch_all(&mut *conn).await? {
+            if let Some(&u) = position.get(&(ns.as_str(), key.as_str())) {
+                made[u] = true;
+            }
+        }
+        done += chunk;
+    }
+    Ok(slots.into_iter().map(|u| made[u]).collect())
+}
+
+/// Delete claims made in this transaction (their job was not stored).
+async fn release_claims(
+    conn: &mut SqliteConnection,
+    claims: &[&ClaimRow],
+) -> Result<(), StoreError> {
+    for c in claims {
+        sqlx::query("DELETE FROM kv WHERE ns = ?1 AND key = ?2")
+            .bind(&c.ns)
+            .bind(&c.key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Execute one command; `Err` only for errors that are not local to the command.
@@ -362,10 +586,14 @@ async fn insert_many(conn: &mut SqliteConnection, rows: &[&InsertRow]) -> Result
     Ok(())
 }
 
-/// Run one command on its own. Every command performs a single writing statement, so it runs
-/// in autocommit mode: the statement is its own (durable, atomic) transaction.
+/// Run one command on its own. Every command but a job insert with claims performs a single
+/// writing statement, so it runs in autocommit mode: the statement is its own (durable,
+/// atomic) transaction. A job insert with claims runs in an explicit transaction.
 async fn run_single(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
-    exec_op(conn, op).await
+    match op {
+        Op::Insert(row) if !row.claims.is_empty() => run_isolated(conn, op).await,
+        _ => exec_op(conn, op).await,
+    }
 }
 
 /// Run one command in an explicit transaction. Used after a failed batch: should the failed
@@ -396,7 +624,10 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// Execute one command (inside the batch transaction, or alone in autocommit mode).
 async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
     match op {
-        Op::Insert(row) => insert(conn, row).await.map(Reply::Insert),
+        Op::Insert(row) => insert_run(conn, &[row])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("a job insert got no outcome".into()))),
         Op::Claim {
             worker,
             now,

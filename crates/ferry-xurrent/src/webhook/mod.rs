@@ -13,8 +13,9 @@
 //!    `policy.account_url` nor the connection's `account_url`) → `Webhook configuration error`;
 //!    then [`verify`]'s steps (algorithm allow-list, issuer, `exp`/`nbf`/`iat`, the key — the
 //!    policy's PEM or [`oidc`] discovery —, signature, audience, `iat` window, `jti` length)
-//!    and the `jti` replay window of 120 s in the shared key/value store; every failure →
-//!    `Webhook JWT verification failed` (the cause is logged);
+//!    and the `jti` replay window of 120 s in the shared key/value store (claimed in the same
+//!    transaction as the job, [`ferry_engine::TriggerClaim`]; alone before a handshake); every
+//!    failure → `Webhook JWT verification failed` (the cause is logged);
 //! 5. `event: webhook.verify` with a callback: the trigger GETs the callback (only on the
 //!    account's own host) and answers `200 Webhook verification handled: …` itself, no job;
 //! 6. the message is mapped to the output ([`mapping`]); its deduplication id is the
@@ -33,8 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_core::schema::{Field, FieldType, Schema};
 use ferry_engine::{
-    Kv, Parsed, Registry, Trigger, TriggerContext, TriggerError, TriggerParse, TriggerResponse,
-    TriggerSpec,
+    Kv, Parsed, Registry, Trigger, TriggerClaim, TriggerContext, TriggerError, TriggerParse,
+    TriggerResponse, TriggerSpec,
 };
 use jsonwebtoken::DecodingKey;
 use parking_lot::Mutex;
@@ -114,6 +115,55 @@ pub fn check_inbound(config: &Value) -> Vec<String> {
         );
     }
     problems
+}
+
+/// A verified JWT: the webhook message, the issuer and the `jti` still to be checked against
+/// the replay window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verified {
+    /// The `data` claim.
+    pub webhook: Value,
+    /// The verified issuer.
+    pub iss: String,
+    /// The `jti` claim, if any.
+    pub jti: Option<String>,
+}
+
+/// The replay window's claim of a `jti` (120 s), made together with the job: a second
+/// sighting is rejected with `Webhook JWT verification failed` (detail `JWT ID claim invalid`).
+pub fn replay_claim(replay_kv: &Kv<'_>, jti: &str) -> TriggerClaim {
+    let replayed = Rejection::jwt(verify::JTI_REPLAYED);
+    TriggerClaim {
+        claim: replay_kv.claim(
+            &verify::jti_key(jti),
+            &json!(true),
+            Some(Duration::from_secs(verify::JTI_WINDOW_SECONDS)),
+        ),
+        status: replayed.status,
+        message: replayed.message,
+        detail: replayed.detail,
+    }
+}
+
+/// Claim a `jti` in the replay window on its own (an answer without a job: the handshake).
+pub async fn claim_jti(replay_kv: &Kv<'_>, jti: &str) -> Result<(), Rejection> {
+    let first = replay_kv
+        .put_if_absent(
+            &verify::jti_key(jti),
+            &json!(true),
+            Some(Duration::from_secs(verify::JTI_WINDOW_SECONDS)),
+        )
+        .await
+        .map_err(|e| Rejection {
+            status: 503,
+            message: format!("The webhook replay window is unavailable: {e}; try again"),
+            detail: e.to_string(),
+        })?;
+    if first {
+        Ok(())
+    } else {
+        Err(Rejection::jwt(verify::JTI_REPLAYED))
+    }
 }
 
 /// The `xurrent.webhook` trigger.
@@ -200,16 +250,16 @@ impl WebhookTrigger {
         Ok(key)
     }
 
-    /// Verify a JWT (spec §3.5); returns the webhook message and the verified issuer.
+    /// Verify a JWT (spec §3.5) except for the `jti` replay window, which the caller checks
+    /// with [`replay_claim`] (together with the job) or [`claim_jti`].
     pub async fn verify_jwt(
         &self,
         jwt: &str,
         policy: &Policy,
         settings: &InboundSettings,
-        replay_kv: &Kv<'_>,
         key_kv: Option<&Kv<'_>>,
         now: i64,
-    ) -> Result<(Value, String), Rejection> {
+    ) -> Result<Verified, Rejection> {
         verify::check_jwt_size(jwt)?;
         let Some(rule) = IssuerRule::of(policy, settings.account_url.as_deref()) else {
             return Err(Rejection::with_detail(
@@ -252,26 +302,9 @@ impl WebhookTrigger {
         }
         verify::check_audience(&token, policy.audience.as_deref()).map_err(Rejection::jwt)?;
         let jti = verify::post_checks(&token, now).map_err(Rejection::jwt)?;
-        if let Some(jti) = jti {
-            let first = replay_kv
-                .put_if_absent(
-                    &verify::jti_key(&jti),
-                    &json!(true),
-                    Some(Duration::from_secs(verify::JTI_WINDOW_SECONDS)),
-                )
-                .await
-                .map_err(|e| Rejection {
-                    status: 503,
-                    message: format!("The webhook replay window is unavailable: {e}; try again"),
-                    detail: e.to_string(),
-                })?;
-            if !first {
-                return Err(Rejection::jwt(verify::JTI_REPLAYED));
-            }
-        }
         let iss = token.iss().to_string();
         let webhook = verify::webhook_of(token).map_err(Rejection::jwt)?;
-        Ok((webhook, iss))
+        Ok(Verified { webhook, iss, jti })
     }
 
     /// The `webhook.verify` handshake (spec §3.6): GET the callback, only on `origin`'s host.
@@ -364,7 +397,8 @@ impl WebhookTrigger {
             .get("jwt")
             .and_then(Value::as_str)
             .filter(|s| !s.trim().is_empty());
-        let (webhook, account_origin) = match jwt {
+        let replay_kv = ctx.connection_kv.as_ref().unwrap_or(&ctx.kv);
+        let (webhook, account_origin, jti) = match jwt {
             None if !policy.is_blank() => {
                 return Err(Rejection::plain("Webhook request does not contain jwt property"))
             }
@@ -378,16 +412,16 @@ impl WebhookTrigger {
             None => (
                 body,
                 policy.account_url.clone().or(settings.account_url.clone()),
+                None,
             ),
             Some(jwt) => {
-                let replay_kv = ctx.connection_kv.as_ref().unwrap_or(&ctx.kv);
-                let (webhook, iss) = self
-                    .verify_jwt(jwt, &policy, &settings, replay_kv, ctx.connection_kv.as_ref(), now())
+                let verified = self
+                    .verify_jwt(jwt, &policy, &settings, ctx.connection_kv.as_ref(), now())
                     .await?;
-                let Value::Object(webhook) = webhook else {
+                let Value::Object(webhook) = verified.webhook else {
                     return Err(Rejection::jwt("the verified JWT has no 'data' object"));
                 };
-                (webhook, Some(iss))
+                (webhook, Some(verified.iss), verified.jti)
             }
         };
         if webhook.get("event").and_then(Value::as_str) == Some("webhook.verify") {
@@ -398,6 +432,9 @@ impl WebhookTrigger {
                 .filter(|c| !c.trim().is_empty())
                 .map(str::to_string);
             if let Some(callback) = callback {
+                if let Some(jti) = &jti {
+                    claim_jti(replay_kv, jti).await?;
+                }
                 return self
                     .handshake(
                         ctx,
@@ -421,6 +458,7 @@ impl WebhookTrigger {
         Ok(Parsed::Event(TriggerParse {
             output: mapped.output,
             context_id,
+            claims: jti.iter().map(|jti| replay_claim(replay_kv, jti)).collect(),
         }))
     }
 }
