@@ -776,7 +776,8 @@ async fn replay_window_is_claimed_with_the_job() {
     assert_eq!((code, answer["error"].as_str()), replayed, "{answer}");
 
     // An event rejected after verification (its answer cannot be built) claims nothing: the
-    // same token is rejected the same way again, and is accepted elsewhere; then it is a replay.
+    // same token is rejected the same way again, and is accepted elsewhere; then it is a replay
+    // (also where it would be discarded).
     let body = token(999);
     let broken = (
         500,
@@ -797,10 +798,16 @@ async fn replay_window_is_claimed_with_the_job() {
         .post("/inbound/xw/hook", &body, &[("x-xurrent-delivery", "b-3")])
         .await;
     assert_eq!(code, 200, "{answer}");
-    let (code, answer) = server
-        .post("/inbound/xw/bad", &body, &[("x-xurrent-delivery", "b-4")])
-        .await;
-    assert_eq!((code, answer["error"].as_str()), replayed, "{answer}");
+    for (runbook, delivery) in [("hook", "b-4"), ("skip", "b-5")] {
+        let (code, answer) = server
+            .post(
+                &format!("/inbound/xw/{runbook}"),
+                &body,
+                &[("x-xurrent-delivery", delivery)],
+            )
+            .await;
+        assert_eq!((code, answer["error"].as_str()), replayed, "{answer}");
+    }
 
     // A duplicate delivery id (a retry with a fresh token) creates no job but claims the
     // token's jti.

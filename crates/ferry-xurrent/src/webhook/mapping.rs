@@ -151,7 +151,7 @@ impl Mapped {
 /// the original delivery id of a re-sent delivery, else the delivery id, so that neither a
 /// retried nor a re-sent delivery runs twice.
 pub fn map_webhook(
-    webhook: &Map<String, Value>,
+    webhook: Map<String, Value>,
     schema: &Schema,
     delivery: Option<&str>,
     delivery_origin: Option<&str>,
@@ -167,14 +167,14 @@ pub fn map_webhook(
         out.insert("deduplication_id".into(), Value::String(dedup.to_string()));
     }
     let mut ignored = Vec::new();
+    let mut original = None;
     for (k, v) in webhook {
         if k == "payload" {
-            continue;
-        }
-        if TOP_LEVEL.contains(&k.as_str()) {
-            out.insert(k.clone(), v.clone());
+            original = Some(v);
+        } else if TOP_LEVEL.contains(&k.as_str()) {
+            out.insert(k, v);
         } else {
-            ignored.push((k.clone(), v.clone()));
+            ignored.push((k, v));
         }
     }
     let declared = schema
@@ -182,17 +182,16 @@ pub fn map_webhook(
         .map(|p| p.fields.as_slice())
         .unwrap_or_default();
     let mut payload = Map::new();
-    let mut undeclared = false;
-    if let Some(Value::Object(original)) = webhook.get("payload") {
-        for (k, v) in original {
-            if declared.iter().any(|d| d.id == *k) {
-                payload.insert(k.clone(), v.clone());
-            } else {
-                undeclared = true;
+    if let Some(Value::Object(original)) = original {
+        if original.keys().all(|k| declared.iter().any(|d| d.id == *k)) {
+            payload = original;
+        } else {
+            for (k, v) in &original {
+                if declared.iter().any(|d| d.id == *k) {
+                    payload.insert(k.clone(), v.clone());
+                }
             }
-        }
-        if undeclared {
-            out.insert("raw_payload".into(), Value::Object(original.clone()));
+            out.insert("raw_payload".into(), Value::Object(original));
         }
     }
     out.insert("payload".into(), Value::Object(payload));
@@ -227,7 +226,7 @@ mod tests {
         origin: Option<&str>,
     ) -> (Result<Value, String>, Mapped) {
         let schema = output_schema(config).unwrap();
-        let mapped = map_webhook(webhook.as_object().unwrap(), &schema, delivery, origin);
+        let mapped = map_webhook(webhook.as_object().unwrap().clone(), &schema, delivery, origin);
         (
             schema
                 .resolve(&mapped.output, None)

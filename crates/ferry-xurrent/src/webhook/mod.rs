@@ -171,6 +171,8 @@ pub struct WebhookTrigger {
     spec: TriggerSpec,
     keys: KeyResolver,
     pem_keys: Mutex<HashMap<String, Arc<DecodingKey>>>,
+    /// Output schemas by trigger config (built once, not per delivery).
+    schemas: Mutex<Vec<(Value, Arc<Schema>)>>,
 }
 
 impl Default for WebhookTrigger {
@@ -223,7 +225,22 @@ impl WebhookTrigger {
             },
             keys: KeyResolver::new(),
             pem_keys: Mutex::new(HashMap::new()),
+            schemas: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The output schema of a trigger config ([`mapping::output_schema`]), cached.
+    fn schema_for(&self, config: &Value) -> Result<Arc<Schema>, String> {
+        if let Some((_, s)) = self.schemas.lock().iter().find(|(c, _)| c == config) {
+            return Ok(s.clone());
+        }
+        let schema = Arc::new(mapping::output_schema(config)?);
+        let mut schemas = self.schemas.lock();
+        if schemas.len() >= 64 {
+            schemas.clear();
+        }
+        schemas.push((config.clone(), schema.clone()));
+        Ok(schema)
     }
 
     /// How many HTTP fetches OpenID Connect discovery made (discovery documents and JWKS).
@@ -446,15 +463,15 @@ impl WebhookTrigger {
                     .await;
             }
         }
-        let schema = mapping::output_schema(ctx.config).map_err(Rejection::plain)?;
-        let mapped = mapping::map_webhook(&webhook, &schema, delivery, origin);
-        if let Some(line) = mapped.ignored_line() {
-            tracing::info!("{line}");
-        }
+        let schema = self.schema_for(ctx.config).map_err(Rejection::plain)?;
         let context_id = webhook
             .get("object_nodeID")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let mapped = mapping::map_webhook(webhook, &schema, delivery, origin);
+        if let Some(line) = mapped.ignored_line() {
+            tracing::info!("{line}");
+        }
         Ok(Parsed::Event(TriggerParse {
             output: mapped.output,
             context_id,
