@@ -83,6 +83,7 @@ pub async fn xurrent_webhook(events: usize, concurrency: usize) -> anyhow::Resul
         let tail = rest.split_off(per_task.min(rest.len()));
         chunks.push(std::mem::replace(&mut rest, tail));
     }
+    let cpu0 = crate::bench::cpu_seconds(std::process::id());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for chunk in chunks {
@@ -109,6 +110,7 @@ pub async fn xurrent_webhook(events: usize, concurrency: usize) -> anyhow::Resul
         errors.extend(e);
     }
     let elapsed = start.elapsed();
+    let cpu = crate::bench::cpu_seconds(std::process::id()) - cpu0;
     latencies.sort_unstable();
     let pct = |p: f64| {
         let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
@@ -125,8 +127,13 @@ pub async fn xurrent_webhook(events: usize, concurrency: usize) -> anyhow::Resul
     );
     let w = store.writer_stats();
     println!(
-        "xurrent-webhook: store writer {} commands in {} transactions (largest {})",
-        w.commands, w.batches, w.largest_batch
+        "xurrent-webhook: store writer {} commands in {} transactions (largest {}); process CPU (user + system, all threads) {:.2} s = {:.0} µs per event, {:.2} cores busy on average",
+        w.commands,
+        w.batches,
+        w.largest_batch,
+        cpu,
+        cpu * 1e6 / events.max(1) as f64,
+        cpu / elapsed.as_secs_f64(),
     );
     if let Some(first) = errors.first() {
         bail!(
