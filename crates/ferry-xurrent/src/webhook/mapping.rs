@@ -226,7 +226,12 @@ mod tests {
         origin: Option<&str>,
     ) -> (Result<Value, String>, Mapped) {
         let schema = output_schema(config).unwrap();
-        let mapped = map_webhook(webhook.as_object().unwrap().clone(), &schema, delivery, origin);
+        let mapped = map_webhook(
+            webhook.as_object().unwrap().clone(),
+            &schema,
+            delivery,
+            origin,
+        );
         (
             schema
                 .resolve(&mapped.output, None)
