@@ -89,6 +89,17 @@ enum Which {
         #[arg(long, default_value_t = 100_000)]
         lookups: usize,
     },
+    /// The `xurrent.query` action over records of a `ferry emulator` process (limits off), one
+    /// job whose one-step branch runs once per record (the engine in-process on a fresh data
+    /// directory): records/s, pages, peak memory and checkpointed state size.
+    XurrentQuery {
+        /// Records to seed into the emulator and query.
+        #[arg(long, default_value_t = 20_000)]
+        records: usize,
+        /// Records per page (1–100).
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+    },
 }
 
 /// Run a benchmark and print its figures.
@@ -155,6 +166,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Which::XurrentSchema { rounds, lookups } => {
             crate::bench_schema::xurrent_schema(rounds, lookups).await?
         }
+        Which::XurrentQuery { records, page_size } => {
+            crate::bench_xurrent::xurrent_query(records, page_size).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -177,7 +191,7 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

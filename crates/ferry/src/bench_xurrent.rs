@@ -156,3 +156,202 @@ fn claims(now: i64, i: usize) -> serde_json::Value {
         }
     })
 }
+
+/// A `ferry emulator` child process (this binary), killed when dropped.
+struct EmulatorProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl EmulatorProcess {
+    /// `ferry emulator --listen 127.0.0.1:0 --no-rate-limits`, once it listens.
+    fn start() -> anyhow::Result<EmulatorProcess> {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().context("locating the ferry binary")?;
+        let mut child = Command::new(exe)
+            .args(["emulator", "--listen", "127.0.0.1:0", "--no-rate-limits"])
+            .env("FERRY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting ferry emulator")?;
+        let stdout = child.stdout.take().context("emulator stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("Xurrent emulator listening on ") {
+                        break rest.trim().to_string();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    bail!("ferry emulator exited before listening");
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(EmulatorProcess { child, base })
+    }
+}
+
+/// `ferry bench xurrent-query`: seed `records` people into an emulator process (limits off),
+/// then run one job whose `xurrent.query` step (per-record mode) pages through them and runs a
+/// one-step branch (`debug.log_message`) per record; the engine in-process on a fresh data
+/// directory, memory and checkpointed state sampled while it runs.
+pub async fn xurrent_query(records: usize, page_size: u32) -> anyhow::Result<()> {
+    use ferry_engine::executor::{run_job, RunEnd};
+    use ferry_store::{JobStatus, NewJob};
+
+    if records == 0 || !(1..=100).contains(&page_size) {
+        bail!("--records must be positive and --page-size within 1–100");
+    }
+    let emu = EmulatorProcess::start()?;
+    let http = reqwest::Client::new();
+    let seed_start = Instant::now();
+    let people: Vec<serde_json::Value> = (0..records)
+        .map(|i| {
+            json!({"name": format!("Bench person {i:06}"), "source": "bench",
+                   "sourceID": i.to_string(), "primaryEmail": format!("p{i}@bench.example")})
+        })
+        .collect();
+    for chunk in people.chunks(5_000) {
+        let answer: serde_json::Value = http
+            .post(format!("{}/_emulator/seed", emu.base))
+            .json(&json!({"records": {"Person": chunk}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if answer["created"] != json!(chunk.len()) {
+            bail!("seeding the emulator failed: {answer}");
+        }
+    }
+    drop(people);
+    println!(
+        "xurrent-query: seeded {records} people into the emulator in {:.2} s",
+        seed_start.elapsed().as_secs_f64()
+    );
+
+    let dir = tempfile::tempdir()?;
+    let sol = dir.path().join("xq");
+    std::fs::create_dir_all(sol.join("runbooks"))?;
+    std::fs::write(
+        sol.join("solution.yaml"),
+        format!(
+            "name: xq\nconnections:\n  x:\n    connector: xurrent\n    direction: outbound\n    config:\n      \
+             credentials: {{ account_id: wdc, personal_access_token: {token} }}\n      \
+             environment: {{ graphql_endpoint: \"{base}/graphql\", oauth2_endpoint: \"{base}/token\", rest_endpoint: \"{base}/v1\" }}\n",
+            token = ferry_emulator::DEFAULT_TOKEN,
+            base = emu.base
+        ),
+    )?;
+    std::fs::write(
+        sol.join("runbooks").join("q.yaml"),
+        format!(
+            "name: q\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ {{ id: n, type: integer }} ]\n\
+             steps:\n  - id: query\n    action: xurrent.query\n    connection: x\n    \
+             input: {{ object: people, page_size: {page_size}, filter: {{ source: {{ values: [bench] }} }} }}\n    each:\n      \
+             - {{ id: record, action: debug.log_message, input: {{ message: \"{{{{ item.name }}}}\" }} }}\n"
+        ),
+    )?;
+    let (secrets, store) = crate::serve::open_data(&dir.path().join("data"), false).await?;
+    let engine = Engine::new(
+        store.clone() as Arc<dyn Store>,
+        secrets,
+        crate::registry(),
+        EngineOptions::default(),
+    );
+    engine
+        .load_dir(&sol)
+        .map_err(|d| anyhow::anyhow!("bench solution invalid: {d:?}"))?;
+    let (_, rb) = engine
+        .runbook("xq", "q")
+        .context("bench runbook not loaded")?;
+    let id = uuid::Uuid::now_v7();
+    store
+        .insert_job(NewJob {
+            id,
+            solution: "xq".into(),
+            runbook: "q".into(),
+            trigger_output: json!({ "body": {} }),
+            context_id: None,
+            concurrency_key: None,
+            dedup_key: None,
+            state: Engine::initial_state(&rb),
+        })
+        .await?;
+    let job = store
+        .claim_job("bench", chrono::Utc::now(), Duration::from_secs(3600))
+        .await?
+        .context("the bench job was not claimable")?;
+
+    let me = std::process::id();
+    let rss_start = crate::bench::rss_kib(me);
+    let cpu_start = crate::bench::cpu_seconds(me);
+    let emu_cpu_start = crate::bench::cpu_seconds(emu.child.id());
+    let started = Instant::now();
+    let runner = {
+        let engine = engine.clone();
+        tokio::spawn(async move { run_job(&engine.exec_env(), job).await })
+    };
+    let mut rss = Vec::new();
+    let mut state_max = 0usize;
+    while !runner.is_finished() {
+        if let Some(j) = store.get_job(id).await? {
+            state_max = state_max.max(serde_json::to_string(&j.state)?.len());
+        }
+        rss.push(crate::bench::rss_kib(me));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let end = runner.await?;
+    let elapsed = started.elapsed();
+    let cpu = crate::bench::cpu_seconds(me) - cpu_start;
+    let emu_cpu = crate::bench::cpu_seconds(emu.child.id()) - emu_cpu_start;
+    if end != RunEnd::Status(JobStatus::Finished) {
+        let error = store.get_job(id).await?.and_then(|j| j.error);
+        bail!("the query job ended {end:?}: {}", error.unwrap_or_default());
+    }
+    let steps = store.job_steps(id).await?;
+    let branch_runs = steps.iter().filter(|s| s.step_id == "record").count();
+    let pages = steps.iter().filter(|s| s.step_id == "query").count();
+    if branch_runs != records {
+        bail!("{branch_runs} of {records} records ran their branch");
+    }
+    // RSS over the run, in quarters: flat memory shows as similar figures.
+    let quarter = |q: usize| {
+        let i = (rss.len().saturating_sub(1) * q) / 4;
+        rss.get(i).copied().unwrap_or(rss_start) as f64 / 1024.0
+    };
+    println!(
+        "xurrent-query: {records} records in {pages} pages of {page_size}, a one-step branch per record: {:.2} s = {:.0} records/s ({} steps)",
+        elapsed.as_secs_f64(),
+        records as f64 / elapsed.as_secs_f64(),
+        steps.len()
+    );
+    println!(
+        "  CPU: ferry {cpu:.2} s ({:.0} µs/record), emulator {emu_cpu:.2} s, on {} cores",
+        cpu * 1e6 / records as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "  RSS: start {:.1} MB, 25% {:.1} MB, 50% {:.1} MB, 75% {:.1} MB, end {:.1} MB, peak {:.1} MB; checkpointed state max {state_max} B",
+        rss_start as f64 / 1024.0,
+        quarter(1),
+        quarter(2),
+        quarter(3),
+        quarter(4),
+        rss.iter().copied().max().unwrap_or(rss_start) as f64 / 1024.0,
+    );
+    engine.begin_shutdown();
+    store.close().await;
+    Ok(())
+}

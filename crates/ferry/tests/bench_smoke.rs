@@ -64,6 +64,15 @@ fn bench_commands_run_and_report() {
         3,
         "one line per slice of 200 records: {paging}"
     );
+    let query = bench(&["xurrent-query", "--records", "250", "--page-size", "100"]);
+    assert!(
+        query.contains("seeded 250 people")
+            && query.contains("250 records in 3 pages of 100")
+            && query.contains("records/s")
+            && query.contains("peak")
+            && query.contains("checkpointed state max"),
+        "{query}"
+    );
     let memory = bench(&["memory", "--jobs", "200"]);
     assert!(
         memory.contains("idle RSS") && memory.contains("200 queued jobs"),
