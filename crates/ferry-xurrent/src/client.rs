@@ -175,7 +175,12 @@ impl<'a> XurrentClient<'a> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match ratelimit::reserve(&self.limiter_key, call.max_wait) {
+            let reserved = if self.config.client_rate_limit {
+                ratelimit::reserve(&self.limiter_key, call.max_wait)
+            } else {
+                Ok(Duration::ZERO)
+            };
+            match reserved {
                 Ok(wait) if wait.is_zero() => {}
                 Ok(wait) => {
                     tracing::debug!(wait_ms = wait.as_millis() as u64, "xurrent.ratelimit.wait");

@@ -62,6 +62,9 @@ pub fn outbound_fields() -> Vec<Field> {
             Field::new("rest_endpoint", FieldType::String)
                 .hint("REST API base up to /v1, e.g. http://127.0.0.1:4780/v1 for the emulator"),
         ]),
+        Field::new("client_rate_limit", FieldType::Boolean)
+            .default_value(json!(true))
+            .hint("false switches Ferry's client-side limiter off (for `ferry emulator --no-rate-limits`); a 429 still reschedules"),
     ]
 }
 
@@ -123,6 +126,9 @@ pub struct ConnectionConfig {
     pub endpoints: Endpoints,
     /// The environment as configured.
     pub environment: Environment,
+    /// Whether requests go through the client-side limiter ([`crate::ratelimit`]); on unless
+    /// the config says `client_rate_limit: false`.
+    pub client_rate_limit: bool,
 }
 
 impl ConnectionConfig {
@@ -151,6 +157,10 @@ impl ConnectionConfig {
             credentials,
             endpoints: Endpoints::resolve(&environment),
             environment,
+            client_rate_limit: config
+                .get("client_rate_limit")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
         })
     }
 

@@ -387,7 +387,11 @@ async fn g76_oversized_documents_with_and_without_content_length() {
 fn a10_the_outbound_config_schema_shape() {
     let fields = ferry_xurrent::connection::outbound_fields();
     let ids = |f: &[ferry_core::schema::Field]| f.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&fields), ["credentials", "environment"]);
+    // `client_rate_limit` (Ferry's client-side limiter switch) follows the spec's two fields.
+    assert_eq!(
+        ids(&fields),
+        ["credentials", "environment", "client_rate_limit"]
+    );
     let (credentials, environment) = (&fields[0], &fields[1]);
     assert!(credentials.required);
     assert_eq!(

@@ -249,7 +249,8 @@ pub async fn xurrent_query(records: usize, page_size: u32) -> anyhow::Result<()>
         format!(
             "name: xq\nconnections:\n  x:\n    connector: xurrent\n    direction: outbound\n    config:\n      \
              credentials: {{ account_id: wdc, personal_access_token: {token} }}\n      \
-             environment: {{ graphql_endpoint: \"{base}/graphql\", oauth2_endpoint: \"{base}/token\", rest_endpoint: \"{base}/v1\" }}\n",
+             environment: {{ graphql_endpoint: \"{base}/graphql\", oauth2_endpoint: \"{base}/token\", rest_endpoint: \"{base}/v1\" }}\n      \
+             client_rate_limit: false\n",
             token = ferry_emulator::DEFAULT_TOKEN,
             base = emu.base
         ),
