@@ -288,6 +288,7 @@ pub async fn xurrent_query(records: usize, page_size: u32) -> anyhow::Result<()>
             concurrency_key: None,
             dedup_key: None,
             state: Engine::initial_state(&rb),
+            claims: Vec::new(),
         })
         .await?;
     let job = store
