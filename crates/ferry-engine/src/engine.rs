@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::action::Services;
-use crate::compile::{compile_solution, CompiledRunbook, CompiledSolution};
+use crate::compile::{compile_solution_with, CompileOptions, CompiledRunbook, CompiledSolution};
 use crate::connector::{
     ConnectionTestResult, InboundAuth, SchemaRefreshed, TestContext, NO_TESTER, REFRESH_TIMEOUT,
     TEST_TIMED_OUT, TEST_TIMEOUT,
@@ -113,15 +113,67 @@ impl Engine {
         })
     }
 
-    /// Load, check and register a solution directory.
+    /// Load, check and register a solution directory. Steps whose checks depend on cached
+    /// connection data (a Xurrent connection's introspected schema) are checked against what
+    /// ships with Ferry; [`Engine::load_dir_cached`] checks them against the store's cache.
     pub fn load_dir(&self, dir: &Path) -> Result<Arc<CompiledSolution>, Vec<Diagnostic>> {
+        let (solution, compiled) = self.compile_dir(dir, CompileOptions::default())?;
+        self.register(&solution, compiled)
+    }
+
+    /// [`Engine::load_dir`], with the checks that depend on cached connection data run against
+    /// the store's cache (as `ferry validate --data` does): a field only the account's own
+    /// schema has is accepted once that schema is cached, and a step the cached schema refuses
+    /// is refused. Without a cache entry the data that ships with Ferry is used. What `ferry
+    /// serve` and `ferry run` load solutions with.
+    pub async fn load_dir_cached(
+        &self,
+        dir: &Path,
+    ) -> Result<Arc<CompiledSolution>, Vec<Diagnostic>> {
+        let options = CompileOptions {
+            defer_cached_checks: true,
+        };
+        let (solution, compiled) = self.compile_dir(dir, options)?;
+        let mut problems = Vec::new();
+        for d in
+            crate::schemas::check_cached(self.store.as_ref(), &self.services.secrets, &compiled)
+                .await
+        {
+            match d {
+                Ok(warning) => tracing::debug!(%warning, "solution.check"),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if !problems.is_empty() {
+            problems.sort_by(|a, b| a.span.cmp(&b.span));
+            problems.dedup();
+            return Err(problems);
+        }
+        self.register(&solution, compiled)
+    }
+
+    fn compile_dir(
+        &self,
+        dir: &Path,
+        options: CompileOptions,
+    ) -> Result<(ferry_core::model::Solution, CompiledSolution), Vec<Diagnostic>> {
         let solution = load_solution(dir)?;
-        let compiled = Arc::new(compile_solution(
+        let compiled = compile_solution_with(
             &solution,
             &self.registry,
             &self.exprs,
             &self.services.secrets,
-        )?);
+            options,
+        )?;
+        Ok((solution, compiled))
+    }
+
+    fn register(
+        &self,
+        solution: &ferry_core::model::Solution,
+        compiled: CompiledSolution,
+    ) -> Result<Arc<CompiledSolution>, Vec<Diagnostic>> {
+        let compiled = Arc::new(compiled);
         let mut solutions = self.solutions.write();
         if solutions.contains_key(&compiled.name) {
             return Err(vec![Diagnostic {

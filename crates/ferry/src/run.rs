@@ -42,7 +42,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         crate::registry(),
         EngineOptions::default(),
     );
-    let solution = match engine.load_dir(&args.solution) {
+    let solution = match engine.load_dir_cached(&args.solution).await {
         Ok(s) => s,
         Err(diags) => {
             for d in diags {

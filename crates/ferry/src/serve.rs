@@ -150,7 +150,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let mut failed = false;
     for dir in &args.solutions {
-        if let Err(diags) = engine.load_dir(dir) {
+        if let Err(diags) = engine.load_dir_cached(dir).await {
             failed = true;
             for d in diags {
                 eprintln!("{d}");

@@ -288,6 +288,13 @@ async fn validate_checks_against_the_cached_schema() {
     let (code, text) = validate(&sol, Some(&data));
     assert_eq!(code, 0, "{text}");
 
+    // `ferry serve` on the same data directory loads it too (its steps are checked against
+    // the cached schema, not the shipped one) and the field reaches the emulator.
+    let mut server = Server::start(&data, &[&sol], &[]);
+    let job = finish(&server, &create(&server, "with probe").await).await;
+    assert_eq!(job["status"], "finished", "{job:#}\n{}", server.logs());
+    server.terminate();
+
     // Against the cached schema, an unknown field is still named with file:line.
     std::fs::write(
         sol.join("runbooks/r.yaml"),
