@@ -413,17 +413,19 @@ impl Action for QueryAction {
             ctx.iteration = None;
             return Ok(Vec::new());
         };
-        let client = XurrentClient::new(ctx.services, connection)?;
-        let variables = match body.get("variables") {
-            Some(v) => Some(ctx.services.secrets.reveal_value(v).map_err(|e| {
-                tracing::warn!(object = %object, error = %e, "xurrent.query: a secret in the input cannot be decrypted");
-                fail(format!(
-                    "Unable to decrypt a secret in the input of the query of '{object}': {e}"
-                ))
-            })?),
-            None => None,
+        let key = prefetch::key(&ctx.job_id, connection, &body);
+        let mut ahead = false;
+        let response = match prefetch::take(&key).await {
+            Some(answer) => {
+                ahead = true;
+                answer?
+            }
+            None => {
+                let variables = revealed(ctx.services, &object, &body)?;
+                let client = XurrentClient::new(ctx.services, connection)?;
+                client.graphql(&plan.text, variables).await?
+            }
         };
-        let response = client.graphql(&plan.text, variables).await?;
         let request_id = response
             .meta
             .request_id
@@ -437,12 +439,13 @@ impl Action for QueryAction {
             .read_page(&response.data, &cursor)
             .map_err(|e| fail(e.to_string()))?;
         ctx.log(format!(
-            "Page {} of '{object}': {} records (fetched {} of {}), request id {request_id}",
+            "Page {} of '{object}': {} records (fetched {} of {}), request id {request_id}{}",
             ctx.iteration_count + 1,
             page.records.len(),
             cursor.fetched + page.records.len() as u64,
             page.total_count
                 .map_or_else(|| "?".to_string(), |t| t.to_string()),
+            if ahead { " (requested ahead)" } else { "" },
         ));
         ctx.iteration = match &page.next {
             Some(next) => Some(
@@ -451,6 +454,18 @@ impl Action for QueryAction {
             ),
             None => None,
         };
+        // Ask for the next page now, while this page's branches run; the next invocation
+        // takes the answer (the cursor in the iteration state stays the durable position).
+        if let Some(next_body) = page.next.as_ref().and_then(|n| plan.request(n)) {
+            let variables = revealed(ctx.services, &object, &next_body)?;
+            prefetch::start(
+                prefetch::key(&ctx.job_id, connection, &next_body),
+                ctx.services,
+                connection,
+                plan.text.clone(),
+                variables,
+            );
+        }
         Ok(match mode {
             Mode::Page => vec![Output::new(PAGE, page.output(&response.meta))],
             Mode::Record => page
@@ -459,6 +474,114 @@ impl Action for QueryAction {
                 .map(|r| Output::new(RECORD, without_nulls(r)))
                 .collect(),
         })
+    }
+}
+
+/// The request's variables with secret values decrypted (for the request only).
+fn revealed(services: &Services, object: &str, body: &Value) -> Result<Option<Value>, Signal> {
+    match body.get("variables") {
+        Some(v) => Ok(Some(services.secrets.reveal_value(v).map_err(|e| {
+            tracing::warn!(object = %object, error = %e, "xurrent.query: a secret in the input cannot be decrypted");
+            fail(format!(
+                "Unable to decrypt a secret in the input of the query of '{object}': {e}"
+            ))
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// Pages requested ahead: when a page has a next one, its request is sent at once in a task
+/// while the page's branches run, and the next invocation of the step takes the answer
+/// instead of sending the same request again. Keyed by the job, the connection and the exact
+/// request (text, variables as the step input had them, cursor): a request that differs —
+/// another worker, a changed input, a job resumed elsewhere — simply sends its own. Only a
+/// cache: the cursor in the iteration state stays the durable position. Entries not taken
+/// within [`prefetch::TTL`] are dropped (their task aborted).
+mod prefetch {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    use ferry_engine::action::{ConnectionRef, Services};
+    use parking_lot::Mutex;
+    use serde_json::Value;
+    use tokio::task::JoinHandle;
+
+    use crate::client::{GraphqlResponse, XurrentClient, XurrentError};
+
+    /// How long an answer fetched ahead is kept for its step.
+    pub const TTL: Duration = Duration::from_secs(120);
+    /// The most answers kept at once (oldest dropped first).
+    pub const MAX_ENTRIES: usize = 256;
+
+    type Fetch = JoinHandle<Result<GraphqlResponse, XurrentError>>;
+
+    fn entries() -> &'static Mutex<HashMap<String, (Instant, Fetch)>> {
+        static ENTRIES: OnceLock<Mutex<HashMap<String, (Instant, Fetch)>>> = OnceLock::new();
+        ENTRIES.get_or_init(Default::default)
+    }
+
+    /// The key of a request of a job's step over a connection.
+    pub fn key(job: &impl std::fmt::Display, connection: &ConnectionRef, body: &Value) -> String {
+        format!("{job}\n{}\n{body}", connection.namespace)
+    }
+
+    /// Send the request now, in a task (no-op when it is already under way).
+    pub fn start(
+        key: String,
+        services: &Services,
+        connection: &ConnectionRef,
+        text: String,
+        variables: Option<Value>,
+    ) {
+        let services = Services {
+            http: services.http.clone(),
+            secrets: services.secrets.clone(),
+            store: services.store.clone(),
+        };
+        let connection = connection.clone();
+        let mut map = entries().lock();
+        let now = Instant::now();
+        map.retain(|_, (at, fetch)| {
+            let keep = now.duration_since(*at) < TTL;
+            if !keep {
+                fetch.abort();
+            }
+            keep
+        });
+        if map.contains_key(&key) {
+            return;
+        }
+        while map.len() >= MAX_ENTRIES {
+            let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, fetch)) = map.remove(&oldest) {
+                fetch.abort();
+            }
+        }
+        let fetch = tokio::spawn(async move {
+            let client = XurrentClient::new(&services, &connection)?;
+            client.graphql(&text, variables).await
+        });
+        map.insert(key, (now, fetch));
+    }
+
+    /// The answer of a request sent ahead, if there is one for `key` (waiting for it when it
+    /// is still under way). `None` when there is none or its task did not complete.
+    pub async fn take(key: &str) -> Option<Result<GraphqlResponse, XurrentError>> {
+        let (_, fetch) = entries().lock().remove(key)?;
+        match fetch.await {
+            Ok(answer) => Some(answer),
+            Err(e) => {
+                tracing::debug!(error = %e, "xurrent.query: a page fetched ahead was lost; fetching it again");
+                None
+            }
+        }
     }
 }
 

@@ -129,6 +129,13 @@ fn per_record_mode_runs_the_branch_once_per_record_over_thousands_of_records() {
         last[0].contains("45 records (fetched 2345 of 2345)"),
         "{last:?}"
     );
+    // Pages after the first were requested while the previous page's records ran.
+    assert!(
+        !logs_of(q[0])[0].contains("(requested ahead)"),
+        "{:?}",
+        logs_of(q[0])
+    );
+    assert!(last[0].ends_with("(requested ahead)"), "{last:?}");
     assert_eq!(step_order(&job).last().map(String::as_str), Some("after"));
 }
 
