@@ -10,7 +10,9 @@
 //!   `ferry validate`;
 //! - G91: a signed delivery with no issuer rule anywhere answers `Webhook configuration error`;
 //! - M170 (I121, I123 for the mutation): a throttled mutation step is rescheduled after
-//!   `Retry-After` and then succeeds; GraphQL `errors` fail the step with their messages.
+//!   `Retry-After` and then succeeds; GraphQL `errors` fail the step with their messages, for the
+//!   mutation (an unknown id) and for the Query action (an error only Xurrent finds, injected
+//!   in front of the emulator).
 
 mod common;
 
@@ -422,6 +424,29 @@ async fn count_429(State(c): State<Arc<Throttled>>, req: Request, next: Next) ->
     response
 }
 
+/// Answers a GraphQL request that filters on the `workflow_pending` status with a GraphQL
+/// error (HTTP 200, `errors`, no `data`), as Xurrent does for a query it refuses after
+/// validation; every other request goes to the emulator.
+async fn refuse_workflow_pending(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return Response::builder().status(400).body("body".into()).unwrap();
+    };
+    if parts.uri.path() == "/graphql" && bytes.windows(16).any(|w| w == b"workflow_pending") {
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(
+                json!({"errors": [{"message": "Filter status workflow_pending is not available for this account", "locations": [{"line": 1, "column": 1}], "path": ["requests"]}]})
+                    .to_string()
+                    .into(),
+            )
+            .unwrap();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m170_a_throttled_mutation_is_rescheduled_and_graphql_errors_fail() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -433,10 +458,12 @@ async fn m170_a_throttled_mutation_is_rescheduled_and_graphql_errors_fail() {
     .await
     .unwrap();
     let throttled = Arc::new(Throttled::default());
-    let app = ferry_emulator::router(emu).layer(axum::middleware::from_fn_with_state(
-        throttled.clone(),
-        count_429,
-    ));
+    let app = ferry_emulator::router(emu)
+        .layer(axum::middleware::from_fn_with_state(
+            throttled.clone(),
+            count_429,
+        ))
+        .layer(axum::middleware::from_fn(refuse_workflow_pending));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let base = format!("http://{addr}");
     let limits = |body: Value| {
@@ -459,7 +486,13 @@ async fn m170_a_throttled_mutation_is_rescheduled_and_graphql_errors_fail() {
     );
     let runbook = "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: subject, type: string }, { id: category, type: string } ]\nsteps:\n  - id: mutate\n    action: xurrent.mutation\n    connection: x\n    input:\n      mutation: requestCreate\n      input:\n        subject: \"{{ trigger.body.subject }}\"\n        category: \"{{ trigger.body.category }}\"\n";
     let update = "name: u\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: id, type: string } ]\nsteps:\n  - id: update\n    action: xurrent.mutation\n    connection: x\n    input:\n      mutation: requestUpdate\n      input: { id: \"{{ trigger.body.id }}\", subject: Renamed }\n";
-    let dir = solution(tmp.path(), "xm", &yaml, &[("r", runbook), ("u", update)]);
+    let query = "name: q\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: status, type: string } ]\nsteps:\n  - id: find\n    action: xurrent.query\n    connection: x\n    input:\n      object: requests\n      filter: { status: { values: [ \"{{ trigger.body.status }}\" ] } }\n    each:\n      - id: log\n        action: debug.log_message\n        input: { message: \"{{ item.id }}\" }\n";
+    let dir = solution(
+        tmp.path(),
+        "xm",
+        &yaml,
+        &[("r", runbook), ("u", update), ("q", query)],
+    );
 
     // Every GraphQL request is refused (429, Retry-After: 1) until the limits are lifted.
     limits(json!({"enabled": true, "burst_requests": 0, "burst_window_secs": 1})).await;
@@ -514,4 +547,22 @@ async fn m170_a_throttled_mutation_is_rescheduled_and_graphql_errors_fail() {
         error.starts_with("Errors from Xurrent GraphQL API: ") && error.contains("Not Found"),
         "{job:#}"
     );
+
+    // I123 for the query: a filter Xurrent refuses (GraphQL `errors`, HTTP 200) fails the step
+    // with the errors' messages; the branch never runs.
+    let d = dir.clone();
+    let (code, job, _) = tokio::task::spawn_blocking(move || {
+        run_json(&d, "q", &json!({"status": "workflow_pending"}))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{job:#}");
+    assert_eq!(job["status"], "failed", "{job:#}");
+    let error = steps(&job, "find")[0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with("Errors from Xurrent GraphQL API: ")
+            && error.contains("Filter status workflow_pending is not available"),
+        "{job:#}"
+    );
+    assert!(steps(&job, "log").is_empty(), "{job:#}");
 }
