@@ -2,6 +2,7 @@
 //! the change feed that the webhook half listens to.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,6 +152,10 @@ struct StoreInner {
 #[derive(Default)]
 pub struct RecordStore {
     inner: RwLock<StoreInner>,
+    /// Bumped (under the write lock) by every insert, update, delete and clear, so that
+    /// anything derived from the records (the connection lists cached by the GraphQL half)
+    /// can tell whether it is still current.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for RecordStore {
@@ -162,6 +167,18 @@ impl std::fmt::Debug for RecordStore {
 }
 
 impl RecordStore {
+    /// The store's mutation generation: it changes whenever any record of any account is
+    /// created, updated or deleted. A value derived from the records at generation `g` is
+    /// current as long as `generation()` still returns `g`.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(AtomicOrdering::Acquire)
+    }
+
+    /// Called with the write lock held, before the change becomes visible to readers.
+    fn bump(&self) {
+        self.generation.fetch_add(1, AtomicOrdering::AcqRel);
+    }
+
     /// Store a new record. Assigns `id`, `_seq`, `__typename`, `_account`, and `createdAt` /
     /// `updatedAt` (kept when `fields` already has them). Returns the stored record.
     pub fn insert(&self, account: &str, typename: &str, fields: Record) -> Record {
@@ -195,6 +212,7 @@ impl RecordStore {
             fields.insert("updatedAt".into(), now.into());
         }
         let rec = Arc::new(fields);
+        self.bump();
         inner.by_id.insert(id.clone(), rec.clone());
         inner.by_type.entry(key).or_default().insert(seq, id);
         rec
@@ -237,6 +255,7 @@ impl RecordStore {
         }
         after.insert("updatedAt".into(), now_timestamp().into());
         let after = Arc::new(after);
+        self.bump();
         inner.by_id.insert(id.to_string(), after.clone());
         Some((before, after))
     }
@@ -245,6 +264,7 @@ impl RecordStore {
     pub fn delete(&self, id: &str) -> Option<Record> {
         let mut inner = self.inner.write();
         let rec = inner.by_id.remove(id)?;
+        self.bump();
         if let (Some(acc), Some(ty), Some(seq)) = (
             rec.get("_account").and_then(|v| v.as_str()),
             rec.get("__typename").and_then(|v| v.as_str()),
@@ -290,6 +310,7 @@ impl RecordStore {
     /// Remove every record of an account (used by reset).
     pub fn clear_account(&self, account: &str) {
         let mut inner = self.inner.write();
+        self.bump();
         inner
             .by_id
             .retain(|_, r| r.get("_account").and_then(|v| v.as_str()) != Some(account));

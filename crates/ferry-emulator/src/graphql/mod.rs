@@ -3,13 +3,14 @@
 //!
 //! Layers, bottom to top (a module imports only modules below it):
 //! `model` (the SDL) → `coerce`, `validate`, `introspect` (pure passes over documents and the
-//! schema) → `resolve`, `attachments`, `mutation` (reads and writes over the record store; the
+//! schema) → `resolve`, `conn_list`, `attachments`, `mutation` (reads and writes over the record store; the
 //! model comes with the per-request `Ctx`) → `schema` (the dynamic schema) → `state` (compiled
 //! schema and introspection cache) → `http` (the endpoint) and `seed`. Nothing here imports the
 //! REST half.
 
 pub mod attachments;
 mod coerce;
+mod conn_list;
 mod http;
 mod introspect;
 pub(crate) mod model;

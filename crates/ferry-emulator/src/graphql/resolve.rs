@@ -62,9 +62,9 @@ pub(crate) fn decode_cursor(c: &str) -> Option<usize> {
     std::str::from_utf8(&bytes).ok()?.parse().ok()
 }
 
-/// Apply relay paging to an already filtered and ordered list.
+/// Apply relay paging to an already filtered and ordered list (only the page is copied).
 pub(crate) fn paginate(
-    items: Vec<Arc<Record>>,
+    items: &[Arc<Record>],
     paging: &Paging,
     abstract_items: bool,
 ) -> Result<ConnPage, String> {
@@ -583,7 +583,7 @@ mod tests {
     fn paging_first_after_last() {
         let items: Vec<_> = (0..10).map(|i| rec(json!({ "n": i }))).collect();
         let p = paginate(
-            items.clone(),
+            &items,
             &Paging {
                 first: Some(3),
                 ..Default::default()
@@ -595,7 +595,7 @@ mod tests {
         assert!(p.has_next && !p.has_prev);
         let after = encode_cursor(8);
         let p = paginate(
-            items.clone(),
+            &items,
             &Paging {
                 first: Some(3),
                 after: Some(after),
@@ -608,7 +608,7 @@ mod tests {
         assert_eq!(p.items[0]["n"], 9);
         assert!(!p.has_next && p.has_prev);
         let p = paginate(
-            items.clone(),
+            &items,
             &Paging {
                 last: Some(2),
                 ..Default::default()
@@ -618,7 +618,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.offset, 8);
         assert!(paginate(
-            items.clone(),
+            &items,
             &Paging {
                 first: Some(0),
                 ..Default::default()
@@ -627,7 +627,7 @@ mod tests {
         )
         .is_err());
         assert!(paginate(
-            items,
+            &items,
             &Paging {
                 first: Some(101),
                 ..Default::default()

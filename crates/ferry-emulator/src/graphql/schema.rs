@@ -12,12 +12,13 @@ use async_graphql::{Context, Error, ErrorExtensions, PathSegment, QueryPathSegme
 use async_graphql_parser::types::{BaseType, Type};
 use serde_json::Value as Json;
 
+use super::conn_list::ConnQuery;
 use super::model::{base_name, is_list, Kind, Model};
 use super::mutation;
 use super::resolve::{
-    account_object, concrete_types, deref, derived_value, encode_cursor, enum_value, json_to_value,
-    matches_filter_with, nested_records, node_by_id, paginate, record_value, records_of,
-    sort_records, value_to_json, ConnPage, Ctx, EdgeVal, Paging,
+    account_object, concrete_types, deref, encode_cursor, enum_value, json_to_value,
+    nested_records, node_by_id, paginate, record_value, value_to_json, ConnPage, Ctx, EdgeVal,
+    Paging,
 };
 use super::validate::FIELD_PATH_EXTENSION;
 use crate::{EmulatorError, Record};
@@ -287,7 +288,7 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                 Err(e) => return err(e.message),
             };
             let items = nested_records(&ctx.emu, rec, key, types);
-            match paginate(items, &paging, *abstract_items) {
+            match paginate(&items, &paging, *abstract_items) {
                 Ok(page) => ok(conn_value(page)),
                 Err(e) => err(e),
             }
@@ -300,27 +301,26 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                 Ok(p) => p,
                 Err(e) => return err(e.message),
             };
-            let mut items = records_of(&ctx.emu, &ctx.account, types);
-            if let Some(view) = rctx
+            let view = rctx
                 .args
                 .get("view")
-                .and_then(|v| v.enum_name().ok().map(str::to_string))
-            {
-                apply_view(ctx, &view, &mut items);
-            }
-            if let Some(filter) = rctx.args.get("filter").filter(|f| !f.is_null()) {
-                if let Json::Object(f) = value_to_json(filter.as_value()) {
-                    let derive = |r: &Record, field: &str| derived_value(&ctx.emu, r, field);
-                    items.retain(|r| matches_filter_with(r, &f, &derive));
-                }
-            }
+                .and_then(|v| v.enum_name().ok().map(str::to_string));
+            let filter = rctx
+                .args
+                .get("filter")
+                .filter(|f| !f.is_null())
+                .and_then(|f| match value_to_json(f.as_value()) {
+                    Json::Object(f) => Some(f),
+                    _ => None,
+                });
+            let mut spec: Vec<(String, bool)> = Vec::new();
             if let Some(order) = rctx.args.get("order").filter(|f| !f.is_null()) {
                 let order = match value_to_json(order.as_value()) {
                     Json::Array(a) => a,
                     o @ Json::Object(_) => vec![o],
                     _ => Vec::new(),
                 };
-                let spec: Vec<(String, bool)> = order
+                spec = order
                     .iter()
                     .filter_map(|o| {
                         let f = o.get("field")?.as_str()?.to_string();
@@ -328,9 +328,18 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                         Some((f, desc))
                     })
                     .collect();
-                sort_records(&ctx.emu, &mut items, &spec);
             }
-            match paginate(items, &paging, *abstract_items) {
+            let query = ConnQuery {
+                account: ctx.account.clone(),
+                types: types.clone(),
+                view,
+                person_id: ctx.person_id.clone(),
+                filter,
+                order: spec,
+            };
+            // Filtered and ordered once per store generation, not once per page.
+            let items = ctx.emu.gql.conn_cache.list(&ctx.emu, &query);
+            match paginate(&items, &paging, *abstract_items) {
                 Ok(page) => ok(conn_value(page)),
                 Err(e) => err(e),
             }
@@ -447,55 +456,6 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
 
 /// Person-relative views; other views (`current_account`, `all`, ...) show every record of
 /// the request's account, and `trash` / `archive` are empty (nothing is ever trashed).
-fn apply_view(ctx: &Ctx, view: &str, items: &mut Vec<Arc<Record>>) {
-    let me = ctx.person_id.clone().unwrap_or_default();
-    let is_me = |r: &Record, key: &str| r.get(key).and_then(Json::as_str) == Some(me.as_str());
-    match view {
-        "trash" | "archive" => items.clear(),
-        "assigned_to_me" => items.retain(|r| is_me(r, "member")),
-        "created_by_me" => items.retain(|r| is_me(r, "createdBy")),
-        "managed_by_me" => items.retain(|r| is_me(r, "manager")),
-        "coordinated_by_me" => items.retain(|r| is_me(r, "coordinator")),
-        "requested_by_or_for_me" => {
-            items.retain(|r| is_me(r, "requestedBy") || is_me(r, "requestedFor"))
-        }
-        "assigned_to_my_team" => {
-            let mine = my_teams(ctx, &me);
-            items.retain(|r| {
-                r.get("team")
-                    .and_then(Json::as_str)
-                    .is_some_and(|t| mine.iter().any(|m| m == t))
-            })
-        }
-        _ => {}
-    }
-}
-
-/// Teams of a person: the person's `teams` list, plus teams whose `members` list the person.
-fn my_teams(ctx: &Ctx, person: &str) -> Vec<String> {
-    let mut teams: Vec<String> = ctx
-        .emu
-        .records
-        .get_arc(person)
-        .and_then(|p| p.get("teams").and_then(Json::as_array).cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    for t in ctx.emu.records.list_arc(&ctx.account, "Team") {
-        let member = t
-            .get("members")
-            .and_then(Json::as_array)
-            .is_some_and(|m| m.iter().any(|v| v.as_str() == Some(person)));
-        if member {
-            if let Some(id) = t.get("id").and_then(Json::as_str) {
-                teams.push(id.to_string());
-            }
-        }
-    }
-    teams
-}
-
 fn make_field(model: &Model, owner: &str, f: &super::model::FieldDef) -> Field {
     let plan = Arc::new(plan_for(model, owner, f));
     let nullable = f.ty.nullable;
