@@ -597,6 +597,8 @@ pub struct Emulator {
     pub(crate) limiter: RateLimiter,
     pub(crate) attachments: crate::graphql::attachments::AttachmentStore,
     pub(crate) gql: crate::graphql::GraphqlState,
+    /// Filtered and ordered lists of root connections, valid for one record store generation.
+    pub(crate) conn_lists: crate::graphql::conn_list::ConnCache,
     /// Private state of the REST/webhook half.
     pub rest: crate::rest::RestState,
     /// Serialises key generation of policies that have no key yet (see
@@ -632,6 +634,7 @@ impl Emulator {
             limiter: RateLimiter::default(),
             attachments: Default::default(),
             gql,
+            conn_lists: Default::default(),
             rest: Default::default(),
             policy_key_lock: Mutex::new(()),
         }

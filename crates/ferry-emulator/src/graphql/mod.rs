@@ -3,14 +3,14 @@
 //!
 //! Layers, bottom to top (a module imports only modules below it):
 //! `model` (the SDL) → `coerce`, `validate`, `introspect` (pure passes over documents and the
-//! schema) → `resolve`, `conn_list`, `attachments`, `mutation` (reads and writes over the record store; the
-//! model comes with the per-request `Ctx`) → `schema` (the dynamic schema) → `state` (compiled
+//! schema) → `resolve`, `attachments` → `conn_list`, `mutation` (reads and writes over the
+//! record store; the model comes with the per-request `Ctx`) → `schema` (the dynamic schema) → `state` (compiled
 //! schema and introspection cache) → `http` (the endpoint) and `seed`. Nothing here imports the
 //! REST half.
 
 pub mod attachments;
 mod coerce;
-mod conn_list;
+pub(crate) mod conn_list;
 mod http;
 mod introspect;
 pub(crate) mod model;
@@ -64,6 +64,7 @@ mod layering {
         ("introspect", 1, include_str!("introspect.rs")),
         ("resolve", 2, include_str!("resolve.rs")),
         ("attachments", 2, include_str!("attachments.rs")),
+        ("conn_list", 3, include_str!("conn_list.rs")),
         ("mutation", 3, include_str!("mutation.rs")),
         ("schema", 4, include_str!("schema.rs")),
         ("state", 5, include_str!("state.rs")),

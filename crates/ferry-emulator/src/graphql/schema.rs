@@ -338,7 +338,7 @@ fn resolve<'a>(plan: &Plan, rctx: ResolverContext<'a>) -> FieldFuture<'a> {
                 order: spec,
             };
             // Filtered and ordered once per store generation, not once per page.
-            let items = ctx.emu.gql.conn_cache.list(&ctx.emu, &query);
+            let items = ctx.emu.conn_lists.list(&ctx.emu, &query);
             match paginate(&items, &paging, *abstract_items) {
                 Ok(page) => ok(conn_value(page)),
                 Err(e) => err(e),

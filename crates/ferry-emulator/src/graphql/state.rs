@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::conn_list::ConnCache;
 use super::introspect::{Universe, CONNECTOR_INTROSPECTION_QUERY};
 use super::model::{base_name, Kind, Model};
 use super::schema::build_schema;
@@ -32,8 +31,6 @@ pub(crate) struct GraphqlState {
     /// Serialized answers of introspection-only requests (the schema never changes).
     pub(crate) introspection_cache:
         parking_lot::Mutex<std::collections::HashMap<String, bytes::Bytes>>,
-    /// Filtered and ordered lists of root connections, valid for one store generation.
-    pub(crate) conn_cache: ConnCache,
 }
 
 /// What one SDL text compiles to; shared by every emulator of the process built from the same
@@ -75,7 +72,6 @@ impl GraphqlState {
             schema: compiled.schema,
             universe: Default::default(),
             introspection_cache: Default::default(),
-            conn_cache: Default::default(),
         };
         if let Some(u) = compiled.universe {
             let _ = state.universe.set(u);
