@@ -169,6 +169,69 @@ async fn pagination_across_1000_records() {
     }
 }
 
+/// Paging reuses the connection's ordered list between pages, yet a write between two pages is
+/// seen by the next page exactly as if the list were rebuilt for it (cursors are offsets).
+#[tokio::test]
+async fn a_write_between_pages_is_seen_by_the_next_page() {
+    const PAGE: &str = "query($after: String, $first: Int, $f: RequestFilter) { requests(first: $first, after: $after, filter: $f, order: {field: subject, direction: desc}) { totalCount nodes { id subject } pageInfo { hasNextPage endCursor } } }";
+    let s = start(RateLimits::disabled()).await;
+    seed_requests(&s.emu, 300);
+    let filter = json!({ "status": { "values": ["assigned"] } });
+    let page = |after: Option<String>, first: u32| {
+        let (s, f) = (&s, filter.clone());
+        async move {
+            let d = s
+                .data(PAGE, json!({ "after": after, "first": first, "f": f }))
+                .await;
+            d["requests"].clone()
+        }
+    };
+    let subjects = |conn: &Value| -> Vec<String> {
+        conn["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let p1 = page(None, 30).await;
+    assert_eq!(p1["totalCount"], 100);
+    assert_eq!(subjects(&p1)[0], "Request 0297");
+    let cursor = p1["pageInfo"]["endCursor"].as_str().unwrap().to_string();
+    // Unchanged: the next page continues the order.
+    let p2 = page(Some(cursor.clone()), 30).await;
+    assert_eq!(subjects(&p2)[0], "Request 0207");
+
+    // Created: a matching record that sorts first shifts the list by one.
+    let fields = json!({ "subject": "Request 9999", "status": "assigned" });
+    let created = s
+        .emu
+        .create_record("wdc", "Request", fields.as_object().unwrap().clone(), None);
+    let p2 = page(Some(cursor.clone()), 30).await;
+    assert_eq!(p2["totalCount"], 101);
+    assert_eq!(subjects(&p2)[0], "Request 0210");
+    let all = page(None, 100).await;
+    assert_eq!(subjects(&all)[0], "Request 9999");
+    assert_eq!(subjects(&p2)[..], subjects(&all)[30..60]);
+
+    // Updated so that it no longer matches: gone from the next page and the count.
+    let id = created["id"].as_str().unwrap().to_string();
+    let patch = json!({ "status": "completed" });
+    s.emu
+        .update_record(&id, patch.as_object().unwrap().clone(), None)
+        .unwrap();
+    let p2 = page(Some(cursor.clone()), 30).await;
+    assert_eq!(p2["totalCount"], 100);
+    assert_eq!(subjects(&p2)[0], "Request 0207");
+
+    // Deleted: the first record of page 1 is gone, the list shifts back by one.
+    let first_id = p1["nodes"][0]["id"].as_str().unwrap().to_string();
+    s.emu.delete_record(&first_id, None).unwrap();
+    let p2 = page(Some(cursor), 30).await;
+    assert_eq!(p2["totalCount"], 99);
+    assert_eq!(subjects(&p2)[0], "Request 0204");
+}
+
 #[tokio::test]
 async fn filters_and_order() {
     let s = start(RateLimits::disabled()).await;
