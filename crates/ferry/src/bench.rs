@@ -75,9 +75,15 @@ enum Which {
         /// Deliveries to ingest.
         #[arg(long, default_value_t = 20_000)]
         events: usize,
-        /// Concurrent callers.
+        /// Concurrent callers (closed loop: each caller sends its next delivery when the
+        /// previous one is answered).
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Open loop instead: deliveries arrive at this many per second, each independently
+        /// of the answers (as webhooks arrive); latency counts from each delivery's scheduled
+        /// arrival, so queueing behind a slow answer is included.
+        #[arg(long)]
+        rate: Option<u32>,
     },
     /// Introspecting and caching a connection's full Xurrent schema (the emulator's, on a
     /// loopback port) and the cached lookup a step pays, through the connector's schema cache.
@@ -162,7 +168,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Which::XurrentWebhook {
             events,
             concurrency,
-        } => crate::bench_xurrent::xurrent_webhook(events, concurrency).await?,
+            rate,
+        } => crate::bench_xurrent::xurrent_webhook(events, concurrency, rate).await?,
         Which::XurrentSchema { rounds, lookups } => {
             crate::bench_schema::xurrent_schema(rounds, lookups).await?
         }
