@@ -60,39 +60,17 @@ async fn open_loop(
         latencies.push(l);
         errors.extend(e);
     }
-    let elapsed = start.elapsed();
-    let cpu = crate::bench::cpu_seconds(std::process::id()) - cpu0;
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
-    };
-    let ok = events - errors.len();
-    println!(
-        "xurrent-webhook: {ok} ES256-signed deliveries offered at {rate:.0}/s (open loop) verified, replay-checked and stored as jobs in {:.2} s = {:.0} events/s; latency from arrival p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        elapsed.as_secs_f64(),
-        ok as f64 / elapsed.as_secs_f64(),
-        pct(0.5),
-        pct(0.99),
-        pct(1.0),
-    );
-    let w = store.writer_stats();
-    println!(
-        "xurrent-webhook: store writer {} commands in {} transactions (largest {}); process CPU (user + system, all threads) {:.2} s = {:.0} µs per event, {:.2} cores busy on average",
-        w.commands,
-        w.batches,
-        w.largest_batch,
-        cpu,
-        cpu * 1e6 / events.max(1) as f64,
-        cpu / elapsed.as_secs_f64(),
-    );
-    if let Some(first) = errors.first() {
-        bail!(
-            "{} deliveries were not accepted, e.g. {first}",
-            errors.len()
-        );
-    }
-    Ok(())
+    report(
+        store,
+        &format!("offered at {rate:.0}/s (open loop)"),
+        "latency from arrival",
+        Measured {
+            latencies,
+            errors,
+            start,
+            cpu0,
+        },
+    )
 }
 
 /// Run the benchmark: `events` deliveries from `concurrency` concurrent callers, or (with
@@ -198,16 +176,48 @@ pub async fn xurrent_webhook(
         latencies.extend(l);
         errors.extend(e);
     }
-    let elapsed = start.elapsed();
-    let cpu = crate::bench::cpu_seconds(std::process::id()) - cpu0;
-    latencies.sort_unstable();
+    report(
+        &store,
+        &format!("from {concurrency} concurrent callers"),
+        "latency",
+        Measured {
+            latencies,
+            errors,
+            start,
+            cpu0,
+        },
+    )?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}
+
+/// What one run collected: every delivery's latency (µs), the refusals, and the clocks.
+struct Measured {
+    latencies: Vec<u64>,
+    errors: Vec<String>,
+    start: Instant,
+    cpu0: f64,
+}
+
+/// Print a run's events/s, latency percentiles, writer transactions and CPU per event; fail
+/// when a delivery was not accepted.
+fn report(
+    store: &ferry_store::SqliteStore,
+    mode: &str,
+    latency: &str,
+    mut m: Measured,
+) -> anyhow::Result<()> {
+    let elapsed = m.start.elapsed();
+    let cpu = crate::bench::cpu_seconds(std::process::id()) - m.cpu0;
+    let events = m.latencies.len();
+    m.latencies.sort_unstable();
     let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
+        let i = ((events as f64 - 1.0) * p).round() as usize;
+        m.latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
     };
-    let ok = events - errors.len();
+    let ok = events - m.errors.len();
     println!(
-        "xurrent-webhook: {ok} ES256-signed deliveries verified, replay-checked and stored as jobs in {:.2} s = {:.0} events/s ({concurrency} concurrent callers); latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "xurrent-webhook: {ok} ES256-signed deliveries {mode} verified, replay-checked and stored as jobs in {:.2} s = {:.0} events/s; {latency} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         elapsed.as_secs_f64(),
         ok as f64 / elapsed.as_secs_f64(),
         pct(0.5),
@@ -224,13 +234,12 @@ pub async fn xurrent_webhook(
         cpu * 1e6 / events.max(1) as f64,
         cpu / elapsed.as_secs_f64(),
     );
-    if let Some(first) = errors.first() {
+    if let Some(first) = m.errors.first() {
         bail!(
             "{} deliveries were not accepted, e.g. {first}",
-            errors.len()
+            m.errors.len()
         );
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
 
