@@ -19,8 +19,6 @@
 //! - `ferry validate`: an unknown mutation, `include_fields` naming non-object fields and
 //!   literal input keys the input type does not have are reported ([`check_mutation`]).
 
-use std::sync::OnceLock;
-
 use async_trait::async_trait;
 use ferry_core::schema::{Field, FieldType, Schema as FieldSchema};
 use ferry_engine::action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};
@@ -35,7 +33,7 @@ use crate::mutation::{mutation_output_fields, MutationPlan};
 use crate::mutation_fields::{
     check_merged, field_inputs, given_fields, merge_input, relaxed_input_field,
 };
-use crate::schema_cache::schema_for;
+use crate::schema_cache::{schema_for, shipped};
 use crate::transport::metadata_fields;
 
 /// The action's registry name.
@@ -43,15 +41,6 @@ pub const ACTION: &str = "xurrent.mutation";
 
 /// The reference of the action's output schema.
 pub const OUTPUT: &str = "mutation_result";
-
-/// The schema that ships with Ferry, parsed once.
-fn schema() -> Result<&'static Schema, String> {
-    static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| Schema::embedded().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| format!("the embedded Xurrent schema cannot be read: {e}"))
-}
 
 fn is_template(v: &Value) -> bool {
     v.as_str()
@@ -158,7 +147,7 @@ impl Action for MutationAction {
 
     /// Offline: against the schema that ships with Ferry.
     fn check(&self, raw_input: &Value, _variables: &[Field]) -> Vec<String> {
-        match schema() {
+        match shipped() {
             Ok(s) => check_step(s, raw_input),
             Err(e) => vec![e],
         }
@@ -307,7 +296,7 @@ mod tests {
 
     #[test]
     fn schemas_follow_the_mutation() {
-        let s = mutation_schemas(schema().unwrap(), "requestCreate", &Value::Null).unwrap();
+        let s = mutation_schemas(shipped().unwrap(), "requestCreate", &Value::Null).unwrap();
         let input = s.input.iter().find(|f| f.id == "input").unwrap();
         assert_eq!(input.ty, FieldType::Nested);
         assert!(input.fields.iter().any(|f| f.id == "subject"), "{input:?}");
@@ -316,7 +305,7 @@ mod tests {
         for id in ["request", "errors", "request_id", "ratelimit", "costlimit"] {
             assert!(out.fields.iter().any(|f| f.id == id), "{id} missing");
         }
-        let err = mutation_schemas(schema().unwrap(), "requestMake", &Value::Null).unwrap_err();
+        let err = mutation_schemas(shipped().unwrap(), "requestMake", &Value::Null).unwrap_err();
         assert_eq!(err, "unknown mutation 'requestMake'");
     }
 
@@ -352,7 +341,7 @@ mod tests {
             &[],
         );
         assert!(ok.is_empty(), "{ok:?}");
-        let s = mutation_schemas(schema().unwrap(), "requestCreate", &include).unwrap();
+        let s = mutation_schemas(shipped().unwrap(), "requestCreate", &include).unwrap();
         let request = s.outputs[0]
             .fields
             .iter()

@@ -23,8 +23,6 @@
 //! - `ferry validate`: an unknown object, include, filter field, view or enum value is reported
 //!   with the step's `file:line` ([`check_query`]).
 
-use std::sync::OnceLock;
-
 use async_trait::async_trait;
 use ferry_core::schema::{Field, FieldType, Schema as FieldSchema};
 use ferry_engine::action::{
@@ -42,6 +40,7 @@ use crate::query::{
     page_output_fields, query_input_fields, record_fields, Cursor, QueryOptions, QueryPlan,
     RootObject, MAX_PAGE_SIZE,
 };
+use crate::schema_cache::shipped;
 use crate::transport::metadata_fields;
 
 /// The action's registry name.
@@ -86,15 +85,6 @@ impl Mode {
             Mode::Page => PAGE,
         }
     }
-}
-
-/// The schema that ships with Ferry, parsed once.
-fn embedded() -> Result<&'static Schema, String> {
-    static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| Schema::embedded().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| format!("the embedded Xurrent schema cannot be read: {e}"))
 }
 
 /// The GraphQL schema a Query step of `connection` works with — the one place that decides
@@ -301,7 +291,7 @@ impl Action for QueryAction {
 
     /// Offline: against the schema that ships with Ferry.
     fn check(&self, raw_input: &Value, _variables: &[Field]) -> Vec<String> {
-        match embedded() {
+        match shipped() {
             Ok(s) => check_step(s, raw_input),
             Err(e) => vec![e],
         }
@@ -651,7 +641,7 @@ mod tests {
 
     #[test]
     fn schemas_follow_object_include_and_mode() {
-        let s = embedded().unwrap();
+        let s = shipped().unwrap();
         let c = query_schemas(s, "people", &Value::Null, Mode::Record).unwrap();
         let ids: Vec<&str> = c.input.iter().map(|f| f.id.as_str()).collect();
         for id in [

@@ -242,6 +242,16 @@ fn kv<'a>(store: &'a dyn Store, secrets: &'a Secrets, connection: &ConnectionRef
     Kv::new(store, secrets, connection.namespace.clone())
 }
 
+/// The schema that ships with Ferry ([`Schema::embedded`]), parsed once per process and shared
+/// by every action's offline check.
+pub fn shipped() -> Result<&'static Schema, String> {
+    static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| Schema::embedded().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| format!("the embedded Xurrent schema cannot be read: {e}"))
+}
+
 /// The wire spellings of enum values, from the schema that ships with Ferry (introspection
 /// does not carry applied directives).
 fn wire_values() -> Option<&'static ferry_xurrent_schema::WireValues> {
