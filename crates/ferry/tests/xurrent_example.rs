@@ -21,13 +21,8 @@ fn example() -> PathBuf {
 
 #[test]
 fn the_example_validates() {
-    let out = ferry(&["validate", example().to_str().unwrap()], &[]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate(&example(), &[]);
+    assert_eq!(code, Some(0), "{text}");
 }
 
 /// A REST or GraphQL call to the emulator as its administrator (the README's `curl`s).
@@ -371,12 +366,8 @@ async fn the_example_with_a_static_public_key() {
         json!(pem)
     );
     std::fs::write(&solution, text.replace(anchor, &policy_yaml)).unwrap();
-    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, Some(0), "{text}");
 
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");

@@ -190,13 +190,8 @@ fn validate_names_an_unknown_mutation() {
         "http://127.0.0.1:9",
         "      mutation: requestCreat\n      input: { subject: x }\n",
     );
-    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("r.yaml:"), "{text}");
     assert!(
         text.contains("unknown mutation 'requestCreat' (did you mean 'requestCreate'?)"),
@@ -208,14 +203,8 @@ fn validate_names_an_unknown_mutation() {
         "http://127.0.0.1:9",
         "      mutation: requestCreate\n      input: { subject: x }\n",
     );
-    let out = ferry(&["validate", good.to_str().unwrap()], &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate(&good, &[]);
+    assert_eq!(code, Some(0), "{text}");
 }
 
 /// The input given by individual fields (`subject:` next to `mutation:`), merged with
@@ -301,13 +290,8 @@ fn validate_checks_individual_fields() {
         "http://127.0.0.1:9",
         "      mutation: requestUpdate\n      notte: x\n      category: bug\n",
     );
-    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("r.yaml:"), "{text}");
     assert!(
         text.contains(
@@ -326,13 +310,8 @@ fn validate_checks_individual_fields() {
         "http://127.0.0.1:9",
         "      mutation: requestCreate\n      subject: x\n      input: { subject: y }\n",
     );
-    let out = ferry(&["validate", twice.to_str().unwrap()], &[]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = validate(&twice, &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("input field 'subject' is given twice"),
         "{text}"
@@ -343,12 +322,6 @@ fn validate_checks_individual_fields() {
         "http://127.0.0.1:9",
         "      mutation: requestCreate\n      subject: x\n      input: { category: incident }\n",
     );
-    let out = ferry(&["validate", good.to_str().unwrap()], &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate(&good, &[]);
+    assert_eq!(code, Some(0), "{text}");
 }

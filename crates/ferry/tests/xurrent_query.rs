@@ -294,14 +294,8 @@ fn every_root_connection_can_be_queried_with_its_filter() {
     let emu = start_emulator_with(&["--no-rate-limits"], None);
     let tmp = tempfile::tempdir().unwrap();
     let dir = query_solution(tmp.path(), &emu.base, &steps_yaml);
-    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, Some(0), "{text}");
     let (code, job, err) = run(&dir, &json!({}));
     assert_eq!(code, 0, "{err}\n{}", job["error"]);
     for (id, object, _) in &expected {
@@ -394,13 +388,8 @@ fn validate_names_unknown_objects_filter_fields_and_enum_values() {
         "http://127.0.0.1:9",
         "  - id: a\n    action: xurrent.query\n    connection: x\n    input: { object: peple }\n  - id: b\n    action: xurrent.query\n    connection: x\n    input:\n      object: people\n      filter: { nosuch: true }\n  - id: c\n    action: xurrent.query\n    connection: x\n    input:\n      object: people\n      view: everything\n      order: [ { field: nme } ]\n",
     );
-    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("unknown query object 'peple' (did you mean 'people'?)"),
         "{text}"
@@ -418,12 +407,6 @@ fn validate_names_unknown_objects_filter_fields_and_enum_values() {
         "http://127.0.0.1:9",
         "  - id: a\n    action: xurrent.query\n    connection: x\n    input:\n      object: people\n      mode: page\n      view: all\n      filter: { disabled: false, name: { values: [x] } }\n      order: [ { field: name, direction: desc } ]\n      include_fields: { organization: true }\n    branches:\n      query_result:\n        - { id: l, action: debug.log_message, input: { message: \"{{ item.total_count }}\" } }\n",
     );
-    let out = ferry(&["validate", good.to_str().unwrap()], &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate(&good, &[]);
+    assert_eq!(code, Some(0), "{text}");
 }

@@ -236,22 +236,6 @@ fn extended_sdl(dir: &Path) -> PathBuf {
     path
 }
 
-fn validate(dir: &Path, data: Option<&Path>) -> (i32, String) {
-    let mut args = vec!["validate", dir.to_str().unwrap()];
-    if let Some(d) = data {
-        args.extend(["--data", d.to_str().unwrap()]);
-    }
-    let out = ferry(&args, &[]);
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_checks_against_the_cached_schema() {
     let tmp = tempfile::tempdir().unwrap();
@@ -280,13 +264,13 @@ async fn validate_checks_against_the_cached_schema() {
         "        subject: \"{{ trigger.body.subject }}\"\n        ferryCacheProbe: probe\n",
     );
     // Offline, the shipped schema does not know the field: file:line.
-    let (code, text) = validate(&sol, None);
-    assert_eq!(code, 1, "{text}");
+    let (code, text) = validate(&sol, &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("r.yaml:"), "{text}");
     assert!(text.contains("ferryCacheProbe"), "{text}");
 
-    let (code, text) = validate(&sol, Some(&data));
-    assert_eq!(code, 0, "{text}");
+    let (code, text) = validate(&sol, &["--data", data.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
 
     // `ferry serve` on the same data directory loads it too (its steps are checked against
     // the cached schema, not the shipped one) and the field reaches the emulator.
@@ -301,8 +285,8 @@ async fn validate_checks_against_the_cached_schema() {
         "name: r\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: subject, type: string } ]\nsteps:\n  - id: mutate\n    action: xurrent.mutation\n    connection: x\n    input:\n      mutation: requestCreate\n      input:\n        subject: x\n        subjectt: typo\n",
     )
     .unwrap();
-    let (code, text) = validate(&sol, Some(&data));
-    assert_eq!(code, 1, "{text}");
+    let (code, text) = validate(&sol, &["--data", data.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("r.yaml:"), "{text}");
     assert!(text.contains("subjectt"), "{text}");
     assert!(!text.contains("ferryCacheProbe"), "{text}");

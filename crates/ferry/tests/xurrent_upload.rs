@@ -345,13 +345,8 @@ fn validate_wants_exactly_one_file_content() {
         "http://127.0.0.1:9",
         "  - id: upload\n    action: xurrent.upload_attachment\n    connection: x\n    input:\n      file_name: a.txt\n",
     );
-    let out = ferry(&["validate", dir.to_str().unwrap()], &[]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("r.yaml:"), "{text}");
     assert!(
         text.contains(
@@ -364,12 +359,6 @@ fn validate_wants_exactly_one_file_content() {
         "http://127.0.0.1:9",
         "  - id: upload\n    action: xurrent.upload_attachment\n    connection: x\n    input:\n      file_name: a.txt\n      file_content: hi\n",
     );
-    let out = ferry(&["validate", good.to_str().unwrap()], &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = validate(&good, &[]);
+    assert_eq!(code, Some(0), "{text}");
 }

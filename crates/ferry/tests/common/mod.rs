@@ -41,6 +41,19 @@ pub fn ferry(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().expect("running ferry")
 }
 
+/// `ferry validate DIR [extra…]`: the exit code, and stdout followed by stderr.
+pub fn validate(dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["validate", dir.to_str().expect("a UTF-8 path")];
+    args.extend_from_slice(extra);
+    let out = ferry(&args, &[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 /// `ferry run … --json`, parsed.
 pub fn run_json(dir: &Path, runbook: &str, event: &Value) -> (i32, Value, String) {
     let tmp = tempfile::tempdir().unwrap();
