@@ -180,6 +180,28 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An in-process engine (default options, the built-in registry) on a fresh data directory
+/// `data`, with the solution in `sol` loaded: what the in-process benchmarks run against.
+pub(crate) async fn engine_with(
+    data: &Path,
+    sol: &Path,
+) -> anyhow::Result<(
+    std::sync::Arc<ferry_engine::Engine>,
+    std::sync::Arc<ferry_store::SqliteStore>,
+)> {
+    let (secrets, store) = crate::serve::open_data(data, false).await?;
+    let engine = ferry_engine::Engine::new(
+        store.clone() as std::sync::Arc<dyn ferry_store::Store>,
+        secrets,
+        crate::registry(),
+        ferry_engine::EngineOptions::default(),
+    );
+    engine
+        .load_dir(sol)
+        .map_err(|d| anyhow::anyhow!("bench solution invalid: {d:?}"))?;
+    Ok((engine, store))
+}
+
 /// User + system CPU seconds of a process, from /proc (0 where unavailable).
 pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -480,10 +502,8 @@ struct PagingSample {
 }
 
 async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> {
-    use std::sync::Arc;
-
     use ferry_engine::executor::{run_job, RunEnd};
-    use ferry_engine::{Engine, EngineOptions};
+    use ferry_engine::Engine;
     use ferry_store::{JobStatus, NewJob, Store};
 
     if records == 0 || slice == 0 || page_size == 0 {
@@ -502,16 +522,7 @@ async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> 
              - {{ id: record, action: debug.log_message, input: {{ message: \"{{{{ item.name }}}}\" }} }}\n"
         ),
     )?;
-    let (secrets, store) = crate::serve::open_data(&dir.path().join("data"), false).await?;
-    let engine = Engine::new(
-        store.clone() as Arc<dyn Store>,
-        secrets,
-        crate::registry(),
-        EngineOptions::default(),
-    );
-    engine
-        .load_dir(&sol)
-        .map_err(|d| anyhow::anyhow!("bench solution invalid: {d:?}"))?;
+    let (engine, store) = crate::bench::engine_with(&dir.path().join("data"), &sol).await?;
     let (_, rb) = engine
         .runbook("paging", "records")
         .context("bench runbook not loaded")?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ferry_emulator::policy::{random_jti, JwtAlg, PolicyKey};
-use ferry_engine::{Engine, EngineOptions, InboundRequest, IngestOutcome};
+use ferry_engine::{Engine, InboundRequest, IngestOutcome};
 use ferry_store::Store;
 use ferry_xurrent::webhook::verify::{self, Unverified};
 use serde_json::json;
@@ -115,16 +115,7 @@ pub async fn xurrent_webhook(
         "name: hook\ntrigger:\n  connector: xurrent\n  type: webhook\n  connection: xurrent_in\n\
          steps:\n  - { id: log, action: debug.log_message, input: { message: \"{{ trigger.event }}\" } }\n",
     )?;
-    let (secrets, store) = crate::serve::open_data(&dir.path().join("data"), false).await?;
-    let engine = Engine::new(
-        store.clone() as Arc<dyn Store>,
-        secrets,
-        crate::registry(),
-        EngineOptions::default(),
-    );
-    engine
-        .load_dir(&sol)
-        .map_err(|d| anyhow::anyhow!("bench solution invalid: {d:?}"))?;
+    let (engine, store) = crate::bench::engine_with(&dir.path().join("data"), &sol).await?;
 
     // Sign every delivery before measuring (each with its own jti and delivery id).
     let now = chrono::Utc::now().timestamp();
@@ -362,16 +353,7 @@ pub async fn xurrent_query(records: usize, page_size: u32) -> anyhow::Result<()>
              - {{ id: record, action: debug.log_message, input: {{ message: \"{{{{ item.name }}}}\" }} }}\n"
         ),
     )?;
-    let (secrets, store) = crate::serve::open_data(&dir.path().join("data"), false).await?;
-    let engine = Engine::new(
-        store.clone() as Arc<dyn Store>,
-        secrets,
-        crate::registry(),
-        EngineOptions::default(),
-    );
-    engine
-        .load_dir(&sol)
-        .map_err(|d| anyhow::anyhow!("bench solution invalid: {d:?}"))?;
+    let (engine, store) = crate::bench::engine_with(&dir.path().join("data"), &sol).await?;
     let (_, rb) = engine
         .runbook("xq", "q")
         .context("bench runbook not loaded")?;
