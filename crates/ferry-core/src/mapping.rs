@@ -235,7 +235,8 @@ fn single_expression(s: &str) -> Option<&str> {
     Some(inner)
 }
 
-fn is_template(s: &str) -> bool {
+/// Whether a string holds a template (an expression or a statement) rather than a literal.
+pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 

@@ -11,9 +11,9 @@ use crate::mutation::mutation_input_type;
 
 const MAX_LISTED: usize = 12;
 
-fn is_template(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.contains("{{") || s.contains("{%"))
+/// Whether an input value is a template (checked when it runs, not statically).
+pub(crate) fn is_template(v: &Value) -> bool {
+    v.as_str().is_some_and(ferry_core::mapping::is_template)
 }
 
 /// Edit distance between two names (insertions, deletions, substitutions and transpositions

@@ -25,6 +25,7 @@ use ferry_engine::action::{Action, ActionContext, ActionKind, ActionSpec, Output
 use ferry_engine::schemas::{ComputedSchemas, SchemaContext};
 use serde_json::{json, Map, Value};
 
+use crate::check::is_template;
 use crate::check::{check_mutation, check_mutation_fields};
 use crate::client::XurrentClient;
 use crate::connection::CONNECTOR;
@@ -41,11 +42,6 @@ pub const ACTION: &str = "xurrent.mutation";
 
 /// The reference of the action's output schema.
 pub const OUTPUT: &str = "mutation_result";
-
-fn is_template(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.contains("{{") || s.contains("{%"))
-}
 
 fn mutation_field() -> Field {
     Field::new("mutation", FieldType::String)

@@ -32,6 +32,7 @@ use ferry_engine::schemas::{ComputedSchemas, SchemaContext};
 use serde_json::{json, Map, Value};
 
 use crate::check::check_query;
+use crate::check::is_template;
 use crate::client::XurrentClient;
 use crate::connection::CONNECTOR;
 use crate::include::Include;
@@ -98,11 +99,6 @@ pub async fn schema_for(
     let connection =
         connection.ok_or_else(|| fail("An outbound xurrent connection is required."))?;
     Ok(crate::schema_cache::schema_for(services, connection).await?)
-}
-
-fn is_template(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.contains("{{") || s.contains("{%"))
 }
 
 fn object_field() -> Field {
