@@ -87,6 +87,20 @@ pub enum Signal {
     },
 }
 
+/// A message fails the step.
+impl From<String> for Signal {
+    fn from(message: String) -> Signal {
+        Signal::Fail(message)
+    }
+}
+
+/// A message fails the step.
+impl From<&str> for Signal {
+    fn from(message: &str) -> Signal {
+        Signal::Fail(message.to_string())
+    }
+}
+
 impl std::fmt::Display for Signal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -324,17 +338,6 @@ pub trait Action: Send + Sync + 'static {
         Duration::from_secs(3600)
     }
 
-    /// [`Action::compute_schemas`] as the executor calls it: the error may ask to run the step
-    /// again later (`Signal::Reschedule`, e.g. the connection's schema could not be fetched
-    /// because the remote system throttled). Default: `compute_schemas`, an error failing the
-    /// step.
-    async fn compute_schemas_or_retry(
-        &self,
-        ctx: &crate::schemas::SchemaContext<'_>,
-    ) -> Result<crate::schemas::ComputedSchemas, Signal> {
-        self.compute_schemas(ctx).await.map_err(Signal::Fail)
-    }
-
     /// The version of what a step's computed schemas derive from (e.g. the generation of the
     /// connection's cached GraphQL schema), part of their cache key: a new version orphans
     /// every entry computed from an older one. Read on every lookup, so it must be cheap.
@@ -350,16 +353,18 @@ pub trait Action: Send + Sync + 'static {
     }
 
     /// Compute a step's schemas (e.g. from a GraphQL introspection). Called by the executor on
-    /// a cache miss; the result is cached (see [`crate::schemas`]).
+    /// a cache miss; the result is cached (see [`crate::schemas`]). An error fails the step
+    /// (`Signal::Fail`; a plain message converts to it with `?`), or runs it again later
+    /// (`Signal::Reschedule`, e.g. the remote system throttled while the schema was fetched).
     async fn compute_schemas(
         &self,
         ctx: &crate::schemas::SchemaContext<'_>,
-    ) -> Result<crate::schemas::ComputedSchemas, String> {
+    ) -> Result<crate::schemas::ComputedSchemas, Signal> {
         let _ = ctx;
-        Err(format!(
+        Err(Signal::Fail(format!(
             "action '{}' does not compute its schemas",
             self.spec().name
-        ))
+        )))
     }
 
     /// Run once. Return the outputs (nested actions: one per branch to run, in order).

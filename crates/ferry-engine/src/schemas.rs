@@ -208,7 +208,7 @@ pub async fn cached(
 /// The schemas of a step whose action computes them: from the cache, else computed (at most
 /// [`COMPUTE_TIMEOUT`]) and cached for [`Action::schema_ttl`]. `Ok(None)` for actions with
 /// static schemas. The error fails the step, or reschedules it when the computation asked to
-/// retry later ([`Action::compute_schemas_or_retry`]).
+/// retry later (a `Signal::Reschedule` from [`Action::compute_schemas`]).
 pub async fn step_schemas(
     services: &Services,
     sol: &CompiledSolution,
@@ -236,20 +236,19 @@ pub async fn step_schemas(
         selector: &selector,
         services,
     };
-    let computed =
-        match tokio::time::timeout(COMPUTE_TIMEOUT, action.compute_schemas_or_retry(&ctx)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(Signal::Fail(e))) => {
-                return Err(Signal::Fail(format!("Schema could not be computed: {e}")))
-            }
-            Ok(Err(other)) => return Err(other),
-            Err(_) => {
-                return Err(Signal::Fail(format!(
-                    "Schema could not be computed: timed out after {} s",
-                    COMPUTE_TIMEOUT.as_secs()
-                )))
-            }
-        };
+    let computed = match tokio::time::timeout(COMPUTE_TIMEOUT, action.compute_schemas(&ctx)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(Signal::Fail(e))) => {
+            return Err(Signal::Fail(format!("Schema could not be computed: {e}")))
+        }
+        Ok(Err(other)) => return Err(other),
+        Err(_) => {
+            return Err(Signal::Fail(format!(
+                "Schema could not be computed: timed out after {} s",
+                COMPUTE_TIMEOUT.as_secs()
+            )))
+        }
+    };
     // After computing: the computation may have established the version (e.g. a first
     // introspection).
     let key = step_key(store, secrets, action, connection, &selector)

@@ -211,7 +211,7 @@ impl Action for FakeQuery {
         raw_input.get("object").cloned().unwrap_or(Value::Null)
     }
 
-    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, String> {
+    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, Signal> {
         let connection = ctx.connection.ok_or("no connection")?;
         if connection.config["mode"] != "ok" {
             return Err("introspection failed".into());

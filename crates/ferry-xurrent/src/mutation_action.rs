@@ -190,21 +190,9 @@ impl Action for MutationAction {
         crate::schema_cache::schema_version(store, secrets, connection).await
     }
 
-    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, String> {
-        self.compute_schemas_or_retry(ctx)
-            .await
-            .map_err(|s| match s {
-                Signal::Fail(m) => m,
-                other => other.to_string(),
-            })
-    }
-
     /// The schema is the connection's ([`schema_for`]); a throttled or unavailable Xurrent
     /// while fetching it reschedules the step.
-    async fn compute_schemas_or_retry(
-        &self,
-        ctx: &SchemaContext<'_>,
-    ) -> Result<ComputedSchemas, Signal> {
+    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, Signal> {
         let mutation = ctx
             .selector
             .get("mutation")

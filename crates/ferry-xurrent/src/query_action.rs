@@ -335,20 +335,8 @@ impl Action for QueryAction {
         crate::schema_cache::schema_version(store, secrets, connection).await
     }
 
-    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, String> {
-        self.compute_schemas_or_retry(ctx)
-            .await
-            .map_err(|s| match s {
-                Signal::Fail(m) => m,
-                other => other.to_string(),
-            })
-    }
-
     /// A throttled or unavailable Xurrent while fetching the schema reschedules the step.
-    async fn compute_schemas_or_retry(
-        &self,
-        ctx: &SchemaContext<'_>,
-    ) -> Result<ComputedSchemas, Signal> {
+    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, Signal> {
         let object = ctx
             .selector
             .get("object")

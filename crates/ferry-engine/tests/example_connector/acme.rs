@@ -331,7 +331,7 @@ impl Action for GetRecord {
         raw_input.get("object").cloned().unwrap_or(Value::Null)
     }
 
-    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, String> {
+    async fn compute_schemas(&self, ctx: &SchemaContext<'_>) -> Result<ComputedSchemas, Signal> {
         let connection = ctx
             .connection
             .ok_or("an outbound acme connection is required")?;
@@ -344,7 +344,7 @@ impl Action for GetRecord {
             (200, body) => serde_json::from_value(body["fields"].clone())
                 .map_err(|e| format!("Acme's schema of '{object}' is unreadable: {e}"))?,
             (status, _) => {
-                return Err(format!("Acme has no schema for '{object}' (HTTP {status})"))
+                return Err(format!("Acme has no schema for '{object}' (HTTP {status})").into())
             }
         };
         Ok(ComputedSchemas {
