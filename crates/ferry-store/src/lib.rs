@@ -79,6 +79,26 @@ pub trait Store: Send + Sync + 'static {
     /// All steps of a job in order.
     async fn job_steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError>;
 
+    /// The `outputs` of the latest step record of invocation `invocation` of step `step_id` of
+    /// a job (`None` when there is no such record). The executor reads the outputs of a nested
+    /// step back from its record when a job resumes inside that step's branches (a re-run keeps
+    /// the earlier run's records, whose invocation numbers repeat: the latest is the current
+    /// run's). The default reads every step of the job; stores override it with a lookup.
+    async fn step_outputs(
+        &self,
+        id: JobId,
+        step_id: &str,
+        invocation: i64,
+    ) -> Result<Option<Value>, StoreError> {
+        Ok(self
+            .job_steps(id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|s| s.step_id == step_id && s.invocation == invocation)
+            .map(|s| s.outputs))
+    }
+
     /// Put every Running job back to Queued, keeping its state so the executor resumes from the
     /// last checkpoint. For the start-up of the only process using the store (the SQLite data
     /// directory is locked to one server); with several processes, jobs of a dead one are taken

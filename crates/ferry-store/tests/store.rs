@@ -463,6 +463,50 @@ async fn requeue_only_failed_jobs() {
 }
 
 #[tokio::test]
+async fn step_outputs_reads_the_latest_record_of_an_invocation() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let id = insert(&store, job("s", "r")).await;
+    assert_eq!(claim(&store).await, Some(id));
+    let checkpoint = |record: StepRecord, status: JobStatus| Checkpoint {
+        step: Some(record),
+        ..done(id, status)
+    };
+    let mut first = step(id, "loop", 1);
+    first.outputs = json!([{"branch": "record", "output": {"run": 1}}]);
+    store
+        .checkpoint(checkpoint(first, JobStatus::Failed))
+        .await
+        .unwrap();
+    // A re-run starts the invocations over; its record of invocation 1 is the one read.
+    store.requeue_job(id, json!({})).await.unwrap();
+    assert_eq!(claim(&store).await, Some(id));
+    let mut again = step(id, "loop", 1);
+    again.outputs = json!([{"branch": "record", "output": {"run": 2}}]);
+    store
+        .checkpoint(checkpoint(again, JobStatus::Running))
+        .await
+        .unwrap();
+    store
+        .checkpoint(checkpoint(step(id, "other", 1), JobStatus::Running))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.step_outputs(id, "loop", 1).await.unwrap(),
+        Some(json!([{"branch": "record", "output": {"run": 2}}]))
+    );
+    assert_eq!(store.step_outputs(id, "loop", 2).await.unwrap(), None);
+    assert_eq!(
+        store
+            .step_outputs(JobId::new_v4(), "loop", 1)
+            .await
+            .unwrap(),
+        None
+    );
+    store.close().await;
+}
+
+#[tokio::test]
 async fn kv_put_get_delete_and_ttl() {
     let dir = TempDir::new().unwrap();
     let store = open(&dir).await;

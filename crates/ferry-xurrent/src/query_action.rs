@@ -7,8 +7,9 @@
 //!   `max_results` (the most records to fetch in total).
 //! - Nested. Each invocation fetches **one page** (`first` and the cursor `after` are
 //!   variables of one query text) and sets its iteration state to the next [`Cursor`]
-//!   (`{end_cursor, fetched}`), so the job state holds at most the rest of one page and the
-//!   cursor, never all records; the engine invokes the action again after the page's branches.
+//!   (`{end_cursor, fetched}`); the page's records stay in the step's record and the job state
+//!   holds the cursor and the position in the page, never the records; the engine invokes the
+//!   action again after the page's branches.
 //!   - `mode: record`: one `record` output per record: the branch runs once per record, with the
 //!     record (flattened, as the schema's output fields describe it) as `item`.
 //!   - `mode: page`: one `query_result` output per page: `{total_count, has_next_page, nodes,

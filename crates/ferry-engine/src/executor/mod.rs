@@ -110,6 +110,32 @@ pub async fn run_job(env: &ExecEnv<'_>, job: JobRecord) -> RunEnd {
             return fail_unstarted(env, &job, error).await;
         }
     };
+    // Output frames refer to the outputs in their nested step's record: read them back.
+    for (step, invocation) in state.unloaded_outputs() {
+        let outputs = match env.store.step_outputs(job.id, &step, invocation).await {
+            Ok(Some(outputs)) => outputs,
+            Ok(None) => {
+                let error = format!(
+                    "The record of invocation {invocation} of step '{step}', which holds the \
+                     outputs whose branches the job runs, is missing; the job was stopped instead \
+                     of skipping them"
+                );
+                return fail_unstarted(env, &job, error).await;
+            }
+            Err(e) => {
+                tracing::error!(job = %job.id, %step, invocation, error = %e,
+                    "reading a step record back failed; the job stays running and is recovered when its lease expires");
+                return RunEnd::Interrupted;
+            }
+        };
+        if let Err(e) = state.load_outputs(&step, invocation, &outputs) {
+            let error = format!(
+                "{}; the job was stopped instead of skipping them",
+                capital(&e)
+            );
+            return fail_unstarted(env, &job, error).await;
+        }
+    }
     loop {
         if env.stopping.load(Ordering::SeqCst) {
             return interrupt(env, &job, &state).await;
@@ -119,6 +145,16 @@ pub async fn run_job(env: &ExecEnv<'_>, job: JobRecord) -> RunEnd {
                 return stop(env, &job, &state, None, finished(JobStatus::Finished, None)).await;
             }
             Next::Invoke(step_id) => step_id,
+            Next::Broken(error) => {
+                return stop(
+                    env,
+                    &job,
+                    &state,
+                    None,
+                    finished(JobStatus::Failed, Some(error)),
+                )
+                .await;
+            }
         };
         let Some(step) = rb.steps.get(&step_id) else {
             let error = format!("Unknown step '{step_id}'");

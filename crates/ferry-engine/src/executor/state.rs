@@ -14,6 +14,7 @@
 //! 5. the shell checkpoints the step record together with the encoded state.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_store::StepStatus;
@@ -88,15 +89,62 @@ pub enum Frame {
     Outputs {
         /// The nested step.
         step: String,
+        /// The outputs, kept in the nested step's record: the stored state names that record
+        /// and counts the branches started, so a checkpoint costs the same whether a page has
+        /// one record or a hundred left.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded: Option<RecordedOutputs>,
         /// `(schema reference, resolved output)` of the outputs whose branch has not started,
-        /// in emission order. An output leaves this list when its branch starts (its value then
-        /// lives in [`ExecState::outputs`] as the step's current output), so the state holds
-        /// only what is left of the current page, never what was processed.
+        /// kept in the state itself: how states written before [`Frame::Outputs::recorded`]
+        /// existed hold them (still read and continued; new frames never use it).
+        #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
         pending: VecDeque<(String, Value)>,
         /// Schema reference of the branch being run; `None` before the first one starts.
         #[serde(default)]
         current: Option<String>,
     },
+}
+
+/// The outputs of a nested step's invocation, as an output frame refers to them: the step
+/// record of invocation `invocation` of the frame's step holds them (`{branch, output}` in
+/// emission order), and `started` of them have started their branch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecordedOutputs {
+    /// Invocation number of the nested step whose record holds the outputs.
+    pub invocation: i64,
+    /// How many of the outputs have started their branch.
+    pub started: usize,
+    /// The outputs, once known: from the invocation itself, or read back from its step record
+    /// when a job resumes ([`ExecState::load_outputs`]). Not stored.
+    #[serde(skip)]
+    pub loaded: Option<Arc<Vec<(String, Value)>>>,
+}
+
+impl PartialEq for RecordedOutputs {
+    /// Two references are equal when they name the same outputs and position (whether the
+    /// outputs are loaded is not part of the state).
+    fn eq(&self, other: &Self) -> bool {
+        self.invocation == other.invocation && self.started == other.started
+    }
+}
+
+impl Frame {
+    /// The outputs of an output frame whose branch has not started (0 for a chain frame, and
+    /// for recorded outputs that are not loaded).
+    pub fn remaining(&self) -> usize {
+        match self {
+            Frame::Chain { .. } => 0,
+            Frame::Outputs {
+                recorded, pending, ..
+            } => match recorded {
+                Some(r) => r
+                    .loaded
+                    .as_ref()
+                    .map_or(0, |all| all.len().saturating_sub(r.started)),
+                None => pending.len(),
+            },
+        }
+    }
 }
 
 /// Iteration state of a nested step (spec §2.8).
@@ -109,8 +157,9 @@ pub struct IterState {
 }
 
 /// Everything the executor needs to continue a job. Its size depends on the runbook (one
-/// current output per step, the variables, the pending outputs of the nested steps being run),
-/// never on how many steps already ran.
+/// current output per step, the variables, a reference and a position per nested step being
+/// run — the outputs themselves stay in that step's record), never on how many steps already
+/// ran nor on how many outputs a nested step emitted.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ExecState {
     /// Traversal stack; empty when the job is complete.
@@ -146,6 +195,9 @@ pub enum Next {
     Invoke(String),
     /// Every chain ran: the job is complete.
     Done,
+    /// The state cannot go on: an output frame refers to outputs that were not loaded
+    /// ([`ExecState::unloaded_outputs`]). The message names the step.
+    Broken(String),
 }
 
 /// One invocation of a step, as [`ExecState::begin`] counted it.
@@ -361,10 +413,12 @@ impl ExecState {
                 },
                 Frame::Outputs {
                     step,
+                    recorded,
                     pending,
                     current,
-                } => match pending.pop_front() {
-                    Some((schema, value)) => {
+                } => match next_output(step, recorded, pending) {
+                    Err(message) => return Next::Broken(message),
+                    Ok(Some((schema, value))) => {
                         let step = step.clone();
                         let key = chain_key(Some((&step, &schema)));
                         *current = Some(schema);
@@ -373,7 +427,7 @@ impl ExecState {
                             self.stack.push(Frame::Chain { key, index: 0 });
                         }
                     }
-                    None => {
+                    Ok(None) => {
                         let step = step.clone();
                         self.stack.pop();
                         // With iteration state the chain index stays: the step runs again.
@@ -469,9 +523,18 @@ impl ExecState {
                         self.advance();
                     }
                 } else if nested {
+                    if let Err(message) = outputs_fit(&outputs, limits.max_state_bytes) {
+                        return self.fail_step(rb, message);
+                    }
+                    let invocation = self.invocations.get(step).copied().unwrap_or(0);
                     self.stack.push(Frame::Outputs {
                         step: step.to_string(),
-                        pending: outputs.into(),
+                        recorded: Some(RecordedOutputs {
+                            invocation,
+                            started: 0,
+                            loaded: Some(Arc::new(outputs)),
+                        }),
+                        pending: VecDeque::new(),
                         current: None,
                     });
                 } else {
@@ -522,34 +585,137 @@ impl ExecState {
                     }
                 }
             }
-            Err(Signal::Fail(message)) => {
-                let transition = match self.enclosing_try(rb, "try") {
-                    Some(i) => {
-                        if let Some(Frame::Outputs { step: try_step, .. }) = self.stack.get(i) {
-                            let try_step = try_step.clone();
-                            let count = self.iteration.get(&try_step).map_or(0, |s| s.count) + 1;
-                            self.iteration.insert(
-                                try_step,
-                                IterState {
-                                    count,
-                                    value: json!({ "condition": true, "error_message": message }),
-                                },
-                            );
-                        }
-                        self.stack.truncate(i);
-                        Transition::Continue
-                    }
-                    None => Transition::Fail(message.clone()),
-                };
-                Applied {
-                    status: StepStatus::Failed,
-                    error: Some(message),
-                    outputs: json!([]),
-                    transition,
-                }
-            }
+            Err(Signal::Fail(message)) => self.fail_step(rb, message),
         }
     }
+
+    /// A failed invocation: caught by the innermost try-catch whose `try` branch runs, or
+    /// failing the job.
+    fn fail_step(&mut self, rb: &impl RunbookShape, message: String) -> Applied {
+        let transition = match self.enclosing_try(rb, "try") {
+            Some(i) => {
+                if let Some(Frame::Outputs { step: try_step, .. }) = self.stack.get(i) {
+                    let try_step = try_step.clone();
+                    let count = self.iteration.get(&try_step).map_or(0, |s| s.count) + 1;
+                    self.iteration.insert(
+                        try_step,
+                        IterState {
+                            count,
+                            value: json!({ "condition": true, "error_message": message }),
+                        },
+                    );
+                }
+                self.stack.truncate(i);
+                Transition::Continue
+            }
+            None => Transition::Fail(message.clone()),
+        };
+        Applied {
+            status: StepStatus::Failed,
+            error: Some(message),
+            outputs: json!([]),
+            transition,
+        }
+    }
+
+    /// The output frames whose recorded outputs are not loaded: `(step, invocation)` of the
+    /// step records to read back ([`ExecState::load_outputs`]) before the job goes on.
+    pub fn unloaded_outputs(&self) -> Vec<(String, i64)> {
+        self.stack
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Outputs {
+                    step,
+                    recorded: Some(r),
+                    ..
+                } if r.loaded.is_none() => Some((step.clone(), r.invocation)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Load the outputs of invocation `invocation` of `step` from its step record's `outputs`
+    /// (`[{branch, output}, ...]`) into the output frame that refers to them.
+    pub fn load_outputs(
+        &mut self,
+        step: &str,
+        invocation: i64,
+        record_outputs: &Value,
+    ) -> Result<(), StateError> {
+        let bad = |why: &str| {
+            StateError::Unreadable(format!(
+                "the record of invocation {invocation} of step '{step}' {why}"
+            ))
+        };
+        let items = record_outputs
+            .as_array()
+            .ok_or_else(|| bad("holds no list of outputs"))?;
+        let mut outputs = Vec::with_capacity(items.len());
+        for item in items {
+            let branch = item
+                .get("branch")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("has an output without its branch"))?;
+            let output = item.get("output").cloned().unwrap_or(Value::Null);
+            outputs.push((branch.to_string(), output));
+        }
+        let frame = self.stack.iter_mut().find_map(|f| match f {
+            Frame::Outputs {
+                step: s,
+                recorded: Some(r),
+                ..
+            } if s == step && r.invocation == invocation => Some(r),
+            _ => None,
+        });
+        let r = frame.ok_or_else(|| bad("is not referred to by the job state"))?;
+        if r.started > outputs.len() {
+            return Err(bad(&format!(
+                "has {} outputs, fewer than the {} whose branch the state says started",
+                outputs.len(),
+                r.started
+            )));
+        }
+        r.loaded = Some(Arc::new(outputs));
+        Ok(())
+    }
+}
+
+/// The next output of an output frame whose branch has not started (moving the frame on), or
+/// `None` when all started; an error when its recorded outputs are not loaded.
+fn next_output(
+    step: &str,
+    recorded: &mut Option<RecordedOutputs>,
+    pending: &mut VecDeque<(String, Value)>,
+) -> Result<Option<(String, Value)>, String> {
+    let Some(r) = recorded else {
+        return Ok(pending.pop_front());
+    };
+    let all = r.loaded.as_ref().ok_or_else(|| {
+        format!(
+            "The outputs of invocation {} of step '{step}' were not read back from its step record",
+            r.invocation
+        )
+    })?;
+    let next = all.get(r.started).cloned();
+    if next.is_some() {
+        r.started += 1;
+    }
+    Ok(next)
+}
+
+/// The outputs of one invocation must fit in the state limit (they are what a job holds of a
+/// page while its branches run).
+fn outputs_fit(outputs: &[(String, Value)], max_bytes: usize) -> Result<(), String> {
+    let mut counter = ByteCounter(0);
+    for (_, v) in outputs {
+        if serde_json::to_writer(&mut counter, v).is_err() || counter.0 > max_bytes {
+            return Err(format!(
+                "The step's outputs are larger than the job state limit of {max_bytes} bytes \
+                 (a nested step emits too many or too large outputs at once; emit them page by page)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Counts the bytes of an encoding without keeping them.

@@ -386,6 +386,33 @@ impl Store for SqliteStore {
         rows.iter().map(step_from_row).collect()
     }
 
+    async fn step_outputs(
+        &self,
+        id: JobId,
+        step_id: &str,
+        invocation: i64,
+    ) -> Result<Option<Value>, StoreError> {
+        let outputs: Option<String> = sqlx::query_scalar(
+            "SELECT outputs FROM steps WHERE job_id = ?1 AND step_id = ?2 AND invocation = ?3 \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(id)
+        .bind(step_id)
+        .bind(invocation)
+        .fetch_optional(&self.inner.read)
+        .await?;
+        outputs
+            .map(|o| {
+                serde_json::from_str(&o).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "the outputs of step '{step_id}' (invocation {invocation}) of job {id} \
+                         are not JSON: {e}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
         let op = Op::Recover { now: now_ms() };
         match self.write(op).await? {

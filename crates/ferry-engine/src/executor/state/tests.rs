@@ -80,16 +80,26 @@ fn drive(
 ) -> (Vec<String>, Transition, ExecState) {
     let mut state = ExecState::new(Map::new());
     let mut order = Vec::new();
+    // The step records' outputs, as the store keeps them, by (step, invocation).
+    let mut records: HashMap<(String, i64), Value> = HashMap::new();
     loop {
         match state.next_step(rb) {
             Next::Done => return (order, Transition::Continue, state),
+            Next::Broken(m) => panic!("state broken: {m}"),
             Next::Invoke(step) => {
                 let inv = state.begin(&step, &limits()).unwrap();
                 order.push(step.clone());
                 let outcome = respond(&inv, &state);
                 let applied = state.apply(rb, &step, outcome, &limits());
+                records.insert((step.clone(), inv.number), applied.outputs.clone());
+                // Every step is a checkpoint: continue from the stored state, reading the
+                // outputs of output frames back from their records as the executor does.
                 let stored = state.encode(usize::MAX).unwrap();
                 state = ExecState::from_stored(&stored, rb, Map::new).unwrap();
+                for (s, n) in state.unloaded_outputs() {
+                    let outputs = records[&(s.clone(), n)].clone();
+                    state.load_outputs(&s, n, &outputs).unwrap();
+                }
                 if applied.transition != Transition::Continue {
                     return (order, applied.transition, state);
                 }
@@ -160,16 +170,119 @@ fn an_output_frame_keeps_only_the_outputs_whose_branch_has_not_started() {
     let items: Vec<(&str, Value)> = (0..4).map(|i| ("loop", json!({ "index": i }))).collect();
     state.apply(&rb, "loop", ok(&items), &limits());
     let mut pending = Vec::new();
+    let mut encoded = Vec::new();
     while let Next::Invoke(step) = state.next_step(&rb) {
         for frame in &state.stack {
-            if let Frame::Outputs { pending: p, .. } = frame {
-                pending.push(p.len());
+            if let Frame::Outputs { .. } = frame {
+                pending.push(frame.remaining());
             }
         }
         state.begin(&step, &limits()).unwrap();
         state.apply(&rb, &step, ok(&[("output", json!({}))]), &limits());
+        encoded.push(state.encode(usize::MAX).unwrap());
     }
     assert_eq!(pending, [3, 2, 1, 0]);
+    // The stored state names the step record and counts the started branches; the outputs
+    // themselves stay in the record, so the state does not grow with the page.
+    for (i, e) in encoded.iter().enumerate() {
+        assert_eq!(
+            e["stack"][1],
+            json!({"frame": "outputs", "step": "loop", "recorded": {"invocation": 1, "started": i + 1},
+                   "current": "loop"})
+        );
+    }
+}
+
+#[test]
+fn a_resumed_state_reads_the_outputs_back_from_the_step_record() {
+    let rb = Shape::default()
+        .chain("", &["loop", "after"])
+        .nested("loop")
+        .chain("loop/loop", &["x"]);
+    let items: Vec<(&str, Value)> = (0..3).map(|i| ("loop", json!({ "index": i }))).collect();
+    let mut state = ExecState::new(Map::new());
+    state.next_step(&rb);
+    state.begin("loop", &limits()).unwrap();
+    let applied = state.apply(&rb, "loop", ok(&items), &limits());
+    // The first branch ran; the job stops here and resumes from the stored state.
+    assert_eq!(state.next_step(&rb), Next::Invoke("x".into()));
+    state.begin("x", &limits()).unwrap();
+    state.apply(&rb, "x", ok(&[("output", json!({}))]), &limits());
+    let stored = state.encode(usize::MAX).unwrap();
+
+    let mut resumed = ExecState::from_stored(&stored, &rb, Map::new).unwrap();
+    assert_eq!(resumed.unloaded_outputs(), [("loop".to_string(), 1)]);
+    let mut broken = resumed.clone();
+    match broken.next_step(&rb) {
+        Next::Broken(m) => assert!(m.contains("step 'loop'"), "{m}"),
+        other => panic!("expected Broken, got {other:?}"),
+    }
+    // A record with fewer outputs than the state says started is refused.
+    let err = resumed
+        .clone()
+        .load_outputs("loop", 1, &json!([]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("fewer than the 1 whose branch"),
+        "{err}"
+    );
+    assert!(resumed.load_outputs("loop", 2, &applied.outputs).is_err());
+    resumed.load_outputs("loop", 1, &applied.outputs).unwrap();
+    assert!(resumed.unloaded_outputs().is_empty());
+    let mut items_seen = Vec::new();
+    while let Next::Invoke(step) = resumed.next_step(&rb) {
+        if step == "x" {
+            items_seen.push(resumed.item()["index"].clone());
+        }
+        resumed.begin(&step, &limits()).unwrap();
+        resumed.apply(&rb, &step, ok(&[("output", json!({}))]), &limits());
+    }
+    assert_eq!(items_seen, [json!(1), json!(2)]);
+}
+
+#[test]
+fn a_state_that_holds_its_pending_outputs_inline_is_still_continued() {
+    let rb = Shape::default()
+        .chain("", &["loop"])
+        .nested("loop")
+        .chain("loop/loop", &["x"]);
+    let stored = json!({"stack": [{"frame": "chain", "key": "", "index": 0},
+        {"frame": "outputs", "step": "loop", "current": "loop",
+         "pending": [["loop", {"index": 1}], ["loop", {"index": 2}]]}],
+        "outputs": {"loop": {"index": 0}}, "step_seq": 2});
+    let mut state = ExecState::from_stored(&stored, &rb, Map::new).unwrap();
+    assert!(state.unloaded_outputs().is_empty());
+    let mut seen = Vec::new();
+    while let Next::Invoke(step) = state.next_step(&rb) {
+        if step == "x" {
+            seen.push(state.item()["index"].clone());
+        }
+        state.begin(&step, &limits()).unwrap();
+        state.apply(&rb, &step, ok(&[("output", json!({}))]), &limits());
+    }
+    assert_eq!(seen, [json!(1), json!(2)]);
+}
+
+#[test]
+fn outputs_larger_than_the_state_limit_fail_the_nested_step() {
+    let rb = Shape::default()
+        .chain("", &["loop"])
+        .nested("loop")
+        .chain("loop/loop", &["x"]);
+    let items: Vec<(&str, Value)> = (0..10).map(|_| ("loop", json!("x".repeat(100)))).collect();
+    let mut state = ExecState::new(Map::new());
+    state.next_step(&rb);
+    state.begin("loop", &limits()).unwrap();
+    let tight = ExecLimits {
+        max_state_bytes: 500,
+        ..limits()
+    };
+    let applied = state.apply(&rb, "loop", ok(&items), &tight);
+    assert_eq!(applied.status, StepStatus::Failed);
+    match applied.transition {
+        Transition::Fail(m) => assert!(m.contains("emit them page by page"), "{m}"),
+        other => panic!("expected Fail, got {other:?}"),
+    }
 }
 
 #[test]
