@@ -403,6 +403,32 @@ pub fn compile_solution_with(
         );
     }
 
+    // Trigger types of which a solution may have one runbook only.
+    let mut first_of: HashMap<&str, &ferry_core::model::Runbook> = HashMap::new();
+    for (rb_name, rb) in &solution.runbooks {
+        let Some(rc) = runbooks.get(rb_name) else {
+            continue;
+        };
+        if !rc.trigger.once_per_solution() {
+            continue;
+        }
+        match first_of.get(rc.trigger_type.as_str()) {
+            None => {
+                first_of.insert(rc.trigger_type.as_str(), rb);
+            }
+            Some(first) => diags.push(diag(
+                &rb.trigger.span,
+                format!(
+                    "Runbook '{rb_name}' is a second '{}' runbook: a solution has exactly one (the first is runbook '{}' at {}:{})",
+                    rc.trigger_type,
+                    first.name,
+                    first.trigger.span.file.display(),
+                    first.trigger.span.line
+                ),
+            )),
+        }
+    }
+
     if diags.is_empty() {
         Ok(CompiledSolution {
             name: solution.name.clone(),

@@ -66,6 +66,44 @@ impl<'a> Kv<'a> {
         &self.namespace
     }
 
+    /// The same store under another namespace (e.g. one a connector shares between the
+    /// triggers and actions of a solution).
+    pub fn with_namespace(&self, namespace: String) -> Kv<'a> {
+        Kv {
+            store: self.store,
+            secrets: self.secrets,
+            namespace,
+        }
+    }
+
+    /// Seal a secret value (`fsec1.…`), e.g. to keep it sealed inside a stored value that
+    /// actions later hand on as a secret.
+    pub fn seal_secret(&self, plain: &str) -> String {
+        self.secrets.seal(plain)
+    }
+
+    /// Take the store lock `<namespace>/<name>` for `ttl` (the store's owner-checked lock);
+    /// returns its token, or `None` when someone else holds it.
+    pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, KvError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let key = format!("{}/{name}", self.namespace);
+        match self.store.lock_acquire(&key, &token, ttl).await {
+            Ok(true) => Ok(Some(token)),
+            Ok(false) => Ok(None),
+            Err(e) => Err(KvError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Release a lock taken with [`Kv::try_lock`] (a lock that expired meanwhile is left alone).
+    pub async fn unlock(&self, name: &str, token: &str) -> Result<(), KvError> {
+        let key = format!("{}/{name}", self.namespace);
+        self.store
+            .lock_release(&key, token)
+            .await
+            .map(|_| ())
+            .map_err(|e| KvError::Unavailable(e.to_string()))
+    }
+
     fn seal(&self, value: &Value) -> Value {
         Value::String(self.secrets.seal(&value.to_string()))
     }

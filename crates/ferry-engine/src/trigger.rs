@@ -191,6 +191,12 @@ pub trait Trigger: Send + Sync + 'static {
         std::time::Duration::from_secs(3600)
     }
 
+    /// Whether at most one runbook of a solution may use this trigger type (`ferry validate`
+    /// and `ferry serve` refuse a second one, naming both).
+    fn once_per_solution(&self) -> bool {
+        false
+    }
+
     /// Parse an authenticated request: an event, or an answer without a job.
     async fn parse(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, TriggerError>;
 

@@ -75,6 +75,10 @@ pub struct WebhookInput {
     /// Publish the policy's key through OpenID Connect discovery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub openid_connect_discovery: Option<bool>,
+    /// Only messages about app instances of these App Offerings (by reference; `app_instance.*`
+    /// and secrets events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_offering_references: Option<Vec<String>>,
     /// Comma-separated addresses told about failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail_exceptions_to: Option<String>,

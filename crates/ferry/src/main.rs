@@ -104,6 +104,7 @@ struct EmulatorArgs {
 pub fn registry() -> ferry_engine::Registry {
     let mut r = ferry_engine::Registry::builtin();
     r.merge(ferry_xurrent::registry());
+    r.merge(ferry_xurrent_app::registry());
     r
 }
 

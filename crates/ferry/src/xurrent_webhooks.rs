@@ -107,6 +107,7 @@ impl WebhookFields {
             webhook_policy_id: self.policy,
             openid_connect_discovery: self.openid_connect_discovery,
             mail_exceptions_to: self.mail_exceptions_to,
+            app_offering_references: None,
         }
     }
 }

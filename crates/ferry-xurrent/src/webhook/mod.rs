@@ -166,6 +166,66 @@ pub async fn claim_jti(replay_kv: &Kv<'_>, jti: &str) -> Result<(), Rejection> {
     }
 }
 
+/// The `name` and `webhook_nodeID` of a webhook message (blank when absent).
+pub fn webhook_names(webhook: &Map<String, Value>) -> (&str, &str) {
+    let get = |k: &str| webhook.get(k).and_then(Value::as_str).unwrap_or_default();
+    (get("name"), get("webhook_nodeID"))
+}
+
+/// The `webhook.verify` callback (spec §3.6): `GET <callback>` without credentials
+/// (`User-Agent: Xurrent iPaaS`), only when the callback is on `origin`'s host (the verified
+/// issuer or account URL) with a secure scheme (or `http` on loopback when allowed). `Ok` on
+/// a 200; otherwise `Unable to verify webhook <name> (<node>).\n<why>`, e.g. `500: error`.
+pub async fn verify_callback(
+    http: &ferry_engine::http::HttpClient,
+    name: &str,
+    node: &str,
+    callback: &str,
+    origin: Option<&str>,
+    allow_http_loopback: bool,
+) -> Result<(), Rejection> {
+    let fail =
+        |why: String| Rejection::plain(format!("Unable to verify webhook {name} ({node}).\n{why}"));
+    let Some(origin) = origin.and_then(|o| Url::parse(o).ok()) else {
+        return Err(fail(
+            "No account URL to check the callback against: set the policy's account_url or the connection's account_url".into(),
+        ));
+    };
+    let url = Url::parse(callback)
+        .map_err(|_| fail(format!("The callback '{callback}' is not a URL")))?;
+    let same_host = verify::secure_scheme(&url, allow_http_loopback)
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.host_str() == origin.host_str()
+        && url.port_or_known_default() == origin.port_or_known_default();
+    if !same_host {
+        return Err(fail(format!(
+            "The callback {callback} is not on the account's host {}",
+            origin.host_str().unwrap_or_default()
+        )));
+    }
+    tracing::info!("Verifying webhook {name} ({node})");
+    let request = http
+        .inner()
+        .get(url)
+        .header(reqwest::header::USER_AGENT, USER_AGENT)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let response = http
+        .execute(request)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if response.status == 200 {
+        return Ok(());
+    }
+    let body: String = String::from_utf8_lossy(&response.body)
+        .chars()
+        .take(200)
+        .collect();
+    Err(fail(format!("{}: {body}", response.status)))
+}
+
 /// The `xurrent.webhook` trigger.
 pub struct WebhookTrigger {
     spec: TriggerSpec,
@@ -333,59 +393,11 @@ impl WebhookTrigger {
         origin: Option<&str>,
         allow_http_loopback: bool,
     ) -> Result<Parsed, Rejection> {
-        let name = webhook
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let node = webhook
-            .get("webhook_nodeID")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let fail = |why: String| {
-            Rejection::plain(format!("Unable to verify webhook {name} ({node}).\n{why}"))
-        };
-        let Some(origin) = origin.and_then(|o| Url::parse(o).ok()) else {
-            return Err(fail(
-                "No account URL to check the callback against: set the policy's account_url or the connection's account_url".into(),
-            ));
-        };
-        let url = Url::parse(callback)
-            .map_err(|_| fail(format!("The callback '{callback}' is not a URL")))?;
-        let same_host = verify::secure_scheme(&url, allow_http_loopback)
-            && url.username().is_empty()
-            && url.password().is_none()
-            && url.host_str() == origin.host_str()
-            && url.port_or_known_default() == origin.port_or_known_default();
-        if !same_host {
-            return Err(fail(format!(
-                "The callback {callback} is not on the account's host {}",
-                origin.host_str().unwrap_or_default()
-            )));
-        }
-        tracing::info!("Verifying webhook {name} ({node})");
-        let request = ctx
-            .http
-            .inner()
-            .get(url)
-            .header(reqwest::header::USER_AGENT, USER_AGENT)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
-        let response = ctx
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if response.status == 200 {
-            let message = format!("Webhook verification handled: {name} ({node})");
-            tracing::info!("{message}");
-            return Ok(Parsed::Respond(TriggerResponse::text(200, message)));
-        }
-        let body: String = String::from_utf8_lossy(&response.body)
-            .chars()
-            .take(200)
-            .collect();
-        Err(fail(format!("{}: {body}", response.status)))
+        let (name, node) = webhook_names(webhook);
+        verify_callback(ctx.http, name, node, callback, origin, allow_http_loopback).await?;
+        let message = format!("Webhook verification handled: {name} ({node})");
+        tracing::info!("{message}");
+        Ok(Parsed::Respond(TriggerResponse::text(200, message)))
     }
 
     async fn parse_request(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, Rejection> {
