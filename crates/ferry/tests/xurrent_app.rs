@@ -854,3 +854,218 @@ fn a_second_secrets_changed_runbook_is_refused() {
     let (code, text) = validate(&sol, &[]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+fn provider_solution(
+    tmp: &std::path::Path,
+    emu: &Emulator,
+    references: &str,
+    installed_event: &str,
+) -> std::path::PathBuf {
+    let rest = format!("{}/v1", emu.base);
+    solution(
+        tmp,
+        "app",
+        &format!(
+            "name: app\nconnections:\n  provider:\n{}",
+            connection(emu, &rest)
+        ),
+        &[
+            (
+                "secrets",
+                &runbook(
+                    "secrets",
+                    "secrets_changed",
+                    &format!("{{ app_references: {references} }}"),
+                ),
+            ),
+            (
+                "installed",
+                &runbook(
+                    "installed",
+                    "installation_changed",
+                    &format!("{{ event: {installed_event}, app_reference: {REF} }}"),
+                ),
+            ),
+            (
+                "removed",
+                &runbook(
+                    "removed",
+                    "installation_changed",
+                    "{ event: app_instance.delete }",
+                ),
+            ),
+            (
+                "rule",
+                &runbook("rule", "automation_webhook", "{ app_reference: oidc_app }"),
+            ),
+        ],
+    )
+}
+
+async fn ours(emu: &Emulator) -> Vec<Value> {
+    webhooks(emu)
+        .await
+        .into_iter()
+        .filter(|h| {
+            h["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Ferry app/"))
+        })
+        .collect()
+}
+
+/// Spec §14.3 47–50, §14.5 76–79: a restart updates the same webhooks in place (new URI,
+/// references, event) and reuses the policy; a policy or webhook deleted meanwhile is created
+/// again, and every webhook moves to the new policy, which then verifies the deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_updates_in_place_and_repairs_what_is_gone() {
+    let emu = start_emulator();
+    let tmp = tempfile::tempdir().unwrap();
+    emu_post(
+        &emu,
+        "/_emulator/apps/offerings",
+        json!({"provider": "wdc", "offering": {"reference": REF, "name": "Phone"}}),
+    )
+    .await;
+    // Its customers sign with their policy's own issuer (OpenID Connect discovery), which the
+    // secrets delivery names (spec §14.4 65).
+    emu_post(
+        &emu,
+        "/_emulator/apps/offerings",
+        json!({"provider": "wdc",
+               "offering": {"reference": "oidc_app", "name": "OIDC", "openidConnectDiscovery": true},
+               "automation_rules": [{"name": "Ping", "trigger": "request.create",
+                                     "expressions": [{"name": "kind", "value": "'ping'"}]}]}),
+    )
+    .await;
+    let data = tmp.path().join("data");
+    let sol = provider_solution(tmp.path(), &emu, &format!("[{REF}]"), "app_instance.create");
+    let mut server = Server::start(&data, &[&sol], &[]);
+    let first = wait_until("the first webhooks", &server, || async {
+        let hs = ours(&emu).await;
+        (hs.len() == 3 && hs.iter().all(|h| h["verified"] == true)).then_some(hs)
+    })
+    .await;
+    let find = |hs: &[Value], n: &str| {
+        hs.iter()
+            .find(|h| h["name"] == format!("Ferry app/{n}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no webhook {n}: {hs:#?}"))
+    };
+    let old_policy = find(&first, "secrets")["webhook_policy"]["id"].clone();
+    server.terminate();
+    let stopped = ours(&emu).await;
+    assert!(
+        stopped.iter().all(|h| h["disabled"] == true),
+        "{stopped:#?}"
+    );
+
+    // Meanwhile the policy and one webhook are deleted in Xurrent, and the config changes.
+    emu_api(
+        &emu,
+        reqwest::Method::DELETE,
+        &format!("/v1/webhook_policies/{old_policy}"),
+        None,
+    )
+    .await;
+    emu_api(
+        &emu,
+        reqwest::Method::DELETE,
+        &format!("/v1/webhooks/{}", find(&first, "removed")["id"]),
+        None,
+    )
+    .await;
+    let sol = provider_solution(
+        tmp.path(),
+        &emu,
+        &format!("[{REF}, oidc_app]"),
+        "app_instance.update",
+    );
+    let server = Server::start(&data, &[&sol], &[]);
+    let url = server.url("/inbound/app/secrets");
+    let second = wait_until("the updated webhooks", &server, || async {
+        let hs = ours(&emu).await;
+        (hs.len() == 3
+            && hs
+                .iter()
+                .all(|h| h["verified"] == true && h["disabled"] == false)
+            && hs.iter().any(|h| h["uri"] == url.as_str()))
+        .then_some(hs)
+    })
+    .await;
+    let secrets = find(&second, "secrets");
+    assert_eq!(secrets["id"], find(&first, "secrets")["id"]);
+    assert_eq!(secrets["uri"], url);
+    assert_eq!(secrets["app_offering_references"], json!([REF, "oidc_app"]));
+    let installed = find(&second, "installed");
+    assert_eq!(installed["id"], find(&first, "installed")["id"]);
+    assert_eq!(installed["event"], "app_instance.update");
+    assert_eq!(installed["uri"], server.url("/inbound/app/installed"));
+    let removed = find(&second, "removed");
+    assert_ne!(removed["id"], find(&first, "removed")["id"]);
+    let new_policy = secrets["webhook_policy"]["id"].clone();
+    assert_ne!(new_policy, old_policy);
+    assert!(
+        second
+            .iter()
+            .all(|h| h["webhook_policy"]["id"] == new_policy),
+        "{second:#?}"
+    );
+    let policies = emu_api(&emu, reqwest::Method::GET, "/v1/webhook_policies", None).await;
+    assert_eq!(policies.as_array().unwrap().len(), 1, "{policies}");
+
+    // The new policy verifies the deliveries.
+    emu_post(
+        &emu,
+        "/_emulator/apps/install",
+        json!({"provider": "wdc", "reference": REF, "customer": "widget"}),
+    )
+    .await;
+    let jobs = finished(&server, "secrets", 1).await;
+    assert_eq!(jobs[0]["context_id"], "phone@widget");
+    let installed = emu_post(
+        &emu,
+        "/_emulator/apps/install",
+        json!({"provider": "wdc", "reference": "oidc_app", "customer": "widget"}),
+    )
+    .await;
+    let issuer = installed["policy"]["issuer"]
+        .as_str()
+        .expect("a custom issuer")
+        .to_string();
+    assert_ne!(issuer, format!("{}/accounts/widget", emu.base));
+    finished(&server, "secrets", 2).await;
+    emu_post(
+        &emu,
+        "/_emulator/apps/automation_rule",
+        json!({"provider": "wdc", "reference": "oidc_app", "customer": "widget"}),
+    )
+    .await;
+    let rule = finished(&server, "rule", 1).await;
+    assert_eq!(rule[0]["context_id"], "oidc_app@widget");
+    assert_eq!(
+        rule[0]["trigger_output"]["payload"],
+        json!({"kind": "ping"})
+    );
+    // A restart without changes creates and changes nothing but the URI.
+    let ids: Vec<Value> = second.iter().map(|h| h["id"].clone()).collect();
+    drop(server);
+    let server = Server::start(&data, &[&sol], &[]);
+    let url = server.url("/inbound/app/secrets");
+    let third = wait_until("the webhooks after the third start", &server, || async {
+        let hs = ours(&emu).await;
+        (hs.iter().any(|h| h["uri"] == url.as_str())
+            && hs
+                .iter()
+                .all(|h| h["verified"] == true && h["disabled"] == false))
+        .then_some(hs)
+    })
+    .await;
+    let mut again: Vec<Value> = third.iter().map(|h| h["id"].clone()).collect();
+    let mut ids = ids;
+    again.sort_by_key(|v| v.to_string());
+    ids.sort_by_key(|v| v.to_string());
+    assert_eq!(again, ids);
+    let policies = emu_api(&emu, reqwest::Method::GET, "/v1/webhook_policies", None).await;
+    assert_eq!(policies.as_array().unwrap().len(), 1, "{policies}");
+}
