@@ -953,25 +953,33 @@ async fn a_restart_updates_in_place_and_repairs_what_is_gone() {
             .unwrap_or_else(|| panic!("no webhook {n}: {hs:#?}"))
     };
     let old_policy = find(&first, "secrets")["webhook_policy"]["id"].clone();
-    server.terminate();
-    let stopped = ours(&emu).await;
-    assert!(
-        stopped.iter().all(|h| h["disabled"] == true),
-        "{stopped:#?}"
-    );
-
-    // Meanwhile the policy and one webhook are deleted in Xurrent, and the config changes.
-    emu_api(
-        &emu,
-        reqwest::Method::DELETE,
-        &format!("/v1/webhook_policies/{old_policy}"),
-        None,
-    )
-    .await;
+    // A webhook deleted in Xurrent while served: deprovisioning the others is not disturbed
+    // (spec §14.3 52), and the next start creates it again.
     emu_api(
         &emu,
         reqwest::Method::DELETE,
         &format!("/v1/webhooks/{}", find(&first, "removed")["id"]),
+        None,
+    )
+    .await;
+    server.terminate();
+    let stopped = ours(&emu).await;
+    assert_eq!(stopped.len(), 2, "{stopped:#?}");
+    assert!(
+        stopped.iter().all(|h| h["disabled"] == true),
+        "{stopped:#?}"
+    );
+    assert!(
+        !server.logs().contains("deprovision failed"),
+        "{}",
+        server.logs()
+    );
+
+    // Meanwhile the policy is deleted in Xurrent, and the config changes.
+    emu_api(
+        &emu,
+        reqwest::Method::DELETE,
+        &format!("/v1/webhook_policies/{old_policy}"),
         None,
     )
     .await;
