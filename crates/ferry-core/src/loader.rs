@@ -29,7 +29,8 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::mapping::{Expressions, Mapping, MappingError};
 use crate::model::{
-    Concurrency, ConnectionDef, Direction, EnvVar, Runbook, Solution, Span, StepDef, TriggerDef,
+    AppOfferingSetting, Concurrency, ConnectionDef, Direction, EnvVar, Runbook, Solution, Span,
+    StepDef, TriggerDef,
 };
 use crate::schema::Field;
 
@@ -53,7 +54,8 @@ impl std::error::Error for Diagnostic {}
 /// Maximum length of solution, runbook, connection and step names.
 pub const MAX_NAME_LEN: usize = 64;
 
-const SOLUTION_KEYS: &[&str] = &["name", "description", "env", "connections"];
+const SOLUTION_KEYS: &[&str] = &["name", "description", "env", "connections", "app_offering"];
+const APP_OFFERING_KEYS: &[&str] = &["connection", "dir", "apply_on_serve"];
 const ENV_DECL_KEYS: &[&str] = &["secret", "from_env", "default", "value", "description"];
 const CONNECTION_KEYS: &[&str] = &["connector", "direction", "description", "config"];
 const RUNBOOK_KEYS: &[&str] = &[
@@ -676,6 +678,8 @@ fn parse_solution(
         }
     }
 
+    let app_offering = parse_app_offering(cx, root, dir, &connections);
+
     Some(Solution {
         name: name?,
         description,
@@ -683,7 +687,60 @@ fn parse_solution(
         env,
         connections,
         runbooks: IndexMap::new(),
+        app_offering,
         span: Span::new(&cx.doc.file, 1),
+    })
+}
+
+/// `app_offering: {connection, dir, apply_on_serve}`.
+fn parse_app_offering(
+    cx: &mut Cx<'_>,
+    root: &Map<String, Value>,
+    dir: &Path,
+    connections: &IndexMap<String, ConnectionDef>,
+) -> Option<AppOfferingSetting> {
+    let v = root.get("app_offering").filter(|v| !v.is_null())?;
+    let obj = cx.object(v, "app_offering", "'app_offering'")?;
+    cx.deny_unknown(obj, "app_offering", "app_offering", APP_OFFERING_KEYS);
+    let connection = cx.req_str(obj, "app_offering", "connection", "app_offering")?;
+    if !connections.contains_key(&connection) {
+        let known: Vec<&str> = connections.keys().map(String::as_str).collect();
+        cx.err(
+            "app_offering.connection",
+            format!(
+                "app_offering.connection '{connection}' is not a connection of this solution (it has: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        );
+    }
+    let folder = cx
+        .opt_str(obj, "app_offering", "dir")
+        .unwrap_or_else(|| "app_offering".to_string());
+    if Path::new(&folder).is_absolute() || folder.split(['/', '\\']).any(|p| p == "..") {
+        cx.err(
+            "app_offering.dir",
+            format!("app_offering.dir '{folder}' must be a folder inside the solution (relative, without '..')"),
+        );
+    }
+    let apply_on_serve = match obj.get("apply_on_serve") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            cx.err(
+                "app_offering.apply_on_serve",
+                format!(
+                    "app_offering.apply_on_serve must be true or false, found {}",
+                    kind(other)
+                ),
+            );
+            false
+        }
+    };
+    Some(AppOfferingSetting {
+        connection,
+        dir: dir.join(folder),
+        apply_on_serve,
+        span: cx.doc.span_of("app_offering"),
     })
 }
 

@@ -54,7 +54,25 @@ pub struct Solution {
     pub connections: IndexMap<String, ConnectionDef>,
     /// Runbooks keyed by runbook name, in file-name order.
     pub runbooks: IndexMap<String, Runbook>,
+    /// The `app_offering` setting: where the Xurrent App Offering files are and whether
+    /// `ferry serve` applies them.
+    pub app_offering: Option<AppOfferingSetting>,
     /// Where the solution is defined (`solution.yaml`, line 1).
+    pub span: Span,
+}
+
+/// `app_offering` in `solution.yaml`: the Xurrent App Offering kept as files in the solution
+/// (`ferry xurrent app export|apply`, crate `ferry-xurrent-offering`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppOfferingSetting {
+    /// The outbound `xurrent` connection of the provider account.
+    pub connection: String,
+    /// The offering folder (absolute: the solution directory joined with `dir`, default
+    /// `app_offering`).
+    pub dir: PathBuf,
+    /// Apply the files to the account when `ferry serve` starts, before triggers are provisioned.
+    pub apply_on_serve: bool,
+    /// Where it is declared.
     pub span: Span,
 }
 

@@ -1012,3 +1012,94 @@ async fn inline_lists_get_ids_merge_and_delete() {
         "Mutation 'discoveredConfigurationItems' is not supported by the emulator"
     );
 }
+
+#[tokio::test]
+async fn offering_pictures_rules_and_ui_extension_lookup() {
+    use base64::Engine as _;
+    let s = start(RateLimits::disabled()).await;
+    let si = s
+        .emu
+        .seed_from_value(
+            "wdc",
+            &json!({ "records": { "ServiceInstance": [ { "ref": "si", "name": "SI" } ] } }),
+        )
+        .unwrap()
+        .refs["si"]
+        .clone();
+    // A picture given as a data URI is stored and served from a URL, as Xurrent hosts it.
+    let uri = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(b"PNGDATA")
+    );
+    let d = s
+        .data(
+            "mutation($i: AppOfferingCreateInput!) { appOfferingCreate(input: $i) { errors { path message } appOffering { id pictureUri } } }",
+            json!({ "i": { "name": "App", "reference": "app", "serviceInstanceId": si, "pictureUri": uri } }),
+        )
+        .await;
+    let o = &d["appOfferingCreate"]["appOffering"];
+    let picture = o["pictureUri"].as_str().unwrap();
+    assert!(
+        picture.starts_with(&format!("{}/_emulator/attachments/pictures/", s.url)),
+        "{picture}"
+    );
+    assert!(picture.ends_with("/picture.png"), "{picture}");
+    let bytes = reqwest::get(picture).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&bytes[..], b"PNGDATA");
+    // A broken data URI is a payload error on the field.
+    let d = s
+        .data(
+            "mutation($i: AppOfferingUpdateInput!) { appOfferingUpdate(input: $i) { errors { path message } } }",
+            json!({ "i": { "id": o["id"], "pictureUri": "data:image/png;base64,%%%" } }),
+        )
+        .await;
+    assert_eq!(
+        d["appOfferingUpdate"]["errors"][0]["path"],
+        json!(["pictureUri"])
+    );
+    // Automation rules created for the offering are listed on it, in order; a deleted one is gone.
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let d = s
+            .data(
+                "mutation($i: AppOfferingAutomationRuleCreateInput!) { appOfferingAutomationRuleCreate(input: $i) { errors { message } appOfferingAutomationRule { id } } }",
+                json!({ "i": { "appOfferingId": o["id"], "name": name, "condition": "c", "trigger": "t", "generic": "request",
+                               "expressions": [ { "name": "e", "value": "v" } ] } }),
+            )
+            .await;
+        ids.push(d["appOfferingAutomationRuleCreate"]["appOfferingAutomationRule"]["id"].clone());
+    }
+    let d = s
+        .data(
+            "mutation($i: AppOfferingAutomationRuleDeleteMutationInput!) { appOfferingAutomationRuleDelete(input: $i) { errors { message } } }",
+            json!({ "i": { "id": ids[0] } }),
+        )
+        .await;
+    assert_eq!(d["appOfferingAutomationRuleDelete"]["errors"], Value::Null);
+    let d = s
+        .data(
+            "query($id: ID!) { node(id: $id) { ... on AppOffering { automationRules(first: 10) { nodes { id name expressions { name value } } } } } }",
+            json!({ "id": o["id"] }),
+        )
+        .await;
+    assert_eq!(
+        d["node"]["automationRules"]["nodes"],
+        json!([ { "id": ids[1], "name": "second", "expressions": [ { "name": "e", "value": "v" } ] } ])
+    );
+    // UI extensions are found by their source stamp.
+    s.data(
+        "mutation($i: UiExtensionCreateInput!) { uiExtensionCreate(input: $i) { errors { message } } }",
+        json!({ "i": { "category": "app_offering", "name": "ext", "source": "Ferry", "sourceID": "app_offering:app", "html": "<p/>", "activate": true } }),
+    )
+    .await;
+    let d = s
+        .data(
+            "{ uiExtensions(first: 1, filter: { source: { values: [\"Ferry\"] }, sourceID: { values: [\"app_offering:app\"] } }) { nodes { name activeVersion { html } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        d["uiExtensions"]["nodes"][0]["activeVersion"]["html"],
+        "<p/>"
+    );
+}

@@ -37,6 +37,8 @@ pub struct CompiledSolution {
     pub directions: HashMap<String, Direction>,
     /// Runbooks by name.
     pub runbooks: IndexMap<String, Arc<CompiledRunbook>>,
+    /// The solution's `app_offering` setting (Xurrent App Offering files).
+    pub app_offering: Option<ferry_core::model::AppOfferingSetting>,
 }
 
 /// The key of a chain of steps: the top level, or one branch of a nested step.
@@ -437,6 +439,7 @@ pub fn compile_solution_with(
             connections,
             directions,
             runbooks,
+            app_offering: solution.app_offering.clone(),
         })
     } else {
         Err(diags)

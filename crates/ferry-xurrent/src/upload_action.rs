@@ -370,9 +370,11 @@ fn cache_key(graphql: &str, account: &str) -> String {
 }
 
 /// Storage information and, when it was fetched now, the answer's metadata.
-struct Storage {
-    info: StorageInfo,
-    meta: Option<Value>,
+pub struct Storage {
+    /// The storage information.
+    pub info: StorageInfo,
+    /// The `attachmentStorage` answer's metadata; `None` when it came from the cache.
+    pub meta: Option<Value>,
 }
 
 async fn storage(
@@ -506,6 +508,55 @@ fn read_upload_answer(
         })
 }
 
+/// Upload `bytes` as `file_name` to the attachment storage of `connection` (the action's run
+/// without the step around it, also used by `ferry-xurrent-offering` for inline images): the
+/// storage information (cached 60 s), the size and extension checks, the credential-free
+/// multipart POST, one retry with fresh storage information when a cached policy is refused.
+/// Returns the storage key and the storage information (with the answer's metadata when it
+/// was fetched now).
+pub async fn upload_file(
+    services: &Services,
+    connection: &ConnectionRef,
+    file_name: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Result<(String, Storage), Signal> {
+    let client = XurrentClient::new(services, connection)?;
+    let key = cache_key(
+        &client.config().endpoints.graphql,
+        &client.config().account_id,
+    );
+    let mut store = storage(services, connection, &client, &key, true).await?;
+    let size = bytes.len();
+    let storage_key = loop {
+        check_upload_uri(&store.info.upload_uri, &client.config().endpoints.graphql)
+            .map_err(Signal::Fail)?;
+        store
+            .info
+            .check_file(file_name, size)
+            .map_err(Signal::Fail)?;
+        match upload(
+            services,
+            &store.info,
+            file_name,
+            content_type,
+            bytes.clone(),
+        )
+        .await?
+        {
+            Uploaded::Key(k) => break k,
+            Uploaded::Refused(message) if store.meta.is_none() => {
+                // Cached information may be stale (an expired upload policy): fetch it once more.
+                tracing::info!(%message, "xurrent.upload_attachment: upload refused with cached storage info; fetching it again");
+                services.kv(connection).delete(&key).await?;
+                store = storage(services, connection, &client, &key, false).await?;
+            }
+            Uploaded::Refused(message) => return Err(Signal::Fail(message)),
+        }
+    };
+    Ok((storage_key, store))
+}
+
 #[async_trait]
 impl Action for UploadAttachmentAction {
     fn spec(&self) -> &ActionSpec {
@@ -557,39 +608,9 @@ impl Action for UploadAttachmentAction {
             .map(str::to_string)
             .unwrap_or_else(|| content_type_for(&file_name).to_string());
         let services = ctx.services;
-        let client = XurrentClient::new(services, connection)?;
-        let key = cache_key(
-            &client.config().endpoints.graphql,
-            &client.config().account_id,
-        );
-        let mut store = storage(services, connection, &client, &key, true).await?;
         let size = bytes.len();
-        let storage_key = loop {
-            check_upload_uri(&store.info.upload_uri, &client.config().endpoints.graphql)
-                .map_err(Signal::Fail)?;
-            store
-                .info
-                .check_file(&file_name, size)
-                .map_err(Signal::Fail)?;
-            match upload(
-                services,
-                &store.info,
-                &file_name,
-                &content_type,
-                bytes.clone(),
-            )
-            .await?
-            {
-                Uploaded::Key(k) => break k,
-                Uploaded::Refused(message) if store.meta.is_none() => {
-                    // Cached information may be stale (an expired upload policy): fetch it once more.
-                    tracing::info!(%message, "xurrent.upload_attachment: upload refused with cached storage info; fetching it again");
-                    services.kv(connection).delete(&key).await?;
-                    store = storage(services, connection, &client, &key, false).await?;
-                }
-                Uploaded::Refused(message) => return Err(Signal::Fail(message)),
-            }
-        };
+        let (storage_key, store) =
+            upload_file(services, connection, &file_name, &content_type, bytes).await?;
         let meta = store.meta.clone();
         let cached = meta.is_none();
         ctx.log(format!(

@@ -11,6 +11,7 @@ mod jobs;
 mod output;
 mod run;
 mod serve;
+mod xurrent_app;
 mod xurrent_cli;
 mod xurrent_webhooks;
 

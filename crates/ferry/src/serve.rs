@@ -161,6 +161,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: solutions have problems; nothing was started");
         return Ok(ExitCode::from(1));
     }
+    // Solutions that keep their Xurrent App Offering as files and ask for it: the account is
+    // brought in line before any trigger is provisioned.
+    if let Err(e) = crate::xurrent_app::apply_on_serve(&engine).await {
+        eprintln!("error: {e:#}; nothing was started");
+        return Ok(ExitCode::from(1));
+    }
     let (token, generated) = api_token(&args.data)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

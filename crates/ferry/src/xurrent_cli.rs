@@ -25,6 +25,9 @@ pub enum XurrentCommand {
     /// List, show, create or delete webhook policies over an outbound `xurrent` connection.
     #[command(name = "webhook-policies")]
     WebhookPolicies(crate::xurrent_webhooks::PoliciesArgs),
+    /// Export an App Offering into files kept in the solution, or apply the files to an
+    /// account (plan first, `--dry-run`).
+    App(crate::xurrent_app::AppArgs),
 }
 
 /// Arguments of `ferry xurrent schema`.
@@ -57,6 +60,7 @@ pub async fn xurrent(cmd: XurrentCommand) -> anyhow::Result<ExitCode> {
         XurrentCommand::Schema(args) => schema(args).await,
         XurrentCommand::Webhooks(args) => crate::xurrent_webhooks::webhooks(args).await,
         XurrentCommand::WebhookPolicies(args) => crate::xurrent_webhooks::policies(args).await,
+        XurrentCommand::App(args) => crate::xurrent_app::app(args).await,
     }
 }
 

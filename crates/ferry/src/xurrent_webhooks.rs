@@ -182,9 +182,9 @@ enum PoliciesCommand {
 }
 
 /// A solution's connection, loaded with a throw-away key and store.
-struct Loaded {
-    engine: Arc<Engine>,
-    connection: ConnectionRef,
+pub(crate) struct Loaded {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) connection: ConnectionRef,
     _tmp: tempfile::TempDir,
 }
 
@@ -195,6 +195,15 @@ async fn load(args: &ConnectionArgs) -> anyhow::Result<Loaded> {
     let Some(name) = &args.connection else {
         bail!("--connection NAME is required (an outbound xurrent connection of the solution)");
     };
+    load_connection(dir, |_| Ok(name.clone())).await
+}
+
+/// Load the solution in `dir` as `ferry run` does and take the outbound `xurrent` connection
+/// that `name` picks from it (also used by `ferry xurrent app`).
+pub(crate) async fn load_connection(
+    dir: &std::path::Path,
+    name: impl FnOnce(&ferry_engine::compile::CompiledSolution) -> anyhow::Result<String>,
+) -> anyhow::Result<Loaded> {
     let tmp = tempfile::tempdir().context("creating a temporary store")?;
     let (secrets, store) = crate::serve::open_data(tmp.path(), false).await?;
     let engine = Engine::new(
@@ -216,6 +225,7 @@ async fn load(args: &ConnectionArgs) -> anyhow::Result<Loaded> {
             );
         }
     };
+    let name = &name(&solution)?;
     let Some(connection) = solution.connections.get(name).cloned() else {
         let known: Vec<&str> = solution.connections.keys().map(String::as_str).collect();
         bail!(

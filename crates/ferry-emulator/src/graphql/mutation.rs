@@ -429,6 +429,20 @@ fn prepare(
             p.fields.insert(target, value.clone());
             continue;
         }
+        if key == "pictureUri" {
+            if let Some(uri) = value.as_str().filter(|u| u.starts_with("data:")) {
+                match store_picture(emu, uri) {
+                    Some(url) => {
+                        p.fields.insert(key.clone(), url.into());
+                    }
+                    None => errors.push((
+                        vec![key.clone()],
+                        "Picture uri is not a valid data URI (data:<type>;base64,<data>)".into(),
+                    )),
+                }
+                continue;
+            }
+        }
         if (key == "note" || key == "internalNote") && has_field("notes") {
             if let Some(text) = value.as_str().filter(|t| !t.trim().is_empty()) {
                 p.notes.push(NoteSpec {
@@ -513,6 +527,35 @@ fn prepare(
     } else {
         Err(errors)
     }
+}
+
+/// A `pictureUri` given as `data:<type>;base64,<data>` is stored as a file and replaced by
+/// its download URL, as Xurrent hosts uploaded pictures; `None` when it cannot be decoded.
+fn store_picture(emu: &Emulator, uri: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (meta, data) = uri.strip_prefix("data:")?.split_once(',')?;
+    let content_type = meta.strip_suffix(";base64")?;
+    let clean: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(clean)
+        .ok()?;
+    let ext = match content_type {
+        "image/jpeg" => "jpg",
+        "image/svg+xml" => "svg",
+        other => other
+            .strip_prefix("image/")
+            .filter(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or("bin"),
+    };
+    let filename = format!("picture.{ext}");
+    let key = format!("pictures/{}/{filename}", uuid::Uuid::new_v4().simple());
+    emu.attachments.insert(super::attachments::StoredFile {
+        key: key.clone(),
+        filename,
+        content_type: content_type.to_string(),
+        data: bytes.into(),
+    });
+    Some(super::attachments::download_url(emu, &key))
 }
 
 fn capitalize(s: &str) -> String {
