@@ -154,7 +154,14 @@ fn main() -> ExitCode {
                 init_tracing(log_format);
                 emulator(args).await
             }
-            Command::Bench(args) => bench::bench(args).await,
+            Command::Bench(args) => {
+                // Quiet unless asked: the figures are the output (`FERRY_LOG=ferry_store=debug`
+                // shows, for example, the store's WAL restarts).
+                if std::env::var_os("FERRY_LOG").is_some() {
+                    init_tracing(log_format);
+                }
+                bench::bench(args).await
+            }
             Command::Xurrent { command } => xurrent_cli::xurrent(command).await,
         }
     });

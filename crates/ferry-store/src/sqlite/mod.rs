@@ -29,12 +29,21 @@ use crate::{
 const QUEUE_CAPACITY: usize = 16_384;
 /// Connections in the read pool.
 const READ_CONNECTIONS: u32 = 4;
-/// WAL size (pages) at which the writer checkpoints by itself.
-const WRITER_AUTOCHECKPOINT_PAGES: u32 = 32_768;
+/// WAL size (pages) at which the writer checkpoints by itself (a backstop far above
+/// [`RESTART_FRAMES`]).
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 131_072;
+/// Size the WAL file is cut back to when it starts over (bytes): under load it grows to about
+/// [`RESTART_FRAMES`] pages, and need not stay that large once the load is gone.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// How often the background checkpointer looks for new writes.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
-/// WAL size (frames = pages) from which the writer is asked to restart the WAL.
-const RESTART_FRAMES: i64 = 8_192;
+/// WAL size (frames = pages) from which the writer is asked to restart the WAL. A restart
+/// holds the writer for the copy of the last frames and an fsync of the database (3–50 ms
+/// measured on the development machine under load), so it is kept rare: under a sustained load of webhooks (about
+/// 2.5 frames per job) once every few seconds rather than three times a second, which is what
+/// keeps these pauses out of the 99th percentile of the answer times (256 MiB of WAL with
+/// 4 KiB pages).
+const RESTART_FRAMES: i64 = 65_536;
 /// Earliest wake-up time of the Waiting jobs.
 pub(crate) const NEXT_WAKEUP_SQL: &str =
     "SELECT MIN(next_run_at) FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting'";
@@ -153,6 +162,7 @@ impl SqliteStore {
                 "wal_autocheckpoint",
                 WRITER_AUTOCHECKPOINT_PAGES.to_string(),
             )
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
             .connect()
             .await?;
         sqlx::migrate!().run(&mut conn).await?;
