@@ -236,6 +236,10 @@ async fn validate(dirs: Vec<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<E
                 }
             }
         }
+        if let Some(solution) = &solution {
+            // `app_offering`: the connection's connector and the offering folder.
+            diags.extend(crate::xurrent_app::check_setting(solution));
+        }
         diags.sort_by(|a, b| a.span.cmp(&b.span));
         diags.dedup();
         match summary {

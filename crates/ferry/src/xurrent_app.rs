@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use ferry_core::loader::Diagnostic;
+use ferry_core::model::Direction;
 use ferry_engine::compile::CompiledSolution;
 use ferry_engine::Engine;
 use serde_json::json;
@@ -33,8 +35,8 @@ struct Common {
     /// Solution directory holding the connection (and the offering folder).
     #[arg(long)]
     solution: PathBuf,
-    /// Outbound `xurrent` connection of the provider account (default: the solution's
-    /// `app_offering.connection`).
+    /// Connection to the provider account: an outbound `xurrent` connection or an
+    /// `xurrent_app` connection (default: the solution's `app_offering.connection`).
     #[arg(long)]
     connection: Option<String>,
     /// Print JSON instead of text.
@@ -72,6 +74,46 @@ enum AppCommand {
     },
 }
 
+/// Whether a connection can reach the provider account: an outbound `xurrent` connection, or
+/// an `xurrent_app` connection (the App Connector's, in either direction: its config is the
+/// provider's Xurrent credentials).
+pub fn provider_connection(connector: &str, direction: Direction) -> bool {
+    (connector == ferry_xurrent::CONNECTOR && direction == Direction::Outbound)
+        || connector == ferry_xurrent_app::CONNECTOR
+}
+
+/// What `ferry validate` and `ferry serve` check of a solution's `app_offering` beyond the
+/// loader: the connection reaches a provider account ([`provider_connection`]) and the folder
+/// reads (when it exists, or always with `apply_on_serve`).
+pub fn check_setting(solution: &ferry_core::model::Solution) -> Vec<Diagnostic> {
+    let Some(setting) = &solution.app_offering else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let at = |message: String| Diagnostic {
+        span: setting.span.clone(),
+        message,
+    };
+    if let Some(c) = solution.connections.get(&setting.connection) {
+        if !provider_connection(&c.connector, c.direction) {
+            out.push(at(format!(
+                "app_offering.connection '{}' must be an outbound {} connection or an {} connection (it is {} {})",
+                setting.connection,
+                ferry_xurrent::CONNECTOR,
+                ferry_xurrent_app::CONNECTOR,
+                c.direction.as_str(),
+                c.connector
+            )));
+        }
+    }
+    if setting.dir.exists() || setting.apply_on_serve {
+        if let Err(e) = ferry_xurrent_offering::files::read_dir(&setting.dir) {
+            out.push(at(format!("app_offering: {e}")));
+        }
+    }
+    out
+}
+
 /// The offering folder: `given`, else the setting's, else `<solution>/app_offering`.
 fn folder(solution: &Path, compiled: Option<&CompiledSolution>, given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
@@ -101,7 +143,7 @@ pub async fn app(args: AppArgs) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let mut setting = None;
-            let loaded = crate::xurrent_webhooks::load_connection(&common.solution, |s| {
+            let loaded = crate::xurrent_webhooks::load_connection(&common.solution, true, |s| {
                 setting = Some(folder(&common.solution, Some(s), out.clone()));
                 connection_name(&common, s)
             })
@@ -147,7 +189,7 @@ pub async fn app(args: AppArgs) -> anyhow::Result<ExitCode> {
             dry_run,
         } => {
             let mut setting = None;
-            let loaded = crate::xurrent_webhooks::load_connection(&common.solution, |s| {
+            let loaded = crate::xurrent_webhooks::load_connection(&common.solution, true, |s| {
                 setting = Some(folder(&common.solution, Some(s), dir.clone()));
                 connection_name(&common, s)
             })
@@ -219,14 +261,20 @@ pub async fn apply_on_serve(engine: &Engine) -> anyhow::Result<()> {
                 setting.span
             )
         };
-        let outbound = solution.directions.get(&setting.connection)
-            == Some(&ferry_core::model::Direction::Outbound);
+        let direction = solution
+            .directions
+            .get(&setting.connection)
+            .copied()
+            .unwrap_or(Direction::Inbound);
         let Some(connection) = solution
             .connections
             .get(&setting.connection)
-            .filter(|c| outbound && c.connector == ferry_xurrent::CONNECTOR)
+            .filter(|c| provider_connection(&c.connector, direction))
         else {
-            bail!("{}: not an outbound xurrent connection", context());
+            bail!(
+                "{}: not an outbound xurrent connection or an xurrent_app connection",
+                context()
+            );
         };
         let (plan, applied) =
             ferry_xurrent_offering::sync(&engine.services, connection, &setting.dir, None, false)

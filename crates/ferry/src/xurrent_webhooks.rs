@@ -195,13 +195,15 @@ async fn load(args: &ConnectionArgs) -> anyhow::Result<Loaded> {
     let Some(name) = &args.connection else {
         bail!("--connection NAME is required (an outbound xurrent connection of the solution)");
     };
-    load_connection(dir, |_| Ok(name.clone())).await
+    load_connection(dir, false, |_| Ok(name.clone())).await
 }
 
 /// Load the solution in `dir` as `ferry run` does and take the outbound `xurrent` connection
-/// that `name` picks from it (also used by `ferry xurrent app`).
+/// that `name` picks from it (also used by `ferry xurrent app`, which also takes an
+/// `xurrent_app` connection: `provider`).
 pub(crate) async fn load_connection(
     dir: &std::path::Path,
+    provider: bool,
     name: impl FnOnce(&ferry_engine::compile::CompiledSolution) -> anyhow::Result<String>,
 ) -> anyhow::Result<Loaded> {
     let tmp = tempfile::tempdir().context("creating a temporary store")?;
@@ -234,10 +236,25 @@ pub(crate) async fn load_connection(
             known.join(", ")
         );
     };
-    let outbound = solution.directions.get(name) == Some(&ferry_core::model::Direction::Outbound);
-    if connection.connector != ferry_xurrent::CONNECTOR || !outbound {
+    let direction = solution
+        .directions
+        .get(name)
+        .copied()
+        .unwrap_or(ferry_core::model::Direction::Inbound);
+    let outbound = direction == ferry_core::model::Direction::Outbound;
+    let usable = if provider {
+        crate::xurrent_app::provider_connection(&connection.connector, direction)
+    } else {
+        connection.connector == ferry_xurrent::CONNECTOR && outbound
+    };
+    if !usable {
         bail!(
-            "connection '{name}' is not an outbound xurrent connection (connector '{}')",
+            "connection '{name}' is not an outbound xurrent connection{} (connector '{}')",
+            if provider {
+                " or an xurrent_app connection"
+            } else {
+                ""
+            },
             connection.connector
         );
     }

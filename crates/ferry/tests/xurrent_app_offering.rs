@@ -171,8 +171,12 @@ fn connection(name: &str, base: &str, account: &str, token: &str) -> String {
 }
 
 fn write_solution(root: &Path, base: &str, prod_token: &str, app_offering: &str) -> PathBuf {
+    // `qa_app`: the App Connector's connection to the same account, also usable.
+    let app = connection("qa_app", base, "wdc", QA_TOKEN)
+        .replace("connector: xurrent\n", "connector: xurrent_app\n")
+        .replace("direction: outbound", "direction: inbound");
     let yaml = format!(
-        "name: yoda\nconnections:\n{}{}{app_offering}",
+        "name: yoda\nconnections:\n{}{}{app}{app_offering}",
         connection("qa", base, "wdc", QA_TOKEN),
         connection("prod", base, "prod", prod_token)
     );
@@ -504,6 +508,29 @@ async fn export_plan_apply_and_exact_updates_between_two_accounts() {
     assert_ne!(o["uiExtensionVersion"]["id"], version_id);
     let v = apply_json(&sol, &[]).await;
     assert_eq!(v["changes"], json!([]), "{v}");
+
+    // The App Connector's `xurrent_app` connection reaches the provider account too.
+    let again = tmp.path().join("again");
+    let (code, out, err) = app(args(&[
+        "export",
+        "--solution",
+        &s,
+        "--connection",
+        "qa_app",
+        "--reference",
+        "yoda",
+        "--out",
+        again.to_str().unwrap(),
+        "--json",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["account"], "wdc");
+    assert_eq!(
+        std::fs::read(again.join("images/screenshot.jpg")).unwrap(),
+        SHOT
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -628,6 +655,48 @@ async fn bad_files_and_unknown_offerings_are_reported_clearly() {
     let (code, _, err) = app(args(&["apply", "--solution", &s])).await;
     assert_ne!(code, 0);
     assert!(err.contains("--connection NAME is required"), "{err}");
+    // `ferry validate` reads the folder of a declared `app_offering`, and checks the connection.
+    let declared = write_solution(
+        &tmp.path().join("three"),
+        &base,
+        &prod_token,
+        "app_offering:\n  connection: prod\n",
+    );
+    std::fs::create_dir_all(declared.join("app_offering")).unwrap();
+    std::fs::write(
+        declared.join("app_offering/offering.yaml"),
+        "name: X\nreference: x\ncolour: red\n",
+    )
+    .unwrap();
+    let (code, text) = validate(&declared, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("solution.yaml:"), "{text}");
+    assert!(
+        text.contains("app_offering: ") && text.contains("offering.yaml: unknown key 'colour'"),
+        "{text}"
+    );
+    std::fs::write(
+        declared.join("app_offering/offering.yaml"),
+        "name: X\nreference: x\n",
+    )
+    .unwrap();
+    let (code, text) = validate(&declared, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = validate(
+        &write_solution(
+            &tmp.path().join("four"),
+            &base,
+            &prod_token,
+            "app_offering:\n  connection: qa_app\n  apply_on_serve: true\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("offering.yaml: not found"), "{text}");
+    let sol5 = solution(&tmp.path().join("five"), "yoda", "name: yoda\nconnections:\n  hook:\n    connector: json_endpoint\n    direction: inbound\n    config: {}\napp_offering:\n  connection: hook\n", &[]);
+    let (code, text) = validate(&sol5, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("app_offering.connection 'hook' must be an outbound xurrent connection or an xurrent_app connection (it is inbound json_endpoint)"), "{text}");
     // The setting is checked by `ferry validate`.
     let sol2 = write_solution(
         &tmp.path().join("two"),
