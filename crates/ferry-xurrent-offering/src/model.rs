@@ -154,9 +154,18 @@ pub fn is_empty(v: &Value) -> bool {
     }
 }
 
-/// Same content for Xurrent ([`normalize`]d values are equal).
+/// Same content for Xurrent: [`normalize`]d values are equal, trailing whitespace of texts
+/// aside (an editor's final newline is not a change).
 pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
-    normalize(a.unwrap_or(&Value::Null)) == normalize(b.unwrap_or(&Value::Null))
+    fn trim(v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(s.trim_end().to_string()),
+            Value::Array(a) => Value::Array(a.into_iter().map(trim).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, trim(v))).collect()),
+            other => other,
+        }
+    }
+    trim(normalize(a.unwrap_or(&Value::Null))) == trim(normalize(b.unwrap_or(&Value::Null)))
 }
 
 /// The last path segment of a URL or key, without a query string.
@@ -481,6 +490,8 @@ mod tests {
             Some(&json!({"b": 1, "c": []}))
         ));
         assert!(!same(Some(&json!("x")), None));
+        assert!(same(Some(&json!("# Title\n")), Some(&json!("# Title"))));
+        assert!(!same(Some(&json!("a b")), Some(&json!("ab"))));
         assert_eq!(
             decode_data_uri("data:image/jpeg;base64,QUJD"),
             Some(("jpg".into(), b"ABC".to_vec()))
