@@ -606,6 +606,41 @@ async fn serve_applies_the_files_when_the_solution_says_so_and_refuses_to_start_
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["account"], "prod");
     assert_eq!(v["changes"], json!([]), "{v}");
+    // Under another reference it is a new offering (with its own UI extension).
+    let (code, out, err) = app(args(&[
+        "apply",
+        "--solution",
+        &s,
+        "--reference",
+        "yoda-beta",
+        "--dry-run",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["reference"], "yoda-beta");
+    let ops: Vec<String> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["op"].as_str().unwrap(),
+                c["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            "create ui_extension",
+            "create app_offering",
+            "create automation_rule",
+            "create automation_rule"
+        ]
+    );
     drop(server);
 }
 
