@@ -19,13 +19,19 @@
 //!
 //! Adding a trigger or an action is one module plus one line in [`register`].
 
+pub mod action_support;
+pub mod async_urls;
+pub mod authorization_code_token;
 pub mod automation_webhook;
+pub mod client_credentials_token;
 pub mod connection;
 pub mod inbound;
 pub mod installation_changed;
 pub mod provision;
+pub mod retrieve_app_config;
 pub mod secrets_changed;
 pub mod store;
+pub mod update_app_config;
 
 pub use connection::{AppConnector, AppSettings, CONNECTOR};
 pub use store::{
@@ -35,12 +41,17 @@ pub use store::{
 use ferry_core::schema::{Field, FieldType};
 use ferry_engine::{Registry, TriggerContext};
 
-/// Register the App Connector: its connections and triggers.
+/// Register the App Connector: its connections, triggers and actions.
 pub fn register(r: &mut Registry) {
     r.connector(AppConnector::new());
     secrets_changed::register(r);
     installation_changed::register(r);
     automation_webhook::register(r);
+    client_credentials_token::register(r);
+    authorization_code_token::register(r);
+    retrieve_app_config::register(r);
+    update_app_config::register(r);
+    async_urls::register(r);
 }
 
 /// A registry holding the App Connector, to merge into the built-in one.
