@@ -207,6 +207,21 @@ trigger:
 steps:
   - { id: seen, action: debug.log_message, input: { message: "secrets of {{ trigger.customer_account_id }}" } }
 "#;
+    // Spec 125/129: the instance's statuses as they are, the customer and App from the input.
+    let status_rb = r#"name: status
+trigger:
+  connector: json_endpoint
+  type: endpoint
+  config: { body_schema: [ { id: n, type: integer } ] }
+steps:
+  - id: cfg
+    action: xurrent_app.retrieve_app_config
+    connection: provider_out
+    input:
+      customer_account_id: widget
+      app_reference: phone
+      config_schema: [ { id: optional_field, type: string }, { id: password, type: secret_string } ]
+"#;
     let sol = solution(
         tmp.path(),
         "app",
@@ -216,7 +231,11 @@ steps:
             provider_connection(&emu, "outbound"),
             emu.base
         ),
-        &[("secrets", secrets_rb), ("installed", installed)],
+        &[
+            ("secrets", secrets_rb),
+            ("installed", installed),
+            ("status", status_rb),
+        ],
     );
     let data = tmp.path().join("data");
     let mut server = Server::start(&data, &[&sol], &[]);
@@ -335,6 +354,28 @@ steps:
     assert_eq!(node["suspensionComment"], "Wait for it...");
     let cf = node["customFields"].to_string();
     assert!(cf.contains("configured") && cf.contains("eu-west"), "{cf}");
+
+    // Spec 125: a disabled, suspended instance, read by a runbook without App trigger.
+    emu_post(
+        &emu,
+        "/_emulator/apps/update",
+        json!({"provider": "wdc", "reference": REF, "customer": "widget",
+               "disabled": true, "enabled_by_customer": false}),
+    )
+    .await;
+    let (status, created) = server.post("/inbound/app/status", &json!({}), &[]).await;
+    assert!(status < 300, "{status} {created}");
+    let sid = created["job_uuid"].as_str().unwrap().to_string();
+    let status_job = server
+        .wait_job(&sid, &["finished", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        step_output(&status_job, "cfg"),
+        &json!({"config": {"optional_field": null, "password": "[secret]"}, "disabled": true,
+                "enabled_by_customer": false, "suspended": true,
+                "suspension_comment": "Wait for it..."}),
+        "{status_job:#}"
+    );
 
     // Every secret: sealed in the step records, never in plain text in the database bytes,
     // the API's step records or the logs.
@@ -469,6 +510,20 @@ async fn serve_polled(state: Polled) -> String {
 async fn async_urls_across_reschedules_and_a_restart() {
     let emu = start_emulator();
     let tmp = tempfile::tempdir().unwrap();
+    // A URL on the provider's own Xurrent host (the emulator): its REST API answers only with
+    // the provider's token.
+    let policy: Value = reqwest::Client::new()
+        .post(format!("{}/v1/webhook_policies", emu.base))
+        .bearer_auth(ferry_emulator::DEFAULT_TOKEN)
+        .header("x-xurrent-account", "wdc")
+        .json(&json!({"jwt_alg": "es256"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let policy_url = format!("{}/v1/webhook_policies/{}", emu.base, policy["id"]);
     let (open_host, trusted) = (Polled::default(), Polled::default());
     let open_addr = serve_polled(open_host.clone()).await;
     let trusted_addr = serve_polled(trusted.clone()).await;
@@ -539,6 +594,10 @@ steps:
     input: { customer_account_id: nobody, app_reference: nothing, disabled: true }
 "#,
     );
+    let provider_host = endpoint(
+        "provider_host",
+        &format!("  - id: p\n    action: xurrent_app.async_urls\n    connection: provider\n    input: {{ urls: [ \"{policy_url}\" ] }}\n    branches: {{ result: [ {{ id: got, action: debug.log_message, input: {{ message: \"{{{{ steps.p.body.id }}}}\" }} }} ] }}\n"),
+    );
     let notyet = endpoint(
         "notyet",
         r#"  - id: cfg
@@ -567,6 +626,7 @@ steps:
             ("limited", &limited),
             ("unknown", &unknown),
             ("notyet", &notyet),
+            ("provider_host", &provider_host),
             ("http404", &http404),
             ("badjson", &badjson),
         ],
@@ -685,6 +745,15 @@ steps:
     .await;
     assert_eq!(first["status"], "rescheduled");
     assert_eq!(first["error"], "Required secrets not available yet: s, t");
+    let ph = run("provider_host").await;
+    let j = server
+        .wait_job(&ph, &["finished", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(j["status"], "finished", "{j:#}");
+    assert_eq!(
+        steps(&j, "got")[0]["input"]["message"],
+        policy["id"].to_string()
+    );
     let id404 = run("http404").await;
     let j = server
         .wait_job(&id404, &["failed"], Duration::from_secs(30))
