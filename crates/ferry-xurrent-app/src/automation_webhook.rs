@@ -13,11 +13,10 @@
 use async_trait::async_trait;
 use ferry_core::schema::{Field, FieldType, Schema};
 use ferry_engine::{
-    Parsed, ProvisionContext, Registry, Trigger, TriggerContext, TriggerError, TriggerParse,
-    TriggerSpec,
+    Parsed, ProvisionContext, Registry, Trigger, TriggerContext, TriggerError, TriggerSpec,
 };
 use ferry_xurrent::webhook::mapping::user_payload_fields;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::connection::CONNECTOR;
 use crate::inbound::{bad, context_id, text, Inbound, Verifier};
@@ -118,28 +117,15 @@ impl Trigger for AutomationWebhook {
             Inbound::Answered(p) => return Ok(p),
             Inbound::Event(d) => d,
         };
-        let mut payload = delivery
-            .message
-            .get("payload")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let mut payload = delivery.payload();
         payload.remove("app_offering");
         payload.remove("customer_account_id");
-        let mut output = json!({
-            "app_reference": reference,
-            "customer_account_id": cid,
-            "payload": payload,
-            "webhook": delivery.webhook,
-        });
-        if let Some(d) = &delivery.dedup_id {
-            output["deduplication_id"] = json!(d);
-        }
-        Ok(Parsed::Event(TriggerParse {
-            output,
-            context_id: Some(context_id(&reference, &cid)),
-            claims: delivery.claims,
-        }))
+        let context = context_id(&reference, &cid);
+        let mut output = Map::new();
+        output.insert("app_reference".into(), json!(reference));
+        output.insert("customer_account_id".into(), json!(cid));
+        output.insert("payload".into(), Value::Object(payload));
+        Ok(delivery.into_event(output, Some(context)))
     }
 
     async fn provision(&self, ctx: &ProvisionContext<'_>) -> Result<(), String> {

@@ -16,7 +16,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_engine::{Parsed, TriggerClaim, TriggerContext, TriggerError, TriggerResponse};
+use ferry_engine::{
+    Parsed, TriggerClaim, TriggerContext, TriggerError, TriggerParse, TriggerResponse,
+};
 use ferry_xurrent::webhook::policy::{InboundSettings, Policy};
 use ferry_xurrent::webhook::verify::{self, Rejection};
 use ferry_xurrent::webhook::{verify_callback, webhook_names, WebhookTrigger};
@@ -40,6 +42,31 @@ pub struct Delivery {
     pub dedup_id: Option<String>,
     /// The `jti` claim, to be made with the job.
     pub claims: Vec<TriggerClaim>,
+}
+
+impl Delivery {
+    /// The message's `payload` object (empty when it has none).
+    pub fn payload(&self) -> Map<String, Value> {
+        self.message
+            .get("payload")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The job this delivery starts: the trigger's `output` with the `webhook` details and the
+    /// deduplication id added, the context identifier, and the `jti` claim.
+    pub fn into_event(self, mut output: Map<String, Value>, context_id: Option<String>) -> Parsed {
+        output.insert("webhook".into(), self.webhook);
+        if let Some(d) = self.dedup_id {
+            output.insert("deduplication_id".into(), json!(d));
+        }
+        Parsed::Event(TriggerParse {
+            output: Value::Object(output),
+            context_id,
+            claims: self.claims,
+        })
+    }
 }
 
 /// What a verified request is.

@@ -10,8 +10,7 @@
 use async_trait::async_trait;
 use ferry_core::schema::{Field, FieldType, Schema};
 use ferry_engine::{
-    Parsed, ProvisionContext, Registry, Trigger, TriggerContext, TriggerError, TriggerParse,
-    TriggerSpec,
+    Parsed, ProvisionContext, Registry, Trigger, TriggerContext, TriggerError, TriggerSpec,
 };
 use serde_json::{json, Value};
 
@@ -148,12 +147,7 @@ impl Trigger for InstallationChanged {
             Inbound::Answered(p) => return Ok(p),
             Inbound::Event(d) => d,
         };
-        let payload = delivery
-            .message
-            .get("payload")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let payload = delivery.payload();
         let cid = text(payload.get("customer_account_id"));
         let reference = text(payload.get("app_offering").and_then(|o| o.get("reference")));
         if let (Some(want), Some(got)) = (text(ctx.config.get("app_reference")), &reference) {
@@ -177,19 +171,11 @@ impl Trigger for InstallationChanged {
             }
         }
         output.insert("app_reference".into(), json!(reference));
-        output.insert("webhook".into(), delivery.webhook);
-        if let Some(d) = &delivery.dedup_id {
-            output.insert("deduplication_id".into(), json!(d));
-        }
         let context = match (&reference, &cid) {
             (Some(r), Some(c)) => Some(context_id(r, c)),
             _ => None,
         };
-        Ok(Parsed::Event(TriggerParse {
-            output: Value::Object(output),
-            context_id: context,
-            claims: delivery.claims,
-        }))
+        Ok(delivery.into_event(output, context))
     }
 
     async fn provision(&self, ctx: &ProvisionContext<'_>) -> Result<(), String> {

@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use ferry_core::schema::{Field, FieldType, Schema};
 use ferry_engine::{
-    Parsed, ProvisionContext, Registry, Trigger, TriggerContext, TriggerError, TriggerParse,
-    TriggerSpec,
+    Parsed, ProvisionContext, Registry, Trigger, TriggerContext, TriggerError, TriggerSpec,
 };
 use serde_json::{json, Map, Value};
 
@@ -150,12 +149,7 @@ impl Trigger for SecretsChanged {
             Inbound::Answered(p) => return Ok(p),
             Inbound::Event(d) => d,
         };
-        let payload = delivery
-            .message
-            .get("payload")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let payload = delivery.payload();
         let cid = text(payload.get("customer_account_id"));
         let reference = text(payload.get("app_offering").and_then(|o| o.get("reference")));
         let (Some(cid), Some(reference)) = (cid, reference) else {
@@ -168,19 +162,11 @@ impl Trigger for SecretsChanged {
             store.merge(&reference, &cid, update).await?;
             tracing::info!(app_reference = %reference, customer_account_id = %cid, "stored the customer's secrets");
         }
-        let mut output = json!({
-            "customer_account_id": cid,
-            "app_reference": reference,
-            "webhook": delivery.webhook,
-        });
-        if let Some(d) = &delivery.dedup_id {
-            output["deduplication_id"] = json!(d);
-        }
-        Ok(Parsed::Event(TriggerParse {
-            output,
-            context_id: Some(context_id(&reference, &cid)),
-            claims: delivery.claims,
-        }))
+        let context = context_id(&reference, &cid);
+        let mut output = Map::new();
+        output.insert("customer_account_id".into(), json!(cid));
+        output.insert("app_reference".into(), json!(reference));
+        Ok(delivery.into_event(output, Some(context)))
     }
 
     async fn provision(&self, ctx: &ProvisionContext<'_>) -> Result<(), String> {
