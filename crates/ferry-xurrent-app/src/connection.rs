@@ -17,7 +17,7 @@ use ferry_core::model::Direction;
 use ferry_core::schema::{Field, FieldType};
 use ferry_engine::action::{ConnectionRef, Services, Signal};
 use ferry_engine::connector::{ConnectionTestResult, Connector, ConnectorSpec, TestContext};
-use ferry_xurrent::connection::{check_outbound, outbound_fields, ConnectionConfig};
+use ferry_xurrent::connection::{check_outbound, outbound_fields};
 use ferry_xurrent::endpoints::{xurrent_domain, Environment};
 use serde_json::{json, Value};
 
@@ -150,11 +150,7 @@ impl Connector for AppConnector {
         connection: &ConnectionRef,
         builder: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Signal> {
-        let config = ConnectionConfig::from_config(&connection.config).map_err(Signal::Fail)?;
-        let bearer = ferry_xurrent::connection::bearer(services, connection, &config).await?;
-        Ok(builder
-            .header("x-xurrent-account", config.account_id.as_str())
-            .bearer_auth(bearer.token))
+        ferry_xurrent::connection::authenticate(services, connection, builder).await
     }
 
     fn has_tester(&self) -> bool {

@@ -31,18 +31,7 @@ pub fn provider_connection<'a>(ctx: &ProvisionContext<'a>) -> Result<&'a Connect
     })
 }
 
-/// The name of a runbook's webhook.
-pub fn webhook_name(ctx: &ProvisionContext<'_>) -> String {
-    format!("Ferry {}/{}", ctx.solution, ctx.runbook.unwrap_or_default())
-}
-
-fn id_of(v: &Value) -> Option<String> {
-    match v.get("id")? {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
+pub use ferry_xurrent::webhook::provision::{id_of, webhook_name};
 
 /// Make sure the provider's webhook policy exists and is enabled; returns it.
 pub async fn ensure_provider_policy(

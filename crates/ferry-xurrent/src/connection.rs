@@ -282,6 +282,20 @@ impl Default for XurrentConnector {
     }
 }
 
+/// Add `X-Xurrent-Account` and `Authorization: Bearer …` (spec §2.3) to a request over an
+/// outbound connection with the `xurrent` connection fields (also the App Connector's).
+pub async fn authenticate(
+    services: &Services,
+    connection: &ConnectionRef,
+    builder: reqwest::RequestBuilder,
+) -> Result<reqwest::RequestBuilder, Signal> {
+    let config = ConnectionConfig::from_config(&connection.config).map_err(Signal::Fail)?;
+    let bearer = bearer(services, connection, &config).await?;
+    Ok(builder
+        .header("x-xurrent-account", config.account_id.as_str())
+        .bearer_auth(bearer.token))
+}
+
 #[async_trait]
 impl Connector for XurrentConnector {
     fn spec(&self) -> &ConnectorSpec {
@@ -302,11 +316,7 @@ impl Connector for XurrentConnector {
         connection: &ConnectionRef,
         builder: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Signal> {
-        let config = ConnectionConfig::from_config(&connection.config).map_err(Signal::Fail)?;
-        let bearer = bearer(services, connection, &config).await?;
-        Ok(builder
-            .header("x-xurrent-account", config.account_id.as_str())
-            .bearer_auth(bearer.token))
+        authenticate(services, connection, builder).await
     }
 
     fn has_tester(&self) -> bool {

@@ -85,11 +85,14 @@ fn api_connection(ctx: &ProvisionContext<'_>) -> Result<ConnectionRef, String> {
     })
 }
 
-fn prefix(ctx: &ProvisionContext<'_>) -> String {
+/// The name of a runbook's webhook (and the prefix of its policy's name): Ferry finds what it
+/// provisioned by name, so a restart creates nothing new.
+pub fn webhook_name(ctx: &ProvisionContext<'_>) -> String {
     format!("Ferry {}/{}", ctx.solution, ctx.runbook.unwrap_or_default())
 }
 
-fn id_of(v: &Value) -> Option<String> {
+/// The `id` of a record of the Webhooks API (a number or a string).
+pub fn id_of(v: &Value) -> Option<String> {
     match v.get("id")? {
         Value::Number(n) => Some(n.to_string()),
         Value::String(s) if !s.is_empty() => Some(s.clone()),
@@ -108,7 +111,7 @@ pub async fn provision(ctx: &ProvisionContext<'_>) -> Result<(), String> {
         .ok_or("register: no public URL for the trigger (ferry serve --public-url)")?;
     let conn = api_connection(ctx)?;
     let api = WebhooksApi::new(ctx.services(), &conn).map_err(|e| e.to_string())?;
-    let prefix = prefix(ctx);
+    let prefix = webhook_name(ctx);
     let hooks = api
         .list_webhooks(ListFilter::All)
         .await
@@ -230,7 +233,7 @@ pub async fn deprovision(ctx: &ProvisionContext<'_>) -> Result<(), String> {
     }
     let conn = api_connection(ctx)?;
     let api = WebhooksApi::new(ctx.services(), &conn).map_err(|e| e.to_string())?;
-    let prefix = format!("{} ", prefix(ctx));
+    let prefix = format!("{} ", webhook_name(ctx));
     for h in api
         .list_webhooks(ListFilter::Enabled)
         .await
