@@ -30,6 +30,7 @@ pub mod installation_changed;
 pub mod provision;
 pub mod retrieve_app_config;
 pub mod secrets_changed;
+pub mod setup;
 pub mod store;
 pub mod update_app_config;
 

@@ -72,6 +72,12 @@ enum AppCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print the link that opens Xurrent's "new OAuth application" form of the provider
+    /// account with the name, grant type and scopes the App Connector needs filled in.
+    SetupLink {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// Whether a connection can reach the provider account: an outbound `xurrent` connection, or
@@ -137,6 +143,41 @@ fn connection_name(common: &Common, s: &CompiledSolution) -> anyhow::Result<Stri
 /// Run `ferry xurrent app …`.
 pub async fn app(args: AppArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        AppCommand::SetupLink { common } => {
+            let mut solution_name = None;
+            let loaded = crate::xurrent_webhooks::load_connection(&common.solution, true, |s| {
+                solution_name = Some(s.name.clone());
+                connection_name(&common, s)
+            })
+            .await?;
+            let settings =
+                ferry_xurrent_app::connection::AppSettings::from_config(&loaded.connection.config);
+            let Some(href) =
+                ferry_xurrent_app::setup::setup_link(&settings, solution_name.as_deref())
+            else {
+                bail!(
+                    "connection '{}' names no provider account (credentials.account_id)",
+                    loaded.connection.name
+                );
+            };
+            if common.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "href": href,
+                        "hint": ferry_xurrent_app::setup::HINT,
+                        "scopes": ferry_xurrent_app::setup::PROVIDER_SCOPES,
+                    }))?
+                );
+            } else {
+                println!("Create the OAuth application in Xurrent:\n  {href}\n");
+                println!("{}\nScopes:", ferry_xurrent_app::setup::HINT);
+                for line in ferry_xurrent_app::setup::scope_lines() {
+                    println!("{line}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AppCommand::Export {
             common,
             reference,

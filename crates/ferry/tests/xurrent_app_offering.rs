@@ -750,3 +750,79 @@ async fn bad_files_and_unknown_offerings_are_reported_clearly() {
         "{text}"
     );
 }
+
+/// `ferry xurrent app setup-link`: the provider's "quick setup" link (spec §4.6, §14.1 23–26),
+/// from the solution's `xurrent_app` connection, as text and JSON; no network.
+#[test]
+fn setup_link_prints_the_provider_oauth_application_form() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "name: acme-ipaas\nconnections:\n  provider:\n    connector: xurrent_app\n    direction: inbound\n    config:\n      credentials:\n        account_id: acme\n        personal_access_token: t\n      environment:\n        stage: QA\n";
+    let dir = solution(tmp.path(), "acme", yaml, &[]);
+    let dir_s = dir.to_str().unwrap();
+    let out = ferry(
+        &[
+            "xurrent",
+            "app",
+            "setup-link",
+            "--solution",
+            dir_s,
+            "--connection",
+            "provider",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let href = v["href"].as_str().unwrap();
+    assert!(
+        href.starts_with("https://acme.xurrent.qa/oauth_applications/new?"),
+        "{href}"
+    );
+    // The solution's name (special characters are form-encoded: unit tests of `setup`).
+    assert!(
+        href.contains("?name=acme-ipaas&grant_type=client_credentials&scopes=account%3AR%2C"),
+        "{href}"
+    );
+    assert_eq!(v["scopes"].as_array().unwrap().len(), 10);
+
+    let out = ferry(
+        &[
+            "xurrent",
+            "app",
+            "setup-link",
+            "--solution",
+            dir_s,
+            "--connection",
+            "provider",
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(href), "{text}");
+    assert!(
+        text.contains("   - App Offering Automation Rule (Create, Read, Update, Delete)"),
+        "{text}"
+    );
+
+    // An unknown connection: a clear error, exit non-zero.
+    let out = ferry(
+        &[
+            "xurrent",
+            "app",
+            "setup-link",
+            "--solution",
+            dir_s,
+            "--connection",
+            "nope",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no connection 'nope'"), "{err}");
+}
