@@ -49,6 +49,13 @@ async fn create_webhook(
     Json(body): Json<Value>,
 ) -> Response {
     record(&f, "POST", format!("/{mode}/v1/webhooks"), body.clone());
+    if mode == "hookrefused" {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"message": "uri taken"})),
+        )
+            .into_response();
+    }
     let mut hooks = f.webhooks.lock().unwrap();
     let mut h = body;
     h["id"] = json!(hooks.len() + 1);
@@ -368,10 +375,26 @@ async fn spec_fixtures_through_serve() {
         ),
         &[("secrets", &runbook("secrets", "secrets_changed", "{}"))],
     );
+    let hookrefused = solution(
+        tmp.path(),
+        "hookrefused",
+        &format!(
+            "name: hookrefused\nconnections:\n  provider:\n{}",
+            connection(&base, "hookrefused")
+        ),
+        &[("secrets", &runbook("secrets", "secrets_changed", "{}"))],
+    );
     let data = tmp.path().join("data");
     let mut server = Server::start(
         &data,
-        &[&sol, &broken, &nodisable, &limited, &unavailable],
+        &[
+            &sol,
+            &broken,
+            &nodisable,
+            &limited,
+            &unavailable,
+            &hookrefused,
+        ],
         &[],
     );
 
@@ -478,6 +501,13 @@ async fn spec_fixtures_through_serve() {
     assert_eq!(
         provision_error("unavailable").await,
         "Unable to create Webhook Policy: Xurrent API not available. 'Service Unavailable'"
+    );
+    // §14.2 36: the policy is made, the webhook create is refused; the error names the webhook.
+    let error = provision_error("hookrefused").await;
+    assert!(
+        error.starts_with("Unable to create Webhook 'Ferry hookrefused/secrets': ")
+            && error.contains("uri taken"),
+        "{error}"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let error = loop {
