@@ -355,6 +355,35 @@ pub struct ConnectionList {
     pub connections: Vec<Connection>,
 }
 
+/// A runbook that runs on a schedule, with its next run times (`GET /api/v1/schedules`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Schedule {
+    /// Solution name.
+    pub solution: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// The rule in words, with its time zone, e.g. `every day at 02:30 in Europe/Amsterdam`.
+    pub description: String,
+    /// The time zone the rule is read in (IANA name).
+    pub time_zone: String,
+    /// What happens to a tick missed while Ferry was down: `one` (run once at start-up) or
+    /// `skip` (log and skip).
+    pub catch_up: String,
+    /// Whether the schedule is disabled (it never fires).
+    pub disabled: bool,
+    /// The last tick that created a job.
+    pub last_tick: Option<DateTime<Utc>>,
+    /// The next run times, in order (empty when the schedule has ended or is disabled).
+    pub next_runs: Vec<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/schedules`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleList {
+    /// Every scheduled runbook of the loaded solutions.
+    pub schedules: Vec<Schedule>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,7 +262,7 @@ fn demo_example_loads() {
     assert_eq!(sol.env["API_KEY"].value, json!("demo-key"));
     assert!(sol.env["API_KEY"].secret);
     let names: Vec<&str> = sol.runbooks.keys().map(String::as_str).collect();
-    assert_eq!(names, ["forward", "intake"]);
+    assert_eq!(names, ["forward", "intake", "report"]);
     let intake = &sol.runbooks["intake"];
     let actions: Vec<&str> = intake
         .walk()

@@ -753,6 +753,12 @@ fn compile_trigger(
             }
         }
     }
+    for (path, message) in trigger.check_config(&trigger_config) {
+        diags.push(diag(
+            rb.trigger.config_span(&path),
+            format!("{path}: {message}"),
+        ));
+    }
     let output_schema = match trigger.output_schema(&trigger_config) {
         Ok(s) => s,
         Err(e) => {

@@ -84,6 +84,7 @@ pub struct Engine {
     solutions: RwLock<IndexMap<String, Arc<CompiledSolution>>>,
     provisioning: RwLock<HashMap<String, Vec<ProvisionStatus>>>,
     stopping: AtomicBool,
+    clock: RwLock<Arc<dyn crate::scheduler::Clock>>,
 }
 
 impl Engine {
@@ -110,6 +111,7 @@ impl Engine {
             solutions: RwLock::new(IndexMap::new()),
             provisioning: RwLock::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            clock: RwLock::new(Arc::new(crate::scheduler::SystemClock)),
         })
     }
 
@@ -374,6 +376,16 @@ impl Engine {
         self.notify.notify_waiters();
     }
 
+    /// The clock schedules run on (the system clock unless [`Engine::set_clock`] replaced it).
+    pub fn clock(&self) -> Arc<dyn crate::scheduler::Clock> {
+        self.clock.read().clone()
+    }
+
+    /// Replace the clock schedules run on (tests: see [`crate::scheduler::FileClock`]).
+    pub fn set_clock(&self, clock: Arc<dyn crate::scheduler::Clock>) {
+        *self.clock.write() = clock;
+    }
+
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
@@ -461,6 +473,14 @@ impl Engine {
                 message: format!("Unknown runbook '{solution}/{runbook}'"),
             };
         };
+        if authenticate && rb.trigger.internal_only() {
+            return IngestOutcome::Rejected {
+                status: 404,
+                message: format!(
+                    "Runbook '{solution}/{runbook}' is started by its schedule, not by requests"
+                ),
+            };
+        }
         let connection = rb.inbound.as_ref().and_then(|c| sol.connections.get(c));
         let store = self.store.as_ref();
         let secrets = self.services.secrets.as_ref();

@@ -35,6 +35,7 @@ impl Registry {
         http::register(&mut r);
         json_endpoint::register(&mut r);
         runbook_variables::register(&mut r);
+        scheduler::register(&mut r);
         r
     }
 

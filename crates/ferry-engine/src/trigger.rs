@@ -197,6 +197,19 @@ pub trait Trigger: Send + Sync + 'static {
         false
     }
 
+    /// Whether events come only from inside Ferry (the scheduler), never from an HTTP request:
+    /// `POST /inbound/...` answers 404 for such a runbook.
+    fn internal_only(&self) -> bool {
+        false
+    }
+
+    /// The trigger's own checks of its (resolved) config for `ferry validate`: each problem
+    /// as (config path, message), reported at that path's `file:line`.
+    fn check_config(&self, config: &Value) -> Vec<(String, String)> {
+        let _ = config;
+        Vec::new()
+    }
+
     /// Parse an authenticated request: an event, or an answer without a job.
     async fn parse(&self, ctx: &TriggerContext<'_>) -> Result<Parsed, TriggerError>;
 

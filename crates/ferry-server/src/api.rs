@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/rerun", post(rerun_job))
         .merge(crate::api_connections::router())
+        .merge(crate::api_schedules::router())
         .layer(middleware::from_fn_with_state(state, require_token));
     Router::new()
         .route("/openapi.json", get(openapi_json))
@@ -68,7 +69,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         get_job,
         rerun_job,
         crate::api_connections::test_connection,
-        crate::api_connections::refresh_schema
+        crate::api_connections::refresh_schema,
+        crate::api_schedules::list_schedules
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -76,6 +78,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         (name = "solutions", description = "Loaded solutions, their runbooks and connections"),
         (name = "jobs", description = "Jobs and their steps"),
         (name = "connections", description = "Connection tests and schema refreshes"),
+        (name = "schedules", description = "Scheduled runbooks and their next run times"),
     )
 )]
 pub struct ApiDoc;

@@ -6,6 +6,7 @@
 
 mod api;
 mod api_connections;
+mod api_schedules;
 mod error;
 mod inbound;
 

@@ -10,6 +10,7 @@ mod emulator_cli;
 mod jobs;
 mod output;
 mod run;
+mod schedules;
 mod serve;
 mod xurrent_app;
 mod xurrent_cli;
@@ -61,6 +62,8 @@ enum Command {
     Jobs(jobs::JobsArgs),
     /// Work with the connections of a running server (`test`).
     Connections(connections::ConnectionsArgs),
+    /// Show the scheduled runbooks of a running server (`list`: next run times).
+    Schedules(schedules::SchedulesArgs),
     /// List the built-in connectors, triggers and actions.
     Connectors,
     /// Start the local Xurrent emulator.
@@ -149,6 +152,7 @@ fn main() -> ExitCode {
             Command::Validate { dirs, data } => validate(dirs, data).await,
             Command::Jobs(args) => jobs::jobs(args).await,
             Command::Connections(args) => connections::connections(args).await,
+            Command::Schedules(args) => schedules::schedules(args).await,
             Command::Connectors => connectors(),
             Command::Emulator(args) => {
                 init_tracing(log_format);

@@ -148,6 +148,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..EngineOptions::default()
         },
     );
+    let schedule_poll = test_clock(&engine);
     let mut failed = false;
     for dir in &args.solutions {
         if let Err(diags) = engine.load_dir_cached(dir).await {
@@ -208,6 +209,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.workers,
         ))
     });
+    let scheduler = tokio::spawn(ferry_engine::scheduler::run_scheduler(
+        engine.clone(),
+        schedule_poll,
+    ));
     let retention = args.retention.0.map(|keep| {
         tokio::spawn(ferry_engine::retention::run_retention(
             engine.clone(),
@@ -230,6 +235,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = retention {
         let _ = r.await;
     }
+    let _ = scheduler.await;
     for p in provisioning {
         let _ = p.await;
     }
@@ -237,4 +243,30 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     store.close().await;
     drop(lock);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Environment variable naming the test clock file of the scheduler (see [`test_clock`]).
+pub const TEST_CLOCK_ENV: &str = "FERRY_TEST_CLOCK_FILE";
+
+/// Install the scheduler's test clock when `FERRY_TEST_CLOCK_FILE` names a file holding an
+/// RFC 3339 instant — in debug builds only: a release build ignores the variable (with a
+/// warning), so production can never run on it by accident. Returns how often the scheduler
+/// looks at the clock (100 ms on the test clock, else 1 s).
+fn test_clock(engine: &Engine) -> Duration {
+    let Some(path) = std::env::var_os(TEST_CLOCK_ENV).filter(|p| !p.is_empty()) else {
+        return Duration::from_secs(1);
+    };
+    if cfg!(debug_assertions) {
+        tracing::warn!(
+            file = %std::path::Path::new(&path).display(),
+            "{TEST_CLOCK_ENV} is set: schedules run on a test clock read from this file"
+        );
+        engine.set_clock(Arc::new(ferry_engine::scheduler::FileClock::new(
+            path.into(),
+        )));
+        Duration::from_millis(100)
+    } else {
+        tracing::warn!("{TEST_CLOCK_ENV} is ignored: release builds always use the system clock");
+        Duration::from_secs(1)
+    }
 }

@@ -6,3 +6,4 @@ pub mod flow;
 pub mod http;
 pub mod json_endpoint;
 pub mod runbook_variables;
+pub mod scheduler;
