@@ -619,6 +619,30 @@ impl Recurrence {
                 }
             }
         }
+        if frequency == Frequency::Weekly && days.is_empty() && !map.contains_key("day") {
+            err(
+                errors,
+                "day",
+                "required for a weekly schedule: the weekdays (monday … sunday)".into(),
+            );
+        }
+        if matches!(frequency, Frequency::Monthly | Frequency::Yearly)
+            && !by_weekday
+            && !map.contains_key("day_of_month")
+        {
+            err(
+                errors,
+                "day_of_month",
+                "required for a monthly or yearly schedule (1 to 31, -1 for the last day), unless day_of_week is true".into(),
+            );
+        }
+        if frequency == Frequency::Yearly && !map.contains_key("month_of_year") {
+            err(
+                errors,
+                "month_of_year",
+                "required for a yearly schedule: the months (1 to 12)".into(),
+            );
+        }
         if !errors.is_empty() {
             return None;
         }
@@ -998,7 +1022,7 @@ mod tests {
             ["schedule: this schedule never fires (no date matches it, or it ends before it starts)"]
         );
         assert_eq!(
-            errors(json!({"schedule": {"frequency": "weekly", "time_of_day": "35:55:50"}})),
+            errors(json!({"schedule": {"frequency": "weekly", "day": ["monday"], "time_of_day": "35:55:50"}})),
             ["schedule.time_of_day: \"35:55:50\" is not a time of day (HH:MM or HH:MM:SS, 00:00 to 23:59:59)"]
         );
         assert_eq!(
@@ -1031,6 +1055,13 @@ mod tests {
             ["schedule.interval: 0 is not a whole number from 1 to 10000"]
         );
         assert_eq!(errors(json!({})).len(), 1);
+        assert_eq!(
+            errors(json!({"schedule": {"frequency": "yearly", "time_of_day": "08:00"}})),
+            [
+                "schedule.day_of_month: required for a monthly or yearly schedule (1 to 31, -1 for the last day), unless day_of_week is true",
+                "schedule.month_of_year: required for a yearly schedule: the months (1 to 12)"
+            ]
+        );
     }
 
     #[test]

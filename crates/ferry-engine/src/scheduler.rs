@@ -244,6 +244,9 @@ const COUNT_CAP: usize = 10_000;
 struct Slot {
     s: Scheduled,
     cursor: Cursor,
+    /// Whether the start-up pass (catch-up of ticks missed while down) is done: until its
+    /// position is saved, a failed pass is retried as a start-up pass.
+    started: bool,
 }
 
 /// Deal with ticks in `(handled_until, now]`: at start-up they were missed while Ferry was
@@ -262,6 +265,7 @@ async fn step(engine: &Engine, slot: &mut Slot, now: DateTime<Utc>, at_start: bo
             Ok(()) => {
                 tracing::info!(solution, runbook, schedule = %s.schedule.describe(), next = ?s.schedule.next_after(now).map(|t| t.to_rfc3339()), "schedule started");
                 slot.cursor = c;
+                slot.started = true;
             }
             Err(e) => {
                 tracing::error!(solution, runbook, error = %e, "schedule: saving its position failed; retrying")
@@ -270,7 +274,10 @@ async fn step(engine: &Engine, slot: &mut Slot, now: DateTime<Utc>, at_start: bo
         return;
     };
     let (count, last) = s.schedule.due_between(from, now, COUNT_CAP);
-    let Some(last) = last else { return };
+    let Some(last) = last else {
+        slot.started = true;
+        return;
+    };
     let more = if count >= COUNT_CAP { "at least " } else { "" };
     let mut cursor = slot.cursor.clone();
     if at_start && s.catch_up == CatchUp::Skip {
@@ -300,7 +307,10 @@ async fn step(engine: &Engine, slot: &mut Slot, now: DateTime<Utc>, at_start: bo
     }
     cursor.handled_until = Some(if at_start { now.max(last) } else { last });
     match write_cursor(engine, s, &cursor).await {
-        Ok(()) => slot.cursor = cursor,
+        Ok(()) => {
+            slot.cursor = cursor;
+            slot.started = true;
+        }
         // The tick's job is stored; firing it again is refused by its claim.
         Err(e) => {
             tracing::error!(solution, runbook, error = %e, "schedule: saving its position failed; retrying")
@@ -334,19 +344,20 @@ pub async fn run_scheduler(engine: Arc<Engine>, poll: Duration) {
                 }
             }
         };
-        slots.push(Slot { s, cursor });
-    }
-    let now = clock.now();
-    for slot in &mut slots {
-        step(&engine, slot, now, true).await;
+        slots.push(Slot {
+            s,
+            cursor,
+            started: false,
+        });
     }
     loop {
-        if sleep_or_stop(&engine, poll).await {
-            return;
-        }
         let now = clock.now();
         for slot in &mut slots {
-            step(&engine, slot, now, false).await;
+            let at_start = !slot.started;
+            step(&engine, slot, now, at_start).await;
+        }
+        if sleep_or_stop(&engine, poll).await {
+            return;
         }
     }
 }
