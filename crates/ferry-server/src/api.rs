@@ -447,7 +447,7 @@ async fn list_jobs(
     Query(q): Query<JobsQuery>,
 ) -> Result<Json<api::JobList>, ApiError> {
     let status = match q.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "invalid value for 'status': '{s}' (expected one of queued, running, waiting, finished, failed)"
@@ -455,7 +455,7 @@ async fn list_jobs(
         })?),
     };
     let limit = match q.limit.as_deref() {
-        None | Some("") => JobFilter::DEFAULT_LIMIT,
+        None => JobFilter::DEFAULT_LIMIT,
         Some(l) => match l.parse::<u32>() {
             Ok(n) if (1..=JobFilter::MAX_LIMIT).contains(&n) => n,
             _ => {
@@ -466,7 +466,7 @@ async fn list_jobs(
         },
     };
     let before_seq = match q.before.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(b) => Some(b.parse::<i64>().map_err(|_| {
             ApiError::BadRequest(format!(
                 "invalid value for 'before': '{b}' (expected a cursor from next_before)"

@@ -42,7 +42,8 @@ pub(crate) async fn list_schedules(
     Query(q): Query<SchedulesQuery>,
 ) -> Result<Json<api::ScheduleList>, ApiError> {
     let count = match q.count.as_deref() {
-        None | Some("") => 5,
+        // An empty `count=` is refused like any other value that is not a number.
+        None => 5,
         Some(c) => match c.parse::<usize>() {
             Ok(n) if (1..=100).contains(&n) => n,
             _ => {

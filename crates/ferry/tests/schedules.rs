@@ -184,6 +184,22 @@ async fn daily_0230_fires_once_when_the_clock_goes_back_and_catches_up_after_a_r
     assert!(text.contains("2026-10-25 02:30:00 CEST"), "{text}");
     assert!(text.contains("2026-10-26 02:30:00 CET"), "{text}");
 
+    // The route is in the OpenAPI document.
+    let doc: Value = reqwest::get(server.url("/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/schedules"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["ScheduleList"].is_object());
+    // A bad count is refused naming the parameter.
+    let (code, body) = server.api("/schedules?count=0").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("count"), "{body}");
+    let (code, body) = server.api("/schedules?count=").await;
+    assert_eq!(code, 400, "{body}");
+
     // A schedule trigger does not answer HTTP.
     let (code, body) = server
         .post("/inbound/sched/nightly", &serde_json::json!({}), &[])
