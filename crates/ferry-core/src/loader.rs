@@ -208,6 +208,32 @@ impl Doc {
     }
 }
 
+/// A YAML file of a solution read with the line of every path, for file formats beside the
+/// solution and runbooks (e.g. test cases): the same parsing and diagnostics as the loader.
+pub struct YamlFile(Doc);
+
+impl YamlFile {
+    /// Read and parse `file` (one document; duplicate keys, tags and merge errors are
+    /// diagnostics with their line).
+    pub fn read(file: &Path) -> Result<YamlFile, Vec<Diagnostic>> {
+        let mut diags = Vec::new();
+        match read_yaml(file, &mut diags) {
+            Some(doc) if diags.is_empty() => Ok(YamlFile(doc)),
+            _ => Err(diags),
+        }
+    }
+
+    /// The content as JSON (mapping keys as strings).
+    pub fn value(&self) -> &Value {
+        &self.0.value
+    }
+
+    /// Where `path` is (dot separated, list indices as numbers), else its closest parent.
+    pub fn span_of(&self, path: &str) -> Span {
+        self.0.span_of(path)
+    }
+}
+
 fn read_yaml(file: &Path, diags: &mut Vec<Diagnostic>) -> Option<Doc> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,

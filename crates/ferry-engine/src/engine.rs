@@ -408,6 +408,7 @@ impl Engine {
             stopping: &self.stopping,
             notify: &self.notify,
             lease_owner: None,
+            mocks: None,
         }
     }
 

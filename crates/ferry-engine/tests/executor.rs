@@ -261,6 +261,7 @@ impl Harness {
             stopping: &self.stopping,
             notify: &self.notify,
             lease_owner: None,
+            mocks: None,
         }
     }
 

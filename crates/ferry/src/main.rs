@@ -12,6 +12,7 @@ mod output;
 mod run;
 mod schedules;
 mod serve;
+mod test_cmd;
 mod xurrent_app;
 mod xurrent_cli;
 mod xurrent_webhooks;
@@ -48,6 +49,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run one event through a runbook in-process, against a temporary store.
     Run(run::RunArgs),
+    /// Run a solution's test cases (`tests/<runbook>/*.yaml`) offline, with mocked network steps.
+    Test(test_cmd::TestArgs),
     /// Check solutions statically; prints `file:line: message` per problem.
     Validate {
         /// Solution directories.
@@ -149,6 +152,7 @@ fn main() -> ExitCode {
                 serve::serve(args).await
             }
             Command::Run(args) => run::run(args).await,
+            Command::Test(args) => test_cmd::test(args).await,
             Command::Validate { dirs, data } => validate(dirs, data).await,
             Command::Jobs(args) => jobs::jobs(args).await,
             Command::Connections(args) => connections::connections(args).await,

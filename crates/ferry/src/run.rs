@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use ferry_engine::executor::{run_job, RunEnd};
+use ferry_engine::executor::{run_job, RunEnd, StepMocks};
 use ferry_engine::{Engine, EngineOptions, InboundRequest, IngestOutcome};
-use ferry_store::{JobStatus, Store};
+use ferry_store::{JobId, JobStatus, Store};
 
 /// Arguments of `ferry run`.
 #[derive(clap::Args)]
@@ -63,55 +63,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--header '{h}' must look like 'Name: value'"))?;
         request = request.with_header(k.trim(), v.trim());
     }
-    let job_id = match engine
-        .ingest_trusted(&solution.name, &args.runbook, request)
-        .await
-    {
-        IngestOutcome::Accepted { job_id, .. } => job_id,
-        IngestOutcome::Responded { response } => {
-            eprintln!(
-                "the trigger answered HTTP {} without creating a job: {}",
-                response.status,
-                String::from_utf8_lossy(&response.body)
-            );
-            return Ok(ExitCode::from(1));
-        }
-        IngestOutcome::Rejected { status, message } => {
-            eprintln!("event rejected ({status}): {message}");
-            return Ok(ExitCode::from(1));
-        }
-        IngestOutcome::Discarded { message } => {
-            eprintln!("event discarded: {message}");
-            return Ok(ExitCode::from(1));
-        }
-        IngestOutcome::Duplicate { job_id } => {
-            eprintln!("duplicate event (job {job_id})");
+    let job_id = match start(&engine, &solution.name, &args.runbook, request).await {
+        Ok(id) => id,
+        Err(message) => {
+            eprintln!("{message}");
             return Ok(ExitCode::from(1));
         }
     };
-    // Drive the job to a terminal state, sleeping through reschedules.
-    loop {
-        let job = store.get_job(job_id).await?.context("job vanished")?;
-        if job.status.is_terminal() {
-            break;
-        }
-        if let Some(job) = store
-            .claim_job("run", Utc::now(), Duration::from_secs(300))
-            .await?
-        {
-            if run_job(&engine.exec_env(), job).await == RunEnd::Interrupted {
-                anyhow::bail!("job was interrupted");
-            }
-        } else {
-            let wait = match store.next_wakeup().await? {
-                Some(at) => (at - Utc::now())
-                    .to_std()
-                    .unwrap_or(Duration::from_millis(10)),
-                None => Duration::from_millis(10),
-            };
-            tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
-        }
-    }
+    drive(&engine, &*store, job_id, None, false).await?;
     let job = store.get_job(job_id).await?.context("job vanished")?;
     let steps = store.job_steps(job_id).await?;
     let detail = ferry_server::job_detail(&job, &steps);
@@ -126,4 +85,68 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The event through the trigger pipeline without inbound authentication: the new job's id,
+/// or why no job was created.
+pub async fn start(
+    engine: &Engine,
+    solution: &str,
+    runbook: &str,
+    request: InboundRequest,
+) -> Result<JobId, String> {
+    match engine.ingest_trusted(solution, runbook, request).await {
+        IngestOutcome::Accepted { job_id, .. } => Ok(job_id),
+        IngestOutcome::Responded { response } => Err(format!(
+            "the trigger answered HTTP {} without creating a job: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        )),
+        IngestOutcome::Rejected { status, message } => {
+            Err(format!("event rejected ({status}): {message}"))
+        }
+        IngestOutcome::Discarded { message } => Err(format!("event discarded: {message}")),
+        IngestOutcome::Duplicate { job_id } => Err(format!("duplicate event (job {job_id})")),
+    }
+}
+
+/// Drive a job (alone in its store) to a terminal state. Reschedules are slept through, or,
+/// with `fast_forward` (`ferry test`), skipped by claiming the job at its due time at once.
+pub async fn drive(
+    engine: &Engine,
+    store: &dyn Store,
+    job_id: JobId,
+    mocks: Option<&dyn StepMocks>,
+    fast_forward: bool,
+) -> anyhow::Result<()> {
+    loop {
+        let job = store.get_job(job_id).await?.context("job vanished")?;
+        if job.status.is_terminal() {
+            return Ok(());
+        }
+        let mut now = Utc::now();
+        if fast_forward {
+            if let Some(at) = store.next_wakeup().await? {
+                now = now.max(at);
+            }
+        }
+        if let Some(job) = store
+            .claim_job("run", now, Duration::from_secs(300))
+            .await?
+        {
+            let mut env = engine.exec_env();
+            env.mocks = mocks;
+            if run_job(&env, job).await == RunEnd::Interrupted {
+                anyhow::bail!("job was interrupted");
+            }
+        } else {
+            let wait = match store.next_wakeup().await? {
+                Some(at) => (at - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::from_millis(10)),
+                None => Duration::from_millis(10),
+            };
+            tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+        }
+    }
 }

@@ -70,6 +70,37 @@ pub struct ExecEnv<'a> {
     /// refuses them once the job's lease belongs to someone else. `None` for single-process
     /// runs that hold no lease (`ferry run`).
     pub lease_owner: Option<&'a str>,
+    /// Stand-ins for actions (`ferry test`): consulted before each step's action runs; `None`
+    /// (the normal case) runs every action for real.
+    pub mocks: Option<&'a dyn StepMocks>,
+}
+
+/// What a mocked invocation returns instead of running its action.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mocked {
+    /// The outputs (nested actions: one per branch to run) or the signal (fail, finish,
+    /// reschedule), exactly as [`crate::action::Action::run`] would return them.
+    pub result: Result<Vec<Output>, Signal>,
+    /// The iteration state to set (the step is invoked again when it is not `None`).
+    pub iteration: Option<Value>,
+}
+
+/// Test doubles for step actions (`ferry test`, see `docs/testing.md`).
+///
+/// The executor asks [`StepMocks::mock`] before a step's action would run. `Some` replaces
+/// the run: the step's input is still evaluated (and resolved against the action's static
+/// input schema unless the action computes its schemas, whose computation is skipped), the
+/// mocked outputs are resolved like real ones, and the step record is written as usual.
+/// After a real run, [`StepMocks::observe`] sees the iteration state the action set, so that a
+/// recording can replay it.
+pub trait StepMocks: Send + Sync {
+    /// The stand-in for invocation `invocation` (1-based, per step) of `step`, or `None` to
+    /// run the action.
+    fn mock(&self, step: &CompiledStep, invocation: i64) -> Option<Mocked>;
+
+    /// Called after a real (not mocked) run of `step` with the iteration state the action
+    /// set. Default: nothing.
+    fn observe(&self, _step: &CompiledStep, _invocation: i64, _iteration: Option<&Value>) {}
 }
 
 /// How a run of [`run_job`] ended.
@@ -432,6 +463,9 @@ async fn invoke(
     step: &CompiledStep,
     inv: &Invocation,
 ) -> Invoked {
+    if let Some(mocked) = env.mocks.and_then(|m| m.mock(step, inv.number)) {
+        return invoke_mocked(env, sol, job, state, step, mocked);
+    }
     let spec = step.action.spec();
     let computed = match crate::schemas::step_schemas(env.services, sol, step).await {
         Ok(c) => c,
@@ -508,6 +542,9 @@ async fn invoke(
     };
     let logs = std::mem::take(&mut ctx.logs);
     let iteration = ctx.iteration.take();
+    if let Some(mocks) = env.mocks {
+        mocks.observe(step, inv.number, iteration.as_ref());
+    }
     let input = std::mem::take(&mut ctx.input);
     drop(ctx);
     state.vars = vars;
@@ -527,6 +564,70 @@ async fn invoke(
             iteration: IterationAfter::Set(iteration),
         },
         logs,
+    }
+}
+
+/// A mocked invocation ([`StepMocks`]): the input is evaluated, the action does not run.
+fn invoke_mocked(
+    env: &ExecEnv<'_>,
+    sol: &CompiledSolution,
+    job: &JobRecord,
+    state: &ExecState,
+    step: &CompiledStep,
+    mocked: Mocked,
+) -> Invoked {
+    let action = step.action.as_ref();
+    let ctx_value = json!({
+        "trigger": job.trigger_output,
+        "steps": state.outputs,
+        "item": state.item(),
+        "vars": state.vars,
+        "env": sol.env,
+        "job": { "uuid": job.id.to_string(), "context_identifier": job.context_id },
+    });
+    let input = step
+        .input
+        .eval(env.exprs, &ctx_value)
+        .map_err(|e| format!("Input invalid: {e}"))
+        .and_then(|raw| {
+            if action.computes_schemas() {
+                // Its schemas come from the connection, which a test does not reach.
+                Ok(raw)
+            } else {
+                action
+                    .spec()
+                    .input_schema()
+                    .resolve(&raw, Some(&env.services.secrets))
+                    .map_err(|e| format!("Input invalid: {e}"))
+            }
+        });
+    let input = match input {
+        Ok(input) => input,
+        Err(message) => {
+            return Invoked {
+                input: Value::Null,
+                outcome: StepOutcome {
+                    result: Err(Signal::Fail(message)),
+                    iteration: IterationAfter::Keep,
+                },
+                logs: Vec::new(),
+            }
+        }
+    };
+    let result = mocked.result.and_then(|outputs| {
+        if action.computes_schemas() {
+            Ok(outputs.into_iter().map(|o| (o.schema, o.value)).collect())
+        } else {
+            resolve_outputs(env.services, action, None, &input, outputs)
+        }
+    });
+    Invoked {
+        input,
+        outcome: StepOutcome {
+            result,
+            iteration: IterationAfter::Set(mocked.iteration),
+        },
+        logs: Vec::new(),
     }
 }
 
