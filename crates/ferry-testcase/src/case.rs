@@ -68,6 +68,9 @@ pub enum Event {
         /// The body as sent: JSON unless it is a string.
         body: Vec<u8>,
     },
+    /// A schedule tick (`tick:`, RFC 3339) through the `scheduler.schedule` trigger, as the
+    /// scheduler would fire it at that instant.
+    Tick(chrono::DateTime<chrono::Utc>),
     /// The trigger's output given directly (`trigger_output:`), without a parse: for triggers
     /// that verify signatures or call out (e.g. a Xurrent webhook).
     TriggerOutput {
@@ -155,6 +158,7 @@ const CASE_KEYS: &[&str] = &[
     "name",
     "description",
     "event",
+    "tick",
     "trigger_output",
     "context_identifier",
     "steps",
@@ -287,31 +291,30 @@ pub fn load(
     let context_identifier = root
         .get("context_identifier")
         .and_then(|v| cx.string(v, "context_identifier"));
-    let event = match (root.get("event"), root.get("trigger_output")) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                "trigger_output",
-                "give either 'event' or 'trigger_output', not both",
-            );
-            None
-        }
-        (None, None) => {
+    let given: Vec<&str> = ["event", "tick", "trigger_output"]
+        .into_iter()
+        .filter(|k| root.contains_key(*k))
+        .collect();
+    let event = match given.as_slice() {
+        [] => {
             cx.err(
                 "",
-                "a test case needs 'event' (the request the trigger parses) or 'trigger_output'",
+                "a test case needs 'event' (the request the trigger parses), 'tick' (a schedule tick) or 'trigger_output'",
             );
             None
         }
-        (Some(ev), None) => {
-            if context_identifier.is_some() {
-                cx.err(
-                    "context_identifier",
-                    "'context_identifier' goes with 'trigger_output'; with 'event' the trigger derives it",
-                );
-            }
-            parse_event(&mut cx, ev)
+        [_, second, ..] => {
+            cx.err(
+                second,
+                format!(
+                    "give one of 'event', 'tick' and 'trigger_output', not {}",
+                    given.join(" and ")
+                ),
+            );
+            None
         }
-        (None, Some(out)) => {
+        ["trigger_output"] => {
+            let out = &root["trigger_output"];
             if !out.is_object() {
                 cx.err("trigger_output", "'trigger_output' must be a map");
             }
@@ -319,6 +322,31 @@ pub fn load(
                 output: out.clone(),
                 context_identifier: context_identifier.clone(),
             })
+        }
+        [other] => {
+            if context_identifier.is_some() {
+                cx.err(
+                    "context_identifier",
+                    "'context_identifier' goes with 'trigger_output'; otherwise the trigger derives it",
+                );
+            }
+            if *other == "tick" {
+                match root["tick"]
+                    .as_str()
+                    .map(chrono::DateTime::parse_from_rfc3339)
+                {
+                    Some(Ok(t)) => Some(Event::Tick(t.with_timezone(&chrono::Utc))),
+                    _ => {
+                        cx.err(
+                            "tick",
+                            "'tick' must be an RFC 3339 instant, e.g. 2026-12-01T07:00:00Z",
+                        );
+                        None
+                    }
+                }
+            } else {
+                parse_event(&mut cx, &root["event"])
+            }
         }
     };
     let mut step_cases = BTreeMap::new();
@@ -755,6 +783,23 @@ mod tests {
     fn needs_an_event() {
         let errs = load_text("name: x\n").unwrap_err();
         assert!(errs[0].message.contains("needs 'event'"));
+        let c = load_text("tick: 2026-12-01T08:00:00+01:00\n").unwrap();
+        let Event::Tick(t) = c.event else { panic!() };
+        assert_eq!(t.to_rfc3339(), "2026-12-01T07:00:00+00:00");
+        let errs = load_text("tick: tomorrow\n").unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .contains(":1: 'tick' must be an RFC 3339 instant"),
+            "{}",
+            errs[0]
+        );
+        let errs = load_text("tick: 2026-12-01T07:00:00Z\nevent: {}\n").unwrap_err();
+        assert!(
+            errs[0].message.contains("not event and tick"),
+            "{}",
+            errs[0]
+        );
         let c = load_text("trigger_output: { a: 1 }\ncontext_identifier: c1\n").unwrap();
         assert!(matches!(
             c.event,

@@ -407,6 +407,19 @@ async fn execute(
                 Err(message) => return Ok(Err(message)),
             }
         }
+        Event::Tick(at) => {
+            let body = ferry_engine::connectors::scheduler::tick_body(*at, *at);
+            let request = InboundRequest {
+                method: "POST".into(),
+                body: serde_json::to_vec(&body)?.into(),
+                ..Default::default()
+            }
+            .with_header("content-type", "application/json");
+            match crate::run::start(&sb.engine, &sb.solution, &case.runbook, request).await {
+                Ok(id) => id,
+                Err(message) => return Ok(Err(message)),
+            }
+        }
         Event::TriggerOutput {
             output,
             context_identifier,

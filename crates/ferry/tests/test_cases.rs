@@ -49,16 +49,16 @@ fn the_demo_cases_pass_and_junit_is_written() {
         &[],
     );
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("running 4 test cases"), "{out}");
+    assert!(out.contains("running 5 test cases"), "{out}");
     assert!(out.contains("test intake/big order ... ok"), "{out}");
     assert!(
         out.contains("test forward/intake answers 200 ... ok"),
         "{out}"
     );
-    assert!(out.contains("test result: ok. 4 passed; 0 failed"), "{out}");
+    assert!(out.contains("test result: ok. 5 passed; 0 failed"), "{out}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        xml.contains("<testsuites name=\"ferry test\" tests=\"4\" failures=\"0\" errors=\"0\""),
+        xml.contains("<testsuites name=\"ferry test\" tests=\"5\" failures=\"0\" errors=\"0\""),
         "{xml}"
     );
     assert!(
@@ -197,4 +197,20 @@ fn record_writes_the_observed_outputs_as_mocks() {
     );
     assert_eq!(code, 0, "{out}\n{text}");
     assert!(out.contains("test forward/live ... ok"), "{out}");
+}
+
+#[test]
+fn the_xurrent_example_cases_pass_offline() {
+    // Mocked Xurrent steps: no emulator runs, and the URL points at a closed port.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/xurrent");
+    let (code, out) = test_cmd(
+        &[dir.to_str().unwrap()],
+        &[("XURRENT_URL", "http://127.0.0.1:9")],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("test on_request/a new request gets a note with the report ... ok"),
+        "{out}"
+    );
+    assert!(out.contains("test result: ok. 2 passed; 0 failed"), "{out}");
 }
