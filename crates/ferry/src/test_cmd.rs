@@ -1,5 +1,5 @@
 //! `ferry test`: run a solution's test cases (`tests/<runbook>/*.yaml`, `docs/testing.md`)
-//! offline and in parallel, each in its own temporary store, with the real trigger parse and
+//! offline and concurrently (`--jobs`), each in its own temporary store, with the real trigger parse and
 //! executor; steps that would reach the network run from the case's mocks
 //! ([`ferry_engine::executor::StepMocks`]). `--record` runs the cases for real instead and
 //! writes what the network steps returned into the case files as mocks.
@@ -489,7 +489,7 @@ fn check(case: &TestCase, job: &Value, steps: &[ferry_api::Step]) -> Vec<Failure
     for (id, sc) in &case.steps {
         let mut runs: Vec<&ferry_api::Step> = steps.iter().filter(|s| &s.step_id == id).collect();
         runs.sort_by_key(|s| (s.invocation, s.seq));
-        // A rescheduled invocation leaves one record per attempt: check the last one.
+        // One record per invocation (a rescheduled step runs again as its next invocation).
         let mut by_invocation: BTreeMap<i64, &ferry_api::Step> = BTreeMap::new();
         for r in runs {
             by_invocation.insert(r.invocation, r);
