@@ -221,6 +221,31 @@ fn data_bytes(dir: &std::path::Path) -> Vec<u8> {
     bytes
 }
 
+/// The example's own test cases (`examples/xurrent-app/tests/`), as its README says:
+/// `ferry test` runs them offline, the App and HTTP steps mocked (the URL points at a closed
+/// port).
+#[test]
+fn the_app_example_cases_pass_offline() {
+    let out = ferry(
+        &["test", example().to_str().unwrap()],
+        &[("XURRENT_URL", "http://127.0.0.1:9")],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("test on_request/a refused note fails the job ... ok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test result: ok. 2 passed; 0 failed"),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_example_plays_the_whole_lifecycle_against_the_emulator() {
     let (code, text) = validate(&example(), &[]);
