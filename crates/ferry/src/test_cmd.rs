@@ -590,6 +590,10 @@ fn write_recording(
     steps: &[ferry_api::Step],
     observed: &BTreeMap<(String, i64), Value>,
 ) -> anyhow::Result<()> {
+    if !steps.iter().any(|s| network.contains(&s.step_id.as_str())) {
+        // Nothing to record: the file stays as written (comments included).
+        return Ok(());
+    }
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut root: Value =

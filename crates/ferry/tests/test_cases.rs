@@ -190,6 +190,13 @@ fn record_writes_the_observed_outputs_as_mocks() {
     assert!(text.contains("status: 200"), "{text}");
     assert!(text.contains("job_uuid"), "{text}");
     drop(server);
+    // A case whose run reaches no network step is left as written.
+    let untouched = dir.join("tests/intake/plain.yaml");
+    let plain = "# a comment that stays\nevent:\n  body: { pet: cat2 }\n";
+    std::fs::write(&untouched, plain).unwrap();
+    let (code, out) = test_cmd(&[dir.to_str().unwrap(), "--record", "--case", "plain"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(std::fs::read_to_string(&untouched).unwrap(), plain);
     // Replayed offline: the mock stands in for the server, which is gone.
     let (code, out) = test_cmd(
         &[dir.to_str().unwrap(), "--case", "live"],
