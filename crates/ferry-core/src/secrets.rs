@@ -17,7 +17,27 @@
 //! | `ciphertext`  | n+16  | the UTF-8 plaintext encrypted under the data key (+16 tag)           |
 //!
 //! Both encryptions use AES-256-GCM with the associated data `fsec1`, so a part moved from one
-//! envelope version to another does not authenticate. Every call to [`Secrets::seal`] makes a fresh
+//! envelope version to another does not authenticate.
+//!
+//! ## Host-bound envelopes (version 2)
+//!
+//! [`Secrets::seal_bound`] makes an envelope that may only be sent to a set of origins
+//! (`https://wdc.xurrent.com`, `http://127.0.0.1:4780`): same `fsec1.` prefix (so redaction and
+//! the finders below are unchanged), version byte `2`, and the binding right after it:
+//!
+//! ```text
+//! 2 | binding length (2 bytes, big endian) | binding (origins, UTF-8, space separated) | nonce_k | wrapped_dek | nonce_v | ciphertext
+//! ```
+//!
+//! Both encryptions of a version 2 envelope take `fsec1` followed by the version byte, the
+//! length and the binding as associated data, so the binding cannot be changed, removed (turned
+//! into a version 1 envelope) or moved to another envelope without the envelope failing to open.
+//! A bound envelope opens only through the host-aware calls ([`Secrets::open_for`],
+//! [`Secrets::reveal_in_for`], [`Secrets::reveal_value_for`]) given a destination URL whose
+//! origin (scheme, host, port) is in the binding; every other call ([`Secrets::open`],
+//! [`Secrets::reveal_in`], [`Secrets::reveal_value`]) refuses it with
+//! [`SecretsError::HostBound`], naming the binding and the destination. Version 1 envelopes
+//! open everywhere, as before. Every call to [`Secrets::seal`] makes a fresh
 //! data key and fresh nonces, so sealing the same plaintext twice gives different envelopes.
 //!
 //! The base64url alphabet has no `.`, `"`, space or `:`, so an envelope embedded in a header
@@ -56,7 +76,10 @@ pub const MASTER_KEY_ENV: &str = "FERRY_MASTER_KEY";
 pub const MASTER_KEY_FILE: &str = "master.key";
 
 const VERSION: u8 = 1;
+const VERSION_BOUND: u8 = 2;
 const AAD: &[u8] = b"fsec1";
+/// Longest binding (the space-separated origins) a bound envelope carries.
+pub const MAX_BINDING_LEN: usize = 2048;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
@@ -89,6 +112,23 @@ pub enum SecretsError {
     /// Encryption failed (only possible for absurdly large values).
     #[error("encryption failed")]
     Encryption,
+    /// A host-bound secret was to be revealed for another destination, or by a path that does
+    /// not know where the value goes.
+    #[error("this secret may only be sent to {allowed}, not {destination}")]
+    HostBound {
+        /// The binding, e.g. `https://wdc.xurrent.com, https://graphql.xurrent.com`.
+        allowed: String,
+        /// The destination's origin, or a description of the path that refused it.
+        destination: String,
+    },
+    /// [`Secrets::seal_bound`] got an origin it cannot bind to.
+    #[error("cannot bind a secret to {origin}: {reason}")]
+    BadBinding {
+        /// The origin or URL given.
+        origin: String,
+        /// Why (not https, not a URL, …).
+        reason: String,
+    },
     /// The master key given in `FERRY_MASTER_KEY` or the key file has the wrong form.
     #[error("malformed master key in {source_name}: {reason}")]
     MalformedKey {
@@ -155,6 +195,37 @@ impl Secrets {
 
     /// Like [`Secrets::seal`], returning the (practically impossible) encryption error.
     pub fn try_seal(&self, plaintext: &str) -> Result<String, SecretsError> {
+        self.seal_with_header(plaintext, &[VERSION])
+    }
+
+    /// Encrypt `plaintext` into a version 2 envelope that may only be sent to `origins` (see
+    /// the module documentation). Each entry is a URL or an origin (`https://wdc.xurrent.com`,
+    /// `http://127.0.0.1:4780/accounts/x`); only its origin (scheme, host, port) is kept.
+    /// Allowed: `https`, or `http` on a loopback host (the emulator). An empty list, another
+    /// scheme or a binding longer than [`MAX_BINDING_LEN`] is an error.
+    pub fn seal_bound<S: AsRef<str>>(
+        &self,
+        plaintext: &str,
+        origins: &[S],
+    ) -> Result<String, SecretsError> {
+        let binding = binding_of(origins)?;
+        let joined = binding.join(" ");
+        if joined.len() > MAX_BINDING_LEN {
+            return Err(SecretsError::BadBinding {
+                origin: joined,
+                reason: format!("the binding is longer than {MAX_BINDING_LEN} bytes"),
+            });
+        }
+        let mut header = Vec::with_capacity(3 + joined.len());
+        header.push(VERSION_BOUND);
+        header.extend_from_slice(&(joined.len() as u16).to_be_bytes());
+        header.extend_from_slice(joined.as_bytes());
+        self.seal_with_header(plaintext, &header)
+    }
+
+    /// Seal with the given header (version byte, and for version 2 the binding), which is also
+    /// part of the associated data (version 2 only; version 1 keeps `fsec1`).
+    fn seal_with_header(&self, plaintext: &str, header: &[u8]) -> Result<String, SecretsError> {
         let mut rng = rand::rngs::OsRng;
         let mut dek = Zeroizing::new([0u8; KEY_LEN]);
         rng.fill_bytes(dek.as_mut_slice());
@@ -162,13 +233,14 @@ impl Secrets {
         rng.fill_bytes(&mut nonce_k);
         let mut nonce_v = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce_v);
+        let aad = aad_of(header);
 
         let wrapped = cipher(self.master.as_slice(), SecretsError::Encryption)?
             .encrypt(
                 &nonce_k.into(),
                 Payload {
                     msg: dek.as_slice(),
-                    aad: AAD,
+                    aad: &aad,
                 },
             )
             .map_err(|_| SecretsError::Encryption)?;
@@ -177,13 +249,13 @@ impl Secrets {
                 &nonce_v.into(),
                 Payload {
                     msg: plaintext.as_bytes(),
-                    aad: AAD,
+                    aad: &aad,
                 },
             )
             .map_err(|_| SecretsError::Encryption)?;
 
-        let mut payload = Vec::with_capacity(MIN_PAYLOAD + plaintext.len());
-        payload.push(VERSION);
+        let mut payload = Vec::with_capacity(MIN_PAYLOAD + header.len() + plaintext.len());
+        payload.extend_from_slice(header);
         payload.extend_from_slice(&nonce_k);
         payload.extend_from_slice(&wrapped);
         payload.extend_from_slice(&nonce_v);
@@ -195,24 +267,47 @@ impl Secrets {
     }
 
     /// Decrypt an envelope. Any modification, a foreign master key or a malformed token gives an
-    /// error (never a panic).
+    /// error (never a panic). A host-bound envelope is refused ([`SecretsError::HostBound`]):
+    /// open it with [`Secrets::open_for`].
     pub fn open(&self, envelope: &str) -> Result<Zeroizing<String>, SecretsError> {
+        self.open_checked(envelope, None)
+    }
+
+    /// Decrypt an envelope that is about to be sent to `destination`: a host-bound envelope
+    /// opens only when the destination's origin is in its binding; an unbound one always.
+    pub fn open_for(
+        &self,
+        envelope: &str,
+        destination: &url::Url,
+    ) -> Result<Zeroizing<String>, SecretsError> {
+        self.open_checked(envelope, Some(destination))
+    }
+
+    fn open_checked(
+        &self,
+        envelope: &str,
+        destination: Option<&url::Url>,
+    ) -> Result<Zeroizing<String>, SecretsError> {
         let encoded = envelope
             .strip_prefix(ENVELOPE_PREFIX)
             .ok_or(SecretsError::Malformed("missing fsec1. prefix"))?;
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(encoded)
             .map_err(|_| SecretsError::Malformed("invalid base64url"))?;
-        if payload.len() < MIN_PAYLOAD {
+        let header_len = header_len(&payload)?;
+        if payload.len() < MIN_PAYLOAD - 1 + header_len {
             return Err(SecretsError::Malformed("too short"));
         }
-        if payload[0] != VERSION {
-            return Err(SecretsError::Malformed("unknown envelope version"));
+        let header = &payload[..header_len];
+        if header[0] == VERSION_BOUND {
+            check_binding(&header[3..], destination)?;
         }
-        let nonce_k = nonce_at(&payload, 1)?;
-        let wrapped = &payload[1 + NONCE_LEN..VALUE_NONCE_AT];
-        let nonce_v = nonce_at(&payload, VALUE_NONCE_AT)?;
-        let ct = &payload[VALUE_NONCE_AT + NONCE_LEN..];
+        let aad = aad_of(header);
+        let body = &payload[header_len..];
+        let nonce_k = nonce_at(body, 0)?;
+        let wrapped = &body[NONCE_LEN..NONCE_LEN + WRAPPED_DEK_LEN];
+        let nonce_v = nonce_at(body, NONCE_LEN + WRAPPED_DEK_LEN)?;
+        let ct = &body[2 * NONCE_LEN + WRAPPED_DEK_LEN..];
 
         let kek = cipher(self.master.as_slice(), SecretsError::Decryption)?;
         let dek = Zeroizing::new(
@@ -220,13 +315,13 @@ impl Secrets {
                 &nonce_k.into(),
                 Payload {
                     msg: wrapped,
-                    aad: AAD,
+                    aad: &aad,
                 },
             )
             .map_err(|_| SecretsError::Decryption)?,
         );
         let plain = cipher(dek.as_slice(), SecretsError::Decryption)?
-            .decrypt(&nonce_v.into(), Payload { msg: ct, aad: AAD })
+            .decrypt(&nonce_v.into(), Payload { msg: ct, aad: &aad })
             .map_err(|_| SecretsError::Decryption)?;
         match String::from_utf8(plain) {
             Ok(s) => Ok(Zeroizing::new(s)),
@@ -244,12 +339,33 @@ impl Secrets {
     /// An envelope directly followed by base64url characters (`fsec1.…abc`) is found too: when the
     /// whole token does not open, up to [`MAX_GLUED_SUFFIX`] trailing characters are given back
     /// to the surrounding text until it does (GCM authentication rules out a wrong split).
+    ///
+    /// A host-bound envelope is refused ([`SecretsError::HostBound`]); see
+    /// [`Secrets::reveal_in_for`].
     pub fn reveal_in(&self, text: &str) -> Result<Zeroizing<String>, SecretsError> {
+        self.reveal_in_checked(text, None)
+    }
+
+    /// [`Secrets::reveal_in`] for text about to be sent to `destination`: host-bound envelopes
+    /// open only when the destination's origin is in their binding.
+    pub fn reveal_in_for(
+        &self,
+        text: &str,
+        destination: &url::Url,
+    ) -> Result<Zeroizing<String>, SecretsError> {
+        self.reveal_in_checked(text, Some(destination))
+    }
+
+    fn reveal_in_checked(
+        &self,
+        text: &str,
+        destination: Option<&url::Url>,
+    ) -> Result<Zeroizing<String>, SecretsError> {
         let mut out = Zeroizing::new(String::with_capacity(text.len()));
         let mut last = 0;
         for m in ENVELOPE_RE.find_iter(text) {
             out.push_str(&text[last..m.start()]);
-            let (plain, used) = self.open_prefix(m.as_str())?;
+            let (plain, used) = self.open_prefix(m.as_str(), destination)?;
             out.push_str(&plain);
             out.push_str(&m.as_str()[used..]);
             last = m.end();
@@ -260,45 +376,179 @@ impl Secrets {
 
     /// Open `token`, or its longest prefix that opens when characters were glued to its end.
     /// Returns the plaintext and the length of the prefix used.
-    fn open_prefix(&self, token: &str) -> Result<(Zeroizing<String>, usize), SecretsError> {
-        let first_err = match self.open(token) {
+    fn open_prefix(
+        &self,
+        token: &str,
+        destination: Option<&url::Url>,
+    ) -> Result<(Zeroizing<String>, usize), SecretsError> {
+        let first_err = match self.open_checked(token, destination) {
             Ok(p) => return Ok((p, token.len())),
+            Err(e @ SecretsError::HostBound { .. }) => return Err(e),
             Err(e) => e,
         };
         let min = ENVELOPE_PREFIX.len() + MIN_ENCODED;
         let shortest = token.len().saturating_sub(MAX_GLUED_SUFFIX).max(min);
         for end in (shortest..token.len()).rev() {
             // The token is ASCII (prefix + base64url), so every index is a char boundary.
-            if let Ok(p) = self.open(&token[..end]) {
-                return Ok((p, end));
+            match self.open_checked(&token[..end], destination) {
+                Ok(p) => return Ok((p, end)),
+                Err(e @ SecretsError::HostBound { .. }) => return Err(e),
+                Err(_) => {}
             }
         }
         Err(first_err)
     }
 
-    /// Recursively reveal every string (not object keys) in a JSON value.
+    /// Recursively reveal every string (not object keys) in a JSON value. Host-bound envelopes
+    /// are refused; see [`Secrets::reveal_value_for`].
     pub fn reveal_value(&self, v: &Value) -> Result<Value, SecretsError> {
+        self.reveal_value_checked(v, None)
+    }
+
+    /// [`Secrets::reveal_value`] for a value about to be sent to `destination`.
+    pub fn reveal_value_for(
+        &self,
+        v: &Value,
+        destination: &url::Url,
+    ) -> Result<Value, SecretsError> {
+        self.reveal_value_checked(v, Some(destination))
+    }
+
+    fn reveal_value_checked(
+        &self,
+        v: &Value,
+        destination: Option<&url::Url>,
+    ) -> Result<Value, SecretsError> {
         Ok(match v {
             Value::String(s) if ENVELOPE_RE.is_match(s) => {
-                let revealed = self.reveal_in(s)?;
+                let revealed = self.reveal_in_checked(s, destination)?;
                 Value::String(revealed.as_str().to_owned())
             }
             Value::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|i| self.reveal_value(i))
+                    .map(|i| self.reveal_value_checked(i, destination))
                     .collect::<Result<_, _>>()?,
             ),
             Value::Object(map) => {
                 let mut out = serde_json::Map::with_capacity(map.len());
                 for (k, val) in map {
-                    out.insert(k.clone(), self.reveal_value(val)?);
+                    out.insert(k.clone(), self.reveal_value_checked(val, destination)?);
                 }
                 Value::Object(out)
             }
             other => other.clone(),
         })
     }
+}
+
+/// The associated data of an envelope with this header: `fsec1` for version 1, `fsec1` +
+/// header for version 2.
+fn aad_of(header: &[u8]) -> Vec<u8> {
+    if header == [VERSION] {
+        AAD.to_vec()
+    } else {
+        let mut aad = Vec::with_capacity(AAD.len() + header.len());
+        aad.extend_from_slice(AAD);
+        aad.extend_from_slice(header);
+        aad
+    }
+}
+
+/// Length of the header (version byte, and for version 2 the binding length and binding).
+fn header_len(payload: &[u8]) -> Result<usize, SecretsError> {
+    match payload.first() {
+        Some(&VERSION) => Ok(1),
+        Some(&VERSION_BOUND) => {
+            let len = payload
+                .get(1..3)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+                .ok_or(SecretsError::Malformed("too short"))?;
+            if payload.len() < 3 + len {
+                return Err(SecretsError::Malformed("too short"));
+            }
+            Ok(3 + len)
+        }
+        Some(_) => Err(SecretsError::Malformed("unknown envelope version")),
+        None => Err(SecretsError::Malformed("too short")),
+    }
+}
+
+/// The origins of a binding (the entries given to [`Secrets::seal_bound`]), checked, sorted,
+/// without duplicates.
+fn binding_of<S: AsRef<str>>(origins: &[S]) -> Result<Vec<String>, SecretsError> {
+    let mut out = Vec::with_capacity(origins.len());
+    for o in origins {
+        let given = o.as_ref().trim();
+        let bad = |reason: &str| SecretsError::BadBinding {
+            origin: given.to_string(),
+            reason: reason.to_string(),
+        };
+        let url = url::Url::parse(given).map_err(|e| bad(&format!("not a URL ({e})")))?;
+        let Some(host) = url.host() else {
+            return Err(bad("no host"));
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&host) => {}
+            "http" => return Err(bad("http is only allowed on a loopback host; use https")),
+            other => return Err(bad(&format!("scheme {other} (https expected)"))),
+        }
+        out.push(url.origin().ascii_serialization());
+    }
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        return Err(SecretsError::BadBinding {
+            origin: String::new(),
+            reason: "no origin given".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+/// Check a version 2 binding against the destination: its origin must be one of the binding's.
+fn check_binding(binding: &[u8], destination: Option<&url::Url>) -> Result<(), SecretsError> {
+    let binding =
+        std::str::from_utf8(binding).map_err(|_| SecretsError::Malformed("binding is not UTF-8"))?;
+    let allowed = || binding.split(' ').collect::<Vec<_>>().join(", ");
+    let Some(dest) = destination else {
+        return Err(SecretsError::HostBound {
+            allowed: allowed(),
+            destination: "a destination this step does not check (only requests to a known URL may carry it)".into(),
+        });
+    };
+    let origin = dest.origin().ascii_serialization();
+    if binding.split(' ').any(|b| b == origin) {
+        Ok(())
+    } else {
+        Err(SecretsError::HostBound {
+            allowed: allowed(),
+            destination: origin,
+        })
+    }
+}
+
+/// The origins a host-bound envelope may be sent to (`None` for an unbound or malformed one).
+/// Read without decrypting, so not authenticated: for messages only.
+pub fn binding(envelope: &str) -> Option<Vec<String>> {
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(envelope.strip_prefix(ENVELOPE_PREFIX)?)
+        .ok()?;
+    let len = header_len(&payload).ok()?;
+    if payload[0] != VERSION_BOUND {
+        return None;
+    }
+    let text = std::str::from_utf8(&payload[3..len]).ok()?;
+    Some(text.split(' ').map(str::to_string).collect())
 }
 
 /// An AES-256-GCM instance for a 32-byte key (no stack copy of the key; the key schedule is
@@ -492,7 +742,7 @@ pub fn is_envelope(s: &str) -> bool {
         return false;
     }
     match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) {
-        Ok(p) => p.len() >= MIN_PAYLOAD && p[0] == VERSION,
+        Ok(p) => header_len(&p).is_ok_and(|h| p.len() >= MIN_PAYLOAD - 1 + h),
         Err(_) => false,
     }
 }
@@ -607,7 +857,7 @@ mod tests {
             let _ = redact_str(&t);
         }
         // A well-formed payload with another version byte is not an envelope.
-        let mut p = vec![2u8];
+        let mut p = vec![3u8];
         p.extend_from_slice(&[0u8; MIN_PAYLOAD]);
         let t = format!(
             "{ENVELOPE_PREFIX}{}",
@@ -751,5 +1001,176 @@ mod tests {
         let err = load_or_create_with(dir.path(), None).unwrap_err();
         assert!(matches!(err, SecretsError::MalformedKey { .. }));
         assert!(err.to_string().contains(MASTER_KEY_FILE));
+    }
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn bound_envelope_opens_only_for_its_origins() {
+        let s = secrets();
+        let env = s
+            .seal_bound(
+                "tok",
+                &[
+                    "https://wdc.xurrent.com",
+                    "https://graphql.xurrent.com/",
+                    "http://127.0.0.1:4780/accounts/wdc",
+                ],
+            )
+            .unwrap();
+        assert!(env.starts_with(ENVELOPE_PREFIX));
+        assert!(is_envelope(&env));
+        assert!(contains_envelope(&env));
+        assert_eq!(redact_str(&format!("Bearer {env}")), "Bearer [secret]");
+        assert_eq!(
+            binding(&env).unwrap(),
+            [
+                "http://127.0.0.1:4780",
+                "https://graphql.xurrent.com",
+                "https://wdc.xurrent.com"
+            ]
+        );
+        for ok in [
+            "https://wdc.xurrent.com/v1/me",
+            "https://graphql.xurrent.com/",
+            "https://WDC.xurrent.com:443/x",
+            "http://127.0.0.1:4780/graphql",
+        ] {
+            assert_eq!(s.open_for(&env, &url(ok)).unwrap().as_str(), "tok", "{ok}");
+        }
+        for (bad, origin) in [
+            ("https://evil.example/graphql", "https://evil.example"),
+            ("http://wdc.xurrent.com/", "http://wdc.xurrent.com"),
+            ("https://wdc.xurrent.com:8443/", "https://wdc.xurrent.com:8443"),
+            ("http://127.0.0.1:4781/", "http://127.0.0.1:4781"),
+            ("https://wdc.xurrent.com.evil.example/", "https://wdc.xurrent.com.evil.example"),
+        ] {
+            let err = s.open_for(&env, &url(bad)).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, SecretsError::HostBound { .. }), "{bad}");
+            assert!(
+                msg.starts_with("this secret may only be sent to http://127.0.0.1:4780, https://graphql.xurrent.com, https://wdc.xurrent.com, not "),
+                "{msg}"
+            );
+            assert!(msg.ends_with(origin), "{msg}");
+            assert!(!msg.contains("tok"), "{msg}");
+        }
+        // Every generic path refuses it.
+        let err = s.open(&env).unwrap_err();
+        assert!(matches!(err, SecretsError::HostBound { .. }));
+        assert!(err.to_string().contains("https://wdc.xurrent.com"), "{err}");
+        assert!(matches!(
+            s.reveal_in(&format!("Bearer {env}")),
+            Err(SecretsError::HostBound { .. })
+        ));
+        assert!(matches!(
+            s.reveal_value(&json!({"h": [format!("Bearer {env}")]})),
+            Err(SecretsError::HostBound { .. })
+        ));
+        // Host-aware reveals of text and JSON, with an unbound secret alongside.
+        let plain = s.seal("pw");
+        let dest = url("https://wdc.xurrent.com/graphql");
+        assert_eq!(
+            s.reveal_in_for(&format!("Bearer {env} {plain}x"), &dest)
+                .unwrap()
+                .as_str(),
+            "Bearer tok pwx"
+        );
+        assert_eq!(
+            s.reveal_value_for(&json!({"a": [env.clone()], "b": plain}), &dest)
+                .unwrap(),
+            json!({"a": ["tok"], "b": "pw"})
+        );
+        let evil = url("https://evil.example/");
+        let err = s
+            .reveal_value_for(&json!({"a": [format!("{env}abc")]}), &evil)
+            .unwrap_err();
+        assert!(err.to_string().ends_with("not https://evil.example"), "{err}");
+        // Unbound envelopes (version 1, as sealed before) open everywhere.
+        assert_eq!(s.open_for(&plain, &evil).unwrap().as_str(), "pw");
+        assert_eq!(binding(&plain), None);
+    }
+
+    #[test]
+    fn old_version_1_envelopes_still_open() {
+        // Sealed by the version 1 code under the key [7; 32]; must open forever.
+        let s = secrets();
+        let env = s.seal("kept");
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&env[ENVELOPE_PREFIX.len()..])
+            .unwrap();
+        assert_eq!(payload[0], 1);
+        assert_eq!(payload.len(), MIN_PAYLOAD + 4);
+        assert_eq!(s.open(&env).unwrap().as_str(), "kept");
+        assert_eq!(
+            s.open(FIXED_V1).unwrap().as_str(),
+            "v1",
+            "a version 1 envelope made before host binding"
+        );
+    }
+
+    /// A version 1 envelope of `v1` under the key `[7; 32]` (made independently of this code).
+    const FIXED_V1: &str = "fsec1.AT_3vUUJHnC3TM94uNqb3c_hmm44koMrKUZblExYzUXOaj6GN_rJItAm4RTNIP1NeOdtC49U0AML-8d_YN-2ffgSRzAIKW6WKi1TKyl5r7RW2KANZ_pquJLcSA";
+
+    #[test]
+    fn binding_cannot_be_changed_or_stripped() {
+        let s = secrets();
+        let env = s.seal_bound("tok", &["https://a.example"]).unwrap();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&env[ENVELOPE_PREFIX.len()..])
+            .unwrap();
+        let enc = |p: &[u8]| {
+            format!(
+                "{ENVELOPE_PREFIX}{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(p)
+            )
+        };
+        // Rebinding to another host (same length) does not authenticate.
+        let text = String::from_utf8_lossy(&payload).replace("a.example", "e.example");
+        let mut p = payload.clone();
+        let at = p.windows(9).position(|w| w == b"a.example").unwrap();
+        p[at] = b'e';
+        assert!(text.contains("e.example"));
+        let rebound = enc(&p);
+        assert_eq!(binding(&rebound).unwrap(), ["https://e.example"]);
+        assert!(matches!(
+            s.open_for(&rebound, &url("https://e.example/")),
+            Err(SecretsError::Decryption)
+        ));
+        // Stripping the binding (turning it into a version 1 envelope) does not authenticate.
+        let header = 3 + "https://a.example".len();
+        let mut stripped = vec![VERSION];
+        stripped.extend_from_slice(&payload[header..]);
+        assert!(matches!(
+            s.open(&enc(&stripped)),
+            Err(SecretsError::Decryption)
+        ));
+        // Every flipped byte fails (binding, lengths, crypto parts).
+        for i in 0..payload.len() {
+            let mut p = payload.clone();
+            p[i] ^= 0x01;
+            assert!(
+                s.open_for(&enc(&p), &url("https://a.example/")).is_err(),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_bindings_are_refused() {
+        let s = secrets();
+        for (origins, part) in [
+            (vec!["http://wdc.xurrent.com"], "only allowed on a loopback host"),
+            (vec!["ftp://x.example"], "scheme ftp"),
+            (vec!["wdc.xurrent.com"], "not a URL"),
+            (vec![], "no origin given"),
+        ] {
+            let err = s.seal_bound("x", &origins).unwrap_err().to_string();
+            assert!(err.contains(part), "{err}");
+        }
+        assert!(s.seal_bound("x", &["http://localhost:1/"]).is_ok());
+        assert!(s.seal_bound("x", &["http://[::1]:1/"]).is_ok());
     }
 }
