@@ -517,13 +517,15 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 
 /// Check a version 2 binding against the destination: its origin must be one of the binding's.
 fn check_binding(binding: &[u8], destination: Option<&url::Url>) -> Result<(), SecretsError> {
-    let binding =
-        std::str::from_utf8(binding).map_err(|_| SecretsError::Malformed("binding is not UTF-8"))?;
+    let binding = std::str::from_utf8(binding)
+        .map_err(|_| SecretsError::Malformed("binding is not UTF-8"))?;
     let allowed = || binding.split(' ').collect::<Vec<_>>().join(", ");
     let Some(dest) = destination else {
         return Err(SecretsError::HostBound {
             allowed: allowed(),
-            destination: "a destination this step does not check (only requests to a known URL may carry it)".into(),
+            destination:
+                "a destination this step does not check (only requests to a known URL may carry it)"
+                    .into(),
         });
     };
     let origin = dest.origin().ascii_serialization();
@@ -1043,9 +1045,15 @@ mod tests {
         for (bad, origin) in [
             ("https://evil.example/graphql", "https://evil.example"),
             ("http://wdc.xurrent.com/", "http://wdc.xurrent.com"),
-            ("https://wdc.xurrent.com:8443/", "https://wdc.xurrent.com:8443"),
+            (
+                "https://wdc.xurrent.com:8443/",
+                "https://wdc.xurrent.com:8443",
+            ),
             ("http://127.0.0.1:4781/", "http://127.0.0.1:4781"),
-            ("https://wdc.xurrent.com.evil.example/", "https://wdc.xurrent.com.evil.example"),
+            (
+                "https://wdc.xurrent.com.evil.example/",
+                "https://wdc.xurrent.com.evil.example",
+            ),
         ] {
             let err = s.open_for(&env, &url(bad)).unwrap_err();
             let msg = err.to_string();
@@ -1087,7 +1095,10 @@ mod tests {
         let err = s
             .reveal_value_for(&json!({"a": [format!("{env}abc")]}), &evil)
             .unwrap_err();
-        assert!(err.to_string().ends_with("not https://evil.example"), "{err}");
+        assert!(
+            err.to_string().ends_with("not https://evil.example"),
+            "{err}"
+        );
         // Unbound envelopes (version 1, as sealed before) open everywhere.
         assert_eq!(s.open_for(&plain, &evil).unwrap().as_str(), "pw");
         assert_eq!(binding(&plain), None);
@@ -1162,7 +1173,10 @@ mod tests {
     fn bad_bindings_are_refused() {
         let s = secrets();
         for (origins, part) in [
-            (vec!["http://wdc.xurrent.com"], "only allowed on a loopback host"),
+            (
+                vec!["http://wdc.xurrent.com"],
+                "only allowed on a loopback host",
+            ),
             (vec!["ftp://x.example"], "scheme ftp"),
             (vec!["wdc.xurrent.com"], "not a URL"),
             (vec![], "no origin given"),

@@ -10,6 +10,9 @@
 //! `access_token`. The token is cached, sealed, in the provider connection's store until
 //! shortly before it expires, so a busy runbook does not fetch one per job.
 //!
+//! The client secret and the access token are sealed **bound** to the customer's Xurrent hosts
+//! ([`customer_hosts`]; `Secrets::seal_bound`): only a request to one of them can carry them.
+//!
 //! Nothing stored for the customer: every output is null, which is not a failure (spec 121).
 
 use async_trait::async_trait;
@@ -21,7 +24,7 @@ use ferry_xurrent::ConnectionConfig;
 use serde_json::{json, Value};
 
 use crate::action_support::{customer, customer_fields, provider};
-use crate::connection::CONNECTOR;
+use crate::connection::{AppSettings, CONNECTOR};
 use crate::store::{CustomerStore, OauthApplication};
 
 /// Register the action.
@@ -87,10 +90,17 @@ pub async fn run_token(ctx: &mut ActionContext<'_>, grant: Grant) -> Result<Vec<
         ));
         return Ok(vec![Output::new("output", json!({}))]);
     };
+    // The customer's credentials may only go to the customer's Xurrent hosts (issue 9,
+    // Security): the outputs are sealed bound to them, so no other request can carry them.
+    let hosts = customer_hosts(connection, &account)?;
+    let client_secret = match &app.client_secret {
+        Some(sealed) => Some(bind(ctx, &hosts, sealed)?),
+        None => None,
+    };
     let mut out = json!({
         "oauth_application_nodeID": app.node_id,
         "client_id": app.client_id,
-        "client_secret": app.client_secret,
+        "client_secret": client_secret,
     });
     if grant == Grant::ClientCredentials {
         out["customer_account_id"] = json!(account);
@@ -98,11 +108,46 @@ pub async fn run_token(ctx: &mut ActionContext<'_>, grant: Grant) -> Result<Vec<
         if fetch {
             if let (Some(id), Some(secret)) = (&app.client_id, &app.client_secret) {
                 let token = access_token(ctx, connection, &account, id, secret).await?;
-                out["access_token"] = json!(ctx.services.secrets.seal(&token));
+                let sealed = ctx
+                    .services
+                    .secrets
+                    .seal_bound(&token, &hosts)
+                    .map_err(|e| Signal::Fail(format!("Unable to seal the access token: {e}")))?;
+                out["access_token"] = json!(sealed);
             }
         }
     }
     Ok(vec![Output::new("output", out)])
+}
+
+/// The origins the customer's credentials may be sent to: the customer's account URL (from
+/// the connection's `account_url_template`) and the GraphQL, REST and OAuth endpoints of the
+/// provider connection's stage, region and overrides.
+pub fn customer_hosts(
+    connection: &ferry_engine::action::ConnectionRef,
+    account: &str,
+) -> Result<Vec<String>, Signal> {
+    let config = ConnectionConfig::from_config(&connection.config).map_err(Signal::Fail)?;
+    let settings = AppSettings::from_config(&connection.config);
+    Ok(vec![
+        settings.account_url(account),
+        config.endpoints.graphql.clone(),
+        config.endpoints.rest.clone(),
+        config.endpoints.oauth2.clone(),
+    ])
+}
+
+/// Re-seal a stored (unbound) secret bound to `hosts`.
+fn bind(ctx: &ActionContext<'_>, hosts: &[String], sealed: &str) -> Result<String, Signal> {
+    let plain = ctx.services.secrets.reveal_in(sealed).map_err(|e| {
+        Signal::Fail(format!(
+            "Unable to decrypt the customer's client secret: {e}"
+        ))
+    })?;
+    ctx.services
+        .secrets
+        .seal_bound(&plain, hosts)
+        .map_err(|e| Signal::Fail(format!("Unable to seal the customer's client secret: {e}")))
 }
 
 /// The customer's access token: cached (sealed) in the provider connection's store, else

@@ -137,6 +137,28 @@ pub struct XurrentClient<'a> {
     limiter_key: String,
 }
 
+/// Reveal the secrets of a value sent to a connection's GraphQL endpoint (query or mutation
+/// variables): host-bound secrets (`Secrets::seal_bound`) open only when that endpoint is one of
+/// their hosts; any other refuses with a message naming the binding and the endpoint.
+pub fn reveal_for_graphql(
+    services: &Services,
+    connection: &ConnectionRef,
+    value: &Value,
+) -> Result<Value, String> {
+    let config = ConnectionConfig::from_config(&connection.config)?;
+    let endpoint = url::Url::parse(&config.endpoints.graphql)
+        .map_err(|_| format!("URI {} is invalid.", config.endpoints.graphql))?;
+    services
+        .secrets
+        .reveal_value_for(value, &endpoint)
+        .map_err(|e| match e {
+            ferry_core::secrets::SecretsError::HostBound { .. } => {
+                format!("Refused to send a secret: {e}")
+            }
+            e => format!("Unable to decrypt a secret: {e}"),
+        })
+}
+
 impl<'a> XurrentClient<'a> {
     /// A client for `connection` (its config must be a valid Xurrent outbound config).
     pub fn new(

@@ -240,12 +240,12 @@ impl Action for MutationAction {
         // Secret values (e.g. `{{ env.X }}` of a secret variable) reach the action sealed;
         // only the request carries their plain text (spec §6.3 step 2).
         let variables = match body.get("variables") {
-            Some(v) => Some(ctx.services.secrets.reveal_value(v).map_err(|e| {
-                tracing::warn!(mutation = %mutation, error = %e, "xurrent.mutation: a secret in the input cannot be decrypted");
-                Signal::Fail(format!(
-                    "Unable to decrypt a secret in the input of mutation '{mutation}': {e}"
-                ))
-            })?),
+            Some(v) => Some(
+                crate::client::reveal_for_graphql(ctx.services, connection, v).map_err(|e| {
+                    tracing::warn!(mutation = %mutation, error = %e, "xurrent.mutation: a secret in the input cannot be revealed");
+                    Signal::Fail(format!("Input of mutation '{mutation}': {e}"))
+                })?,
+            ),
             None => None,
         };
         let client = XurrentClient::new(ctx.services, connection)?;

@@ -396,7 +396,7 @@ impl Action for QueryAction {
                 answer?
             }
             None => {
-                let variables = revealed(ctx.services, &object, &body)?;
+                let variables = revealed(ctx.services, connection, &object, &body)?;
                 let client = XurrentClient::new(ctx.services, connection)?;
                 client.graphql(&plan.text, variables).await?
             }
@@ -432,7 +432,7 @@ impl Action for QueryAction {
         // Ask for the next page now, while this page's branches run; the next invocation
         // takes the answer (the cursor in the iteration state stays the durable position).
         if let Some(next_body) = page.next.as_ref().and_then(|n| plan.request(n)) {
-            let variables = revealed(ctx.services, &object, &next_body)?;
+            let variables = revealed(ctx.services, connection, &object, &next_body)?;
             prefetch::start(
                 prefetch::key(&ctx.job_id, connection, &next_body),
                 ctx.services,
@@ -453,14 +453,19 @@ impl Action for QueryAction {
 }
 
 /// The request's variables with secret values decrypted (for the request only).
-fn revealed(services: &Services, object: &str, body: &Value) -> Result<Option<Value>, Signal> {
+fn revealed(
+    services: &Services,
+    connection: &ConnectionRef,
+    object: &str,
+    body: &Value,
+) -> Result<Option<Value>, Signal> {
     match body.get("variables") {
-        Some(v) => Ok(Some(services.secrets.reveal_value(v).map_err(|e| {
-            tracing::warn!(object = %object, error = %e, "xurrent.query: a secret in the input cannot be decrypted");
-            fail(format!(
-                "Unable to decrypt a secret in the input of the query of '{object}': {e}"
-            ))
-        })?)),
+        Some(v) => Ok(Some(
+            crate::client::reveal_for_graphql(services, connection, v).map_err(|e| {
+                tracing::warn!(object = %object, error = %e, "xurrent.query: a secret in the input cannot be revealed");
+                fail(format!("Input of the query of '{object}': {e}"))
+            })?,
+        )),
         None => Ok(None),
     }
 }

@@ -100,6 +100,46 @@ fn open(data: &std::path::Path, sealed: &Value) -> String {
         .to_string()
 }
 
+/// Open a host-bound secret for a request to `url`; the generic `open` must refuse it.
+fn open_for(data: &std::path::Path, sealed: &Value, url: &str) -> String {
+    let secrets = ferry_core::secrets::Secrets::load_or_create(data).unwrap();
+    let sealed = sealed.as_str().expect("a sealed value");
+    let refused = secrets.open(sealed).unwrap_err().to_string();
+    assert!(
+        refused.starts_with("this secret may only be sent to "),
+        "{refused}"
+    );
+    secrets
+        .open_for(sealed, &reqwest::Url::parse(url).unwrap())
+        .unwrap()
+        .to_string()
+}
+
+/// A loopback HTTP server that records every byte it receives (and answers 200).
+async fn recording_server() -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                if let Ok(n) = sock.read(&mut buf).await {
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = sock
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (base, seen)
+}
+
 fn provider_connection(emu: &Emulator, direction: &str) -> String {
     format!(
         r#"    connector: xurrent_app
@@ -222,19 +262,44 @@ steps:
       app_reference: phone
       config_schema: [ { id: optional_field, type: string }, { id: password, type: secret_string } ]
 "#;
+    // Issue 9, Security: the customer's token and client secret are bound to the customer's
+    // Xurrent hosts; a request anywhere else fails the step and sends nothing.
+    let leak_rb = r#"name: leak
+trigger:
+  connector: json_endpoint
+  type: endpoint
+  config: { body_schema: [ { id: what, type: string } ] }
+steps:
+  - id: token
+    action: xurrent_app.client_credentials_token
+    connection: provider_out
+    input: { customer_account_id: widget, app_reference: phone }
+  - id: leak
+    action: http.send_request
+    connection: elsewhere
+    input:
+      method: POST
+      path: /collect
+      headers:
+        - { name: authorization, value: "{% if trigger.body.what == 'token' %}Bearer {{ steps.token.access_token }}{% else %}none{% endif %}" }
+      body: "{% if trigger.body.what == 'secret' %}{{ steps.token.client_secret }}{% else %}none{% endif %}"
+"#;
+    let (elsewhere, elsewhere_seen) = recording_server().await;
     let sol = solution(
         tmp.path(),
         "app",
         &format!(
-            "name: app\nconnections:\n  provider:\n{}  provider_out:\n{}  customer_api:\n    connector: http\n    direction: outbound\n    config: {{ base_url: \"{}\" }}\n",
+            "name: app\nconnections:\n  provider:\n{}  provider_out:\n{}  customer_api:\n    connector: http\n    direction: outbound\n    config: {{ base_url: \"{}\" }}\n  elsewhere:\n    connector: http\n    direction: outbound\n    config: {{ base_url: \"{}\" }}\n",
             provider_connection(&emu, "inbound"),
             provider_connection(&emu, "outbound"),
-            emu.base
+            emu.base,
+            elsewhere,
         ),
         &[
             ("secrets", secrets_rb),
             ("installed", installed),
             ("status", status_rb),
+            ("leak", leak_rb),
         ],
     );
     let data = tmp.path().join("data");
@@ -377,6 +442,37 @@ steps:
         "{status_job:#}"
     );
 
+    // The bound token and client secret: the step fails naming the binding and the
+    // destination; the other loopback server receives nothing.
+    let emu_origin = emu.base.trim_end_matches('/').to_string();
+    for what in ["token", "secret"] {
+        let (status, created) = server
+            .post("/inbound/app/leak", &json!({"what": what}), &[])
+            .await;
+        assert!(status < 300, "{status} {created}");
+        let lid = created["job_uuid"].as_str().unwrap().to_string();
+        let leak_job = server
+            .wait_job(&lid, &["finished", "failed"], Duration::from_secs(30))
+            .await;
+        assert_eq!(leak_job["status"], "failed", "{leak_job:#}");
+        let leak_steps = steps(&leak_job, "leak");
+        let error = leak_steps
+            .last()
+            .and_then(|s| s["error"].as_str())
+            .unwrap_or_else(|| panic!("no error on the leak step: {leak_job:#}"))
+            .to_string();
+        assert!(
+            error.contains(&format!(
+                "this secret may only be sent to {emu_origin}, not {elsewhere}"
+            )),
+            "{what}: {error}"
+        );
+    }
+    assert!(
+        elsewhere_seen.lock().unwrap().is_empty(),
+        "the other server received a request"
+    );
+
     // Every secret: sealed in the step records, never in plain text in the database bytes,
     // the API's step records or the logs.
     let records = done.to_string();
@@ -385,9 +481,17 @@ steps:
     let sealed = stored_outputs(&data, &id).await;
     let pw = &sealed["config"]["config"]["password"];
     assert_eq!(open(&data, pw), PASSWORD);
-    assert_eq!(open(&data, &sealed["token"]["client_secret"]), cc_secret);
-    assert_eq!(open(&data, &sealed["code"]["client_secret"]), ac_secret);
-    let access = open(&data, &sealed["token"]["access_token"]);
+    // Bound to the customer's hosts (all on the emulator here): open only for a request there.
+    let graphql = format!("{}/graphql", emu.base);
+    assert_eq!(
+        open_for(&data, &sealed["token"]["client_secret"], &graphql),
+        cc_secret
+    );
+    assert_eq!(
+        open_for(&data, &sealed["code"]["client_secret"], &graphql),
+        ac_secret
+    );
+    let access = open_for(&data, &sealed["token"]["access_token"], &graphql);
     assert!(!access.is_empty());
     let bytes = data_bytes(&data);
     for plain in [

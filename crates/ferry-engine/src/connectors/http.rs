@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_core::model::Direction;
 use ferry_core::schema::{Field, FieldType, Schema};
+use ferry_core::secrets::SecretsError;
 use serde_json::{json, Value};
 
 use crate::action::{
@@ -252,7 +253,23 @@ fn reveal(services: &Services, s: &str) -> Result<String, Signal> {
         .secrets
         .reveal_in(s)
         .map(|z| z.to_string())
-        .map_err(|e| Signal::Fail(format!("Unable to decrypt secret: {e}")))
+        .map_err(reveal_error)
+}
+
+/// Reveal a value sent to `destination`: host-bound secrets open only for their hosts.
+fn reveal_for(services: &Services, s: &str, destination: &url::Url) -> Result<String, Signal> {
+    services
+        .secrets
+        .reveal_in_for(s, destination)
+        .map(|z| z.to_string())
+        .map_err(reveal_error)
+}
+
+fn reveal_error(e: SecretsError) -> Signal {
+    match e {
+        SecretsError::HostBound { .. } => Signal::Fail(format!("Refused to send a secret: {e}")),
+        e => Signal::Fail(format!("Unable to decrypt secret: {e}")),
+    }
 }
 
 fn conf_str<'a>(config: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -369,11 +386,14 @@ impl Action for SendRequest {
         let parsed =
             url::Url::parse(&url).map_err(|_| Signal::Fail(format!("URI {url} is invalid.")))?;
 
-        let mut builder = services.http.inner().request(method.clone(), parsed);
+        let mut builder = services
+            .http
+            .inner()
+            .request(method.clone(), parsed.clone());
         // Repeated headers are joined, repeated query names use `name[]`.
         let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value) in pairs(ctx.input.get("headers")) {
-            let value = reveal(services, &value)?;
+            let value = reveal_for(services, &value, &parsed)?;
             match headers
                 .iter_mut()
                 .find(|(k, _)| k.eq_ignore_ascii_case(&name))
@@ -394,7 +414,7 @@ impl Action for SendRequest {
             } else {
                 name.clone()
             };
-            query_out.push((key, reveal(services, value)?));
+            query_out.push((key, reveal_for(services, value, &parsed)?));
         }
         builder = authenticate(services, connection, builder).await?;
         if !query_out.is_empty() {
@@ -404,7 +424,7 @@ impl Action for SendRequest {
             builder = builder.header(name.as_str(), value.as_str());
         }
         if let Some(body) = ctx.input.get("body").and_then(Value::as_str) {
-            builder = builder.body(reveal(services, body)?);
+            builder = builder.body(reveal_for(services, body, &parsed)?);
         }
         if let Some(t) = ctx.input.get("timeout_seconds").and_then(Value::as_u64) {
             builder = builder.timeout(Duration::from_secs(t.min(300)));
