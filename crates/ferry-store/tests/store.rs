@@ -1368,3 +1368,47 @@ async fn concurrent_inserts_claiming_one_key_store_exactly_one_job() {
     assert_eq!(job_count(&store).await, 41);
     store.close().await;
 }
+
+/// After a load has grown the WAL file past 64 MiB, the first quiet interval cuts it back
+/// (off the writer's path), so the disk is not kept busy by a file the load no longer needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_wal_file_is_cut_back_once_writes_stop() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let wal = dir.path().join("data/ferry.db-wal");
+    let big = "x".repeat(32 * 1024);
+    for _ in 0..2_500 {
+        let mut j = job("s", "r");
+        j.trigger_output = json!({ "big": big });
+        insert(&store, j).await;
+    }
+    let grown = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        grown > 64 * 1024 * 1024,
+        "the WAL grew to {grown} bytes only"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if len < 1024 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL file is still {len} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing was lost.
+    assert_eq!(
+        store
+            .count_by_status()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<i64>(),
+        2_500
+    );
+    store.close().await;
+}

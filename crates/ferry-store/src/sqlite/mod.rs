@@ -32,8 +32,10 @@ const READ_CONNECTIONS: u32 = 4;
 /// WAL size (pages) at which the writer checkpoints by itself (a backstop far above
 /// [`RESTART_FRAMES`]).
 const WRITER_AUTOCHECKPOINT_PAGES: u32 = 131_072;
-/// Size the WAL file is cut back to when it starts over (bytes): under load it grows to about
-/// [`RESTART_FRAMES`] pages, and need not stay that large once the load is gone.
+/// WAL size (bytes, at 4 KiB pages) from which the checkpointer cuts the WAL file back to
+/// nothing at the next interval without writes: under load it grows to about
+/// [`RESTART_FRAMES`] pages, and need not stay that large once the load is gone. (Not on the
+/// writer's path: truncating a large file there held every commit for ≈ 100 ms.)
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// How often the background checkpointer looks for new writes.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
@@ -78,6 +80,8 @@ async fn checkpointer(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut last = 0;
+    // Whether the WAL file grew past WAL_SIZE_LIMIT since it was last cut back.
+    let mut file_large = false;
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -87,6 +91,22 @@ async fn checkpointer(
         let now = c.commands.load(Ordering::Relaxed);
         let restart_pending = c.restart_wal.load(Ordering::Relaxed);
         drop(c);
+        if now == last && file_large && !restart_pending {
+            // No writes for a whole interval: cut the WAL file back now, off the writer's path
+            // (under load that would hold every commit for as long as the file takes to shrink).
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut conn)
+                .await
+            {
+                Ok((0, _, _)) => {
+                    file_large = false;
+                    tracing::debug!("WAL file truncated while idle");
+                }
+                Ok(_) => {} // busy: try again at the next quiet interval
+                Err(e) => tracing::warn!(error = %e, "WAL truncate checkpoint failed"),
+            }
+            continue;
+        }
         // While the writer is about to restart the WAL, stay out of its way.
         if now == last || restart_pending {
             continue;
@@ -104,6 +124,9 @@ async fn checkpointer(
                     continue;
                 }
             };
+        if wal_frames * 4096 >= WAL_SIZE_LIMIT {
+            file_large = true;
+        }
         if wal_frames >= RESTART_FRAMES {
             // Nearly everything is copied already: ask the writer to restart the WAL between two
             // batches (cheap there; here it would have to wait for the writer's lock).
@@ -162,7 +185,6 @@ impl SqliteStore {
                 "wal_autocheckpoint",
                 WRITER_AUTOCHECKPOINT_PAGES.to_string(),
             )
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
             .connect()
             .await?;
         sqlx::migrate!().run(&mut conn).await?;
