@@ -92,6 +92,13 @@ async fn update_webhook(
         format!("/{mode}/v1/webhooks/{id}"),
         body.clone(),
     );
+    if mode == "hookupdate" && body["disabled"] == false {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"message": "invalid uri"})),
+        )
+            .into_response();
+    }
     if mode == "nodisable" && body["disabled"] == true {
         return (StatusCode::INTERNAL_SERVER_ERROR, "broken").into_response();
     }
@@ -384,6 +391,20 @@ async fn spec_fixtures_through_serve() {
         ),
         &[("secrets", &runbook("secrets", "secrets_changed", "{}"))],
     );
+    // A webhook of that name exists already (disabled): provisioning updates it, which fails.
+    fake.webhooks.lock().unwrap().push(json!({
+        "id": 1000, "name": "Ferry hookupdate/secrets", "disabled": true,
+        "event": "app_instance.secrets-update", "uri": "https://old.example/hook"
+    }));
+    let hookupdate = solution(
+        tmp.path(),
+        "hookupdate",
+        &format!(
+            "name: hookupdate\nconnections:\n  provider:\n{}",
+            connection(&base, "hookupdate")
+        ),
+        &[("secrets", &runbook("secrets", "secrets_changed", "{}"))],
+    );
     let data = tmp.path().join("data");
     let mut server = Server::start(
         &data,
@@ -394,6 +415,7 @@ async fn spec_fixtures_through_serve() {
             &limited,
             &unavailable,
             &hookrefused,
+            &hookupdate,
         ],
         &[],
     );
@@ -501,6 +523,13 @@ async fn spec_fixtures_through_serve() {
     assert_eq!(
         provision_error("unavailable").await,
         "Unable to create Webhook Policy: Xurrent API not available. 'Service Unavailable'"
+    );
+    // §14.2 35: the existing webhook cannot be enabled (updated); the error names it.
+    let error = provision_error("hookupdate").await;
+    assert!(
+        error.starts_with("Unable to enable Webhook 'Ferry hookupdate/secrets': ")
+            && error.contains("invalid uri"),
+        "{error}"
     );
     // §14.2 36: the policy is made, the webhook create is refused; the error names the webhook.
     let error = provision_error("hookrefused").await;
