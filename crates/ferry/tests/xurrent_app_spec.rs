@@ -144,8 +144,40 @@ async fn create_policy(State(f): S, Path(mode): Path<String>, Json(body): Json<V
         .into_response()
 }
 
-async fn get_policy(State(_f): S, Path((_mode, id)): Path<(String, String)>) -> Response {
-    Json(json!({"id": id, "disabled": false})).into_response()
+async fn get_policy(State(f): S, Path((mode, id)): Path<(String, String)>) -> Response {
+    record(
+        &f,
+        "GET",
+        format!("/{mode}/v1/webhook_policies/{id}"),
+        Value::Null,
+    );
+    match mode.as_str() {
+        "policyauth" => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Unauthorized"})),
+        )
+            .into_response(),
+        "policyoff" => Json(json!({"id": id, "disabled": true})).into_response(),
+        _ => Json(json!({"id": id, "disabled": false})).into_response(),
+    }
+}
+
+async fn update_policy(
+    State(f): S,
+    Path((mode, id)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    record(
+        &f,
+        "PATCH",
+        format!("/{mode}/v1/webhook_policies/{id}"),
+        body,
+    );
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"message": "permission denied"})),
+    )
+        .into_response()
 }
 
 async fn graphql(State(f): S, Path(mode): Path<String>, Json(body): Json<Value>) -> Response {
@@ -200,7 +232,10 @@ async fn start_fake(provider_pem: String) -> (String, Arc<Fake>) {
             patch(update_webhook).get(list_enabled),
         )
         .route("/{mode}/v1/webhook_policies", post(create_policy))
-        .route("/{mode}/v1/webhook_policies/{id}", get(get_policy))
+        .route(
+            "/{mode}/v1/webhook_policies/{id}",
+            get(get_policy).patch(update_policy),
+        )
         .route("/{mode}/graphql", post(graphql))
         .route(
             "/accounts/{account}/webhooks/{id}/verify",
@@ -838,4 +873,78 @@ async fn spec_fixtures_through_serve() {
             "{plain} in plaintext"
         );
     }
+}
+
+/// The Secrets Changed runbook's provisioning state and last error, once it is `want`.
+async fn provisioning(server: &Server, solution: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, s) = server.api(&format!("/solutions/{solution}")).await;
+        let item = s["provisioning"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == "secrets").cloned())
+            .unwrap_or(Value::Null);
+        if item["state"] == want {
+            return item["last_error"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(Instant::now() < deadline, "{s}\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Spec §14.2 33/34 over Ferry's REST provisioning: the provider policy stored by an earlier
+/// start cannot be read back (401) or cannot be enabled again (422); provisioning fails with
+/// `Unable to enable Webhook Policy: …` and the cause.
+#[tokio::test]
+async fn a_stored_policy_that_cannot_be_enabled_fails_provisioning() {
+    let provider = PolicyKey::generate(JwtAlg::Es256).unwrap();
+    let (base, fake) = start_fake(provider.public_key_pem.clone().unwrap()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let write = |mode: &str| {
+        solution(
+            tmp.path(),
+            "stored",
+            &format!(
+                "name: stored\nconnections:\n  provider:\n{}",
+                connection(&base, mode)
+            ),
+            &[("secrets", &runbook("secrets", "secrets_changed", "{}"))],
+        )
+    };
+    // First start: the policy is created and stored.
+    let sol = write("ok");
+    let server = Server::start(&data, &[&sol], &[]);
+    assert_eq!(provisioning(&server, "stored", "provisioned").await, "");
+    drop(server);
+    // The policy cannot be read back.
+    let sol = write("policyauth");
+    let server = Server::start(&data, &[&sol], &[]);
+    let error = provisioning(&server, "stored", "failed").await;
+    assert!(
+        error.starts_with("Unable to enable Webhook Policy: ") && error.contains("Unauthorized"),
+        "{error}"
+    );
+    drop(server);
+    // The policy is disabled and enabling it is refused.
+    let sol = write("policyoff");
+    let server = Server::start(&data, &[&sol], &[]);
+    let error = provisioning(&server, "stored", "failed").await;
+    assert!(
+        error.starts_with("Unable to enable Webhook Policy: ")
+            && error.contains("permission denied"),
+        "{error}"
+    );
+    let requests = fake.requests.lock().unwrap().clone();
+    assert!(requests.iter().any(|(m, p, b)| m == "PATCH"
+        && p == "/policyoff/v1/webhook_policies/7"
+        && b["disabled"] == json!(false)));
+    // No second policy was created for the stored one.
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|(m, p, _)| m == "POST" && p.ends_with("/v1/webhook_policies"))
+            .count(),
+        1
+    );
 }
