@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use serde_json::{json, Value};
 
@@ -59,25 +57,6 @@ async fn deliveries(emu: &Emulator) -> Vec<Value> {
     match v {
         Value::Array(a) => a,
         other => other["deliveries"].as_array().cloned().unwrap_or_default(),
-    }
-}
-
-async fn wait_until<F, Fut, T>(what: &str, server: &Server, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

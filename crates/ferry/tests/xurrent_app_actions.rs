@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -45,25 +45,6 @@ async fn provider_graphql(emu: &Emulator, query: &str) -> Value {
         .await
         .expect("emulator request");
     resp.json().await.unwrap()
-}
-
-async fn wait_until<F, Fut, T>(what: &str, server: &Server, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn jobs(server: &Server, solution: &str, runbook: &str) -> Vec<Value> {

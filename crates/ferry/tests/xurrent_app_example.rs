@@ -15,7 +15,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
@@ -97,25 +96,6 @@ async fn policies(base: &str) -> Vec<Value> {
         .await
         .unwrap();
     v.as_array().cloned().unwrap_or_default()
-}
-
-async fn wait_until<F, Fut, T>(what: &str, server: &Server, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every job of a runbook, in full, oldest first; a failed one fails the test.

@@ -480,14 +480,7 @@ async fn invoke(
             }
         }
     };
-    let ctx_value = json!({
-        "trigger": job.trigger_output,
-        "steps": state.outputs,
-        "item": state.item(),
-        "vars": state.vars,
-        "env": sol.env,
-        "job": { "uuid": job.id.to_string(), "context_identifier": job.context_id },
-    });
+    let ctx_value = mapping_context(sol, job, state);
     let input = step
         .input
         .eval(env.exprs, &ctx_value)
@@ -567,6 +560,18 @@ async fn invoke(
     }
 }
 
+/// What a step's input mapping sees: `trigger`, `steps`, `item`, `vars`, `env` and `job`.
+fn mapping_context(sol: &CompiledSolution, job: &JobRecord, state: &ExecState) -> Value {
+    json!({
+        "trigger": job.trigger_output,
+        "steps": state.outputs,
+        "item": state.item(),
+        "vars": state.vars,
+        "env": sol.env,
+        "job": { "uuid": job.id.to_string(), "context_identifier": job.context_id },
+    })
+}
+
 /// A mocked invocation ([`StepMocks`]): the input is evaluated, the action does not run.
 fn invoke_mocked(
     env: &ExecEnv<'_>,
@@ -577,14 +582,7 @@ fn invoke_mocked(
     mocked: Mocked,
 ) -> Invoked {
     let action = step.action.as_ref();
-    let ctx_value = json!({
-        "trigger": job.trigger_output,
-        "steps": state.outputs,
-        "item": state.item(),
-        "vars": state.vars,
-        "env": sol.env,
-        "job": { "uuid": job.id.to_string(), "context_identifier": job.context_id },
-    });
+    let ctx_value = mapping_context(sol, job, state);
     let input = step
         .input
         .eval(env.exprs, &ctx_value)

@@ -302,3 +302,24 @@ pub fn start_emulator_with(extra: &[&str], dir: Option<&Path>) -> Emulator {
 pub fn start_emulator() -> Emulator {
     start_emulator_with(&[], None)
 }
+
+/// Poll `f` every 100 ms until it gives a value; fail the test (with the server's log) after
+/// 60 s, naming `what`.
+pub async fn wait_until<F, Fut, T>(what: &str, server: &Server, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
