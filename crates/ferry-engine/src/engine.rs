@@ -637,6 +637,8 @@ impl Engine {
             concurrency_key,
             dedup_key: dedup,
             state: Self::initial_state(&rb),
+            solution_version: None,
+            test: false,
             claims: claims.iter().map(|c| c.claim.clone()).collect(),
         };
         match self.store.insert_job(job).await {

@@ -278,6 +278,8 @@ impl Harness {
                 concurrency_key: None,
                 dedup_key: None,
                 state,
+                solution_version: None,
+                test: false,
                 claims: Vec::new(),
             })
             .await

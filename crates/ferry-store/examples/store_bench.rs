@@ -54,6 +54,8 @@ fn new_job(trigger_output: &Value) -> NewJob {
         concurrency_key: None,
         dedup_key: None,
         state: json!({}),
+        solution_version: None,
+        test: false,
         claims: Vec::new(),
     }
 }

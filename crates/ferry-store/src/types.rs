@@ -81,6 +81,11 @@ pub struct NewJob {
     pub dedup_key: Option<String>,
     /// Initial executor state (opaque JSON).
     pub state: Value,
+    /// The version of the solution the job runs with (opaque to the store, e.g.
+    /// `sha256:<hex>`); `None` when unknown.
+    pub solution_version: Option<String>,
+    /// A test job (its event carried the test header, e.g. to a solution in draft mode).
+    pub test: bool,
     /// Keys of the key/value store to claim in the same transaction as the insert (e.g. a
     /// webhook's `jti` replay window), see [`crate::Store::insert_job`]. Usually empty.
     pub claims: Vec<KvClaim>,
@@ -156,6 +161,11 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// For Waiting jobs: when the job becomes claimable again.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// The version of the solution the job runs with, as given to
+    /// [`crate::Store::insert_job`] (`None` for jobs stored without one).
+    pub solution_version: Option<String>,
+    /// A test job, as given to [`crate::Store::insert_job`].
+    pub test: bool,
 }
 
 /// Outcome of one step.

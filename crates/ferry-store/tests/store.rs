@@ -29,6 +29,8 @@ fn job(solution: &str, runbook: &str) -> NewJob {
         concurrency_key: None,
         dedup_key: None,
         state: json!({"cursor": 0}),
+        solution_version: None,
+        test: false,
         claims: Vec::new(),
     }
 }
@@ -1410,5 +1412,69 @@ async fn a_large_wal_file_is_cut_back_once_writes_stop() {
             .sum::<i64>(),
         2_500
     );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn solution_version_and_test_flag_round_trip_on_every_insert_path() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(open(&dir).await);
+    // A job stored without a version reads back as None / not a test.
+    let plain = insert(&store, job("s", "r")).await;
+    // Concurrent inserts are group-committed as multi-row INSERTs (no concurrency key) and
+    // single INSERTs (with one): each keeps its own version and test flag.
+    let mut handles = Vec::new();
+    for i in 0..300usize {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut j = if i % 3 == 0 {
+                keyed(&format!("k{}", i % 7))
+            } else {
+                job("s", "r")
+            };
+            j.solution_version = Some(format!("sha256:{i:04}"));
+            j.test = i % 2 == 1;
+            let id = j.id;
+            assert_eq!(store.insert_job(j).await.unwrap(), InsertOutcome::Created);
+            (i, id)
+        }));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.await.unwrap());
+    }
+    assert!(store.writer_stats().largest_batch > 1);
+    for (i, id) in &ids {
+        let rec = store.get_job(*id).await.unwrap().expect("job");
+        assert_eq!(
+            rec.solution_version,
+            Some(format!("sha256:{i:04}")),
+            "job {i}"
+        );
+        assert_eq!(rec.test, i % 2 == 1, "job {i}");
+    }
+    let rec = store.get_job(plain).await.unwrap().expect("job");
+    assert_eq!((rec.solution_version, rec.test), (None, false));
+    // list_jobs and claim_job carry them too.
+    let page = store
+        .list_jobs(&JobFilter {
+            limit: 500,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.iter().filter(|j| j.test).count(), 150);
+    let claimed = store
+        .claim_job("w1", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!(claimed.id, plain);
+    let claimed = store
+        .claim_job("w1", Utc::now(), LEASE)
+        .await
+        .unwrap()
+        .expect("a job");
+    assert!(claimed.solution_version.is_some());
     store.close().await;
 }

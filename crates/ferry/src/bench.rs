@@ -537,6 +537,8 @@ async fn paging(records: u64, page_size: u64, slice: u64) -> anyhow::Result<()> 
             concurrency_key: None,
             dedup_key: None,
             state: Engine::initial_state(&rb),
+            solution_version: None,
+            test: false,
             claims: Vec::new(),
         })
         .await?;

@@ -368,6 +368,8 @@ pub async fn xurrent_query(records: usize, page_size: u32) -> anyhow::Result<()>
             concurrency_key: None,
             dedup_key: None,
             state: Engine::initial_state(&rb),
+            solution_version: None,
+            test: false,
             claims: Vec::new(),
         })
         .await?;

@@ -435,6 +435,8 @@ async fn execute(
                     concurrency_key: None,
                     dedup_key: None,
                     state: json!({}),
+                    solution_version: None,
+                    test: false,
                     claims: Vec::new(),
                 })
                 .await

@@ -297,6 +297,8 @@ impl Store for SqliteStore {
             concurrency_key: job.concurrency_key,
             dedup_key: job.dedup_key,
             state: serde_json::to_string(&job.state)?,
+            solution_version: job.solution_version,
+            test: job.test,
             now,
             claims,
         };

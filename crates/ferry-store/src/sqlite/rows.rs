@@ -11,7 +11,8 @@ use crate::{JobRecord, JobStatus, LogLine, StepRecord, StepStatus, StoreError};
 macro_rules! job_cols {
     () => {
         "id, seq, solution, runbook, status, trigger_output, context_id, concurrency_key, state, \
-         error, attempts, created_at, updated_at, started_at, finished_at, next_run_at"
+         error, attempts, created_at, updated_at, started_at, finished_at, next_run_at, \
+         solution_version, test"
     };
 }
 pub(crate) use job_cols;
@@ -77,6 +78,8 @@ pub(crate) fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
         started_at: opt_from_ms(row.try_get("started_at")?)?,
         finished_at: opt_from_ms(row.try_get("finished_at")?)?,
         next_run_at: opt_from_ms(row.try_get("next_run_at")?)?,
+        solution_version: row.try_get("solution_version")?,
+        test: row.try_get::<i64, _>("test")? != 0,
     })
 }
 

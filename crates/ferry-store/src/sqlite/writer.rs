@@ -39,6 +39,8 @@ pub(crate) struct InsertRow {
     pub concurrency_key: Option<String>,
     pub dedup_key: Option<String>,
     pub state: String,
+    pub solution_version: Option<String>,
+    pub test: bool,
     pub now: i64,
     /// Key/value claims made in the same transaction, before the job.
     pub claims: Vec<ClaimRow>,
@@ -555,10 +557,11 @@ fn multi_insert_sql(n: usize) -> &'static str {
     let all = SQL.get_or_init(|| {
         (0..=MULTI_INSERT_MAX.ilog2())
             .map(|p| {
-                let rows = vec!["(?, ?, ?, 'queued', ?, ?, NULL, ?, ?, 0, 0, ?, ?)"; 1 << p];
+                let rows = vec!["(?, ?, ?, 'queued', ?, ?, NULL, ?, ?, 0, 0, ?, ?, ?, ?)"; 1 << p];
                 format!(
                     "INSERT INTO jobs (id, solution, runbook, status, trigger_output, context_id, \
-                     concurrency_key, dedup_key, state, attempts, blocked, created_at, updated_at) \
+                     concurrency_key, dedup_key, state, attempts, blocked, created_at, updated_at, \
+                     solution_version, test) \
                      VALUES {}",
                     rows.join(", ")
                 )
@@ -580,7 +583,9 @@ async fn insert_many(conn: &mut SqliteConnection, rows: &[&InsertRow]) -> Result
             .bind(&r.dedup_key)
             .bind(&r.state)
             .bind(r.now)
-            .bind(r.now);
+            .bind(r.now)
+            .bind(&r.solution_version)
+            .bind(r.test);
     }
     q.execute(&mut *conn).await?;
     Ok(())
@@ -769,11 +774,11 @@ async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreErr
 /// Insert one job; `blocked` is set when an active job holds its concurrency key
 /// (index `jobs_key_active`).
 const INSERT_SQL: &str = "INSERT INTO jobs (id, solution, runbook, status, trigger_output, context_id, concurrency_key, \
-         dedup_key, state, attempts, blocked, created_at, updated_at) \
+         dedup_key, state, attempts, blocked, created_at, updated_at, solution_version, test) \
          VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, 0, \
          CASE WHEN ?6 IS NULL THEN 0 ELSE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_key_active \
          WHERE concurrency_key = ?6 \
-         AND blocked = 0 AND status IN ('queued', 'running', 'waiting')) END, ?9, ?9)";
+         AND blocked = 0 AND status IN ('queued', 'running', 'waiting')) END, ?9, ?9, ?10, ?11)";
 
 async fn insert(conn: &mut SqliteConnection, row: &InsertRow) -> Result<InsertOutcome, StoreError> {
     let res = sqlx::query(INSERT_SQL)
@@ -786,6 +791,8 @@ async fn insert(conn: &mut SqliteConnection, row: &InsertRow) -> Result<InsertOu
         .bind(&row.dedup_key)
         .bind(&row.state)
         .bind(row.now)
+        .bind(&row.solution_version)
+        .bind(row.test)
         .execute(&mut *conn)
         .await;
     match res {
