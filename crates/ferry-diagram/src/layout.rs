@@ -33,7 +33,7 @@ const LOOP_B: i32 = 14;
 const EMPTY_H: i32 = 10;
 
 const FONT: &str = "system-ui,-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif";
-const MONO: &str = "ui-monospace,SFMono-Regular,Menlo,Consolas,monospace";
+const MONO: &str = "ui-monospace,monospace";
 
 /// Measured sizes, kept beside the tree (indexed by the order `measure` visits lanes).
 struct LaneSize {
@@ -78,7 +78,11 @@ fn measure_block(b: &Block<'_>, sizes: &mut Sizes) -> (i32, i32) {
         return (nw, nh);
     }
     let first = sizes.lanes.len();
-    sizes.lanes.extend(b.lanes.iter().map(|_| LaneSize { w: 0, h: 0, axis: 0 }));
+    sizes.lanes.extend(b.lanes.iter().map(|_| LaneSize {
+        w: 0,
+        h: 0,
+        axis: 0,
+    }));
     let mut lanes_w = H_GAP * (b.lanes.len() as i32 - 1);
     let mut lanes_h = 0;
     for (i, lane) in b.lanes.iter().enumerate() {
@@ -90,7 +94,11 @@ fn measure_block(b: &Block<'_>, sizes: &mut Sizes) -> (i32, i32) {
         let content_h = if lane.chain.is_empty() { EMPTY_H } else { ch };
         let (left, right, extra_h) = match lane.style {
             LaneStyle::Plain => (0, 0, 0),
-            LaneStyle::Loop => (FRAME_PAD + LOOP_M, FRAME_PAD, 2 * FRAME_PAD + LOOP_B),
+            LaneStyle::Loop => (
+                FRAME_PAD + LOOP_M,
+                FRAME_PAD + LOOP_M,
+                2 * FRAME_PAD + LOOP_B,
+            ),
             _ => (FRAME_PAD, FRAME_PAD, 2 * FRAME_PAD),
         };
         let s = LaneSize {
@@ -159,7 +167,7 @@ impl Out<'_> {
     fn node(&mut self, n: &Node<'_>, x: i32, y: i32, w: i32, h: i32) {
         let (fill, stroke) = match n.shape {
             Shape::Trigger => ("#eef4ff", "#3538cd"),
-            Shape::Action => ("#ffffff", "#667085"),
+            Shape::Action => ("#fff", "#667085"),
             Shape::Control => ("#f2f4f7", "#475467"),
             Shape::Fail => ("#fef3f2", "#b42318"),
             Shape::Finish => ("#ecfdf3", "#067647"),
@@ -182,7 +190,13 @@ impl Out<'_> {
         }
         match (n.step, n.shape) {
             (Some(step), _) => {
-                let _ = write!(o, "<g id=\"{}-n{}\" class=\"node {}", self.p, n.index, n.shape.class());
+                let _ = write!(
+                    o,
+                    "<g id=\"{}-n{}\" class=\"node {}",
+                    self.p,
+                    n.index,
+                    n.shape.class()
+                );
                 if let Some(c) = &n.extra_class {
                     o.push(' ');
                     o.push_str(c);
@@ -192,10 +206,18 @@ impl Out<'_> {
                 o.push_str("\">");
             }
             (None, Shape::Trigger) => {
-                let _ = write!(o, "<g id=\"{}-trigger\" class=\"node trigger\" data-node=\"trigger\">", self.p);
+                let _ = write!(
+                    o,
+                    "<g id=\"{}-trigger\" class=\"node trigger\" data-node=\"trigger\">",
+                    self.p
+                );
             }
             (None, _) => {
-                let _ = write!(o, "<g id=\"{}-end\" class=\"node end\" data-node=\"end\">", self.p);
+                let _ = write!(
+                    o,
+                    "<g id=\"{}-end\" class=\"node end\" data-node=\"end\">",
+                    self.p
+                );
             }
         }
         o.push_str("<title>");
@@ -203,11 +225,15 @@ impl Out<'_> {
         o.push_str("</title>");
         let _ = write!(
             o,
-            "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"{rx}\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"/>"
+            "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"{rx}\" fill=\"{fill}\" stroke=\"{stroke}\"/>"
         );
         let cx = x + w / 2;
         if n.shape == Shape::End {
-            let _ = write!(o, "<text x=\"{cx}\" y=\"{}\" font-weight=\"600\">End</text></g>", y + 18);
+            let _ = write!(
+                o,
+                "<text x=\"{cx}\" y=\"{}\" font-weight=\"600\">End</text></g>",
+                y + 18
+            );
         } else {
             let base = y + PAD_Y + 12;
             let _ = write!(o, "<text x=\"{cx}\" y=\"{base}\" font-weight=\"600\">");
@@ -401,10 +427,18 @@ fn draw_lane_frame(lane: &Lane<'_>, x: i32, y: i32, s: &LaneSize, out: &mut Out<
 }
 
 /// The whole SVG document.
-pub(crate) fn render(tree: &Tree<'_>, name: &str, description: Option<&str>, prefix: &str) -> String {
+pub(crate) fn render(
+    tree: &Tree<'_>,
+    name: &str,
+    description: Option<&str>,
+    prefix: &str,
+) -> String {
     let mut sizes = Sizes { lanes: Vec::new() };
-    let block_sizes: Vec<(i32, i32)> =
-        tree.steps.iter().map(|b| measure_block(b, &mut sizes)).collect();
+    let block_sizes: Vec<(i32, i32)> = tree
+        .steps
+        .iter()
+        .map(|b| measure_block(b, &mut sizes))
+        .collect();
     let (cw, _) = chain_size(&block_sizes);
     let (tw, th) = node_size(&tree.trigger);
     let end = crate::tree::Node {
@@ -434,13 +468,34 @@ pub(crate) fn render(tree: &Tree<'_>, name: &str, description: Option<&str>, pre
     let first_y = MARGIN + th + V_GAP;
     if let Some(f) = tree.steps.first() {
         let fid = f.node.step.map(|s| s.id.as_str()).unwrap_or_default();
-        out.edge("trigger", fid, "", &format!("M{cx} {}V{first_y}", MARGIN + th), true);
+        out.edge(
+            "trigger",
+            fid,
+            "",
+            &format!("M{cx} {}V{first_y}", MARGIN + th),
+            true,
+        );
     }
-    let exit = draw_chain(&tree.steps, cx, first_y, &sizes, &mut out);
+    let exit = if tree.steps.is_empty() {
+        // Not a loadable runbook, but drawn all the same: the trigger leads to the end.
+        Exit {
+            y: MARGIN + th,
+            from: "trigger".to_string(),
+            stops: false,
+        }
+    } else {
+        draw_chain(&tree.steps, cx, first_y, &sizes, &mut out)
+    };
     let mut bottom = exit.y;
     if !chain_stops(&tree.steps) {
         let ey = exit.y + V_GAP;
-        out.edge(&exit.from, "end", "", &format!("M{cx} {}V{ey}", exit.y), true);
+        out.edge(
+            &exit.from,
+            "end",
+            "",
+            &format!("M{cx} {}V{ey}", exit.y),
+            true,
+        );
         out.node(&end, cx - ew / 2, ey, ew, eh);
         bottom = ey + eh;
     }
@@ -450,11 +505,11 @@ pub(crate) fn render(tree: &Tree<'_>, name: &str, description: Option<&str>, pre
     let mut svg = String::with_capacity(
         out.frames.len() + out.edges.len() + out.labels.len() + out.nodes.len() + 2048,
     );
-    let _ = write!(
+    let _ = writeln!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-labelledby=\"{prefix}-title {prefix}-desc\" \
          class=\"ferry-diagram\" data-runbook=\"{}\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" \
-         font-family=\"{FONT}\" font-size=\"12\">\n",
+         font-family=\"{FONT}\" font-size=\"12\">",
         escape(name)
     );
     let _ = write!(svg, "<title id=\"{prefix}-title\">Runbook ");
@@ -466,7 +521,11 @@ pub(crate) fn render(tree: &Tree<'_>, name: &str, description: Option<&str>, pre
     let _ = write!(svg, "</title>\n<desc id=\"{prefix}-desc\">");
     push_escaped(&mut svg, &crate::tree::outline(tree));
     svg.push_str("</desc>\n<defs>");
-    for (suffix, color) in [("arrow", "#667085"), ("arrow-err", "#b42318"), ("arrow-loop", "#6941c6")] {
+    for (suffix, color) in [
+        ("arrow", "#667085"),
+        ("arrow-err", "#b42318"),
+        ("arrow-loop", "#6941c6"),
+    ] {
         let _ = write!(
             svg,
             "<marker id=\"{prefix}-{suffix}\" viewBox=\"0 0 8 8\" refX=\"7\" refY=\"4\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0 0L8 4L0 8z\" fill=\"{color}\"/></marker>"
@@ -481,7 +540,9 @@ pub(crate) fn render(tree: &Tree<'_>, name: &str, description: Option<&str>, pre
     svg.push_str(&out.edges);
     svg.push_str("</g>\n<g class=\"labels\" font-size=\"11\">\n");
     svg.push_str(&out.labels);
-    svg.push_str("</g>\n<g class=\"nodes\" text-anchor=\"middle\" fill=\"#101828\">\n");
+    svg.push_str(
+        "</g>\n<g class=\"nodes\" text-anchor=\"middle\" fill=\"#101828\" stroke-width=\"1.5\">\n",
+    );
     svg.push_str(&out.nodes);
     svg.push_str("</g>\n</svg>\n");
     svg

@@ -98,7 +98,12 @@ pub fn render_svg_with(runbook: &Runbook, options: &Options<'_>) -> String {
         Some(p) => text::id_safe(p),
         None => format!("fd-{}", text::id_safe(&runbook.name)),
     };
-    layout::render(&tree, &runbook.name, runbook.description.as_deref(), &prefix)
+    layout::render(
+        &tree,
+        &runbook.name,
+        runbook.description.as_deref(),
+        &prefix,
+    )
 }
 
 /// Applies the rules of [`Labeller`] to what a caller's labeller answers.

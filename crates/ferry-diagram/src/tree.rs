@@ -111,7 +111,9 @@ impl Block<'_> {
         if self.node.shape.stops() {
             return true;
         }
-        self.exhaustive && !self.lanes.is_empty() && self.lanes.iter().all(|l| chain_stops(&l.chain))
+        self.exhaustive
+            && !self.lanes.is_empty()
+            && self.lanes.iter().all(|l| chain_stops(&l.chain))
     }
 }
 
@@ -171,7 +173,8 @@ fn expr_text(v: Option<&Value>) -> Option<String> {
 }
 
 fn literal_false(v: Option<&Value>) -> bool {
-    matches!(v, Some(Value::Bool(false))) || matches!(v, Some(Value::String(s)) if s.trim() == "false")
+    matches!(v, Some(Value::Bool(false)))
+        || matches!(v, Some(Value::String(s)) if s.trim() == "false")
 }
 
 /// Actions whose branch runs once per output (record, item, page, chunk…), with the label of
@@ -312,7 +315,11 @@ fn block<'a>(step: &'a StepDef, ctx: &mut Ctx<'_>) -> Block<'a> {
             ("flow.try_catch", "try") => ("try".to_string(), LaneStyle::Try, 0),
             ("flow.try_catch", "catch") => ("catch (on error)".to_string(), LaneStyle::Catch, 1),
             ("flow.section", k) => (
-                if k == "nested_section" { "section".to_string() } else { k.to_string() },
+                if k == "nested_section" {
+                    "section".to_string()
+                } else {
+                    k.to_string()
+                },
                 LaneStyle::Group,
                 1,
             ),

@@ -24,7 +24,11 @@ fn load_named(name: &str, steps: &str) -> Runbook {
     let yaml = format!(
         "name: {name}\ntrigger:\n  connector: json_endpoint\n  type: endpoint\nsteps:\n{steps}"
     );
-    std::fs::write(tmp.path().join("runbooks").join(format!("{name}.yaml")), yaml).unwrap();
+    std::fs::write(
+        tmp.path().join("runbooks").join(format!("{name}.yaml")),
+        yaml,
+    )
+    .unwrap();
     let mut solution = ferry_core::loader::load_solution_with_env(tmp.path(), &|_| None)
         .unwrap_or_else(|d| panic!("{d:?}"));
     solution.runbooks.swap_remove(name).unwrap()
@@ -63,7 +67,7 @@ fn parse(svg: &str) -> Parsed {
     let child = |n: roxmltree::Node<'_, '_>, tag: &str| {
         n.children()
             .find(|c| c.tag_name().name() == tag)
-            .map(|c| text_of(c))
+            .map(text_of)
     };
     let mut p = Parsed {
         steps: BTreeMap::new(),
@@ -77,10 +81,17 @@ fn parse(svg: &str) -> Parsed {
         desc: child(root, "desc").expect("a <desc>"),
     };
     // aria-labelledby names the title and the description.
-    let ids: Vec<&str> = root.attribute("aria-labelledby").unwrap().split(' ').collect();
+    let ids: Vec<&str> = root
+        .attribute("aria-labelledby")
+        .unwrap()
+        .split(' ')
+        .collect();
     assert_eq!(ids.len(), 2);
     for id in ids {
-        let target = doc.descendants().find(|n| n.attribute("id") == Some(id)).unwrap();
+        let target = doc
+            .descendants()
+            .find(|n| n.attribute("id") == Some(id))
+            .unwrap();
         assert!(["title", "desc"].contains(&target.tag_name().name()));
     }
     for n in doc.descendants().filter(|n| n.is_element()) {
@@ -91,7 +102,7 @@ fn parse(svg: &str) -> Parsed {
             let texts = n
                 .children()
                 .filter(|c| c.tag_name().name() == "text")
-                .map(|c| text_of(c))
+                .map(text_of)
                 .collect();
             assert!(
                 p.steps.insert(step.to_string(), (texts, tooltip)).is_none(),
@@ -197,11 +208,18 @@ fn a_chain_of_steps_runs_from_the_trigger_to_the_end() {
     assert!(p.has_end);
     assert_eq!(
         p.edges,
-        edges(&[("trigger", "a", ""), ("a", "b", ""), ("b", "c", ""), ("c", "end", "")])
+        edges(&[
+            ("trigger", "a", ""),
+            ("a", "b", ""),
+            ("b", "c", ""),
+            ("c", "end", "")
+        ])
     );
     assert_eq!(p.steps["c"].0[2], "GET /pets");
     assert_eq!(p.title, "Runbook r");
-    assert!(p.desc.starts_with("Trigger json_endpoint.endpoint. 3 steps: a (debug.log_message); b"));
+    assert!(p
+        .desc
+        .starts_with("Trigger json_endpoint.endpoint. 3 steps: a (debug.log_message); b"));
     // Rendering is deterministic.
     assert_eq!(svg, render_svg(&rb));
 }
@@ -265,7 +283,9 @@ fn case_draws_one_lane_per_value_and_else() {
     let labels: Vec<&str> = p.lanes.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(labels, ["= red", "= green", "else"]);
     assert_eq!(p.edges.len(), 1 + 2 + 2 + 1 + 1, "{:?}", p.edges);
-    assert!(p.edges.contains(&("pick".into(), "pick:join".into(), "".into())));
+    assert!(p
+        .edges
+        .contains(&("pick".into(), "pick:join".into(), "".into())));
 }
 
 #[test]
@@ -466,7 +486,9 @@ fn sections_and_waits_are_groups_run_once() {
     assert_eq!(labels, ["section", "for each item", "after the wait"]);
     assert_eq!(p.steps["pause"].0[2], "wait 5 s");
     assert_eq!(p.edges.iter().filter(|e| e.2 == "loop-back").count(), 1);
-    assert!(p.edges.contains(&("pause2".into(), "end".into(), "".into())));
+    assert!(p
+        .edges
+        .contains(&("pause2".into(), "end".into(), "".into())));
 }
 
 #[test]
@@ -550,7 +572,14 @@ fn every_construct_in_one_runbook() {
     frames.sort();
     assert_eq!(
         frames,
-        ["lane catch", "lane group", "lane group", "lane loop", "lane loop", "lane try"]
+        [
+            "lane catch",
+            "lane group",
+            "lane group",
+            "lane loop",
+            "lane loop",
+            "lane try"
+        ]
     );
     for label in [
         "true",
@@ -608,7 +637,7 @@ fn every_example_runbook_renders_and_is_saved_as_an_artefact() {
         let solution = ferry_core::loader::load_solution_with_env(&path, &|_| None)
             .unwrap_or_else(|d| panic!("{}: {d:?}", path.display()));
         for runbook in solution.runbooks.values() {
-            let svg = render_svg(&runbook);
+            let svg = render_svg(runbook);
             let p = parse(&svg);
             assert_all_steps(runbook, &p);
             std::fs::write(
@@ -623,14 +652,22 @@ fn every_example_runbook_renders_and_is_saved_as_an_artefact() {
     assert!(rendered >= 5, "{names:?}");
     assert!(names.contains(&"demo/intake".to_string()));
     // The Xurrent example's query is drawn as a loop over records.
-    let xurrent = ferry_core::loader::load_solution_with_env(&examples.join("xurrent"), &|_| None)
-        .unwrap();
+    let xurrent =
+        ferry_core::loader::load_solution_with_env(&examples.join("xurrent"), &|_| None).unwrap();
     let p = parse(&render_svg(&xurrent.runbooks["on_request"]));
-    assert_eq!(p.lanes, [("for each record".to_string(), "lane loop".to_string())]);
+    assert_eq!(
+        p.lanes,
+        [("for each record".to_string(), "lane loop".to_string())]
+    );
     assert_eq!(p.steps["find-request"].0[1], "xurrent.query");
-    assert!(p.edges.contains(&("log-note".into(), "upload-report".into(), "loop-back".into())));
+    assert!(p.edges.contains(&(
+        "log-note".into(),
+        "upload-report".into(),
+        "loop-back".into()
+    )));
     // The scheduled demo report shows its schedule on the trigger.
-    let demo = ferry_core::loader::load_solution_with_env(&examples.join("demo"), &|_| None).unwrap();
+    let demo =
+        ferry_core::loader::load_solution_with_env(&examples.join("demo"), &|_| None).unwrap();
     let svg = render_svg(&demo.runbooks["report"]);
     assert!(svg.contains("weekly at 08:00"), "{svg}");
 }
@@ -647,11 +684,19 @@ fn user_strings_are_escaped() {
     );
     s1.description = Some("a \"quoted\" & 'single' <desc>\u{1}\nsecond line".to_string());
     s1.connection = Some("conn&<>".to_string());
-    let mut nested = step("if&", "flow.if_then_else", json!({ "condition": "{{ a < b && c > d }}" }));
+    let mut nested = step(
+        "if&",
+        "flow.if_then_else",
+        json!({ "condition": "{{ a < b && c > d }}" }),
+    );
     nested
         .branches
         .insert("true".into(), vec![step("t<1>", "x.y", json!({}))]);
-    let mut case = step("case", "flow.case", json!({ "expression": "x", "matches": ["<i>"] }));
+    let mut case = step(
+        "case",
+        "flow.case",
+        json!({ "expression": "x", "matches": ["<i>"] }),
+    );
     case.branches
         .insert("<i>".into(), vec![step("in-i", "x.y", json!({}))]);
     let mut rb = runbook("evil</title><script>", vec![s1, nested, case]);
@@ -677,7 +722,8 @@ fn user_strings_are_escaped() {
     let doc = roxmltree::Document::parse(&svg).unwrap();
     for id in doc.descendants().filter_map(|n| n.attribute("id")) {
         assert!(
-            id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
             "{id}"
         );
     }
@@ -690,12 +736,17 @@ fn ids_are_safe_unique_and_prefixed() {
     );
     let check = |svg: &str, prefix: &str| {
         let doc = roxmltree::Document::parse(svg).unwrap();
-        let ids: Vec<&str> = doc.descendants().filter_map(|n| n.attribute("id")).collect();
+        let ids: Vec<&str> = doc
+            .descendants()
+            .filter_map(|n| n.attribute("id"))
+            .collect();
         let unique: BTreeSet<&str> = ids.iter().copied().collect();
         assert_eq!(unique.len(), ids.len(), "unique ids: {ids:?}");
         for id in &ids {
             assert!(id.starts_with(&format!("{prefix}-")), "{id}");
-            assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            assert!(id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         }
         // Every url(#…) reference points at a defined id.
         for r in svg.split("url(#").skip(1) {
@@ -776,7 +827,10 @@ fn a_labeller_adds_titles_links_and_classes_safely() {
         .filter(|n| n.tag_name().name() == "a")
         .map(|n| {
             let g = n.first_element_child().unwrap();
-            (n.attribute("href").unwrap(), g.attribute("data-step").unwrap())
+            (
+                n.attribute("href").unwrap(),
+                g.attribute("data-step").unwrap(),
+            )
         })
         .collect();
     assert_eq!(links, [("#step-a&x=1", "a")]);
@@ -792,6 +846,15 @@ fn a_labeller_adds_titles_links_and_classes_safely() {
     );
     let p = parse(&svg);
     assert!(p.steps["b"].1.contains("title of http.send_request"));
+}
+
+#[test]
+fn a_runbook_without_steps_still_draws() {
+    let p = parse(&render_svg(&runbook("empty", Vec::new())));
+    assert!(p.steps.is_empty());
+    assert!(p.has_end);
+    assert_eq!(p.edges, edges(&[("trigger", "end", "")]));
+    assert!(p.desc.contains("0 steps"));
 }
 
 #[test]
@@ -821,29 +884,61 @@ fn big_runbook(n: usize) -> Runbook {
     while count < n {
         match i % 4 {
             0 => {
-                steps.push(step(&format!("log-{i}"), "debug.log_message", json!({"message": "m"})));
+                steps.push(step(
+                    &format!("log-{i}"),
+                    "debug.log_message",
+                    json!({"message": "m"}),
+                ));
                 count += 1;
             }
             1 => {
-                let mut s = step(&format!("if-{i}"), "flow.if_then_else", json!({"condition": "{{ trigger.body.n > 3 }}"}));
-                s.branches.insert("true".into(), vec![step(&format!("t-{i}"), "debug.log_message", json!({}))]);
-                s.branches.insert("false".into(), vec![step(&format!("f-{i}"), "http.send_request", json!({"method": "GET", "path": "/x"}))]);
+                let mut s = step(
+                    &format!("if-{i}"),
+                    "flow.if_then_else",
+                    json!({"condition": "{{ trigger.body.n > 3 }}"}),
+                );
+                s.branches.insert(
+                    "true".into(),
+                    vec![step(&format!("t-{i}"), "debug.log_message", json!({}))],
+                );
+                s.branches.insert(
+                    "false".into(),
+                    vec![step(
+                        &format!("f-{i}"),
+                        "http.send_request",
+                        json!({"method": "GET", "path": "/x"}),
+                    )],
+                );
                 steps.push(s);
                 count += 3;
             }
             2 => {
-                let mut s = step(&format!("q-{i}"), "xurrent.query", json!({"object": "requests"}));
+                let mut s = step(
+                    &format!("q-{i}"),
+                    "xurrent.query",
+                    json!({"object": "requests"}),
+                );
                 s.each = vec![
                     step(&format!("a-{i}"), "debug.log_message", json!({})),
-                    step(&format!("b-{i}"), "xurrent.mutation", json!({"mutation": "noteCreate"})),
+                    step(
+                        &format!("b-{i}"),
+                        "xurrent.mutation",
+                        json!({"mutation": "noteCreate"}),
+                    ),
                 ];
                 steps.push(s);
                 count += 3;
             }
             _ => {
                 let mut s = step(&format!("tc-{i}"), "flow.try_catch", json!({}));
-                s.branches.insert("try".into(), vec![step(&format!("try-{i}"), "http.send_request", json!({}))]);
-                s.branches.insert("catch".into(), vec![step(&format!("catch-{i}"), "debug.log_message", json!({}))]);
+                s.branches.insert(
+                    "try".into(),
+                    vec![step(&format!("try-{i}"), "http.send_request", json!({}))],
+                );
+                s.branches.insert(
+                    "catch".into(),
+                    vec![step(&format!("catch-{i}"), "debug.log_message", json!({}))],
+                );
                 steps.push(s);
                 count += 3;
             }
@@ -863,7 +958,13 @@ fn a_200_step_runbook_renders_every_step() {
     assert_all_steps(&rb, &p);
     assert_eq!(p.steps.len(), total);
     // Linear size: a few hundred bytes per step.
-    assert!(svg.len() < total * 900, "{} bytes for {total} steps", svg.len());
+    assert!(
+        svg.len() < total * 900,
+        "{} bytes for {total} steps",
+        svg.len()
+    );
+    std::fs::create_dir_all(artefacts()).unwrap();
+    std::fs::write(artefacts().join("big-200.svg"), &svg).unwrap();
 }
 
 /// `cargo test -p ferry-diagram --test render -- --ignored --nocapture`: the time to render a
