@@ -86,6 +86,8 @@ pub struct CompiledRunbook {
     pub chains: HashMap<String, Vec<String>>,
     /// Step ids in canonical (depth-first) order.
     pub order: Vec<String>,
+    /// The runbook as loaded from its file (the web console draws its step tree from it).
+    pub model: Arc<ferry_core::model::Runbook>,
 }
 
 impl CompiledRunbook {
@@ -401,6 +403,7 @@ pub fn compile_solution_with(
                 steps,
                 chains,
                 order,
+                model: Arc::new(rb.clone()),
             }),
         );
     }

@@ -179,7 +179,8 @@ fn solution_view(state: &AppState, sol: &CompiledSolution) -> api::Solution {
     }
 }
 
-fn provision_view(p: &ferry_engine::provision::ProvisionStatus) -> api::ProvisionStatus {
+/// A provisioning status as the API shows it (its error redacted).
+pub fn provision_view(p: &ferry_engine::provision::ProvisionStatus) -> api::ProvisionStatus {
     use ferry_engine::provision::{ProvisionKind as K, ProvisionState as S};
     api::ProvisionStatus {
         kind: match p.kind {
@@ -200,7 +201,8 @@ fn provision_view(p: &ferry_engine::provision::ProvisionStatus) -> api::Provisio
     }
 }
 
-fn connections_view(sol: &CompiledSolution) -> Vec<api::Connection> {
+/// The connections of a solution as the API shows them (secret values redacted).
+pub fn connections_view(sol: &CompiledSolution) -> Vec<api::Connection> {
     sol.connections
         .values()
         .map(|c| api::Connection {
@@ -480,6 +482,7 @@ async fn list_jobs(
         context_id: q.context_id,
         limit,
         before_seq,
+        ..JobFilter::default()
     };
     let page = state.engine.store.list_jobs(&filter).await?;
     Ok(Json(api::JobList {
@@ -539,6 +542,16 @@ async fn rerun_job(
     Path(id): Path<String>,
 ) -> Result<Json<api::Rerun>, ApiError> {
     let job = find_job(&state, &id).await?;
+    rerun(&state.engine, &job).await?;
+    Ok(Json(api::Rerun {
+        id: job.id,
+        status: api::JobStatus::Queued,
+    }))
+}
+
+/// Queue a failed job again from the start with a fresh state of its runbook and wake a
+/// worker: 409 when the job is not failed or its runbook is not loaded.
+pub async fn rerun(engine: &Engine, job: &JobRecord) -> Result<(), ApiError> {
     let id = job.id;
     if job.status != JobStatus::Failed {
         return Err(ApiError::Conflict(format!(
@@ -546,25 +559,18 @@ async fn rerun_job(
             job.status.as_str()
         )));
     }
-    let (_, rb) = state
-        .engine
-        .runbook(&job.solution, &job.runbook)
-        .ok_or_else(|| {
-            ApiError::Conflict(format!(
-                "runbook '{}/{}' is not loaded",
-                job.solution, job.runbook
-            ))
-        })?;
-    state
-        .engine
+    let (_, rb) = engine.runbook(&job.solution, &job.runbook).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "runbook '{}/{}' is not loaded",
+            job.solution, job.runbook
+        ))
+    })?;
+    engine
         .store
         .requeue_job(id, Engine::initial_state(&rb))
         .await?;
-    state.engine.notify.notify_one();
-    Ok(Json(api::Rerun {
-        id,
-        status: api::JobStatus::Queued,
-    }))
+    engine.notify.notify_one();
+    Ok(())
 }
 
 /// `GET /metrics` in the Prometheus text format.

@@ -19,7 +19,9 @@ use ferry_engine::Engine;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use api::{job_detail, job_view, step_view, ApiDoc};
+pub use api::{
+    connections_view, job_detail, job_view, provision_view, rerun, step_view, ApiDoc,
+};
 pub use error::ApiError;
 
 /// Server settings.
@@ -44,6 +46,17 @@ pub struct AppState {
 
 /// The complete router.
 pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
+    router_with(engine, options, |_| Router::new())
+}
+
+/// The complete router with more routes on the same state (e.g. the web console under
+/// `/ui`), built by `extra` from the shared [`AppState`]; they get the same request id and
+/// request span as every other route.
+pub fn router_with(
+    engine: Arc<Engine>,
+    options: ServerOptions,
+    extra: impl FnOnce(AppState) -> Router<AppState>,
+) -> Router {
     let max_body = options.max_body_bytes;
     let state = AppState {
         engine,
@@ -61,6 +74,7 @@ pub fn router(engine: Arc<Engine>, options: ServerOptions) -> Router {
         .layer(DefaultBodyLimit::max(max_body));
     Router::new()
         .merge(inbound)
+        .merge(extra(state.clone()))
         .nest("/api/v1", api::router(state.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(api::metrics))

@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use sqlite::{SqliteStore, WriterStats};
 pub use types::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, KvClaim, LogLine,
-    NewJob, StepRecord, StepStatus, StoreOptions,
+    MinuteCount, NewJob, RunbookFailures, StepRecord, StepStatus, StoreOptions,
 };
 
 /// The durable storage interface of Ferry.
@@ -116,6 +116,49 @@ pub trait Store: Send + Sync + 'static {
     /// Number of jobs per status, for every status (zeros included), in [`JobStatus::ALL`] order.
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError>;
 
+    /// Jobs created per minute since `since` (the web console's events chart): one entry per
+    /// minute that has jobs, oldest first. The default pages through [`Store::list_jobs`]
+    /// (`created_from`); stores override it with one aggregate query.
+    async fn jobs_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
+        let mut counts = std::collections::BTreeMap::<i64, i64>::new();
+        for job in jobs_since(self, since, None).await? {
+            *counts.entry(job.created_at.timestamp().div_euclid(60)).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(m, jobs)| {
+                DateTime::from_timestamp(m * 60, 0)
+                    .map(|minute| MinuteCount { minute, jobs })
+                    .ok_or_else(|| StoreError::Corrupt(format!("minute {m} out of range")))
+            })
+            .collect()
+    }
+
+    /// The runbooks with the most failed jobs among the jobs created since `since`, most
+    /// failures first (ties by name), at most `limit`. The default pages through
+    /// [`Store::list_jobs`]; stores override it with one aggregate query.
+    async fn failed_by_runbook(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RunbookFailures>, StoreError> {
+        let mut counts = std::collections::BTreeMap::<(String, String), i64>::new();
+        for job in jobs_since(self, since, Some(JobStatus::Failed)).await? {
+            *counts.entry((job.solution, job.runbook)).or_default() += 1;
+        }
+        let mut list: Vec<RunbookFailures> = counts
+            .into_iter()
+            .map(|((solution, runbook), failed)| RunbookFailures {
+                solution,
+                runbook,
+                failed,
+            })
+            .collect();
+        list.sort_by(|a, b| b.failed.cmp(&a.failed));
+        list.truncate(limit);
+        Ok(list)
+    }
+
     /// Read a value of the connection store; expired values read as `None`.
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Value>, StoreError>;
 
@@ -170,4 +213,28 @@ pub trait Store: Send + Sync + 'static {
     /// Delete expired key/value entries and locks. Expired entries already read as absent; this
     /// reclaims their space (call it periodically). Returns how many rows were deleted.
     async fn purge_expired(&self) -> Result<u64, StoreError>;
+}
+
+/// Every job created since `since` (optionally of one status), through [`Store::list_jobs`]
+/// pages: the fallback of the aggregate queries.
+async fn jobs_since<S: Store + ?Sized>(
+    store: &S,
+    since: DateTime<Utc>,
+    status: Option<JobStatus>,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let mut all = Vec::new();
+    let mut filter = JobFilter {
+        status,
+        created_from: Some(since),
+        limit: JobFilter::MAX_LIMIT,
+        ..JobFilter::default()
+    };
+    loop {
+        let page = store.list_jobs(&filter).await?;
+        all.extend(page.jobs);
+        match page.next_before_seq {
+            Some(b) => filter.before_seq = Some(b),
+            None => return Ok(all),
+        }
+    }
 }

@@ -283,6 +283,10 @@ pub struct JobFilter {
     pub limit: u32,
     /// Paging: only jobs with `seq < before_seq`.
     pub before_seq: Option<i64>,
+    /// Only jobs created at or after this time.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Only jobs created before this time.
+    pub created_to: Option<DateTime<Utc>>,
 }
 
 impl JobFilter {
@@ -298,6 +302,26 @@ impl JobFilter {
             n => n.min(Self::MAX_LIMIT),
         }
     }
+}
+
+/// How many jobs were created in one minute, see [`crate::Store::jobs_per_minute`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MinuteCount {
+    /// Start of the minute (UTC, whole minute).
+    pub minute: DateTime<Utc>,
+    /// Jobs created in it.
+    pub jobs: i64,
+}
+
+/// Failed jobs of one runbook, see [`crate::Store::failed_by_runbook`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RunbookFailures {
+    /// Solution name.
+    pub solution: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// Failed jobs.
+    pub failed: i64,
 }
 
 /// One page of [`crate::Store::list_jobs`].

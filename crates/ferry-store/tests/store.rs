@@ -832,6 +832,77 @@ fn status_names_round_trip() {
     assert_eq!(big.effective_limit(), 500);
 }
 
+#[tokio::test]
+async fn list_jobs_filters_by_creation_time_and_counts_recent_activity() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let start = Utc::now() - TimeDelta::milliseconds(5);
+    let old = insert(&store, job("s", "a")).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let cut = Utc::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let failed_a = insert(&store, job("s", "a")).await;
+    let failed_b1 = insert(&store, job("s", "b")).await;
+    let failed_b2 = insert(&store, job("s", "b")).await;
+    let ids = |page: ferry_store::JobPage| page.jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    let after = store
+        .list_jobs(&JobFilter {
+            created_from: Some(cut),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(after), vec![failed_b2, failed_b1, failed_a]);
+    let before = store
+        .list_jobs(&JobFilter {
+            created_to: Some(cut),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(before), vec![old]);
+    let window = store
+        .list_jobs(&JobFilter {
+            created_from: Some(start),
+            created_to: Some(cut),
+            runbook: Some("b".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(window.jobs.is_empty());
+
+    for id in [failed_a, failed_b1, failed_b2, old] {
+        assert_eq!(claim(&store).await, Some(id));
+        let status = if id == old {
+            JobStatus::Finished
+        } else {
+            JobStatus::Failed
+        };
+        store.checkpoint(done(id, status)).await.unwrap();
+    }
+    let minutes = store.jobs_per_minute(start).await.unwrap();
+    assert_eq!(minutes.iter().map(|m| m.jobs).sum::<i64>(), 4);
+    assert!(minutes.windows(2).all(|w| w[0].minute < w[1].minute));
+    assert!(minutes
+        .iter()
+        .all(|m| m.minute.timestamp() % 60 == 0 && m.minute <= Utc::now()));
+    assert!(store
+        .jobs_per_minute(Utc::now() + TimeDelta::seconds(1))
+        .await
+        .unwrap()
+        .is_empty());
+    let failing = store.failed_by_runbook(start, 10).await.unwrap();
+    let failing: Vec<(String, i64)> = failing.into_iter().map(|f| (f.runbook, f.failed)).collect();
+    assert_eq!(failing, vec![("b".to_string(), 2), ("a".to_string(), 1)]);
+    let top = store.failed_by_runbook(start, 1).await.unwrap();
+    assert_eq!(top.len(), 1);
+    // Only failures of jobs created since the given time count.
+    let recent = store.failed_by_runbook(cut, 10).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    store.close().await;
+}
+
 /// Child half of `acknowledged_inserts_survive_kill_9`: only active when the parent sets
 /// `FERRY_STORE_KILL_CHILD_DB`. Inserts jobs forever, printing each id once `insert_job` returned.
 #[test]

@@ -106,6 +106,20 @@ enum Which {
         #[arg(long, default_value_t = 100)]
         page_size: u32,
     },
+    /// The web console's jobs list over a store filled with many jobs (`ferry serve` with no
+    /// workers on a prepared data directory): server time (its `Server-Timing` header) and
+    /// round trip of `/ui/jobs`, unfiltered, per filter and deep in the pages.
+    Console {
+        /// Jobs to store.
+        #[arg(long, default_value_t = 1_000_000)]
+        jobs: usize,
+        /// Of them, how many to end (half failed, half finished) before measuring.
+        #[arg(long, default_value_t = 20_000)]
+        ended: usize,
+        /// Requests per page variant.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
 }
 
 /// Run a benchmark and print its figures.
@@ -176,6 +190,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Which::XurrentQuery { records, page_size } => {
             crate::bench_xurrent::xurrent_query(records, page_size).await?
         }
+        Which::Console {
+            jobs,
+            ended,
+            rounds,
+        } => crate::bench_console::console(jobs, ended, rounds).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -239,10 +258,10 @@ fn event_body(bytes: usize) -> Bytes {
     ))
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-    token: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -276,6 +295,15 @@ impl Server {
     fn start(steps: usize, workers: usize) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
         let sol = write_solution(dir.path(), steps)?;
+        Server::start_in(dir, &sol, workers)
+    }
+
+    /// `ferry serve` on `<dir>/data` with the solution `sol`.
+    pub(crate) fn start_in(
+        dir: tempfile::TempDir,
+        sol: &Path,
+        workers: usize,
+    ) -> anyhow::Result<Server> {
         let token = "bench-token".to_string();
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
@@ -288,7 +316,7 @@ impl Server {
                 "--data",
             ])
             .arg(dir.path().join("data"))
-            .arg(&sol)
+            .arg(sol)
             .env("FERRY_API_TOKEN", &token)
             .env("FERRY_LOG", "warn")
             .stdout(Stdio::piped())
@@ -317,7 +345,7 @@ impl Server {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 }

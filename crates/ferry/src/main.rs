@@ -2,6 +2,7 @@
 
 mod api_client;
 mod bench;
+mod bench_console;
 mod bench_schema;
 mod bench_xurrent;
 mod connections;

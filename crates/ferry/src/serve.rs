@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// How often the retention purge runs.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub retention_interval: Duration,
+    /// How long a web console session (`/ui`) lasts after logging in.
+    #[arg(long, default_value = "12h", value_parser = parse_duration)]
+    pub ui_session_ttl: Duration,
     /// Solution directories to load.
     #[arg(required = true)]
     pub solutions: Vec<PathBuf>,
@@ -178,7 +181,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let mut lines = vec![format!("Ferry listening on http://{addr}")];
+    let mut lines = vec![
+        format!("Ferry listening on http://{addr}"),
+        format!("  web console: {public_url}/ui/"),
+    ];
     if generated {
         lines.push(format!(
             "Management API token (saved in {}, shown once): {token}",
@@ -194,13 +200,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     crate::output::banner(&lines);
-    let router = ferry_server::router(
+    let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
+    let router = ferry_server::router_with(
         engine.clone(),
         ferry_server::ServerOptions {
             api_token: token,
             public_url: public_url.clone(),
             max_body_bytes: args.max_body_bytes,
         },
+        ferry_console::routes(ferry_console::ConsoleOptions {
+            store: format!("SQLite ({})", args.data.join("ferry.db").display()),
+            session_ttl: args.ui_session_ttl,
+            shutdown: streams_stopped,
+        }),
     );
     let provisioning = engine.start_provisioning(&public_url);
     let workers = (args.workers > 0).then(|| {
@@ -224,7 +236,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ))
     });
     axum::serve(listener, router)
-        .with_graceful_shutdown(crate::shutdown_signal())
+        .with_graceful_shutdown(async move {
+            crate::shutdown_signal().await;
+            // The console's live streams end, so that the shutdown does not wait for them.
+            let _ = stop_streams.send(true);
+        })
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down: finishing running steps");

@@ -81,6 +81,19 @@ fn bench_commands_run_and_report() {
 }
 
 #[test]
+fn console_bench_runs_and_reports() {
+    let out = bench(&["console", "--jobs", "300", "--ended", "20", "--rounds", "2"]);
+    assert!(
+        out.contains("stored 300 jobs")
+            && out.contains("ended 20 jobs")
+            && out.contains("status=failed")
+            && out.contains("time range")
+            && out.contains("slowest median server time"),
+        "{out}"
+    );
+}
+
+#[test]
 fn xurrent_schema_bench_runs_and_reports() {
     let out = bench(&["xurrent-schema", "--rounds", "1", "--lookups", "100"]);
     assert!(

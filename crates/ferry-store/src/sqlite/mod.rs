@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, to_us, JOB_COLS, STEP_COLS};
 use self::writer::{CheckpointRow, ClaimRow, Counters, InsertRow, Msg, Op, Reply, StepRow};
 use crate::{
-    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, NewJob, StepRecord,
-    Store, StoreError, StoreOptions,
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, MinuteCount, NewJob,
+    RunbookFailures, StepRecord, Store, StoreError, StoreOptions,
 };
 
 /// Capacity of the writer's command queue (callers wait when it is full).
@@ -391,6 +391,12 @@ impl Store for SqliteStore {
         if let Some(b) = filter.before_seq {
             qb.push(" AND seq < ").push_bind(b);
         }
+        if let Some(t) = filter.created_from {
+            qb.push(" AND created_at >= ").push_bind(to_ms(t));
+        }
+        if let Some(t) = filter.created_to {
+            qb.push(" AND created_at < ").push_bind(to_ms(t));
+        }
         qb.push(" ORDER BY seq DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.inner.read).await?;
@@ -494,6 +500,51 @@ impl Store for SqliteStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn jobs_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT created_at / 60000 AS m, COUNT(*) FROM jobs INDEXED BY jobs_created \
+             WHERE created_at >= ?1 GROUP BY m ORDER BY m",
+        )
+        .bind(to_ms(since))
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let m: i64 = row.try_get(0)?;
+                let jobs: i64 = row.try_get(1)?;
+                Ok(MinuteCount {
+                    minute: from_ms(m * 60_000)?,
+                    jobs,
+                })
+            })
+            .collect()
+    }
+
+    async fn failed_by_runbook(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RunbookFailures>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT solution, runbook, COUNT(*) AS n FROM jobs INDEXED BY jobs_created \
+             WHERE created_at >= ?1 AND status = 'failed' \
+             GROUP BY solution, runbook ORDER BY n DESC, solution, runbook LIMIT ?2",
+        )
+        .bind(to_ms(since))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.inner.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RunbookFailures {
+                    solution: row.try_get(0)?,
+                    runbook: row.try_get(1)?,
+                    failed: row.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Value>, StoreError> {
