@@ -143,8 +143,9 @@ fn is_https(console: &Console, headers: &HeaderMap) -> bool {
 
 fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let text =
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}");
+    let text = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -191,8 +192,7 @@ pub(crate) async fn require_session(
         let presented = form_urlencoded::parse(&bytes)
             .find(|(k, _)| k == CSRF_FIELD)
             .map(|(_, v)| v.into_owned());
-        let ok = presented
-            .is_some_and(|p| constant_time_eq(p.as_bytes(), session.csrf.as_bytes()));
+        let ok = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), session.csrf.as_bytes()));
         if !ok {
             return layout::error_page(
                 StatusCode::FORBIDDEN,
@@ -288,7 +288,13 @@ fn login_page(
     *response.status_mut() = status;
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(LOGIN_COOKIE, &csrf, "/ui/login", 3600, is_https(console, headers)),
+        set_cookie(
+            LOGIN_COOKIE,
+            &csrf,
+            "/ui/login",
+            3600,
+            is_https(console, headers),
+        ),
     );
     response
 }
@@ -370,7 +376,10 @@ mod tests {
 
     #[test]
     fn next_stays_inside_the_console() {
-        assert_eq!(safe_next(Some("/ui/jobs?status=failed")), "/ui/jobs?status=failed");
+        assert_eq!(
+            safe_next(Some("/ui/jobs?status=failed")),
+            "/ui/jobs?status=failed"
+        );
         for bad in [
             "https://evil.example/",
             "//evil.example/ui",
@@ -390,7 +399,10 @@ mod tests {
         let a = sessions.create();
         let b = sessions.create();
         assert!(sessions.get(&a).is_some());
-        assert_ne!(sessions.get(&a).unwrap().csrf, sessions.get(&b).unwrap().csrf);
+        assert_ne!(
+            sessions.get(&a).unwrap().csrf,
+            sessions.get(&b).unwrap().csrf
+        );
         sessions.remove(&a);
         assert!(sessions.get(&a).is_none());
         assert!(sessions.get("not-a-session").is_none());
@@ -401,7 +413,10 @@ mod tests {
     #[test]
     fn cookies_are_read_by_name() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; ferry_session=abc"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ferry_session=abc"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "b"), Some("2"));

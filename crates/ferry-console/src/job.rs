@@ -30,11 +30,13 @@ const POLL: Duration = Duration::from_millis(500);
 const STREAM_LIFETIME: Duration = Duration::from_secs(300);
 
 fn parse_id(id: &str) -> Result<uuid::Uuid, String> {
-    uuid::Uuid::parse_str(id.trim())
-        .map_err(|_| format!("invalid job id '{id}' (expected a UUID)"))
+    uuid::Uuid::parse_str(id.trim()).map_err(|_| format!("invalid job id '{id}' (expected a UUID)"))
 }
 
-async fn load(console: &Console, id: &str) -> Result<(JobRecord, Vec<StepRecord>), (StatusCode, String)> {
+async fn load(
+    console: &Console,
+    id: &str,
+) -> Result<(JobRecord, Vec<StepRecord>), (StatusCode, String)> {
     let uuid = parse_id(id).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
     let store = &console.app.engine.store;
     let internal = |e: ferry_store::StoreError| {
@@ -82,7 +84,12 @@ pub(crate) async fn page(
 }
 
 /// The part of the job page that changes while the job runs.
-fn live_body(console: &Console, session: &Session, job: &JobRecord, steps: &[StepRecord]) -> Markup {
+fn live_body(
+    console: &Console,
+    session: &Session,
+    job: &JobRecord,
+    steps: &[StepRecord],
+) -> Markup {
     let view = ferry_server::job_view(job);
     let shown: Vec<api::Step> = steps.iter().map(ferry_server::step_view).collect();
     let runbook = console.app.engine.runbook(&job.solution, &job.runbook);
@@ -255,12 +262,17 @@ pub(crate) async fn stream(
             let html = live_body(&st.console, &st.session, &job, &steps).into_string();
             // After the last state of an ended job the stream ends, and `end` follows.
             st.ended = job.status.is_terminal();
-            return Some((Ok::<_, Infallible>(Event::default().event("job").data(html)), st));
+            return Some((
+                Ok::<_, Infallible>(Event::default().event("job").data(html)),
+                st,
+            ));
         }
     });
     let with_end = futures::StreamExt::chain(
         events,
-        futures::stream::once(async { Ok::<_, Infallible>(Event::default().event("end").data("")) }),
+        futures::stream::once(async {
+            Ok::<_, Infallible>(Event::default().event("end").data(""))
+        }),
     );
     Sse::new(with_end)
         .keep_alive(KeepAlive::default())

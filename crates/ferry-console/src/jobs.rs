@@ -108,7 +108,12 @@ pub(crate) fn parse_time(field: &str, text: &str) -> Result<Option<DateTime<Utc>
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(Some(d.to_utc()));
     }
-    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"] {
+    for format in [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(t, format) {
             return Ok(Some(n.and_utc()));
         }
@@ -157,7 +162,10 @@ pub(crate) async fn page(
                         &console,
                         &session,
                         &q,
-                        Err((StatusCode::INTERNAL_SERVER_ERROR, format!("Reading the job failed: {e}"))),
+                        Err((
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("Reading the job failed: {e}"),
+                        )),
                         false,
                     )
                 }
@@ -185,7 +193,12 @@ pub(crate) async fn page(
             .store
             .list_jobs(&filter)
             .await
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("Listing jobs failed: {e}"))),
+            .map_err(|e| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Listing jobs failed: {e}"),
+                )
+            }),
     };
     let listed = started.elapsed();
     let mut response = render(&console, &session, &q, result, fragment);
@@ -233,9 +246,10 @@ fn render(
         *r.status_mut() = status;
         r
     };
-    response
-        .headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("HX-Request, HX-Target"));
+    response.headers_mut().insert(
+        header::VARY,
+        HeaderValue::from_static("HX-Request, HX-Target"),
+    );
     response
 }
 
@@ -365,10 +379,7 @@ struct StreamState {
 }
 
 /// `GET /ui/jobs/stream`: `rows` events with the first page's rows whenever they change.
-pub(crate) async fn stream(
-    State(console): State<Console>,
-    Query(q): Query<JobsQuery>,
-) -> Response {
+pub(crate) async fn stream(State(console): State<Console>, Query(q): Query<JobsQuery>) -> Response {
     let mut filter = match q.filter() {
         Ok(f) => f,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
@@ -437,12 +448,39 @@ mod tests {
             f.created_from.unwrap().to_rfc3339(),
             "2026-11-30T10:05:00+00:00"
         );
-        assert_eq!(f.created_to.unwrap().to_rfc3339(), "2026-11-30T11:00:00+00:00");
+        assert_eq!(
+            f.created_to.unwrap().to_rfc3339(),
+            "2026-11-30T11:00:00+00:00"
+        );
         for (q, field) in [
-            (JobsQuery { status: "done".into(), ..Default::default() }, "'status'"),
-            (JobsQuery { before: "x".into(), ..Default::default() }, "'before'"),
-            (JobsQuery { from: "yesterday".into(), ..Default::default() }, "'from'"),
-            (JobsQuery { to: "2026-13-01T00:00".into(), ..Default::default() }, "'to'"),
+            (
+                JobsQuery {
+                    status: "done".into(),
+                    ..Default::default()
+                },
+                "'status'",
+            ),
+            (
+                JobsQuery {
+                    before: "x".into(),
+                    ..Default::default()
+                },
+                "'before'",
+            ),
+            (
+                JobsQuery {
+                    from: "yesterday".into(),
+                    ..Default::default()
+                },
+                "'from'",
+            ),
+            (
+                JobsQuery {
+                    to: "2026-13-01T00:00".into(),
+                    ..Default::default()
+                },
+                "'to'",
+            ),
         ] {
             let e = q.filter().unwrap_err();
             assert!(e.contains(field), "{e}");

@@ -106,12 +106,42 @@ const fn route(
 
 /// Every route of the console, in one place.
 pub const ROUTES: &[Route] = &[
-    route("GET", "/ui", Access::Session, "redirect to the overview", Page::Root),
-    route("GET", "/ui/login", Access::Public, "login form", Page::LoginForm),
-    route("POST", "/ui/login", Access::Public, "log in with the API token", Page::Login),
-    route("POST", "/ui/logout", Access::Session, "log out", Page::Logout),
+    route(
+        "GET",
+        "/ui",
+        Access::Session,
+        "redirect to the overview",
+        Page::Root,
+    ),
+    route(
+        "GET",
+        "/ui/login",
+        Access::Public,
+        "login form",
+        Page::LoginForm,
+    ),
+    route(
+        "POST",
+        "/ui/login",
+        Access::Public,
+        "log in with the API token",
+        Page::Login,
+    ),
+    route(
+        "POST",
+        "/ui/logout",
+        Access::Session,
+        "log out",
+        Page::Logout,
+    ),
     route("GET", "/ui/", Access::Session, "overview", Page::Overview),
-    route("GET", "/ui/solutions", Access::Session, "solutions", Page::Solutions),
+    route(
+        "GET",
+        "/ui/solutions",
+        Access::Session,
+        "solutions",
+        Page::Solutions,
+    ),
     route(
         "GET",
         "/ui/solutions/{solution}",
@@ -134,7 +164,13 @@ pub const ROUTES: &[Route] = &[
         "jobs list live rows (server-sent events)",
         Page::JobsStream,
     ),
-    route("GET", "/ui/jobs/{id}", Access::Session, "one job", Page::Job),
+    route(
+        "GET",
+        "/ui/jobs/{id}",
+        Access::Session,
+        "one job",
+        Page::Job,
+    ),
     route(
         "GET",
         "/ui/jobs/{id}/stream",

@@ -19,9 +19,7 @@ use ferry_engine::Engine;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use api::{
-    connections_view, job_detail, job_view, provision_view, rerun, step_view, ApiDoc,
-};
+pub use api::{connections_view, job_detail, job_view, provision_view, rerun, step_view, ApiDoc};
 pub use error::ApiError;
 
 /// Server settings.

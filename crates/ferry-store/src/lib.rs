@@ -122,7 +122,9 @@ pub trait Store: Send + Sync + 'static {
     async fn jobs_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
         let mut counts = std::collections::BTreeMap::<i64, i64>::new();
         for job in jobs_since(self, since, None).await? {
-            *counts.entry(job.created_at.timestamp().div_euclid(60)).or_default() += 1;
+            *counts
+                .entry(job.created_at.timestamp().div_euclid(60))
+                .or_default() += 1;
         }
         counts
             .into_iter()

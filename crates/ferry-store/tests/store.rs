@@ -872,7 +872,7 @@ async fn list_jobs_filters_by_creation_time_and_counts_recent_activity() {
         .unwrap();
     assert!(window.jobs.is_empty());
 
-    for id in [failed_a, failed_b1, failed_b2, old] {
+    for id in [old, failed_a, failed_b1, failed_b2] {
         assert_eq!(claim(&store).await, Some(id));
         let status = if id == old {
             JobStatus::Finished

@@ -174,8 +174,12 @@ pub(crate) async fn console(jobs: usize, ended: usize, rounds: usize) -> anyhow:
         .build()?;
     let session = login(&client, &server).await?;
     let span = last - first;
-    let from = (first + span * 45 / 100).format("%Y-%m-%dT%H:%M:%S").to_string();
-    let to = (first + span * 55 / 100).format("%Y-%m-%dT%H:%M:%S").to_string();
+    let from = (first + span * 45 / 100)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let to = (first + span * 55 / 100)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
     let middle = (jobs / 2).to_string();
     let variants: Vec<(&str, String)> = vec![
         ("newest 50", "/ui/jobs".into()),
@@ -183,10 +187,19 @@ pub(crate) async fn console(jobs: usize, ended: usize, rounds: usize) -> anyhow:
         ("status=failed", "/ui/jobs?status=failed".into()),
         ("status=queued", "/ui/jobs?status=queued".into()),
         ("solution", "/ui/jobs?solution=bench".into()),
-        ("solution+runbook", "/ui/jobs?solution=bench&runbook=r2".into()),
-        ("runbook+status=failed", "/ui/jobs?runbook=r1&status=failed".into()),
+        (
+            "solution+runbook",
+            "/ui/jobs?solution=bench&runbook=r2".into(),
+        ),
+        (
+            "runbook+status=failed",
+            "/ui/jobs?runbook=r1&status=failed".into(),
+        ),
         ("context id", "/ui/jobs?context_id=ctx-321".into()),
-        ("time range (10% window)", format!("/ui/jobs?from={from}&to={to}")),
+        (
+            "time range (10% window)",
+            format!("/ui/jobs?from={from}&to={to}"),
+        ),
         ("no match (context)", "/ui/jobs?context_id=none".into()),
     ];
     println!(

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, to_us, JOB_COLS, STEP_COLS};
 use self::writer::{CheckpointRow, ClaimRow, Counters, InsertRow, Msg, Op, Reply, StepRow};
 use crate::{
-    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, MinuteCount, NewJob,
-    RunbookFailures, StepRecord, Store, StoreError, StoreOptions,
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, MinuteCount,
+    NewJob, RunbookFailures, StepRecord, Store, StoreError, StoreOptions,
 };
 
 /// Capacity of the writer's command queue (callers wait when it is full).
