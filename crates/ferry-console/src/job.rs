@@ -140,6 +140,13 @@ fn live_body(
         h2 { "Steps" }
         @match &runbook {
             Some((_, rb)) => {
+                figure.diagram #diagram data-testid="diagram" {
+                    (crate::solutions::diagram(rb, &JobLabels {
+                        base: crate::solutions::RunbookLabels { rb },
+                        runs: &by_step,
+                    }))
+                    figcaption.hint { "Steps that failed are outlined red, steps that ran green; their runs follow as a list." }
+                }
                 (tree::step_tree(
                     &rb.model,
                     &|step| runs(by_step.get(step.id.as_str()).map(Vec::as_slice).unwrap_or(&[])),
@@ -159,6 +166,35 @@ fn live_body(
             summary { "Trigger output (secrets redacted)" }
             (json_block(&view.trigger_output, "Trigger output"))
         }
+    }
+}
+
+/// The diagram's labels on the job page: the runbook page's, and a class per step that ran
+/// (`ran`) or failed (`failed`).
+struct JobLabels<'a> {
+    base: crate::solutions::RunbookLabels<'a>,
+    runs: &'a HashMap<&'a str, Vec<&'a api::Step>>,
+}
+
+impl ferry_diagram::Labeller for JobLabels<'_> {
+    fn action_title(&self, action: &str) -> Option<String> {
+        self.base.action_title(action)
+    }
+
+    fn step_href(&self, step_id: &str) -> Option<String> {
+        self.base.step_href(step_id)
+    }
+
+    fn step_class(&self, step_id: &str) -> Option<String> {
+        let runs = self.runs.get(step_id)?;
+        Some(
+            if runs.iter().any(|s| s.status == api::StepStatus::Failed) {
+                "failed"
+            } else {
+                "ran"
+            }
+            .to_string(),
+        )
     }
 }
 

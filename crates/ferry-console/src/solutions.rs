@@ -211,11 +211,39 @@ pub(crate) async fn solution(
     layout::page(&sol.name, Nav::Solutions, Some(&session), main)
 }
 
-/// The runbook drawn as SVG by `ferry-diagram`, once that crate is part of the workspace;
-/// until then `None` and the page shows the step tree only (which it shows anyway, as the
-/// accessible and no-JavaScript form).
-fn diagram(_rb: &CompiledRunbook) -> Option<PreEscaped<String>> {
-    None
+/// The runbook drawn as SVG by `ferry-diagram`: each step links to its item in the step tree
+/// below (the accessible form of the same tree), action types carry their descriptions.
+pub(crate) fn diagram(
+    rb: &CompiledRunbook,
+    labels: &dyn ferry_diagram::Labeller,
+) -> PreEscaped<String> {
+    PreEscaped(ferry_diagram::render_svg_with(
+        &rb.model,
+        &ferry_diagram::Options {
+            id_prefix: Some(&format!("diagram-{}", rb.name)),
+            labeller: Some(labels),
+        },
+    ))
+}
+
+/// The diagram's labels on the runbook page (and the base of the job page's).
+pub(crate) struct RunbookLabels<'a> {
+    pub(crate) rb: &'a CompiledRunbook,
+}
+
+impl ferry_diagram::Labeller for RunbookLabels<'_> {
+    fn action_title(&self, action: &str) -> Option<String> {
+        self.rb
+            .steps
+            .values()
+            .map(|s| s.action.spec())
+            .find(|spec| spec.name == action)
+            .map(|spec| spec.description.to_string())
+    }
+
+    fn step_href(&self, step_id: &str) -> Option<String> {
+        Some(format!("#step-{step_id}"))
+    }
 }
 
 /// `GET /ui/solutions/{solution}/runbooks/{runbook}`.
@@ -262,12 +290,11 @@ pub(crate) async fn runbook(
             dt { "Jobs" } dd { a href={ "/ui/jobs?" (query_string([("solution", sol.name.as_str()), ("runbook", rb.name.as_str())])) } data-testid="runbook-jobs" { "jobs of this runbook" } }
         }
         h2 #steps-title { "Steps" }
-        @if let Some(svg) = diagram(&rb) {
-            figure.diagram #diagram data-testid="diagram" aria-labelledby="steps-title" { (svg) }
-            details { summary { "Steps as a list" } (tree::step_tree(&rb.model, &|_| html! {}, &|_| None)) }
-        } @else {
-            (tree::step_tree(&rb.model, &|_| html! {}, &|_| None))
+        figure.diagram #diagram data-testid="diagram" {
+            (diagram(&rb, &RunbookLabels { rb: &rb }))
+            figcaption.hint { "The same steps follow as a list." }
         }
+        (tree::step_tree(&rb.model, &|_| html! {}, &|_| None))
         h2 { "Connections" }
         (connections_table(&sol, Some(&used)))
         h2 { "Schedule" }

@@ -45,6 +45,8 @@ fn new_job(i: usize) -> NewJob {
         dedup_key: None,
         state: json!({}),
         claims: Vec::new(),
+        solution_version: None,
+        test: false,
     }
 }
 

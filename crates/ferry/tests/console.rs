@@ -741,3 +741,111 @@ async fn every_page_weighs_at_most_150_kb_with_its_scripts_and_styles() {
         println!("{path}: {total} bytes");
     }
 }
+
+#[tokio::test]
+async fn overview_and_runbook_pages_show_what_is_loaded_and_what_ran() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "tok-console-5e3a9c";
+    let sol = solution(
+        tmp.path(),
+        "s",
+        "name: s\nenv:\n  API_TOKEN: { secret: true, from_env: TEST_CONSOLE_TOKEN }\nconnections:\n  api:\n    connector: http\n    direction: outbound\n    config:\n      base_url: http://127.0.0.1:9\n      bearer: { bearer_token: \"{{ env.API_TOKEN }}\" }\n",
+        &[
+            bad_runbook(),
+            (
+                "call",
+                "name: call\ntrigger:\n  connector: json_endpoint\n  type: endpoint\n  config:\n    body_schema: [ { id: n, type: integer } ]\nsteps:\n  - id: check\n    action: flow.if_then_else\n    input: { condition: \"{{ trigger.body.n > 1 }}\" }\n    branches:\n      true:\n        - { id: post, action: http.send_request, connection: api, input: { method: GET, path: /x } }\n      false:\n        - { id: small, action: debug.log_message, input: { message: small } }\n",
+            ),
+            (
+                "nightly",
+                "name: nightly\ntrigger:\n  connector: scheduler\n  type: schedule\n  config:\n    schedule:\n      frequency: daily\n      time_of_day: \"02:30\"\n      time_zone: Europe/Amsterdam\nsteps:\n  - { id: say, action: debug.log_message, input: { message: tick } }\n",
+            ),
+        ],
+    );
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[&sol],
+        &[("TEST_CONSOLE_TOKEN", secret)],
+    );
+    let mut last = String::new();
+    for n in 0..3 {
+        last = post_event(&server, "bad", n, None).await;
+    }
+    server
+        .wait_job(&last, &["failed"], Duration::from_secs(10))
+        .await;
+    let mut b = Browser::new(&server);
+    b.login().await;
+
+    let overview = b.get("/ui/").await.body;
+    let chart = overview
+        .split("<svg class=\"chart\" id=\"events-chart\"")
+        .nth(1)
+        .unwrap()
+        .split("</svg>")
+        .next()
+        .unwrap();
+    assert_eq!(chart.matches("<rect").count(), 60);
+    assert!(chart.contains("3 events in the last 60 minutes"), "{chart}");
+    assert!(overview.contains("<tr data-status=\"failed\">"));
+    let failed_row = overview
+        .split("<tr data-status=\"failed\">")
+        .nth(1)
+        .unwrap();
+    assert!(failed_row[..failed_row.find("</tr>").unwrap()].contains(">3<"));
+    let failing = overview.split(" id=\"failing-runbooks\"").nth(1).unwrap();
+    assert!(
+        failing.contains("s/bad") && failing.contains(">3<"),
+        "{failing}"
+    );
+    assert!(overview.contains("id=\"store-in-use\""));
+    assert!(overview.contains("SQLite ("));
+
+    let runbook = b.get("/ui/solutions/s/runbooks/call").await;
+    assert_eq!(runbook.status, 200);
+    let body = &runbook.body;
+    assert!(body.contains(&format!(
+        "<code id=\"trigger-url\" data-testid=\"trigger-url\">{}</code>",
+        server.url("/inbound/s/call")
+    )));
+    // The diagram, and the tree with both branches nested under their step.
+    assert!(body.contains("<figure class=\"diagram\" id=\"diagram\""));
+    assert!(body.contains("<svg"));
+    let tree = body.split(" id=\"step-tree\"").nth(1).unwrap();
+    let check = tree.split("<li id=\"step-check\"").nth(1).unwrap();
+    assert!(check.contains("data-branch=\"true\""));
+    assert!(check.contains("<li id=\"step-post\""));
+    assert!(check.contains("<li id=\"step-small\""));
+    // The connection it uses, its secret redacted.
+    assert!(body.contains("data-connection=\"api\""));
+    assert!(body.contains("[secret]"));
+    assert!(!body.contains(secret));
+
+    let solution_page = b.get("/ui/solutions/s").await.body;
+    assert!(!solution_page.contains(secret));
+    let schedules = solution_page.split(" id=\"schedules\"").nth(1).unwrap();
+    assert!(
+        schedules.contains("data-runbook=\"nightly\""),
+        "{schedules}"
+    );
+    assert_eq!(
+        schedules
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("<time")
+            .count(),
+        5,
+        "five next runs: {schedules}"
+    );
+    assert_eq!(b.get("/ui/solutions/nope").await.status, 404);
+    assert_eq!(b.get("/ui/solutions/s/runbooks/nope").await.status, 404);
+    assert_eq!(b.get("/ui/jobs/not-a-uuid").await.status, 400);
+    assert_eq!(
+        b.get("/ui/jobs/00000000-0000-0000-0000-000000000000")
+            .await
+            .status,
+        404
+    );
+    assert!(!server.logs().contains(secret));
+}
