@@ -55,10 +55,7 @@ pub(crate) async fn serve(Path(name): Path<String>) -> Response {
         Some((_, content_type, bytes)) => {
             let mut response = (*bytes).into_response();
             let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(*content_type),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             h.insert(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=86400"),

@@ -156,7 +156,7 @@ pub trait Store: Send + Sync + 'static {
                 failed,
             })
             .collect();
-        list.sort_by(|a, b| b.failed.cmp(&a.failed));
+        list.sort_by_key(|f| std::cmp::Reverse(f.failed));
         list.truncate(limit);
         Ok(list)
     }

@@ -69,7 +69,7 @@ async fn fill(
     while let Some(r) = results.next().await {
         r.context("inserting a job")?;
         inserted += 1;
-        if inserted % 200_000 == 0 {
+        if inserted.is_multiple_of(200_000) {
             println!(
                 "  {inserted} jobs stored ({:.0} jobs/s)",
                 inserted as f64 / started.elapsed().as_secs_f64()

@@ -575,7 +575,7 @@ steps:
     // Inputs, outputs and logs are there, collapsible; the waterfall has a bar per run.
     assert!(body.contains("<details class=\"run\""));
     assert!(body.contains("Response status 500"), "the call's log line");
-    assert_eq!(body.matches("data-step=\"").count() >= 3, true, "{body}");
+    assert!(body.matches("data-step=\"").count() >= 3, "{body}");
     assert!(body.contains("id=\"waterfall\""));
     assert_eq!(
         body.split("<svg class=\"waterfall\" id=\"waterfall\"")
