@@ -178,6 +178,17 @@ impl Secrets {
         load_or_create_with(data_dir, env.as_deref().map(|s| s.as_str()))
     }
 
+    /// A fingerprint of the master key (16 hex characters of a SHA-256 over a fixed label and
+    /// the key): it tells two keys apart without revealing either — nodes sharing a database
+    /// compare it to make sure they share the key.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"ferry master key fingerprint v1\0");
+        h.update(self.master.as_slice());
+        h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Encrypt `plaintext` into a new envelope (see the module documentation).
     ///
     /// Encryption can only fail for values larger than AES-GCM's limit (64 GiB); in that case the

@@ -72,8 +72,18 @@ async fn worker(engine: Arc<Engine>, name: String) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 }
+                // Woken by this process's inserts, by the store when another process made a
+                // job runnable (PostgreSQL: LISTEN/NOTIFY), or at the next poll.
+                let shared = engine.store.wakeups();
+                let from_store = async {
+                    match &shared {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = engine.notify.notified() => {}
+                    _ = from_store => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }

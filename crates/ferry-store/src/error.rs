@@ -32,6 +32,13 @@ pub enum StoreError {
     /// lease expired and another worker claimed it, or it was requeued).
     #[error("job lease lost: the job is no longer running under this worker's lease")]
     LeaseLost,
+    /// The database cannot be reached (no connection, or the connection was lost): the call
+    /// may succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database schema does not fit this build (newer than it knows, or not migrated).
+    #[error("database schema: {0}")]
+    Schema(String),
     /// The store has been closed (or its writer task has stopped).
     #[error("store is closed")]
     Closed,
@@ -51,7 +58,11 @@ impl StoreError {
             StoreError::Db(e) => e
                 .as_database_error()
                 .is_some_and(|d| !matches!(d.kind(), sqlx::error::ErrorKind::Other)),
-            StoreError::Migrate(_) | StoreError::Io(_) | StoreError::Closed => false,
+            StoreError::Migrate(_)
+            | StoreError::Io(_)
+            | StoreError::Closed
+            | StoreError::Unavailable(_)
+            | StoreError::Schema(_) => false,
         }
     }
 }

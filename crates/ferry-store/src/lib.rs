@@ -10,12 +10,19 @@
 //! write command (up to [`StoreOptions::max_batch`]), runs them in one transaction and answers each
 //! caller only after `COMMIT`. Reads use a separate pool of read-only connections.
 //!
+//! [`PgStore`] is the PostgreSQL implementation that several `ferry serve` nodes share
+//! (claims with `FOR UPDATE SKIP LOCKED`, concurrency keys ordered by advisory locks, idle
+//! workers woken by `LISTEN`/`NOTIFY`); [`throwaway`] starts a private PostgreSQL server for
+//! tests and benchmarks.
+//!
 //! Storage conventions: timestamps are INTEGER milliseconds since the Unix epoch (UTC), except
 //! the start and end of steps, which are INTEGER microseconds (fast steps take well under a
 //! millisecond); JSON values are TEXT, job ids are 16-byte UUID BLOBs.
 
 mod error;
+mod postgres;
 mod sqlite;
+pub mod throwaway;
 mod types;
 
 use std::time::Duration;
@@ -24,6 +31,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use error::StoreError;
+pub use postgres::{PgStore, PgStoreOptions, SchemaStatus, MIGRATOR as PG_MIGRATOR};
 pub use sqlite::{SqliteStore, WriterStats};
 pub use types::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, KvClaim, LogLine,
@@ -215,6 +223,14 @@ pub trait Store: Send + Sync + 'static {
     /// Delete expired key/value entries and locks. Expired entries already read as absent; this
     /// reclaims their space (call it periodically). Returns how many rows were deleted.
     async fn purge_expired(&self) -> Result<u64, StoreError>;
+
+    /// A signal raised when jobs may have become runnable through another process sharing the
+    /// store (PostgreSQL: `LISTEN`/`NOTIFY`), so that idle workers wake at once instead of at
+    /// their next poll. `None` (the default): only this process's own inserts make jobs
+    /// runnable, and the engine wakes its workers itself.
+    fn wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Every job created since `since` (optionally of one status), through [`Store::list_jobs`]

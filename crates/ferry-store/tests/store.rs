@@ -1,4 +1,7 @@
-//! Behavioural tests of the SQLite store (each test uses its own temporary directory).
+//! Behavioural tests of the stores: every test runs against SQLite (its own temporary
+//! directory) and PostgreSQL (its own database on a throwaway server started by this test
+//! binary, see `ferry_store::throwaway`; skipped with a notice where PostgreSQL is not
+//! installed, unless `FERRY_REQUIRE_POSTGRES=1`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +16,8 @@ use tempfile::TempDir;
 
 const LEASE: Duration = Duration::from_secs(60);
 
-async fn open(dir: &TempDir) -> SqliteStore {
-    SqliteStore::open(&dir.path().join("data/ferry.db"), StoreOptions::default())
-        .await
-        .expect("open store")
-}
+mod harness;
+use harness::Harness;
 
 fn job(solution: &str, runbook: &str) -> NewJob {
     NewJob {
@@ -42,7 +42,7 @@ fn keyed(key: &str) -> NewJob {
     }
 }
 
-async fn insert(store: &SqliteStore, j: NewJob) -> JobId {
+async fn insert(store: &dyn Store, j: NewJob) -> JobId {
     let id = j.id;
     assert_eq!(
         store.insert_job(j).await.expect("insert"),
@@ -51,7 +51,7 @@ async fn insert(store: &SqliteStore, j: NewJob) -> JobId {
     id
 }
 
-async fn claim(store: &SqliteStore) -> Option<JobId> {
+async fn claim(store: &dyn Store) -> Option<JobId> {
     store
         .claim_job("w1", Utc::now(), LEASE)
         .await
@@ -92,10 +92,8 @@ fn step(id: JobId, step_id: &str, invocation: i64) -> StepRecord {
     }
 }
 
-#[tokio::test]
-async fn insert_get_and_fields_round_trip() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn insert_get_and_fields_round_trip(h: Harness) {
+    let store = h.open().await;
     let mut j = job("sol", "rb");
     j.context_id = Some("ctx-1".into());
     let id = insert(&store, j).await;
@@ -113,10 +111,8 @@ async fn insert_get_and_fields_round_trip() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn list_jobs_filters_and_pages_newest_first() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn list_jobs_filters_and_pages_newest_first(h: Harness) {
+    let store = h.open().await;
     let mut ids = Vec::new();
     for i in 0..7 {
         let mut j = job(if i % 2 == 0 { "a" } else { "b" }, "rb");
@@ -189,10 +185,8 @@ async fn list_jobs_filters_and_pages_newest_first() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn dedup_key_is_unique_per_solution_and_runbook() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn dedup_key_is_unique_per_solution_and_runbook(h: Harness) {
+    let store = h.open().await;
     let mut first = job("s", "r");
     first.dedup_key = Some("evt-1".into());
     let first_id = insert(&store, first.clone()).await;
@@ -220,10 +214,8 @@ async fn dedup_key_is_unique_per_solution_and_runbook() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn claim_is_fifo_and_marks_running_with_lease() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn claim_is_fifo_and_marks_running_with_lease(h: Harness) {
+    let store = h.open().await;
     assert!(claim(&store).await.is_none());
     let a = insert(&store, job("s", "r")).await;
     let b = insert(&store, job("s", "r")).await;
@@ -238,10 +230,8 @@ async fn claim_is_fifo_and_marks_running_with_lease() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn concurrency_key_serializes_jobs() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn concurrency_key_serializes_jobs(h: Harness) {
+    let store = h.open().await;
     let k1 = insert(&store, keyed("K")).await;
     let k2 = insert(&store, keyed("K")).await;
     let k3 = insert(&store, keyed("K")).await;
@@ -275,10 +265,8 @@ async fn concurrency_key_serializes_jobs() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn waiting_job_is_claimable_only_after_next_run_at() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn waiting_job_is_claimable_only_after_next_run_at(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     assert_eq!(claim(&store).await, Some(id));
     let wake = Utc::now() + TimeDelta::seconds(30);
@@ -318,10 +306,8 @@ async fn waiting_job_is_claimable_only_after_next_run_at() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn checkpoint_persists_steps_and_state() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn checkpoint_persists_steps_and_state(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     claim(&store).await.unwrap();
     for (i, name) in ["fetch", "map", "post"].iter().enumerate() {
@@ -384,10 +370,8 @@ async fn checkpoint_persists_steps_and_state() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn recover_interrupted_requeues_running_jobs_keeping_state() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn recover_interrupted_requeues_running_jobs_keeping_state(h: Harness) {
+    let store = h.open().await;
     let expired = insert(&store, job("s", "r")).await;
     let live = insert(&store, job("s", "r")).await;
     let queued = insert(&store, job("s", "r")).await;
@@ -427,10 +411,8 @@ async fn recover_interrupted_requeues_running_jobs_keeping_state() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn requeue_only_failed_jobs() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn requeue_only_failed_jobs(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, keyed("K")).await;
     let next = insert(&store, keyed("K")).await;
     assert!(matches!(
@@ -464,10 +446,8 @@ async fn requeue_only_failed_jobs() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn step_outputs_reads_the_latest_record_of_an_invocation() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn step_outputs_reads_the_latest_record_of_an_invocation(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     assert_eq!(claim(&store).await, Some(id));
     let checkpoint = |record: StepRecord, status: JobStatus| Checkpoint {
@@ -508,10 +488,8 @@ async fn step_outputs_reads_the_latest_record_of_an_invocation() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn kv_put_get_delete_and_ttl() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn kv_put_get_delete_and_ttl(h: Harness) {
+    let store = h.open().await;
     store
         .kv_put("conn:1", "token", &json!({"v": "abc"}), None)
         .await
@@ -572,10 +550,8 @@ async fn kv_put_get_delete_and_ttl() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn locks_contend_expire_and_release_by_owner_only() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn locks_contend_expire_and_release_by_owner_only(h: Harness) {
+    let store = h.open().await;
     let ttl = Duration::from_secs(60);
     assert!(store.lock_acquire("k", "t1", ttl).await.unwrap());
     assert!(!store.lock_acquire("k", "t2", ttl).await.unwrap());
@@ -600,11 +576,9 @@ async fn locks_contend_expire_and_release_by_owner_only() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_commit_many_concurrent_inserts_with_failures_isolated() {
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(open(&dir).await);
-    let taken = insert(&store, job("s", "r")).await;
+async fn group_commit_many_concurrent_inserts_with_failures_isolated(h: Harness) {
+    let store = Arc::new(h.open().await);
+    let taken = insert(&*store, job("s", "r")).await;
     let mut handles = Vec::new();
     for i in 0..2000usize {
         let store = store.clone();
@@ -641,7 +615,7 @@ async fn group_commit_many_concurrent_inserts_with_failures_isolated() {
     drop(store);
 
     // Everything acknowledged is there after reopening.
-    let store = open(&dir).await;
+    let store = h.open().await;
     for id in &ok {
         assert!(store.get_job(*id).await.unwrap().is_some(), "job {id} lost");
     }
@@ -650,12 +624,10 @@ async fn group_commit_many_concurrent_inserts_with_failures_isolated() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_claims_never_hand_out_a_job_twice() {
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(open(&dir).await);
+async fn concurrent_claims_never_hand_out_a_job_twice(h: Harness) {
+    let store = Arc::new(h.open().await);
     for _ in 0..200 {
-        insert(&store, job("s", "r")).await;
+        insert(&*store, job("s", "r")).await;
     }
     let mut handles = Vec::new();
     for w in 0..8 {
@@ -684,10 +656,8 @@ async fn concurrent_claims_never_hand_out_a_job_twice() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn data_survives_close_and_reopen() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn data_survives_close_and_reopen(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     claim(&store).await.unwrap();
     let mut cp = done(id, JobStatus::Running);
@@ -700,7 +670,7 @@ async fn data_survives_close_and_reopen() {
         Err(StoreError::Closed)
     ));
 
-    let store = open(&dir).await;
+    let store = h.open().await;
     let rec = store.get_job(id).await.unwrap().unwrap();
     assert_eq!(rec.status, JobStatus::Running);
     assert_eq!(rec.state, json!({"done": true}));
@@ -710,20 +680,16 @@ async fn data_survives_close_and_reopen() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn usable_as_trait_object() {
-    let dir = TempDir::new().unwrap();
-    let store: Arc<dyn Store> = Arc::new(open(&dir).await);
+async fn usable_as_trait_object(h: Harness) {
+    let store: Arc<dyn Store> = h.open().await.into_dyn();
     let j = job("s", "r");
     let id = j.id;
     store.insert_job(j).await.unwrap();
     assert_eq!(store.get_job(id).await.unwrap().unwrap().id, id);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_duplicates_resolve_to_one_job() {
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(open(&dir).await);
+async fn concurrent_duplicates_resolve_to_one_job(h: Harness) {
+    let store = Arc::new(h.open().await);
     let mut handles = Vec::new();
     for i in 0..300usize {
         let store = store.clone();
@@ -771,10 +737,8 @@ async fn concurrent_duplicates_resolve_to_one_job() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn due_waiting_jobs_are_claimed_before_queued_ones() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn due_waiting_jobs_are_claimed_before_queued_ones(h: Harness) {
+    let store = h.open().await;
     let early = insert(&store, job("s", "r")).await;
     assert_eq!(claim(&store).await, Some(early));
     let mut cp = done(early, JobStatus::Waiting);
@@ -786,21 +750,15 @@ async fn due_waiting_jobs_are_claimed_before_queued_ones() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn acknowledged_writes_are_on_disk_without_close() {
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("data/ferry.db");
-    let first = SqliteStore::open(&path, StoreOptions::default())
-        .await
-        .unwrap();
+async fn acknowledged_writes_are_on_disk_without_close(h: Harness) {
+    let first = h.open().await;
     let id = insert(&first, job("s", "r")).await;
     first.kv_put("ns", "k", &json!("v"), None).await.unwrap();
     // Abandon the first store without closing it (its connections stay open, nothing is
-    // flushed on shutdown); a second store on the same file must see every acknowledged write.
+    // flushed on shutdown); a second store on the same database must see every acknowledged
+    // write.
     std::mem::forget(first);
-    let second = SqliteStore::open(&path, StoreOptions::default())
-        .await
-        .unwrap();
+    let second = h.open().await;
     assert!(second.get_job(id).await.unwrap().is_some());
     assert_eq!(second.kv_get("ns", "k").await.unwrap(), Some(json!("v")));
     second.close().await;
@@ -904,10 +862,11 @@ async fn list_jobs_filters_by_creation_time_and_counts_recent_activity() {
 }
 
 /// Child half of `acknowledged_inserts_survive_kill_9`: only active when the parent sets
-/// `FERRY_STORE_KILL_CHILD_DB`. Inserts jobs forever, printing each id once `insert_job` returned.
+/// `FERRY_STORE_KILL_CHILD` (the store, see `Harness::spec`). Inserts jobs forever, printing
+/// each id once `insert_job` returned.
 #[test]
 fn kill_9_child() {
-    let Ok(path) = std::env::var("FERRY_STORE_KILL_CHILD_DB") else {
+    let Ok(spec) = std::env::var("FERRY_STORE_KILL_CHILD") else {
         return;
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -916,11 +875,7 @@ fn kill_9_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = Arc::new(
-            SqliteStore::open(std::path::Path::new(&path), StoreOptions::default())
-                .await
-                .unwrap(),
-        );
+        let store = Arc::new(harness::open_spec(&spec).await);
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let store = store.clone();
@@ -939,11 +894,8 @@ fn kill_9_child() {
     });
 }
 
-#[tokio::test]
-async fn acknowledged_inserts_survive_kill_9() {
+async fn acknowledged_inserts_survive_kill_9(h: Harness) {
     use std::io::BufRead;
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("ferry.db");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -952,7 +904,7 @@ async fn acknowledged_inserts_survive_kill_9() {
             "--test-threads",
             "1",
         ])
-        .env("FERRY_STORE_KILL_CHILD_DB", &path)
+        .env("FERRY_STORE_KILL_CHILD", h.spec())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -977,7 +929,7 @@ async fn acknowledged_inserts_survive_kill_9() {
     let acked = acked.expect("child stalled").unwrap();
     child.wait().unwrap();
     assert_eq!(acked.len(), 500);
-    let store = open_at(&path).await;
+    let store = h.open().await;
     for id in &acked {
         assert!(
             store.get_job(*id).await.unwrap().is_some(),
@@ -987,16 +939,8 @@ async fn acknowledged_inserts_survive_kill_9() {
     store.close().await;
 }
 
-async fn open_at(path: &std::path::Path) -> SqliteStore {
-    SqliteStore::open(path, StoreOptions::default())
-        .await
-        .unwrap()
-}
-
-#[tokio::test]
-async fn renew_lease_only_for_the_owner_of_a_running_job() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn renew_lease_only_for_the_owner_of_a_running_job(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     assert!(
         !store.renew_lease(id, "w1", LEASE).await.unwrap(),
@@ -1019,10 +963,8 @@ async fn renew_lease_only_for_the_owner_of_a_running_job() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn purge_finished_jobs_removes_old_terminal_jobs_and_their_steps() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn purge_finished_jobs_removes_old_terminal_jobs_and_their_steps(h: Harness) {
+    let store = h.open().await;
     let mut finished = Vec::new();
     for _ in 0..3 {
         let id = insert(&store, job("s", "r")).await;
@@ -1047,10 +989,8 @@ async fn purge_finished_jobs_removes_old_terminal_jobs_and_their_steps() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn step_times_keep_microseconds() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn step_times_keep_microseconds(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     claim(&store).await.unwrap();
     let mut s = step(id, "fast", 1);
@@ -1076,10 +1016,8 @@ async fn step_times_keep_microseconds() {
 
 /// `kv_put_if_absent` writes only when the key is absent or expired (a replay window: the
 /// first writer wins, a second write of the same key is refused until the entry expires).
-#[tokio::test]
-async fn kv_put_if_absent_is_check_and_set_with_expiry() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn kv_put_if_absent_is_check_and_set_with_expiry(h: Harness) {
+    let store = h.open().await;
     let ttl = Some(Duration::from_secs(2));
     assert!(store
         .kv_put_if_absent("ns", "jti-1", &json!(1), ttl)
@@ -1118,10 +1056,8 @@ async fn kv_put_if_absent_is_check_and_set_with_expiry() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_running_job_whose_lease_expired_is_claimed_again_with_its_state() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn a_running_job_whose_lease_expired_is_claimed_again_with_its_state(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     // w1 claims it; its lease ends one second after a claim time in the past.
     let past = Utc::now() - TimeDelta::minutes(5);
@@ -1162,10 +1098,8 @@ async fn a_running_job_whose_lease_expired_is_claimed_again_with_its_state() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_renewed_lease_is_not_stolen() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn a_renewed_lease_is_not_stolen(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     // Claimed with a lease that would be over by now...
     let past = Utc::now() - TimeDelta::minutes(5);
@@ -1192,10 +1126,8 @@ async fn a_renewed_lease_is_not_stolen() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_checkpoint_from_a_worker_whose_job_was_taken_over_is_refused() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn a_checkpoint_from_a_worker_whose_job_was_taken_over_is_refused(h: Harness) {
+    let store = h.open().await;
     let id = insert(&store, job("s", "r")).await;
     // w1 claims with a lease that is already over; w2 takes the job over.
     let past = Utc::now() - TimeDelta::minutes(5);
@@ -1247,10 +1179,8 @@ async fn a_checkpoint_from_a_worker_whose_job_was_taken_over_is_refused() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn an_expired_lease_keeps_its_concurrency_key() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn an_expired_lease_keeps_its_concurrency_key(h: Harness) {
+    let store = h.open().await;
     let a = insert(&store, keyed("k")).await;
     let b = insert(&store, keyed("k")).await;
     let past = Utc::now() - TimeDelta::minutes(5);
@@ -1290,7 +1220,7 @@ fn claiming(keys: &[&str]) -> NewJob {
     }
 }
 
-async fn job_count(store: &SqliteStore) -> i64 {
+async fn job_count(store: &dyn Store) -> i64 {
     store
         .count_by_status()
         .await
@@ -1300,10 +1230,8 @@ async fn job_count(store: &SqliteStore) -> i64 {
         .sum()
 }
 
-#[tokio::test]
-async fn insert_claims_keys_in_the_same_transaction() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn insert_claims_keys_in_the_same_transaction(h: Harness) {
+    let store = h.open().await;
     insert(&store, claiming(&["jti-1"])).await;
     assert_eq!(
         store.kv_get("conn", "jti-1").await.unwrap(),
@@ -1390,11 +1318,9 @@ async fn insert_claims_keys_in_the_same_transaction() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_inserts_claiming_one_key_store_exactly_one_job() {
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(open(&dir).await);
-    let taken = insert(&store, job("s", "r")).await;
+async fn concurrent_inserts_claiming_one_key_store_exactly_one_job(h: Harness) {
+    let store = Arc::new(h.open().await);
+    let taken = insert(&*store, job("s", "r")).await;
     // First one key per insert (claimed in one statement per batch), then with some inserts
     // claiming two keys (claimed insert by insert).
     for (round, two_keys) in [("a", false), ("b", true)] {
@@ -1438,7 +1364,7 @@ async fn concurrent_inserts_claiming_one_key_store_exactly_one_job() {
             assert!(store.kv_get("conn", &key).await.unwrap().is_some(), "{key}");
         }
     }
-    assert_eq!(job_count(&store).await, 41);
+    assert_eq!(job_count(&*store).await, 41);
     store.close().await;
 }
 
@@ -1447,7 +1373,9 @@ async fn concurrent_inserts_claiming_one_key_store_exactly_one_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_wal_file_is_cut_back_once_writes_stop() {
     let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+    let store = SqliteStore::open(&dir.path().join("data/ferry.db"), StoreOptions::default())
+        .await
+        .expect("open store");
     let wal = dir.path().join("data/ferry.db-wal");
     let big = "x".repeat(32 * 1024);
     for _ in 0..2_500 {
@@ -1486,12 +1414,10 @@ async fn a_large_wal_file_is_cut_back_once_writes_stop() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn solution_version_and_test_flag_round_trip_on_every_insert_path() {
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(open(&dir).await);
+async fn solution_version_and_test_flag_round_trip_on_every_insert_path(h: Harness) {
+    let store = Arc::new(h.open().await);
     // A job stored without a version reads back as None / not a test.
-    let plain = insert(&store, job("s", "r")).await;
+    let plain = insert(&*store, job("s", "r")).await;
     // Concurrent inserts are group-committed as multi-row INSERTs (no concurrency key) and
     // single INSERTs (with one): each keeps its own version and test flag.
     let mut handles = Vec::new();
@@ -1549,3 +1475,37 @@ async fn solution_version_and_test_flag_round_trip_on_every_insert_path() {
     assert!(claimed.solution_version.is_some());
     store.close().await;
 }
+
+both_stores!(
+    acknowledged_writes_are_on_disk_without_close,
+    acknowledged_inserts_survive_kill_9,
+    insert_get_and_fields_round_trip,
+    list_jobs_filters_and_pages_newest_first,
+    dedup_key_is_unique_per_solution_and_runbook,
+    claim_is_fifo_and_marks_running_with_lease,
+    concurrency_key_serializes_jobs,
+    waiting_job_is_claimable_only_after_next_run_at,
+    checkpoint_persists_steps_and_state,
+    recover_interrupted_requeues_running_jobs_keeping_state,
+    requeue_only_failed_jobs,
+    step_outputs_reads_the_latest_record_of_an_invocation,
+    kv_put_get_delete_and_ttl,
+    locks_contend_expire_and_release_by_owner_only,
+    group_commit_many_concurrent_inserts_with_failures_isolated,
+    concurrent_claims_never_hand_out_a_job_twice,
+    data_survives_close_and_reopen,
+    usable_as_trait_object,
+    concurrent_duplicates_resolve_to_one_job,
+    due_waiting_jobs_are_claimed_before_queued_ones,
+    renew_lease_only_for_the_owner_of_a_running_job,
+    purge_finished_jobs_removes_old_terminal_jobs_and_their_steps,
+    step_times_keep_microseconds,
+    kv_put_if_absent_is_check_and_set_with_expiry,
+    a_running_job_whose_lease_expired_is_claimed_again_with_its_state,
+    a_renewed_lease_is_not_stolen,
+    a_checkpoint_from_a_worker_whose_job_was_taken_over_is_refused,
+    an_expired_lease_keeps_its_concurrency_key,
+    insert_claims_keys_in_the_same_transaction,
+    concurrent_inserts_claiming_one_key_store_exactly_one_job,
+    solution_version_and_test_flag_round_trip_on_every_insert_path,
+);

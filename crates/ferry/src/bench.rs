@@ -38,6 +38,27 @@ enum Which {
         /// Job workers in the server while ingesting.
         #[arg(long, default_value_t = 4)]
         workers: usize,
+        /// The store: `sqlite` (each node's own file), a PostgreSQL URL (an empty database),
+        /// or `postgres` (a throwaway PostgreSQL server started for the benchmark, fsync on).
+        #[arg(long, default_value = "sqlite")]
+        store: String,
+        /// `ferry serve` nodes sharing the store (PostgreSQL); the connections are spread over
+        /// them.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+    },
+    /// Claim latency with many queued jobs (the store in-process): fills the store, then times
+    /// single claims.
+    ClaimLatency {
+        /// Queued jobs before the claims are timed.
+        #[arg(long, default_value_t = 1_000_000)]
+        jobs: usize,
+        /// Claims to time.
+        #[arg(long, default_value_t = 2_000)]
+        claims: usize,
+        /// `sqlite`, a PostgreSQL URL (an empty database) or `postgres` (a throwaway server).
+        #[arg(long, default_value = "sqlite")]
+        store: String,
     },
     /// Latency from event to finished job for a linear runbook of Log actions.
     Runbook {
@@ -130,21 +151,40 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             seconds,
             body_bytes,
             workers,
+            store,
+            nodes,
         } => {
-            let server = Server::start(1, workers)?;
+            let (url, _pg) = bench_store(&store)?;
+            if nodes > 1 && url.is_none() {
+                bail!("--nodes above 1 needs a PostgreSQL store (--store postgres or a URL)");
+            }
+            let dir = tempfile::tempdir()?;
+            let sol = write_solution(dir.path(), 1)?;
+            let servers = (0..nodes.max(1))
+                .map(|i| {
+                    let data = dir.path().join(format!("data{i}"));
+                    Server::start_node(&data, &sol, workers, url.as_deref())
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let body = event_body(body_bytes);
-            let server_cpu0 = cpu_seconds(server.child.id());
+            let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+            let server_cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
             let client_cpu0 = cpu_seconds(std::process::id());
-            let r = load(
-                &server,
+            let r = load_many(
+                &servers,
                 connections,
                 Limit::Time(Duration::from_secs(seconds)),
                 body,
             )
             .await?;
-            let server_cpu = cpu_seconds(server.child.id()) - server_cpu0;
+            let server_cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - server_cpu0;
             let client_cpu = cpu_seconds(std::process::id()) - client_cpu0;
-            println!("ingest: {connections} connections, {seconds} s, body {body_bytes} B, {workers} workers");
+            println!(
+                "ingest: {connections} connections, {seconds} s, body {body_bytes} B, {workers} workers, \
+                 store {}, {} node(s)",
+                if url.is_some() { "PostgreSQL" } else { "SQLite" },
+                servers.len()
+            );
             r.print();
             println!(
                 "  CPU: server {:.2} s ({:.0} µs/event), load generator {:.2} s, in {:.2} s on {} cores",
@@ -174,6 +214,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 r.rate()
             );
         }
+        Which::ClaimLatency {
+            jobs,
+            claims,
+            store,
+        } => claim_latency(jobs, claims, &store).await?,
         Which::Paging {
             records,
             page_size,
@@ -262,7 +307,7 @@ pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) addr: String,
     pub(crate) token: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -291,6 +336,31 @@ fn write_solution(dir: &Path, steps: usize) -> anyhow::Result<PathBuf> {
     Ok(sol)
 }
 
+/// The master key of the benchmark's nodes (they must share one on PostgreSQL).
+const BENCH_MASTER_KEY: &str = "3c5e7a9b1d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c";
+
+/// The PostgreSQL URL of `--store` (starting a throwaway server for `postgres`), `None` for
+/// SQLite. The server, if any, lives as long as the returned guard.
+fn bench_store(
+    store: &str,
+) -> anyhow::Result<(Option<String>, Option<ferry_store::throwaway::Throwaway>)> {
+    match store {
+        "sqlite" => Ok((None, None)),
+        "postgres" => {
+            let pg = ferry_store::throwaway::Throwaway::start(true)
+                .map_err(|e| anyhow::anyhow!("starting a throwaway PostgreSQL: {e}"))?;
+            let url = pg
+                .create_database("bench")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok((Some(url), Some(pg)))
+        }
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok((Some(url.to_string()), None))
+        }
+        other => bail!("--store {other}: expected sqlite, postgres or a PostgreSQL URL"),
+    }
+}
+
 impl Server {
     fn start(steps: usize, workers: usize) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
@@ -304,19 +374,38 @@ impl Server {
         sol: &Path,
         workers: usize,
     ) -> anyhow::Result<Server> {
+        let mut server = Server::start_node(&dir.path().join("data"), sol, workers, None)?;
+        server._dir = Some(dir);
+        Ok(server)
+    }
+
+    /// `ferry serve` on the data directory `data` with the solution `sol`, on `store` (a
+    /// PostgreSQL URL) or its own SQLite file.
+    fn start_node(
+        data: &Path,
+        sol: &Path,
+        workers: usize,
+        store: Option<&str>,
+    ) -> anyhow::Result<Server> {
         let token = "bench-token".to_string();
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                &workers.to_string(),
-                "--data",
-            ])
-            .arg(dir.path().join("data"))
-            .arg(sol)
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            &workers.to_string(),
+            "--data",
+        ])
+        .arg(data)
+        .arg(sol);
+        if let Some(url) = store {
+            // Nodes sharing a PostgreSQL store share the master key.
+            cmd.args(["--store", url])
+                .env("FERRY_MASTER_KEY", BENCH_MASTER_KEY);
+        }
+        let mut child = cmd
             .env("FERRY_API_TOKEN", &token)
             .env("FERRY_LOG", "warn")
             .stdout(Stdio::piped())
@@ -341,7 +430,7 @@ impl Server {
             child,
             addr,
             token,
-            _dir: dir,
+            _dir: None,
         })
     }
 
@@ -393,6 +482,16 @@ async fn load(
     limit: Limit,
     body: Bytes,
 ) -> anyhow::Result<LoadResult> {
+    load_many(std::slice::from_ref(server), connections, limit, body).await
+}
+
+/// Closed-loop load over keep-alive connections spread round-robin over `servers`.
+async fn load_many(
+    servers: &[Server],
+    connections: usize,
+    limit: Limit,
+    body: Bytes,
+) -> anyhow::Result<LoadResult> {
     let start = Instant::now();
     let deadline = match limit {
         Limit::Time(d) => Some(start + d),
@@ -403,8 +502,8 @@ async fn load(
         Limit::Time(_) => i64::MAX,
     }));
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let addr = server.addr.clone();
+    for c in 0..connections {
+        let addr = servers[c % servers.len()].addr.clone();
         let body = body.clone();
         let remaining = remaining.clone();
         tasks.push(tokio::spawn(async move {
@@ -517,6 +616,82 @@ async fn runbook_latency(server: &Server, jobs: usize) -> anyhow::Result<()> {
     println!("runbook: {jobs} jobs, event to finished job");
     println!("  server-side (created_at → finished_at): median {s50:.2} ms, p99 {s99:.2} ms");
     println!("  client-side (POST → observed finished, 0.5 ms polling): median {c50:.2} ms");
+    Ok(())
+}
+
+/// Fill a store with `jobs` queued jobs, then time `claims` single claims.
+async fn claim_latency(jobs: usize, claims: usize, store: &str) -> anyhow::Result<()> {
+    use ferry_store::{JobId, NewJob, Store};
+    use std::sync::Arc;
+    let (url, _pg) = bench_store(store)?;
+    let dir = tempfile::tempdir()?;
+    let store: crate::serve::OpenStore = match &url {
+        Some(u) => crate::serve::OpenStore::open(
+            &crate::serve::StoreUrl::Postgres(u.clone()),
+            dir.path(),
+            false,
+        )
+        .await?,
+        None => {
+            crate::serve::OpenStore::open(&crate::serve::StoreUrl::Sqlite, dir.path(), false)
+                .await?
+        }
+    };
+    let s: Arc<dyn Store> = store.dyn_store();
+    let t = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..256 {
+        let (s, next) = (s.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < jobs {
+                let job = NewJob {
+                    id: JobId::new_v4(),
+                    solution: "bench".into(),
+                    runbook: "intake".into(),
+                    trigger_output: serde_json::json!({"n": 1}),
+                    context_id: None,
+                    concurrency_key: None,
+                    dedup_key: None,
+                    state: serde_json::json!({}),
+                    solution_version: None,
+                    test: false,
+                    claims: Vec::new(),
+                };
+                s.insert_job(job).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    println!(
+        "claim latency: {jobs} jobs queued in {:.1} s ({:.0} inserts/s), store {}",
+        t.elapsed().as_secs_f64(),
+        jobs as f64 / t.elapsed().as_secs_f64(),
+        if url.is_some() { "PostgreSQL" } else { "SQLite" }
+    );
+    let mut lat = Vec::with_capacity(claims);
+    for _ in 0..claims {
+        let t = Instant::now();
+        let job = s
+            .claim_job("bench", chrono::Utc::now(), Duration::from_secs(300))
+            .await?;
+        lat.push(t.elapsed().as_micros() as u64);
+        if job.is_none() {
+            bail!("nothing to claim");
+        }
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+    println!(
+        "  {claims} claims: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    store.close().await;
     Ok(())
 }
 

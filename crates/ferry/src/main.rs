@@ -48,6 +48,16 @@ enum LogFormat {
 enum Command {
     /// Serve trigger endpoints, the management API and the job workers.
     Serve(serve::ServeArgs),
+    /// Apply the store's schema migrations (PostgreSQL: before starting new nodes; SQLite
+    /// migrates when a server opens it).
+    Migrate {
+        /// The store: a PostgreSQL URL, or `sqlite` (`<data>/ferry.db`).
+        #[arg(long, env = "FERRY_STORE_URL", default_value = "sqlite")]
+        store: serve::StoreUrl,
+        /// Data directory (SQLite).
+        #[arg(long, default_value = "./ferry-data")]
+        data: PathBuf,
+    },
     /// Run one event through a runbook in-process, against a temporary store.
     Run(run::RunArgs),
     /// Run a solution's test cases (`tests/<runbook>/*.yaml`) offline, with mocked network steps.
@@ -152,6 +162,7 @@ fn main() -> ExitCode {
                 init_tracing(log_format);
                 serve::serve(args).await
             }
+            Command::Migrate { store, data } => migrate(store, data).await,
             Command::Run(args) => run::run(args).await,
             Command::Test(args) => test_cmd::test(args).await,
             Command::Validate { dirs, data } => validate(dirs, data).await,
@@ -181,6 +192,32 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn migrate(store: serve::StoreUrl, data: PathBuf) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    match store {
+        serve::StoreUrl::Postgres(url) => {
+            let before = ferry_store::PgStore::migrate(&url)
+                .await
+                .with_context(|| format!("migrating {}", serve::redact_url(&url)))?;
+            let applied = before.pending;
+            println!(
+                "{}: {applied} migration(s) applied; the schema is at migration {}",
+                serve::redact_url(&url),
+                before.known
+            );
+        }
+        serve::StoreUrl::Sqlite => {
+            let db = data.join("ferry.db");
+            let store = ferry_store::SqliteStore::open(&db, ferry_store::StoreOptions::default())
+                .await
+                .with_context(|| format!("migrating {}", db.display()))?;
+            store.close().await;
+            println!("{}: migrated", db.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn validate(dirs: Vec<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {

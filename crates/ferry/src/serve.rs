@@ -10,7 +10,7 @@ use anyhow::Context;
 use ferry_core::secrets::Secrets;
 use ferry_engine::retention::RetentionOptions;
 use ferry_engine::{Engine, EngineOptions};
-use ferry_store::{SqliteStore, Store, StoreOptions};
+use ferry_store::{PgStore, PgStoreOptions, SqliteStore, Store, StoreOptions};
 
 use crate::datalock::DataDirLock;
 
@@ -32,9 +32,13 @@ pub struct ServeArgs {
     /// Largest inbound body in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Commit with synchronous=FULL (survives power loss, slower).
+    /// Commit with synchronous=FULL (survives power loss, slower; SQLite only).
     #[arg(long)]
     pub sync_full: bool,
+    /// The store: a PostgreSQL URL (`postgres://user@host/db`) shared by several nodes, or
+    /// `sqlite` (the default: `<data>/ferry.db`, one node).
+    #[arg(long, env = "FERRY_STORE_URL", default_value = "sqlite")]
+    pub store: StoreUrl,
     /// How long a claimed job stays with its worker without a renewal (renewed every third of
     /// it while the job runs; a job whose lease expires is taken over by another worker).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
@@ -74,6 +78,138 @@ fn parse_retention(text: &str) -> Result<Retention, String> {
         other => parse_duration(other).map(|d| Retention(Some(d))),
     }
 }
+
+/// Where `--store` points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `<data>/ferry.db`.
+    Sqlite,
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+    fn from_str(text: &str) -> Result<StoreUrl, String> {
+        let text = text.trim();
+        if text.is_empty() || text == "sqlite" {
+            Ok(StoreUrl::Sqlite)
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(StoreUrl::Postgres(text.to_string()))
+        } else {
+            Err("expected `sqlite` or a PostgreSQL URL (postgres://user@host:5432/database)".into())
+        }
+    }
+}
+
+/// The store a server runs on.
+#[derive(Clone)]
+pub enum OpenStore {
+    /// Embedded SQLite.
+    Sqlite(Arc<SqliteStore>),
+    /// PostgreSQL shared by several nodes.
+    Postgres(Arc<PgStore>),
+}
+
+impl OpenStore {
+    /// Connect (PostgreSQL: migrating unless `migrate` is false) or open `<data>/ferry.db`.
+    pub async fn open(url: &StoreUrl, data: &Path, sync_full: bool) -> anyhow::Result<OpenStore> {
+        match url {
+            StoreUrl::Sqlite => Ok(OpenStore::Sqlite(Arc::new(
+                SqliteStore::open(
+                    &data.join("ferry.db"),
+                    StoreOptions {
+                        sync_full,
+                        ..StoreOptions::default()
+                    },
+                )
+                .await
+                .context("opening the database")?,
+            ))),
+            StoreUrl::Postgres(url) => Ok(OpenStore::Postgres(Arc::new(
+                PgStore::open(url, PgStoreOptions::default())
+                    .await
+                    .with_context(|| format!("opening the PostgreSQL store {}", redact_url(url)))?,
+            ))),
+        }
+    }
+
+    /// The store as the engine sees it.
+    pub fn dyn_store(&self) -> Arc<dyn Store> {
+        match self {
+            OpenStore::Sqlite(s) => s.clone(),
+            OpenStore::Postgres(p) => p.clone(),
+        }
+    }
+
+    /// Finish pending writes and close the connections.
+    pub async fn close(&self) {
+        match self {
+            OpenStore::Sqlite(s) => s.close().await,
+            OpenStore::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// A URL with its password replaced by `***` (for messages and logs).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A content hash of a solution directory: every file (but `tests/` and hidden ones), by
+/// relative path, in name order.
+pub fn solution_hash(dir: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || (dir == root && name == "tests") {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files).with_context(|| format!("reading {}", dir.display()))?;
+    files.sort();
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        let rel = f.strip_prefix(dir).unwrap_or(&f);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// How long a node counts as alive after its last heartbeat (see [`PgStore::join_cluster`]).
+const NODE_ALIVE: Duration = Duration::from_secs(15);
+/// How often a node on PostgreSQL refreshes its heartbeat.
+const NODE_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Shared start-up: data dir, secrets and store.
 pub async fn open_data(
@@ -136,13 +272,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating data directory {}", args.data.display()))?;
     // Before the store is opened: a second server must not recover this one's running jobs.
     let mut lock = DataDirLock::acquire(&args.data)?;
-    let (secrets, store) = open_data(&args.data, args.sync_full).await?;
-    let recovered = store.recover_interrupted().await?;
-    if recovered > 0 {
-        tracing::info!(recovered, "resuming interrupted jobs");
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating data directory {}", args.data.display()))?;
+    let secrets = Arc::new(Secrets::load_or_create(&args.data).context("loading the master key")?);
+    let fingerprint = secrets.fingerprint();
+    let store = OpenStore::open(&args.store, &args.data, args.sync_full).await?;
+    // With SQLite this process is the only one on the store (the data directory is locked):
+    // every running job was this process's. Several nodes share a PostgreSQL store: a node's
+    // jobs are taken over by any node once their leases expire instead.
+    if let OpenStore::Sqlite(sqlite) = &store {
+        let recovered = sqlite.recover_interrupted().await?;
+        if recovered > 0 {
+            tracing::info!(recovered, "resuming interrupted jobs");
+        }
     }
     let engine = Engine::new(
-        store.clone() as Arc<dyn Store>,
+        store.dyn_store(),
         secrets,
         crate::registry(),
         EngineOptions {
@@ -176,6 +321,37 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // Nodes sharing a PostgreSQL store must share the master key and the solution versions.
+    let mut heartbeat = None;
+    let node = format!("{addr}/{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    if let OpenStore::Postgres(pg) = &store {
+        let mut hashes = std::collections::BTreeMap::new();
+        for (dir, sol) in args.solutions.iter().zip(engine.solutions()) {
+            hashes.insert(sol.name.clone(), solution_hash(dir)?);
+        }
+        match pg
+            .join_cluster(&node, &fingerprint, &hashes, NODE_ALIVE)
+            .await
+            .context("registering this node in the database")?
+        {
+            Ok(()) => {}
+            Err(refused) => {
+                eprintln!("error: this node is refused: {refused}");
+                store.close().await;
+                return Ok(ExitCode::from(1));
+            }
+        }
+        let pg = pg.clone();
+        let node = node.clone();
+        heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(NODE_HEARTBEAT).await;
+                if let Err(e) = pg.node_alive(&node).await {
+                    tracing::warn!(error = %e, "node heartbeat failed");
+                }
+            }
+        }));
+    }
     lock.record(Some(&addr.to_string()))?;
     let public_url = args
         .public_url
@@ -256,6 +432,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = p.await;
     }
     engine.deprovision_all(&public_url).await;
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+    if let OpenStore::Postgres(pg) = &store {
+        if let Err(e) = pg.leave_cluster(&node).await {
+            tracing::warn!(error = %e, "leaving the node list failed");
+        }
+    }
     store.close().await;
     drop(lock);
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,6 @@
 //! The embedded SQLite implementation of [`Store`].
 
-mod rows;
+pub(crate) mod rows;
 mod writer;
 
 use std::path::Path;

@@ -39,7 +39,7 @@ pub(crate) fn to_us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_us(us: i64) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn from_us(us: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(us)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {us} µs")))
 }
