@@ -186,7 +186,10 @@ impl Secrets {
         let mut h = sha2::Sha256::new();
         h.update(b"ferry master key fingerprint v1\0");
         h.update(self.master.as_slice());
-        h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Encrypt `plaintext` into a new envelope (see the module documentation).

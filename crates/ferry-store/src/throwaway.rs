@@ -94,7 +94,9 @@ fn user_ids(name: &str) -> Option<(u32, u32)> {
 fn is_root() -> bool {
     // The owner of /proc/self is the effective user of this process.
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn free_port() -> io::Result<u16> {
@@ -127,10 +129,7 @@ impl Throwaway {
         } else {
             None
         };
-        let dir = std::env::temp_dir().join(format!(
-            "ferry-pg-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let dir = std::env::temp_dir().join(format!("ferry-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| Unavailable(format!("creating {}: {e}", dir.display())))?;
         if let Some((uid, gid)) = user {
@@ -222,7 +221,15 @@ done
         loop {
             let ready = self
                 .command("pg_isready")
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "ferry"])
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "ferry",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -270,7 +277,15 @@ done
     pub fn create_database(&self, name: &str) -> Result<String, Unavailable> {
         let out = self
             .command("createdb")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "ferry", name])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "ferry",
+                name,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()

@@ -626,12 +626,14 @@ async fn claim_latency(jobs: usize, claims: usize, store: &str) -> anyhow::Resul
     let (url, _pg) = bench_store(store)?;
     let dir = tempfile::tempdir()?;
     let store: crate::serve::OpenStore = match &url {
-        Some(u) => crate::serve::OpenStore::open(
-            &crate::serve::StoreUrl::Postgres(u.clone()),
-            dir.path(),
-            false,
-        )
-        .await?,
+        Some(u) => {
+            crate::serve::OpenStore::open(
+                &crate::serve::StoreUrl::Postgres(u.clone()),
+                dir.path(),
+                false,
+            )
+            .await?
+        }
         None => {
             crate::serve::OpenStore::open(&crate::serve::StoreUrl::Sqlite, dir.path(), false)
                 .await?
@@ -670,7 +672,11 @@ async fn claim_latency(jobs: usize, claims: usize, store: &str) -> anyhow::Resul
         "claim latency: {jobs} jobs queued in {:.1} s ({:.0} inserts/s), store {}",
         t.elapsed().as_secs_f64(),
         jobs as f64 / t.elapsed().as_secs_f64(),
-        if url.is_some() { "PostgreSQL" } else { "SQLite" }
+        if url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
     let mut lat = Vec::with_capacity(claims);
     for _ in 0..claims {

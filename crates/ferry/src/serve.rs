@@ -203,7 +203,10 @@ pub fn solution_hash(dir: &Path) -> anyhow::Result<String> {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(&bytes);
     }
-    Ok(h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
+    Ok(h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// How long a node counts as alive after its last heartbeat (see [`PgStore::join_cluster`]).

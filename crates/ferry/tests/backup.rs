@@ -97,7 +97,16 @@ async fn postgres_backup_is_restored_with_its_jobs() {
     let port = pg.port().to_string();
     let dump = pg
         .tool("pg_dump")
-        .args(["-h", "127.0.0.1", "-p", &port, "-U", "ferry", "--format=custom", "live"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "ferry",
+            "--format=custom",
+            "live",
+        ])
         .stderr(Stdio::piped())
         .output()
         .expect("pg_dump");
@@ -110,7 +119,17 @@ async fn postgres_backup_is_restored_with_its_jobs() {
     let restored_url = pg.create_database("restored").expect("database");
     let mut restore = pg
         .tool("pg_restore")
-        .args(["-h", "127.0.0.1", "-p", &port, "-U", "ferry", "--no-owner", "-d", "restored"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "ferry",
+            "--no-owner",
+            "-d",
+            "restored",
+        ])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -56,7 +56,10 @@ async fn post(
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     Ok((
         status,
-        body["job_uuid"].as_str().filter(|_| status == 200).map(String::from),
+        body["job_uuid"]
+            .as_str()
+            .filter(|_| status == 200)
+            .map(String::from),
     ))
 }
 
@@ -72,7 +75,9 @@ async fn job(client: &reqwest::Client, addr: &str, id: &str) -> Option<Value> {
 
 async fn count_status(client: &reqwest::Client, addr: &str, status: &str) -> usize {
     let resp = client
-        .get(format!("http://{addr}/api/v1/jobs?status={status}&limit=500"))
+        .get(format!(
+            "http://{addr}/api/v1/jobs?status={status}&limit=500"
+        ))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -159,8 +164,10 @@ fn assert_context_order(jobs: &HashMap<String, Value>, order: &BTreeMap<String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_lose_nothing_when_one_is_killed_mid_load() {
-    let Some(pg) = throwaway::for_test("three_nodes_lose_nothing_when_one_is_killed_mid_load", false)
-    else {
+    let Some(pg) = throwaway::for_test(
+        "three_nodes_lose_nothing_when_one_is_killed_mid_load",
+        false,
+    ) else {
         return;
     };
     let url = pg.create_database("cluster").expect("database");
@@ -240,7 +247,11 @@ async fn three_nodes_lose_nothing_when_one_is_killed_mid_load() {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert_eq!(acked.len(), 12 * 15 + 4 * 30, "every event acknowledged once");
+    assert_eq!(
+        acked.len(),
+        12 * 15 + 4 * 30,
+        "every event acknowledged once"
+    );
     assert!(
         killed_at < acked.len(),
         "the node was killed before the load ended"
@@ -261,7 +272,11 @@ async fn three_nodes_lose_nothing_when_one_is_killed_mid_load() {
     }
     assert_context_order(&jobs, &order.lock().unwrap());
     for status in ["running", "queued", "waiting"] {
-        assert_eq!(count_status(&client, &addr0, status).await, 0, "{status} jobs left");
+        assert_eq!(
+            count_status(&client, &addr0, status).await,
+            0,
+            "{status} jobs left"
+        );
     }
     // Every node took part in running the jobs? At least the store saw all of them finish.
     assert_eq!(count_status(&client, &addr0, "failed").await, 0);
@@ -270,7 +285,8 @@ async fn three_nodes_lose_nothing_when_one_is_killed_mid_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_outage_answers_503_and_the_nodes_recover() {
-    let Some(mut pg) = throwaway::for_test("a_database_outage_answers_503_and_the_nodes_recover", false)
+    let Some(mut pg) =
+        throwaway::for_test("a_database_outage_answers_503_and_the_nodes_recover", false)
     else {
         return;
     };
@@ -346,12 +362,21 @@ async fn a_database_outage_answers_503_and_the_nodes_recover() {
         .filter(|t| **t >= down && **t <= up + Duration::from_secs(1))
         .count();
     assert!(refused_during > 0, "no 503 while the database was down");
-    let ids: Vec<String> = acked.lock().unwrap().iter().map(|(_, id)| id.clone()).collect();
+    let ids: Vec<String> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, id)| id.clone())
+        .collect();
     let logs = || format!("{}\n---\n{}", nodes[0].logs(), nodes[1].logs());
     let jobs = wait_finished(&client, &addrs[0], &ids, Duration::from_secs(120), logs).await;
     assert_eq!(jobs.len(), ids.len(), "an acknowledged event was lost");
     for status in ["running", "queued", "waiting", "failed"] {
-        assert_eq!(count_status(&client, &addrs[0], status).await, 0, "{status} jobs left");
+        assert_eq!(
+            count_status(&client, &addrs[0], status).await,
+            0,
+            "{status} jobs left"
+        );
     }
     drop(nodes);
     drop(pg);
@@ -359,8 +384,10 @@ async fn a_database_outage_answers_503_and_the_nodes_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_master_key_or_other_solutions_is_refused() {
-    let Some(pg) = throwaway::for_test("a_node_with_another_master_key_or_other_solutions_is_refused", false)
-    else {
+    let Some(pg) = throwaway::for_test(
+        "a_node_with_another_master_key_or_other_solutions_is_refused",
+        false,
+    ) else {
         return;
     };
     let url = pg.create_database("refuse").expect("database");
@@ -370,7 +397,14 @@ async fn a_node_with_another_master_key_or_other_solutions_is_refused() {
     // Another master key.
     let other_key = "00".repeat(32);
     let refused = std::process::Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", &url, "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &url,
+            "--data",
+        ])
         .arg(tmp.path().join("other"))
         .arg(&sol)
         .env("FERRY_MASTER_KEY", &other_key)
@@ -390,7 +424,14 @@ async fn a_node_with_another_master_key_or_other_solutions_is_refused() {
     )
     .unwrap();
     let refused = std::process::Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", &url, "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &url,
+            "--data",
+        ])
         .arg(tmp.path().join("other2"))
         .arg(&sol2)
         .env("FERRY_MASTER_KEY", MASTER_KEY)
@@ -399,7 +440,10 @@ async fn a_node_with_another_master_key_or_other_solutions_is_refused() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("solution versions") && stderr.contains("'c'"), "{stderr}");
+    assert!(
+        stderr.contains("solution versions") && stderr.contains("'c'"),
+        "{stderr}"
+    );
     // The same key and solutions: a second node joins.
     let second = node(tmp.path(), 1, &sol, &url, "30s");
     let (code, _) = second.api("/jobs").await;

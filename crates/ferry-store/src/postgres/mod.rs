@@ -289,11 +289,10 @@ impl PgStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let (stored, by): (String, String) = sqlx::query_as(
-            "SELECT value, node FROM cluster WHERE name = 'master_key_fingerprint'",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let (stored, by): (String, String) =
+            sqlx::query_as("SELECT value, node FROM cluster WHERE name = 'master_key_fingerprint'")
+                .fetch_one(&mut *tx)
+                .await?;
         if stored != key_fingerprint {
             return Ok(Err(format!(
                 "this node's master key (fingerprint {key_fingerprint}) is not the one the \
@@ -310,8 +309,7 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         for (other, theirs) in others {
-            let theirs: std::collections::BTreeMap<String, String> =
-                serde_json::from_str(&theirs)?;
+            let theirs: std::collections::BTreeMap<String, String> = serde_json::from_str(&theirs)?;
             if &theirs != solutions {
                 let mut diffs = Vec::new();
                 for (name, hash) in solutions {
@@ -569,11 +567,15 @@ impl Store for PgStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", pg_job_cols!(), " FROM jobs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(db)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            pg_job_cols!(),
+            " FROM jobs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(db)?;
         row.as_ref().map(job_from_row).transpose()
     }
 
@@ -598,11 +600,7 @@ impl Store for PgStore {
         }
         qb.push(" ORDER BY seq DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = qb
-            .build()
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(db)?;
+        let rows = qb.build().fetch_all(&self.inner.pool).await.map_err(db)?;
         let mut jobs = rows
             .iter()
             .map(job_from_row)

@@ -30,7 +30,9 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<JobRecord, StoreError> {
     let status = JobStatus::parse(status)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown job status {status:?}")))?;
     let opt = |name: &str| -> Result<_, StoreError> {
-        row.try_get::<Option<i64>, _>(name)?.map(from_ms).transpose()
+        row.try_get::<Option<i64>, _>(name)?
+            .map(from_ms)
+            .transpose()
     };
     Ok(JobRecord {
         id: row.try_get("id")?,

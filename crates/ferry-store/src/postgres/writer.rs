@@ -52,6 +52,8 @@ pub(crate) struct ClaimRow {
 pub(crate) type Reply = oneshot::Sender<Result<InsertOutcome, StoreError>>;
 
 /// A message to the writers.
+// Inserts are the hot path and Shutdown happens once: boxing inserts would cost more.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     Insert(InsertRow, Reply),
     /// Stop taking new inserts; finish the queued ones.
@@ -128,9 +130,9 @@ async fn run_batch(pool: &PgPool, batch: Vec<(InsertRow, Reply)>) {
             tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying each insert alone");
             for (row, tx) in batch {
                 let res = match in_transaction(&mut conn, &[&row]).await {
-                    Ok(mut o) => o
-                        .pop()
-                        .unwrap_or_else(|| Err(StoreError::Corrupt("an insert got no outcome".into()))),
+                    Ok(mut o) => o.pop().unwrap_or_else(|| {
+                        Err(StoreError::Corrupt("an insert got no outcome".into()))
+                    }),
                     Err(e) => Err(e.into()),
                 };
                 let _ = tx.send(res);
@@ -402,12 +404,10 @@ async fn release<'a>(
     if ns.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "DELETE FROM kv WHERE (ns, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
-    )
-    .bind(&ns)
-    .bind(&keys)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("DELETE FROM kv WHERE (ns, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))")
+        .bind(&ns)
+        .bind(&keys)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

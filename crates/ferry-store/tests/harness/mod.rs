@@ -66,7 +66,9 @@ impl Harness {
     /// How a child process opens the same store (`sqlite:<path>` or the PostgreSQL URL).
     pub fn spec(&self) -> String {
         match self {
-            Harness::Sqlite(dir) => format!("sqlite:{}", dir.path().join("data/ferry.db").display()),
+            Harness::Sqlite(dir) => {
+                format!("sqlite:{}", dir.path().join("data/ferry.db").display())
+            }
             Harness::Postgres(url) => url.clone(),
         }
     }
@@ -172,16 +174,30 @@ impl Store for TestStore {
     async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
         self.inner().kv_delete(ns, key).await
     }
-    async fn lock_acquire(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn lock_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         self.inner().lock_acquire(key, token, ttl).await
     }
     async fn lock_release(&self, key: &str, token: &str) -> Result<bool, StoreError> {
         self.inner().lock_release(key, token).await
     }
-    async fn renew_lease(&self, id: JobId, worker: &str, lease: Duration) -> Result<bool, StoreError> {
+    async fn renew_lease(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
         self.inner().renew_lease(id, worker, lease).await
     }
-    async fn purge_finished_jobs(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+    async fn purge_finished_jobs(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
         self.inner().purge_finished_jobs(before, limit).await
     }
     async fn purge_expired(&self) -> Result<u64, StoreError> {
