@@ -50,6 +50,8 @@ CREATE INDEX jobs_status_seq ON jobs (status, seq);
 CREATE INDEX jobs_solution_seq ON jobs (solution, runbook, seq);
 CREATE INDEX jobs_context_seq ON jobs (context_id, seq) WHERE context_id IS NOT NULL;
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE status IN ('finished', 'failed');
+-- list_jobs time-range filters and the web console's aggregates.
+CREATE INDEX jobs_created ON jobs (created_at);
 
 CREATE TABLE steps (
     job_id      UUID    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

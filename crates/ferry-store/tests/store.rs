@@ -790,10 +790,8 @@ fn status_names_round_trip() {
     assert_eq!(big.effective_limit(), 500);
 }
 
-#[tokio::test]
-async fn list_jobs_filters_by_creation_time_and_counts_recent_activity() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
+async fn list_jobs_filters_by_creation_time_and_counts_recent_activity(h: Harness) {
+    let store = h.open().await;
     let start = Utc::now() - TimeDelta::milliseconds(5);
     let old = insert(&store, job("s", "a")).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -1508,4 +1506,5 @@ both_stores!(
     insert_claims_keys_in_the_same_transaction,
     concurrent_inserts_claiming_one_key_store_exactly_one_job,
     solution_version_and_test_flag_round_trip_on_every_insert_path,
+    list_jobs_filters_by_creation_time_and_counts_recent_activity,
 );

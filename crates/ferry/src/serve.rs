@@ -388,7 +388,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_body_bytes: args.max_body_bytes,
         },
         ferry_console::routes(ferry_console::ConsoleOptions {
-            store: format!("SQLite ({})", args.data.join("ferry.db").display()),
+            store: match &args.store {
+                StoreUrl::Sqlite => format!("SQLite ({})", args.data.join("ferry.db").display()),
+                StoreUrl::Postgres(url) => format!("PostgreSQL ({})", redact_url(url)),
+            },
             session_ttl: args.ui_session_ttl,
             shutdown: streams_stopped,
         }),

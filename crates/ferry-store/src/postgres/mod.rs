@@ -33,8 +33,8 @@ use self::rows::{job_from_row, pg_job_cols, step_from_row, STEP_COLS};
 use self::writer::{ClaimRow, Counters, InsertRow, Msg};
 use crate::sqlite::rows::{dur_ms, from_ms, to_ms, to_us};
 use crate::{
-    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, NewJob, StepRecord,
-    Store, StoreError, WriterStats,
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, MinuteCount,
+    NewJob, RunbookFailures, StepRecord, Store, StoreError, WriterStats,
 };
 
 /// The PostgreSQL schema migrations (`crates/ferry-store/migrations-postgres`).
@@ -598,6 +598,12 @@ impl Store for PgStore {
         if let Some(b) = filter.before_seq {
             qb.push(" AND seq < ").push_bind(b);
         }
+        if let Some(t) = filter.created_from {
+            qb.push(" AND created_at >= ").push_bind(to_ms(t));
+        }
+        if let Some(t) = filter.created_to {
+            qb.push(" AND created_at < ").push_bind(to_ms(t));
+        }
         qb.push(" ORDER BY seq DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.inner.pool).await.map_err(db)?;
@@ -725,6 +731,50 @@ impl Store for PgStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn jobs_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT created_at / 60000 AS m, COUNT(*) FROM jobs WHERE created_at >= $1 \
+             GROUP BY m ORDER BY m",
+        )
+        .bind(to_ms(since))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|(m, jobs)| {
+                Ok(MinuteCount {
+                    minute: from_ms(m * 60_000)?,
+                    jobs,
+                })
+            })
+            .collect()
+    }
+
+    async fn failed_by_runbook(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RunbookFailures>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT solution, runbook, COUNT(*) AS n FROM jobs \
+             WHERE created_at >= $1 AND status = 'failed' \
+             GROUP BY solution, runbook ORDER BY n DESC, solution, runbook LIMIT $2",
+        )
+        .bind(to_ms(since))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(solution, runbook, failed)| RunbookFailures {
+                solution,
+                runbook,
+                failed,
+            })
+            .collect())
     }
 
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Value>, StoreError> {

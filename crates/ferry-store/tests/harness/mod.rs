@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ferry_store::{
-    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, NewJob, StepRecord,
-    StoreError,
+    Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, MinuteCount,
+    NewJob, RunbookFailures, StepRecord, StoreError,
 };
 use serde_json::Value;
 
@@ -149,6 +149,16 @@ impl Store for TestStore {
     }
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
         self.inner().count_by_status().await
+    }
+    async fn jobs_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
+        self.inner().jobs_per_minute(since).await
+    }
+    async fn failed_by_runbook(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RunbookFailures>, StoreError> {
+        self.inner().failed_by_runbook(since, limit).await
     }
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Value>, StoreError> {
         self.inner().kv_get(ns, key).await
