@@ -499,7 +499,8 @@ async fn kv_put_get_delete_and_ttl(h: Harness) {
             "conn:1",
             "short",
             &json!(1),
-            Some(Duration::from_millis(50)),
+            // Long enough to be read back on a loaded machine, short enough to wait for.
+            Some(Duration::from_millis(400)),
         )
         .await
         .unwrap();
@@ -512,7 +513,7 @@ async fn kv_put_get_delete_and_ttl(h: Harness) {
         store.kv_get("conn:1", "short").await.unwrap(),
         Some(json!(1))
     );
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(store.kv_get("conn:1", "short").await.unwrap(), None);
     // Overwrite, then delete.
     store

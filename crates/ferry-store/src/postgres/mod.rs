@@ -81,6 +81,8 @@ pub struct PgStore {
 
 struct Inner {
     pool: PgPool,
+    /// Claims and lease renewals: `synchronous_commit = off` (see [`PgStore::open`]).
+    leases: PgPool,
     writer_pool: PgPool,
     tx: mpsc::Sender<Msg>,
     writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -188,6 +190,19 @@ impl PgStore {
                 )));
             }
         }
+        // Claims and lease renewals do not wait for their commit to be flushed: should the
+        // database crash before it is, the claim is simply undone (the job is queued again, its
+        // first worker's renewals and checkpoints are refused by the lease fence), and any later
+        // flushed commit — a checkpoint of the job — flushes it first (the WAL is one sequence).
+        // Everything acknowledged to a client (inserts) and every checkpoint waits for its flush.
+        let leases = PgPoolOptions::new()
+            .max_connections((opts.pool_size / 2).max(2))
+            .min_connections(0)
+            .acquire_timeout(opts.acquire_timeout)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .test_before_acquire(false)
+            .connect_with(options.clone().options([("synchronous_commit", "off")]))
+            .await?;
         let writers = opts.writers.max(1);
         let writer_pool = PgPoolOptions::new()
             .max_connections(writers as u32)
@@ -215,6 +230,7 @@ impl PgStore {
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
+                leases,
                 writer_pool,
                 tx,
                 writers: Mutex::new(handles),
@@ -243,6 +259,7 @@ impl PgStore {
             let _ = handle.await;
         }
         self.inner.writer_pool.close().await;
+        self.inner.leases.close().await;
         self.inner.pool.close().await;
     }
 
@@ -514,7 +531,7 @@ impl Store for PgStore {
             .bind(worker)
             .bind(now.saturating_add(dur_ms(lease)))
             .bind(now)
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(&self.inner.leases)
             .await
             .map_err(db)?;
         row.as_ref().map(job_from_row).transpose()
@@ -889,7 +906,7 @@ impl Store for PgStore {
         .bind(id)
         .bind(worker)
         .bind(now_ms().saturating_add(dur_ms(lease)))
-        .execute(&self.inner.pool)
+        .execute(&self.inner.leases)
         .await
         .map_err(db)?;
         Ok(res.rows_affected() > 0)
