@@ -1509,3 +1509,55 @@ both_stores!(
     solution_version_and_test_flag_round_trip_on_every_insert_path,
     list_jobs_filters_by_creation_time_and_counts_recent_activity,
 );
+
+/// PostgreSQL: a database that lacks migrations is refused unless the store may migrate it
+/// (`ferry migrate` does so explicitly), and one migrated by a newer Ferry is always refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_schema_is_checked_against_this_build() {
+    use ferry_store::{PgStore, PgStoreOptions};
+    let Some(Harness::Postgres(url)) =
+        Harness::postgres("postgres_schema_is_checked_against_this_build")
+    else {
+        return;
+    };
+    let no_migrate = PgStoreOptions {
+        migrate: false,
+        ..PgStoreOptions::default()
+    };
+    match PgStore::open(&url, no_migrate.clone()).await {
+        Err(StoreError::Schema(m)) => assert!(m.contains("ferry migrate"), "{m}"),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("an empty database was accepted without migrations"),
+    }
+    let before = PgStore::migrate(&url).await.expect("migrate");
+    assert_eq!(before.applied, None);
+    assert!(before.pending > 0);
+    let store = PgStore::open(&url, no_migrate.clone())
+        .await
+        .expect("migrated");
+    let status = store.schema_status().await.unwrap();
+    assert_eq!((status.applied, status.pending), (Some(status.known), 0));
+    store.close().await;
+    // A migration this build does not know, as a newer Ferry would have left it.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (29991231000001, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for opts in [no_migrate, PgStoreOptions::default()] {
+        match PgStore::open(&url, opts).await {
+            Err(StoreError::Schema(m)) => assert!(m.contains("newer"), "{m}"),
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("a database with a newer schema was accepted"),
+        }
+    }
+    assert!(matches!(
+        PgStore::migrate(&url).await,
+        Err(StoreError::Schema(_))
+    ));
+}
