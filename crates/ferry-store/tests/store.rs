@@ -1561,3 +1561,40 @@ async fn postgres_schema_is_checked_against_this_build() {
         Err(StoreError::Schema(_))
     ));
 }
+
+/// PostgreSQL: a job stored through one store (node) wakes the idle workers of another at once
+/// (LISTEN/NOTIFY), and so does a concurrency key handed on by a terminal checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wakes_other_nodes_through_notify() {
+    let Some(h) = Harness::postgres("postgres_wakes_other_nodes_through_notify") else {
+        return;
+    };
+    let a = h.open().await;
+    let b = h.open().await;
+    let wake = b.wakeups().expect("PostgreSQL raises wake-ups");
+    assert!(a.wakeups().is_some());
+    // Let b's listener connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let woken = wake.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    let first = insert(&a, keyed("K")).await;
+    let second = insert(&a, keyed("K")).await;
+    tokio::time::timeout(Duration::from_secs(5), woken)
+        .await
+        .expect("the insert on node a did not wake node b");
+    assert_eq!(claim(&b).await, Some(first));
+    assert_eq!(claim(&b).await, None, "the second job waits for its key");
+    let woken = wake.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    a.checkpoint(done(first, JobStatus::Finished))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), woken)
+        .await
+        .expect("the key handed on did not wake node b");
+    assert_eq!(claim(&b).await, Some(second));
+    a.close().await;
+    b.close().await;
+}

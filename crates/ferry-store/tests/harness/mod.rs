@@ -213,6 +213,9 @@ impl Store for TestStore {
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.inner().purge_expired().await
     }
+    fn wakeups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner().wakeups()
+    }
 }
 
 impl TestStore {
