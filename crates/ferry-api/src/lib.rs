@@ -109,6 +109,13 @@ pub struct Job {
     pub next_run_at: Option<DateTime<Utc>>,
     /// The trigger's output (the event), secrets shown as `[secret]`.
     pub trigger_output: Value,
+    /// The version of the solution the job runs with (absent for jobs stored before versions
+    /// were recorded).
+    #[serde(default)]
+    pub solution_version: Option<String>,
+    /// A test job: its event carried the header `x-ferry-test: 1`.
+    #[serde(default)]
+    pub test: bool,
 }
 
 /// One log line written by a step.
@@ -157,6 +164,9 @@ pub struct JobDetail {
     pub job: Job,
     /// Its steps in order.
     pub steps: Vec<Step>,
+    /// What is known of the solution version the job runs with (its git commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<SolutionVersion>,
 }
 
 /// A page of jobs, newest first: `GET /api/v1/jobs`.
@@ -332,6 +342,105 @@ pub struct Solution {
     pub connections: Vec<Connection>,
     /// Provisioning state of its connections and triggers.
     pub provisioning: Vec<ProvisionStatus>,
+    /// The version served.
+    pub version: SolutionVersion,
+    /// `live`, or `draft` (only test events are accepted, schedules do not fire).
+    pub mode: SolutionMode,
+    /// The folder it is loaded (and reloaded) from.
+    #[serde(default)]
+    pub directory: Option<String>,
+}
+
+/// The version of a solution: a content hash of its files, with the git commit it was loaded
+/// from when its folder is in a git checkout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SolutionVersion {
+    /// The version id: the first 16 hex digits of the SHA-256 content hash.
+    pub id: String,
+    /// The commit of `HEAD` of the git checkout the folder was in.
+    pub git_commit: Option<String>,
+    /// Whether the folder had uncommitted changes (with `git_commit`).
+    pub git_dirty: Option<bool>,
+    /// When the version was loaded.
+    pub loaded_at: Option<DateTime<Utc>>,
+}
+
+/// How a solution is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SolutionMode {
+    /// Only events with the header `x-ferry-test: 1` are accepted; schedules do not fire.
+    Draft,
+    /// Every event is accepted; schedules fire.
+    Live,
+}
+
+impl SolutionMode {
+    /// `draft` or `live`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SolutionMode::Draft => "draft",
+            SolutionMode::Live => "live",
+        }
+    }
+}
+
+/// Answer of `POST /api/v1/solutions/{solution}/promote` and `…/demote`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModeChange {
+    /// Solution name.
+    pub solution: String,
+    /// The mode now.
+    pub mode: SolutionMode,
+    /// The mode before.
+    pub previous: SolutionMode,
+}
+
+/// What a reload did to one solution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadStatus {
+    /// The folder holds the version already served.
+    Unchanged,
+    /// A new version serves from now on.
+    Reloaded,
+    /// The folder has problems (see `errors`); the old version keeps serving.
+    Failed,
+}
+
+/// One problem of a folder that failed to reload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadProblem {
+    /// The file, when the problem has a place.
+    pub file: Option<String>,
+    /// Its 1-based line.
+    pub line: Option<u64>,
+    /// The message.
+    pub message: String,
+}
+
+/// One solution's result of a reload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadEntry {
+    /// Solution name.
+    pub solution: String,
+    /// Its folder.
+    pub directory: String,
+    /// What happened.
+    pub status: ReloadStatus,
+    /// The version serving now.
+    pub version: String,
+    /// With `reloaded`: the version served before.
+    pub previous_version: Option<String>,
+    /// With `failed`: the problems, `file:line` where they have one.
+    pub errors: Vec<ReloadProblem>,
+}
+
+/// Answer of `POST /api/v1/reload`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadReport {
+    /// Every solution folder, in load order.
+    pub solutions: Vec<ReloadEntry>,
 }
 
 /// `GET /api/v1/solutions`.
@@ -404,8 +513,11 @@ mod tests {
                 finished_at: None,
                 next_run_at: None,
                 trigger_output: serde_json::json!({"a": 1}),
+                solution_version: Some("0123456789abcdef".into()),
+                test: true,
             },
             steps: vec![],
+            version: None,
         };
         let v = serde_json::to_value(&detail).unwrap();
         assert_eq!(v["status"], "failed");

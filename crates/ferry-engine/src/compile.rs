@@ -39,6 +39,9 @@ pub struct CompiledSolution {
     pub runbooks: IndexMap<String, Arc<CompiledRunbook>>,
     /// The solution's `app_offering` setting (Xurrent App Offering files).
     pub app_offering: Option<ferry_core::model::AppOfferingSetting>,
+    /// Its version (set by the engine when it loads the folder; empty when compiled
+    /// directly).
+    pub version: crate::versions::SolutionVersion,
 }
 
 /// The key of a chain of steps: the top level, or one branch of a nested step.
@@ -443,6 +446,7 @@ pub fn compile_solution_with(
             directions,
             runbooks,
             app_offering: solution.app_offering.clone(),
+            version: Default::default(),
         })
     } else {
         Err(diags)

@@ -85,6 +85,8 @@ pub struct Engine {
     provisioning: RwLock<HashMap<String, Vec<ProvisionStatus>>>,
     stopping: AtomicBool,
     clock: RwLock<Arc<dyn crate::scheduler::Clock>>,
+    /// Versions, folders and modes of the solutions (`versions`).
+    pub(crate) deploy: crate::versions::Deployments,
 }
 
 impl Engine {
@@ -112,6 +114,7 @@ impl Engine {
             provisioning: RwLock::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             clock: RwLock::new(Arc::new(crate::scheduler::SystemClock)),
+            deploy: Default::default(),
         })
     }
 
@@ -119,8 +122,18 @@ impl Engine {
     /// connection data (a Xurrent connection's introspected schema) are checked against what
     /// ships with Ferry; [`Engine::load_dir_cached`] checks them against the store's cache.
     pub fn load_dir(&self, dir: &Path) -> Result<Arc<CompiledSolution>, Vec<Diagnostic>> {
-        let (solution, compiled) = self.compile_dir(dir, CompileOptions::default())?;
-        self.register(&solution, compiled)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = Self::read_for_version(dir)?;
+            let (solution, mut compiled) = self.compile_dir(dir, CompileOptions::default())?;
+            let after = Self::read_for_version(dir)?;
+            // A folder that keeps changing: the version describes the files read last.
+            if before == after || attempt >= 5 {
+                compiled.version = Self::version_of_files(dir, &after);
+                return self.register(&solution, compiled);
+            }
+        }
     }
 
     /// [`Engine::load_dir`], with the checks that depend on cached connection data run against
@@ -132,6 +145,58 @@ impl Engine {
         &self,
         dir: &Path,
     ) -> Result<Arc<CompiledSolution>, Vec<Diagnostic>> {
+        let (solution, mut compiled, version, files) =
+            self.compile_dir_cached_versioned(dir).await?;
+        compiled.version = version;
+        // Its files are stored before it serves, so that its jobs can run on it after a
+        // restart (see `versions`).
+        if let Err(e) = self.store_version(&compiled, &files).await {
+            return Err(vec![Diagnostic {
+                span: ferry_core::model::Span::new(dir.join("solution.yaml"), 1),
+                message: e,
+            }]);
+        }
+        let sol = self.register(&solution, compiled)?;
+        self.deploy.remember_dir(&sol.name, dir);
+        self.deploy.remember_git(&sol.name, sol.version.git.clone());
+        Ok(sol)
+    }
+
+    /// Compile and check a folder as [`Engine::load_dir_cached`] does, with its version and
+    /// files (read before and after compiling, until both reads agree), without registering it.
+    pub(crate) async fn compile_dir_cached_versioned(
+        &self,
+        dir: &Path,
+    ) -> Result<
+        (
+            ferry_core::model::Solution,
+            CompiledSolution,
+            crate::versions::SolutionVersion,
+            crate::versions::SolutionFiles,
+        ),
+        Vec<Diagnostic>,
+    > {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let before = Self::read_for_version(dir)?;
+            let (solution, compiled) = self.compile_dir_cached(dir).await?;
+            let after = Self::read_for_version(dir)?;
+            if before == after || attempts >= 5 {
+                if before != after {
+                    tracing::warn!(dir = %dir.display(), "the solution folder kept changing while it was loaded; its version describes the files read last");
+                }
+                let version = Self::version_of_files(dir, &after);
+                return Ok((solution, compiled, version, after));
+            }
+        }
+    }
+
+    /// Compile a folder and run the checks that depend on cached connection data.
+    pub(crate) async fn compile_dir_cached(
+        &self,
+        dir: &Path,
+    ) -> Result<(ferry_core::model::Solution, CompiledSolution), Vec<Diagnostic>> {
         let options = CompileOptions {
             defer_cached_checks: true,
         };
@@ -151,7 +216,7 @@ impl Engine {
             problems.dedup();
             return Err(problems);
         }
-        self.register(&solution, compiled)
+        Ok((solution, compiled))
     }
 
     fn compile_dir(
@@ -191,6 +256,20 @@ impl Engine {
             .write()
             .insert(compiled.name.clone(), provision::initial_status(&compiled));
         Ok(compiled)
+    }
+
+    /// The map of current versions, for the atomic swap of a reload.
+    pub(crate) fn solutions_mut(
+        &self,
+    ) -> parking_lot::RwLockWriteGuard<'_, IndexMap<String, Arc<CompiledSolution>>> {
+        self.solutions.write()
+    }
+
+    /// Every item of a (reloaded) solution is pending provisioning again.
+    pub(crate) fn reset_provisioning(&self, sol: &CompiledSolution) {
+        self.provisioning
+            .write()
+            .insert(sol.name.clone(), provision::initial_status(sol));
     }
 
     /// All loaded solutions.
@@ -351,6 +430,7 @@ impl Engine {
         self: &Arc<Self>,
         public_url: &str,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.deploy.set_public_url(public_url);
         self.solutions()
             .iter()
             .map(|sol| {
@@ -482,6 +562,12 @@ impl Engine {
                 ),
             };
         }
+        // Draft mode and the test header (events from the network only).
+        let test = match authenticate.then(|| self.admit(solution, &request)) {
+            None | Some(Ok(false)) => false,
+            Some(Ok(true)) => true,
+            Some(Err(refused)) => return refused,
+        };
         let connection = rb.inbound.as_ref().and_then(|c| sol.connections.get(c));
         let store = self.store.as_ref();
         let secrets = self.services.secrets.as_ref();
@@ -637,8 +723,8 @@ impl Engine {
             concurrency_key,
             dedup_key: dedup,
             state: Self::initial_state(&rb),
-            solution_version: None,
-            test: false,
+            solution_version: Some(sol.version.id.clone()).filter(|v| !v.is_empty()),
+            test,
             claims: claims.iter().map(|c| c.claim.clone()).collect(),
         };
         match self.store.insert_job(job).await {
@@ -747,6 +833,13 @@ impl RunbookSource for Engine {
         runbook: &str,
     ) -> Option<(Arc<CompiledSolution>, Arc<CompiledRunbook>)> {
         Engine::runbook(self, solution, runbook)
+    }
+
+    fn runbook_for_job(
+        &self,
+        job: &ferry_store::JobRecord,
+    ) -> Result<(Arc<CompiledSolution>, Arc<CompiledRunbook>), String> {
+        self.runbook_of_job(job)
     }
 }
 

@@ -31,6 +31,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod schemas;
 pub mod trigger;
+pub mod versions;
 pub mod worker;
 
 pub use action::{Action, ActionContext, ActionKind, ActionSpec, Output, Signal};

@@ -174,14 +174,22 @@ async fn call(
 }
 
 /// Provision every item of `solution` until all are provisioned or the engine stops.
+///
+/// The task provisions one version of the solution: once a reload has replaced it, the task
+/// ends (the reload starts one for the new version).
 pub async fn provision_solution(engine: Arc<Engine>, solution: String, public_url: String) {
     let Some(sol) = engine.solution(&solution) else {
         return;
     };
+    let replaced = || {
+        engine
+            .solution(&solution)
+            .is_none_or(|cur| !Arc::ptr_eq(&cur, &sol))
+    };
     loop {
         let mut next_due: Option<DateTime<Utc>> = None;
         for item in engine.provisioning(&solution) {
-            if engine.is_stopping() {
+            if engine.is_stopping() || replaced() {
                 return;
             }
             if item.state == ProvisionState::Provisioned {
@@ -200,6 +208,9 @@ pub async fn provision_solution(engine: Arc<Engine>, solution: String, public_ur
                 Hook::Provision,
             )
             .await;
+            if replaced() {
+                return;
+            }
             let kind = match item.kind {
                 ProvisionKind::Connection => "connection",
                 ProvisionKind::Trigger => "trigger",
@@ -241,7 +252,7 @@ pub async fn provision_solution(engine: Arc<Engine>, solution: String, public_ur
         };
         // Sleep until the next attempt is due, waking up to notice a shutdown.
         while Utc::now() < due {
-            if engine.is_stopping() {
+            if engine.is_stopping() || replaced() {
                 return;
             }
             let left = (due - Utc::now()).to_std().unwrap_or_default();
@@ -281,5 +292,40 @@ pub async fn deprovision_solution(engine: &Engine, solution: &str, public_url: &
                 Err(e) => s.last_error = Some(format!("deprovision failed: {e}")),
             }
         });
+    }
+}
+
+/// Deprovision `items` of a version of a solution that a reload replaced (the connections and
+/// triggers the new version no longer has), triggers first. Failures are logged.
+pub async fn deprovision_items(
+    engine: &Engine,
+    old: &CompiledSolution,
+    items: &[ProvisionStatus],
+    public_url: &str,
+) {
+    let mut items: Vec<&ProvisionStatus> = items.iter().collect();
+    items.sort_by_key(|s| s.kind == ProvisionKind::Connection);
+    for item in items {
+        let kind = match item.kind {
+            ProvisionKind::Connection => "connection",
+            ProvisionKind::Trigger => "trigger",
+        };
+        match call(
+            engine,
+            old,
+            item.kind,
+            &item.name,
+            public_url,
+            Hook::Deprovision,
+        )
+        .await
+        {
+            Ok(()) => {
+                tracing::info!(solution = %old.name, kind, name = %item.name, "deprovisioned: the reloaded solution no longer has it")
+            }
+            Err(e) => {
+                tracing::warn!(solution = %old.name, kind, name = %item.name, error = %e, "deprovisioning what the reloaded solution no longer has failed")
+            }
+        }
     }
 }

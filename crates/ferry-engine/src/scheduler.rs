@@ -247,6 +247,9 @@ struct Slot {
     /// Whether the start-up pass (catch-up of ticks missed while down) is done: until its
     /// position is saved, a failed pass is retried as a start-up pass.
     started: bool,
+    /// Whether its solution was in draft mode at the last look (its ticks are not run; once
+    /// the solution is live the schedule starts from that moment).
+    paused: bool,
 }
 
 /// Deal with ticks in `(handled_until, now]`: at start-up they were missed while Ferry was
@@ -320,39 +323,47 @@ async fn step(engine: &Engine, slot: &mut Slot, now: DateTime<Utc>, at_start: bo
 
 /// Fire the schedules of every loaded solution until [`Engine::begin_shutdown`], looking at
 /// the clock every `poll`.
+///
+/// The set of schedules follows reloads ([`Engine::deploy_generation`]): a schedule whose
+/// runbook and rule are unchanged keeps its state, an added or changed one starts as at
+/// start-up (from its stored cursor), and a removed one stops. The schedules of a solution in
+/// draft mode do not fire; when it is promoted they start from that moment (ticks that fell
+/// while it was in draft are not run).
 pub async fn run_scheduler(engine: Arc<Engine>, poll: Duration) {
     let clock = engine.clock();
-    let all = scheduled(&engine);
-    if all.is_empty() {
-        return;
-    }
-    if clock.is_test() {
-        tracing::warn!(
-            "schedules run on the TEST CLOCK (FERRY_TEST_CLOCK_FILE); not for production"
-        );
-    }
-    let mut slots = Vec::new();
-    for s in all {
-        let cursor = loop {
-            match read_cursor(&engine, &s).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    tracing::error!(solution = %s.solution.name, runbook = %s.runbook.name, error = %e, "schedule: reading its position failed; retrying");
-                    if sleep_or_stop(&engine, poll.max(Duration::from_secs(1))).await {
-                        return;
-                    }
-                }
-            }
-        };
-        slots.push(Slot {
-            s,
-            cursor,
-            started: false,
-        });
-    }
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut generation = None;
+    let mut warned = false;
     loop {
+        let g = engine.deploy_generation();
+        if generation != Some(g) {
+            let reloaded = generation.is_some();
+            match rebuild(&engine, std::mem::take(&mut slots), reloaded, poll).await {
+                Some(s) => slots = s,
+                None => return,
+            }
+            generation = Some(g);
+            if !slots.is_empty() && clock.is_test() && !warned {
+                warned = true;
+                tracing::warn!(
+                    "schedules run on the TEST CLOCK (FERRY_TEST_CLOCK_FILE); not for production"
+                );
+            }
+        }
         let now = clock.now();
         for slot in &mut slots {
+            let solution = slot.s.solution.name.clone();
+            if engine.mode(&solution) == crate::versions::Mode::Draft {
+                if !slot.paused {
+                    tracing::info!(solution = %solution, runbook = %slot.s.runbook.name, "schedule paused: the solution is in draft mode");
+                    slot.paused = true;
+                }
+                continue;
+            }
+            if slot.paused {
+                resume(&engine, slot, now).await;
+                continue;
+            }
             let at_start = !slot.started;
             step(&engine, slot, now, at_start).await;
         }
@@ -360,6 +371,75 @@ pub async fn run_scheduler(engine: Arc<Engine>, poll: Duration) {
             return;
         }
     }
+}
+
+/// A schedule of a solution that left draft mode starts now: the ticks up to now are dealt
+/// with, none of them runs.
+async fn resume(engine: &Engine, slot: &mut Slot, now: DateTime<Utc>) {
+    let s = &slot.s;
+    let c = Cursor {
+        last_tick: slot.cursor.last_tick,
+        handled_until: Some(now),
+    };
+    match write_cursor(engine, s, &c).await {
+        Ok(()) => {
+            tracing::info!(solution = %s.solution.name, runbook = %s.runbook.name, next = ?s.schedule.next_after(now).map(|t| t.to_rfc3339()), "schedule started: the solution is live");
+            slot.cursor = c;
+            slot.started = true;
+            slot.paused = false;
+        }
+        Err(e) => {
+            tracing::error!(solution = %s.solution.name, runbook = %s.runbook.name, error = %e, "schedule: saving its position failed; retrying")
+        }
+    }
+}
+
+/// The slots of the schedules now served, keeping the state of those that did not change.
+/// `None` when shutdown began while a cursor could not be read.
+async fn rebuild(
+    engine: &Engine,
+    mut old: Vec<Slot>,
+    reloaded: bool,
+    poll: Duration,
+) -> Option<Vec<Slot>> {
+    let mut slots = Vec::new();
+    for s in scheduled(engine) {
+        let same = old.iter().position(|o| {
+            o.s.solution.name == s.solution.name
+                && o.s.runbook.name == s.runbook.name
+                && o.s.runbook.trigger_config == s.runbook.trigger_config
+        });
+        if let Some(i) = same {
+            let mut slot = old.swap_remove(i);
+            slot.s = s;
+            slots.push(slot);
+            continue;
+        }
+        let cursor = loop {
+            match read_cursor(engine, &s).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::error!(solution = %s.solution.name, runbook = %s.runbook.name, error = %e, "schedule: reading its position failed; retrying");
+                    if sleep_or_stop(engine, poll.max(Duration::from_secs(1))).await {
+                        return None;
+                    }
+                }
+            }
+        };
+        if reloaded {
+            tracing::info!(solution = %s.solution.name, runbook = %s.runbook.name, schedule = %s.schedule.describe(), "schedule added or changed by a reload");
+        }
+        slots.push(Slot {
+            s,
+            cursor,
+            started: false,
+            paused: false,
+        });
+    }
+    for gone in old {
+        tracing::info!(solution = %gone.s.solution.name, runbook = %gone.s.runbook.name, "schedule removed or changed by a reload; the old rule no longer fires");
+    }
+    Some(slots)
 }
 
 /// Sleep `d`, waking early on shutdown; returns whether shutdown began.

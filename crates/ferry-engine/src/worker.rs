@@ -111,6 +111,8 @@ async fn run_leased(engine: &Arc<Engine>, worker: &str, job: JobRecord) -> Optio
         )
         .in_current_span(),
     );
+    // A job of an older solution version runs on that version (compiled again if needed).
+    engine.prepare_job(&job).await;
     let mut env = engine.exec_env();
     env.lease_owner = Some(worker);
     let end = tokio::select! {

@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}/rerun", post(rerun_job))
         .merge(crate::api_connections::router())
         .merge(crate::api_schedules::router())
+        .merge(crate::api_versions::router())
         .layer(middleware::from_fn_with_state(state, require_token));
     Router::new()
         .route("/openapi.json", get(openapi_json))
@@ -70,7 +71,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         rerun_job,
         crate::api_connections::test_connection,
         crate::api_connections::refresh_schema,
-        crate::api_schedules::list_schedules
+        crate::api_schedules::list_schedules,
+        crate::api_versions::reload,
+        crate::api_versions::promote,
+        crate::api_versions::demote
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -176,6 +180,17 @@ fn solution_view(state: &AppState, sol: &CompiledSolution) -> api::Solution {
             .iter()
             .map(provision_view)
             .collect(),
+        version: crate::api_versions::version_view(
+            &state
+                .engine
+                .served_version(&sol.name)
+                .unwrap_or_else(|| sol.version.clone()),
+        ),
+        mode: crate::api_versions::mode_view(state.engine.mode(&sol.name)),
+        directory: state
+            .engine
+            .solution_dir(&sol.name)
+            .map(|d| d.display().to_string()),
     }
 }
 
@@ -393,6 +408,8 @@ pub fn job_view(job: &JobRecord) -> api::Job {
         finished_at: job.finished_at,
         next_run_at: job.next_run_at,
         trigger_output: redact_value(&job.trigger_output),
+        solution_version: job.solution_version.clone(),
+        test: job.test,
     }
 }
 
@@ -430,6 +447,7 @@ pub fn job_detail(job: &JobRecord, steps: &[StepRecord]) -> api::JobDetail {
     api::JobDetail {
         job: job_view(job),
         steps: steps.iter().map(step_view).collect(),
+        version: None,
     }
 }
 
@@ -521,7 +539,15 @@ async fn get_job(
 ) -> Result<Json<api::JobDetail>, ApiError> {
     let job = find_job(&state, &id).await?;
     let steps = state.engine.store.job_steps(job.id).await?;
-    Ok(Json(job_detail(&job, &steps)))
+    let mut detail = job_detail(&job, &steps);
+    if let Some(v) = &job.solution_version {
+        detail.version = state
+            .engine
+            .version_info(&job.solution, v)
+            .await
+            .map(|v| crate::api_versions::version_view(&v));
+    }
+    Ok(Json(detail))
 }
 
 /// Run a failed job again from the start.

@@ -7,6 +7,7 @@
 mod api;
 mod api_connections;
 mod api_schedules;
+mod api_versions;
 mod error;
 mod inbound;
 

@@ -10,6 +10,7 @@ mod datalock;
 mod emulator_cli;
 mod jobs;
 mod output;
+mod release;
 mod run;
 mod schedules;
 mod serve;
@@ -78,6 +79,13 @@ enum Command {
     Connections(connections::ConnectionsArgs),
     /// Show the scheduled runbooks of a running server (`list`: next run times).
     Schedules(schedules::SchedulesArgs),
+    /// Reload the solution folders of a running server (as SIGHUP does); exit code 1 when one
+    /// has problems (it keeps its old version).
+    Reload(release::ReloadArgs),
+    /// Make a solution of a running server live (it leaves draft mode).
+    Promote(release::ModeArgs),
+    /// Put a solution of a running server in draft mode (only test events, no schedules).
+    Demote(release::ModeArgs),
     /// List the built-in connectors, triggers and actions.
     Connectors,
     /// Start the local Xurrent emulator.
@@ -169,6 +177,9 @@ fn main() -> ExitCode {
             Command::Jobs(args) => jobs::jobs(args).await,
             Command::Connections(args) => connections::connections(args).await,
             Command::Schedules(args) => schedules::schedules(args).await,
+            Command::Reload(args) => release::reload(args).await,
+            Command::Promote(args) => release::set_mode(args, true).await,
+            Command::Demote(args) => release::set_mode(args, false).await,
             Command::Connectors => connectors(),
             Command::Emulator(args) => {
                 init_tracing(log_format);

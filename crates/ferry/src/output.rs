@@ -46,6 +46,22 @@ pub fn print_job(detail: &JobDetail) {
     if let Some(c) = &job.context_id {
         println!("  context: {c}");
     }
+    if let Some(v) = &job.solution_version {
+        let git = detail.version.as_ref().and_then(|d| {
+            d.git_commit.as_ref().map(|c| {
+                let dirty = if d.git_dirty == Some(true) {
+                    ", uncommitted changes"
+                } else {
+                    ""
+                };
+                format!(" (git {}{dirty})", &c[..c.len().min(12)])
+            })
+        });
+        println!("  solution version: {v}{}", git.unwrap_or_default());
+    }
+    if job.test {
+        println!("  test job (the event carried x-ferry-test)");
+    }
     println!("  trigger output: {}", short(&job.trigger_output));
     for step in &detail.steps {
         println!(
@@ -69,17 +85,23 @@ pub fn print_job(detail: &JobDetail) {
 /// Print a page of jobs as a table.
 pub fn print_jobs(page: &JobList) {
     println!(
-        "{:<38} {:<30} {:<9} {:<26} error",
-        "ID", "RUNBOOK", "STATUS", "CREATED"
+        "{:<38} {:<30} {:<9} {:<26} {:<21} error",
+        "ID", "RUNBOOK", "STATUS", "CREATED", "VERSION"
     );
     for job in &page.jobs {
+        let version = format!(
+            "{}{}",
+            job.solution_version.as_deref().unwrap_or("-"),
+            if job.test { " test" } else { "" }
+        );
         println!(
-            "{:<38} {:<30} {:<9} {:<26} {}",
+            "{:<38} {:<30} {:<9} {:<26} {:<21} {}",
             job.id,
             format!("{}/{}", job.solution, job.runbook),
             job.status.as_str(),
             job.created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            version,
             job.error.as_deref().unwrap_or("")
         );
     }

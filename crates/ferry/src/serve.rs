@@ -53,7 +53,12 @@ pub struct ServeArgs {
     /// How long a web console session (`/ui`) lasts after logging in.
     #[arg(long, default_value = "12h", value_parser = parse_duration)]
     pub ui_session_ttl: Duration,
-    /// Solution directories to load.
+    /// Serve this solution in draft mode the first time it is served on this data directory
+    /// (only test events, with `x-ferry-test: 1`; no schedules) until `ferry promote`
+    /// (repeatable).
+    #[arg(long = "draft", value_name = "SOLUTION")]
+    pub draft: Vec<String>,
+    /// Solution directories to load (reloaded on SIGHUP and `ferry reload`).
     #[arg(required = true)]
     pub solutions: Vec<PathBuf>,
 }
@@ -313,6 +318,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: solutions have problems; nothing was started");
         return Ok(ExitCode::from(1));
     }
+    if let Err(e) = engine.init_modes(&args.draft).await {
+        eprintln!("error: {e}; nothing was started");
+        return Ok(ExitCode::from(1));
+    }
     // Solutions that keep their Xurrent App Offering as files and ask for it: the account is
     // brought in line before any trigger is provisioned.
     if let Err(e) = crate::xurrent_app::apply_on_serve(&engine).await {
@@ -371,6 +380,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     for sol in engine.solutions() {
+        let git = sol.version.git.as_ref().map_or(String::new(), |g| {
+            let dirty = if g.dirty { ", uncommitted changes" } else { "" };
+            format!(", git {}{dirty}", &g.commit[..12])
+        });
+        lines.push(format!(
+            "  solution {}: version {}{git}, {}",
+            sol.name,
+            sol.version.id,
+            engine.mode(&sol.name).as_str()
+        ));
         for rb in sol.runbooks.values() {
             lines.push(format!(
                 "  trigger {}/{}: POST {public_url}/inbound/{}/{}",
@@ -379,7 +398,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     crate::output::banner(&lines);
-    let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
+    let reloader = crate::release::spawn_sighup_reloader(engine.clone());
+        let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
     let router = ferry_server::router_with(
         engine.clone(),
         ferry_server::ServerOptions {
@@ -426,6 +446,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down: finishing running steps");
+    reloader.abort();
     engine.begin_shutdown();
     if let Some(w) = workers {
         let _ = w.await;

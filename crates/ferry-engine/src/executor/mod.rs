@@ -45,6 +45,20 @@ pub trait RunbookSource: Send + Sync {
         solution: &str,
         runbook: &str,
     ) -> Option<(Arc<CompiledSolution>, Arc<CompiledRunbook>)>;
+
+    /// The solution and runbook a job runs on (the engine: those of the solution version the
+    /// job was accepted with), or why it cannot run. Default: [`RunbookSource::runbook`].
+    fn runbook_for_job(
+        &self,
+        job: &JobRecord,
+    ) -> Result<(Arc<CompiledSolution>, Arc<CompiledRunbook>), String> {
+        self.runbook(&job.solution, &job.runbook).ok_or_else(|| {
+            format!(
+                "Runbook '{}/{}' is not loaded; the job cannot run",
+                job.solution, job.runbook
+            )
+        })
+    }
 }
 
 /// Everything the executor uses, and nothing more: built by
@@ -122,12 +136,9 @@ struct Stop {
 
 /// Run a claimed job until it finishes, fails, waits, or the engine stops.
 pub async fn run_job(env: &ExecEnv<'_>, job: JobRecord) -> RunEnd {
-    let Some((sol, rb)) = env.runbooks.runbook(&job.solution, &job.runbook) else {
-        let error = format!(
-            "Runbook '{}/{}' is not loaded; the job cannot run",
-            job.solution, job.runbook
-        );
-        return fail_unstarted(env, &job, error).await;
+    let (sol, rb) = match env.runbooks.runbook_for_job(&job) {
+        Ok(found) => found,
+        Err(error) => return fail_unstarted(env, &job, error).await,
     };
     let mut state = match ExecState::from_stored(&job.state, &*rb, || rb.initial_variables()) {
         Ok(s) => s,
