@@ -562,12 +562,6 @@ impl Engine {
                 ),
             };
         }
-        // Draft mode and the test header (events from the network only).
-        let test = match authenticate.then(|| self.admit(solution, &request)) {
-            None | Some(Ok(false)) => false,
-            Some(Ok(true)) => true,
-            Some(Err(refused)) => return refused,
-        };
         let connection = rb.inbound.as_ref().and_then(|c| sol.connections.get(c));
         let store = self.store.as_ref();
         let secrets = self.services.secrets.as_ref();
@@ -598,6 +592,13 @@ impl Engine {
             Ok(Parsed::Event(p)) => p,
             Ok(Parsed::Respond(response)) => return IngestOutcome::Responded { response },
             Err(e) => return trigger_error(e),
+        };
+        // Draft mode and the test header (events from the network only). A request the
+        // trigger answers itself (a webhook handshake) creates no job and is answered above.
+        let test = match authenticate.then(|| self.admit(solution, &request)) {
+            None | Some(Ok(false)) => false,
+            Some(Ok(true)) => true,
+            Some(Err(refused)) => return refused,
         };
         let claims = std::mem::take(&mut parsed.claims);
         let computed = match crate::schemas::trigger_output_schema(&self.services, &sol, &rb).await

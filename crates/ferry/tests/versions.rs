@@ -783,3 +783,183 @@ async fn schedules_follow_a_reload() {
     let (_, list) = server.api("/schedules").await;
     assert_eq!(list["schedules"], json!([]), "{list}");
 }
+
+/// The webhooks named after the `hook` runbook of solution `xw` in the emulator.
+async fn emulator_hooks(emu: &common::Emulator) -> Vec<Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/webhooks", emu.base))
+        .bearer_auth(ferry_emulator::DEFAULT_TOKEN)
+        .header("x-xurrent-account", "wdc")
+        .send()
+        .await
+        .expect("emulator");
+    assert!(resp.status().is_success());
+    let all: Value = resp.json().await.unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["name"] == "Ferry xw/hook request.create")
+        .cloned()
+        .collect()
+}
+
+/// The emulator's delivery attempts that got an answer.
+async fn emulator_deliveries(emu: &common::Emulator) -> Vec<Value> {
+    let v: Value = reqwest::get(format!("{}/_emulator/deliveries", emu.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let all = match v {
+        Value::Array(a) => a,
+        other => other["deliveries"].as_array().cloned().unwrap_or_default(),
+    };
+    all.into_iter()
+        .filter(|d| !d["response_status"].is_null())
+        .collect()
+}
+
+/// Create a request in the emulator; returns the answer to its `request.create` delivery.
+async fn emulator_request(emu: &common::Emulator, server: &Server, subject: &str) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/graphql", emu.base))
+        .bearer_auth(ferry_emulator::DEFAULT_TOKEN)
+        .header("x-xurrent-account", "wdc")
+        .json(&json!({ "query": format!(
+            "mutation {{ requestCreate(input: {{subject: \"{subject}\"}}) {{ request {{ id }} }} }}"
+        ) }))
+        .send()
+        .await
+        .unwrap();
+    let created: Value = resp.json().await.unwrap();
+    let node = created["data"]["requestCreate"]["request"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    wait_until("the request.create delivery", server, || async {
+        emulator_deliveries(emu).await.into_iter().find(|d| {
+            d["event"] == "request.create" && d["message"]["object_nodeID"] == node.as_str()
+        })
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_follows_a_reload_xurrent_webhook_registered_and_disabled() {
+    let emu = common::start_emulator();
+    let tmp = tempfile::tempdir().unwrap();
+    let inbound = json!({
+        "account_url": format!("{}/accounts/wdc", emu.base),
+        "allow_http_loopback": true,
+        "api": {
+            "credentials": {"account_id": "wdc", "personal_access_token": ferry_emulator::DEFAULT_TOKEN},
+            "environment": {
+                "rest_endpoint": format!("{}/v1", emu.base),
+                "graphql_endpoint": format!("{}/graphql", emu.base),
+                "oauth2_endpoint": format!("{}/token", emu.base),
+            },
+        },
+    });
+    let dir = solution(
+        tmp.path(),
+        "xw",
+        &format!(
+            "name: xw\nconnections:\n  xurrent_in:\n    connector: xurrent\n    direction: inbound\n    config: {inbound}\n"
+        ),
+        &[("r", &log_runbook("r", "plain"))],
+    );
+    // In draft mode: provisioning and the webhook's handshake work, events are refused.
+    let server = Server::start_with(&tmp.path().join("data"), &[&dir], &[], &["--draft", "xw"]);
+    assert!(emulator_hooks(&emu).await.is_empty());
+
+    // A runbook with a registered Xurrent webhook, added by a reload: the webhook is created.
+    write_runbook(
+        &dir,
+        "hook",
+        "name: hook
+trigger:
+  connector: xurrent
+  type: webhook
+  connection: xurrent_in
+  config: { register: { events: [request.create] } }
+steps:
+  - id: seen
+    action: debug.log_message
+    input: { message: \"{{ trigger.event }}\" }
+",
+    );
+    let (_, report) = api_post(&server, "/reload").await;
+    assert_eq!(report["solutions"][0]["status"], "reloaded", "{report}");
+    let url = server.url("/inbound/xw/hook");
+    let hook = wait_until("the webhook to be registered", &server, || async {
+        emulator_hooks(&emu)
+            .await
+            .into_iter()
+            .find(|h| h["uri"] == url.as_str() && h["disabled"] == false)
+    })
+    .await;
+    let info = solution_info(&server, "xw").await;
+    let trigger = info["provisioning"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "trigger" && p["name"] == "hook")
+        .cloned()
+        .unwrap_or_else(|| panic!("{info}"));
+    assert_eq!(trigger["state"], "provisioned", "{info}");
+    let id = hook["id"].clone();
+    wait_until("the handshake answered in draft mode", &server, || async {
+        emulator_deliveries(&emu).await.into_iter().find(|d| {
+            d["event"] == "webhook.verify" && d["webhook_id"] == id && d["response_status"] == 200
+        })
+    })
+    .await;
+    let refused = emulator_request(&emu, &server, "In draft").await;
+    assert_eq!(refused["response_status"], 403, "{refused:#}");
+    assert!(
+        refused["response_body"]
+            .as_str()
+            .unwrap()
+            .contains("draft mode"),
+        "{refused:#}"
+    );
+    let (code, _) = api_post(&server, "/solutions/xw/promote").await;
+    assert_eq!(code, 200);
+    let accepted = emulator_request(&emu, &server, "Live").await;
+    assert_eq!(accepted["response_status"], 200, "{accepted:#}");
+    let answer: Value = serde_json::from_str(accepted["response_body"].as_str().unwrap()).unwrap();
+    let job = server
+        .wait_job(
+            answer["job_uuid"].as_str().unwrap(),
+            &["finished", "failed"],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(job["test"], false);
+
+    // The runbook removed by a reload: its webhook is deprovisioned (disabled).
+    std::fs::remove_file(dir.join("runbooks/hook.yaml")).unwrap();
+    let (_, report) = api_post(&server, "/reload").await;
+    assert_eq!(report["solutions"][0]["status"], "reloaded", "{report}");
+    wait_until("the webhook to be disabled", &server, || async {
+        emulator_hooks(&emu)
+            .await
+            .into_iter()
+            .find(|h| h["id"] == hook["id"] && h["disabled"] == true)
+    })
+    .await;
+    assert!(server
+        .logs()
+        .contains("deprovisioned: the reloaded solution no longer has it"));
+    let info = solution_info(&server, "xw").await;
+    assert!(
+        !info["provisioning"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "hook"),
+        "{info}"
+    );
+}
