@@ -399,7 +399,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     crate::output::banner(&lines);
     let reloader = crate::release::spawn_sighup_reloader(engine.clone());
-        let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
+    let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
     let router = ferry_server::router_with(
         engine.clone(),
         ferry_server::ServerOptions {
