@@ -175,45 +175,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A content hash of a solution directory: every file (but `tests/` and hidden ones), by
-/// relative path, in name order.
-pub fn solution_hash(dir: &Path) -> anyhow::Result<String> {
-    use sha2::Digest;
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || (dir == root && name == "tests") {
-                continue;
-            }
-            if entry.file_type()?.is_dir() {
-                walk(root, &path, out)?;
-            } else {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    walk(dir, dir, &mut files).with_context(|| format!("reading {}", dir.display()))?;
-    files.sort();
-    let mut h = sha2::Sha256::new();
-    for f in files {
-        let rel = f.strip_prefix(dir).unwrap_or(&f);
-        h.update(rel.to_string_lossy().as_bytes());
-        h.update([0]);
-        let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
-    }
-    Ok(h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 /// How long a node counts as alive after its last heartbeat (see [`PgStore::join_cluster`]).
 const NODE_ALIVE: Duration = Duration::from_secs(15);
 /// How often a node on PostgreSQL refreshes its heartbeat.
@@ -338,8 +299,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let node = format!("{addr}/{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     if let OpenStore::Postgres(pg) = &store {
         let mut hashes = std::collections::BTreeMap::new();
-        for (dir, sol) in args.solutions.iter().zip(engine.solutions()) {
-            hashes.insert(sol.name.clone(), solution_hash(dir)?);
+        // The solution versions (content hashes of the folders, docs/releasing.md).
+        for sol in engine.solutions() {
+            hashes.insert(sol.name.clone(), sol.version.id.clone());
         }
         match pg
             .join_cluster(&node, &fingerprint, &hashes, NODE_ALIVE)
