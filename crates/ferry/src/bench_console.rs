@@ -176,12 +176,12 @@ pub(crate) async fn console(jobs: usize, ended: usize, rounds: usize) -> anyhow:
         .build()?;
     let session = login(&client, &server).await?;
     let span = last - first;
-    let from = (first + span * 45 / 100)
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    let to = (first + span * 55 / 100)
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
+    let at = |percent: i32| {
+        (first + span * percent / 100)
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    let (from, to) = (at(45), at(55));
     let middle = (jobs / 2).to_string();
     let variants: Vec<(&str, String)> = vec![
         ("newest 50", "/ui/jobs".into()),
@@ -202,6 +202,19 @@ pub(crate) async fn console(jobs: usize, ended: usize, rounds: usize) -> anyhow:
             "time range (10% window)",
             format!("/ui/jobs?from={from}&to={to}"),
         ),
+        (
+            "time range (50% window)",
+            format!("/ui/jobs?from={}&to={}", at(25), at(75)),
+        ),
+        (
+            "created since the middle",
+            format!("/ui/jobs?from={}", at(50)),
+        ),
+        (
+            "created before the middle",
+            format!("/ui/jobs?to={}", at(50)),
+        ),
+        ("runbook alone", "/ui/jobs?runbook=r3".into()),
         ("no match (context)", "/ui/jobs?context_id=none".into()),
     ];
     println!(
@@ -242,5 +255,27 @@ pub(crate) async fn console(jobs: usize, ended: usize, rounds: usize) -> anyhow:
         );
     }
     println!("console: slowest median server time {worst:.1} ms");
+    // The overview reads the whole store's activity (per minute, per status, failing runbooks).
+    let mut trips = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let resp = client
+            .get(server.url("/ui/"))
+            .header("cookie", format!("ferry_session={session}"))
+            .send()
+            .await?;
+        let status = resp.status();
+        resp.bytes().await?;
+        trips.push(t.elapsed().as_secs_f64() * 1000.0);
+        if status != 200 {
+            bail!("/ui/ answered {status}");
+        }
+    }
+    trips.sort_by(f64::total_cmp);
+    println!(
+        "console: overview round trip median {:.1} ms, p95 {:.1} ms (all {jobs} jobs created in the last hour)",
+        pct(&trips, 0.5),
+        pct(&trips, 0.95)
+    );
     Ok(())
 }

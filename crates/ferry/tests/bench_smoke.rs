@@ -88,7 +88,8 @@ fn console_bench_runs_and_reports() {
             && out.contains("ended 20 jobs")
             && out.contains("status=failed")
             && out.contains("time range")
-            && out.contains("slowest median server time"),
+            && out.contains("slowest median server time")
+            && out.contains("overview round trip median"),
         "{out}"
     );
 }
