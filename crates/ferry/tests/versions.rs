@@ -963,3 +963,59 @@ steps:
         "{info}"
     );
 }
+
+/// On a PostgreSQL store (a throwaway server; skipped with a notice where PostgreSQL is not
+/// installed, unless `FERRY_REQUIRE_POSTGRES=1`): a waiting job resumes on its version after a
+/// restart with another version in the folder (its files come from the database), and the mode
+/// is kept in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_and_modes_live_in_a_postgresql_store_too() {
+    let Some(pg) = ferry_store::throwaway::for_test(
+        "versions_and_modes_live_in_a_postgresql_store_too",
+        false,
+    ) else {
+        return;
+    };
+    let url = pg.create_database("versions").expect("database");
+    let key = [(
+        "FERRY_MASTER_KEY",
+        "5e1a9c2e1b4d6f8a0c2e4b6d8f1a3c5e7b9d0f2a4c6e8b1d3f5a7c9e0b2d4f6a",
+    )];
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = solution(
+        tmp.path(),
+        "w",
+        "name: w\n",
+        &[("r", &waiting_runbook("r", 3, "first version"))],
+    );
+    let data = tmp.path().join("data");
+    let mut server = Server::start_with(&data, &[&dir], &key, &["--store", &url, "--draft", "w"]);
+    assert_eq!(solution_info(&server, "w").await["mode"], "draft");
+    let v1 = version(&server, "w").await;
+    let (code, body) = server
+        .post("/inbound/w/r", &json!({}), &[("x-ferry-test", "1")])
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let waiting = body["job_uuid"].as_str().unwrap().to_string();
+    server
+        .wait_job(&waiting, &["waiting"], Duration::from_secs(10))
+        .await;
+    let (code, _) = api_post(&server, "/solutions/w/promote").await;
+    assert_eq!(code, 200);
+    server.terminate();
+    write_runbook(&dir, "r", &waiting_runbook("r", 0, "second version"));
+    let server = Server::start_with(&data, &[&dir], &key, &["--store", &url, "--draft", "w"]);
+    assert_eq!(solution_info(&server, "w").await["mode"], "live");
+    let v2 = version(&server, "w").await;
+    assert_ne!(v1, v2);
+    let job = server
+        .wait_job(&waiting, &["finished", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(job["status"], "finished", "{job}\n{}", server.logs());
+    assert_eq!(job["solution_version"], v1.as_str());
+    assert_eq!(job["test"], true);
+    assert_eq!(log_message(&job, "log"), "first version");
+    let job = run_event(&server, "/inbound/w/r", 0, &[]).await;
+    assert_eq!(job["solution_version"], v2.as_str());
+    assert_eq!(log_message(&job, "log"), "second version");
+}
