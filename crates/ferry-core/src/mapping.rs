@@ -263,26 +263,55 @@ impl Mapping {
     /// Evaluate against `ctx` (a JSON object with `trigger`, `steps`, `item`, `vars`, `env`,
     /// `job`).
     pub fn eval(&self, exprs: &Expressions, ctx: &Value) -> Result<Value, MappingError> {
+        match ctx {
+            Value::Object(all) => self.eval_with(exprs, |root, _| all.get(root).cloned()),
+            other => {
+                if let Node::Literal(v) = &self.root {
+                    return Ok(v.clone());
+                }
+                self.eval_shared(exprs, &Arc::new(other.clone()))
+            }
+        }
+    }
+
+    /// Evaluate against a context built on demand: `entry(root, paths)` is asked once for each
+    /// top-level entry the expressions reference (`trigger`, `steps`, …) and returns its value
+    /// (`None`: undefined). `paths` are the referenced variable paths below that root, e.g.
+    /// `["fetch.body", "fetch"]` for `steps.fetch.body` and `steps.fetch`; an empty path means
+    /// the entry is used as a whole. So a caller can copy only what a mapping can reach — a
+    /// literal mapping asks for nothing.
+    pub fn eval_with(
+        &self,
+        exprs: &Expressions,
+        mut entry: impl FnMut(&str, &[&str]) -> Option<Value>,
+    ) -> Result<Value, MappingError> {
         if let Node::Literal(v) = &self.root {
             return Ok(v.clone());
         }
-        // Copy only the top-level context entries the expressions can reach.
-        let shared = match ctx {
-            Value::Object(all) => {
-                let mut used = serde_json::Map::new();
-                for (_, var) in &self.references {
-                    let root = var.split('.').next().unwrap_or_default();
-                    if !used.contains_key(root) {
-                        if let Some(v) = all.get(root) {
-                            used.insert(root.to_string(), v.clone());
-                        }
-                    }
+        let mut used = serde_json::Map::new();
+        let mut paths: Vec<&str> = Vec::new();
+        // `references` is sorted by field path; group the variable paths by root.
+        let mut roots: Vec<&str> = self
+            .references
+            .iter()
+            .map(|(_, var)| var.split('.').next().unwrap_or_default())
+            .collect();
+        roots.sort_unstable();
+        roots.dedup();
+        for root in roots {
+            paths.clear();
+            for (_, var) in &self.references {
+                match var.strip_prefix(root) {
+                    Some("") => paths.push(""),
+                    Some(rest) if rest.starts_with('.') => paths.push(&rest[1..]),
+                    _ => {}
                 }
-                Value::Object(used)
             }
-            other => other.clone(),
-        };
-        self.eval_shared(exprs, &Arc::new(shared))
+            if let Some(v) = entry(root, &paths) {
+                used.insert(root.to_string(), v);
+            }
+        }
+        self.eval_shared(exprs, &Arc::new(Value::Object(used)))
     }
 
     /// Like [`eval`](Self::eval) for a context that is already shared: the context is read in
@@ -655,6 +684,62 @@ mod tests {
         assert_send_sync::<Expressions>();
         assert_send_sync::<Mapping>();
         assert_send_sync::<MappingError>();
+    }
+
+    /// `eval_with` asks only for the roots the mapping references, with the paths below them,
+    /// and evaluates like `eval` over the full context.
+    #[test]
+    fn eval_with_asks_only_for_referenced_entries() {
+        let exprs = Expressions::new();
+        let m = Mapping::compile(
+            &exprs,
+            &json!({
+                "a": "{{ steps.fetch.body.n + steps['my-step'].v }}",
+                "b": "{{ trigger.x }}",
+                "c": "literal"
+            }),
+        )
+        .unwrap();
+        let ctx = json!({
+            "trigger": { "x": 1 },
+            "steps": { "fetch": { "body": { "n": 2 } }, "my-step": { "v": 3 }, "big": [0, 1, 2, 3] },
+            "vars": { "unused": true }
+        });
+        let mut asked = Vec::new();
+        let lazy = m
+            .eval_with(&exprs, |root, paths| {
+                let mut paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+                paths.sort();
+                asked.push((root.to_string(), paths));
+                ctx.get(root).cloned()
+            })
+            .unwrap();
+        assert_eq!(lazy, json!({ "a": 5, "b": 1, "c": "literal" }));
+        assert_eq!(lazy, m.eval(&exprs, &ctx).unwrap());
+        assert_eq!(
+            asked,
+            vec![
+                (
+                    "steps".to_string(),
+                    vec!["fetch.body.n".to_string(), "my-step.v".to_string()]
+                ),
+                ("trigger".to_string(), vec!["x".to_string()]),
+            ]
+        );
+        // A literal mapping asks for nothing; a bare root is asked for as a whole.
+        let lit = Mapping::compile(&exprs, &json!({ "k": 1 })).unwrap();
+        let v = lit.eval_with(&exprs, |_, _| panic!("a literal needs no context"));
+        assert_eq!(v.unwrap(), json!({ "k": 1 }));
+        let bare = Mapping::compile(&exprs, &json!("{{ steps | length }}")).unwrap();
+        let mut whole = false;
+        let n = bare
+            .eval_with(&exprs, |root, paths| {
+                whole = root == "steps" && paths.contains(&"");
+                ctx.get(root).cloned()
+            })
+            .unwrap();
+        assert!(whole, "a bare `steps` is asked for as a whole");
+        assert_eq!(n, json!(3));
     }
 
     /// The lazy context wrapper must behave exactly like a fully converted context.

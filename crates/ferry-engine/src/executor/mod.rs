@@ -491,10 +491,7 @@ async fn invoke(
             }
         }
     };
-    let ctx_value = mapping_context(sol, job, state);
-    let input = step
-        .input
-        .eval(env.exprs, &ctx_value)
+    let input = eval_input(env, sol, job, state, step)
         .map_err(|e| format!("Input invalid: {e}"))
         .and_then(|raw| {
             computed
@@ -503,7 +500,6 @@ async fn invoke(
                 .resolve(&raw, Some(&env.services.secrets))
                 .map_err(|e| format!("Input invalid: {e}"))
         });
-    drop(ctx_value);
     let input = match input {
         Ok(input) => input,
         Err(message) => {
@@ -572,14 +568,41 @@ async fn invoke(
 }
 
 /// What a step's input mapping sees: `trigger`, `steps`, `item`, `vars`, `env` and `job`.
-fn mapping_context(sol: &CompiledSolution, job: &JobRecord, state: &ExecState) -> Value {
-    json!({
-        "trigger": job.trigger_output,
-        "steps": state.outputs,
-        "item": state.item(),
-        "vars": state.vars,
-        "env": sol.env,
-        "job": { "uuid": job.id.to_string(), "context_identifier": job.context_id },
+/// Evaluate a step's input mapping. The context (`trigger`, `steps`, `item`, `vars`, `env`,
+/// `job`) is built only from what the mapping references: of `steps`, only the steps it names
+/// are copied, so a step's cost does not grow with the outputs of every step before it.
+fn eval_input(
+    env: &ExecEnv<'_>,
+    sol: &CompiledSolution,
+    job: &JobRecord,
+    state: &ExecState,
+    step: &CompiledStep,
+) -> Result<Value, ferry_core::mapping::MappingError> {
+    step.input.eval_with(env.exprs, |root, paths| {
+        Some(match root {
+            "trigger" => job.trigger_output.clone(),
+            "steps" => {
+                if paths.iter().any(|p| p.is_empty()) {
+                    Value::Object(state.outputs.clone())
+                } else {
+                    let mut some = serde_json::Map::new();
+                    for p in paths {
+                        let id = p.split('.').next().unwrap_or_default();
+                        if !some.contains_key(id) {
+                            if let Some(v) = state.outputs.get(id) {
+                                some.insert(id.to_string(), v.clone());
+                            }
+                        }
+                    }
+                    Value::Object(some)
+                }
+            }
+            "item" => state.item(),
+            "vars" => Value::Object(state.vars.clone()),
+            "env" => sol.env.clone(),
+            "job" => json!({ "uuid": job.id.to_string(), "context_identifier": job.context_id }),
+            _ => return None,
+        })
     })
 }
 
@@ -593,10 +616,7 @@ fn invoke_mocked(
     mocked: Mocked,
 ) -> Invoked {
     let action = step.action.as_ref();
-    let ctx_value = mapping_context(sol, job, state);
-    let input = step
-        .input
-        .eval(env.exprs, &ctx_value)
+    let input = eval_input(env, sol, job, state, step)
         .map_err(|e| format!("Input invalid: {e}"))
         .and_then(|raw| {
             if action.computes_schemas() {
