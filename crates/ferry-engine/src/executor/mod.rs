@@ -679,9 +679,15 @@ fn resolve_outputs(
                 .map(|s| s.reference.clone())
                 .unwrap_or_default()
         };
+        // A computed schema (e.g. a Query's record type) is large: borrowed, not copied per
+        // output.
         let schema = match computed {
-            Some(c) => c.output(&reference, spec.nested).cloned(),
-            None => action.output_schema(&reference, input),
+            Some(c) => c
+                .output(&reference, spec.nested)
+                .map(std::borrow::Cow::Borrowed),
+            None => action
+                .output_schema(&reference, input)
+                .map(std::borrow::Cow::Owned),
         };
         let Some(schema) = schema else {
             errors.push(format!("Output schema '{reference}' not found."));
