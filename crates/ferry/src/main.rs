@@ -1,5 +1,6 @@
 //! `ferry`: the command-line entry point.
 
+mod allocator;
 mod api_client;
 mod bench;
 mod bench_console;
