@@ -721,7 +721,7 @@ mod tests {
             vec![
                 (
                     "steps".to_string(),
-                    vec!["fetch.body.n".to_string(), "my-step.v".to_string()]
+                    vec!["fetch.body.n".to_string(), "my-step".to_string()]
                 ),
                 ("trigger".to_string(), vec!["x".to_string()]),
             ]
