@@ -480,6 +480,10 @@ pub struct Schedule {
     pub catch_up: String,
     /// Whether the schedule is disabled (it never fires).
     pub disabled: bool,
+    /// Whether it is paused because its solution is in draft mode (it fires once the solution
+    /// is promoted, from that moment on).
+    #[serde(default)]
+    pub paused: bool,
     /// The last tick that created a job.
     pub last_tick: Option<DateTime<Utc>>,
     /// The next run times, in order (empty when the schedule has ended or is disabled).

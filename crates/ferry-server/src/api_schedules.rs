@@ -60,6 +60,7 @@ pub(crate) async fn list_schedules(
         schedules: list
             .into_iter()
             .map(|s| api::Schedule {
+                paused: state.engine.mode(&s.solution) == ferry_engine::versions::Mode::Draft,
                 solution: s.solution,
                 runbook: s.runbook,
                 description: s.description,

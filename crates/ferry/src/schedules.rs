@@ -49,6 +49,12 @@ pub async fn schedules(args: SchedulesArgs) -> anyhow::Result<ExitCode> {
     }
     for s in &list.schedules {
         println!("{}/{}: {}", s.solution, s.runbook, s.description);
+        if s.paused {
+            println!(
+                "  paused: the solution is in draft mode (`ferry promote {}`)",
+                s.solution
+            );
+        }
         println!(
             "  catch_up: {}   last tick: {}",
             s.catch_up,

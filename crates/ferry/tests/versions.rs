@@ -659,7 +659,15 @@ async fn a_draft_solution_takes_only_test_events_and_fires_no_schedule_until_pro
     let out = cli(&server, &["jobs", "show", job["id"].as_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("test job"));
 
-    // Schedules do not fire in draft.
+    // Schedules do not fire in draft (and are shown as paused).
+    let (_, list) = server.api("/schedules").await;
+    assert_eq!(list["schedules"][0]["paused"], true, "{list}");
+    let out = cli(&server, &["schedules", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("paused: the solution is in draft mode"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     std::fs::write(&clock, "2026-06-01T10:05:30Z").unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -690,6 +698,8 @@ async fn a_draft_solution_takes_only_test_events_and_fires_no_schedule_until_pro
     assert_eq!(tick_jobs(&server).await, vec!["2026-06-01T10:06:00Z"]);
     let job = run_event(&server, "/inbound/d/r", 3, &[]).await;
     assert_eq!(job["test"], false);
+    let (_, list) = server.api("/schedules").await;
+    assert_eq!(list["schedules"][0]["paused"], false, "{list}");
 
     // Live survives a restart, even one that still says --draft.
     server.terminate();
