@@ -1029,3 +1029,44 @@ async fn versions_and_modes_live_in_a_postgresql_store_too() {
     assert_eq!(job["solution_version"], v2.as_str());
     assert_eq!(log_message(&job, "log"), "second version");
 }
+
+/// A job whose version cannot be compiled again (it needs an environment variable the restarted
+/// server does not have) fails, naming the version and the cause; it never runs on another
+/// version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_version_cannot_be_compiled_again_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = solution(
+        tmp.path(),
+        "e",
+        "name: e\nenv:\n  K: { from_env: FERRY_VERSIONS_TEST_K }\n",
+        &[("r", &waiting_runbook("r", 3, "first version"))],
+    );
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &[&dir], &[("FERRY_VERSIONS_TEST_K", "k")]);
+    let v1 = version(&server, "e").await;
+    let (code, body) = server.post("/inbound/e/r", &json!({}), &[]).await;
+    assert_eq!(code, 200, "{body}");
+    let waiting = body["job_uuid"].as_str().unwrap().to_string();
+    server
+        .wait_job(&waiting, &["waiting"], Duration::from_secs(10))
+        .await;
+    server.terminate();
+    std::fs::write(dir.join("solution.yaml"), "name: e\n").unwrap();
+    write_runbook(&dir, "r", &waiting_runbook("r", 0, "second version"));
+    let server = Server::start(&data, &[&dir], &[]);
+    let job = server
+        .wait_job(&waiting, &["finished", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("Version {v1} of solution 'e' is not available"))
+            && error.contains("FERRY_VERSIONS_TEST_K"),
+        "{error}"
+    );
+    assert!(common::steps(&job, "log").is_empty(), "{job}");
+    assert!(server
+        .logs()
+        .contains("the solution version of a job is not available"));
+}
