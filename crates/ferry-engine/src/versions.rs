@@ -519,12 +519,10 @@ impl Engine {
             }
             std::fs::write(&file, text.as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
         }
-        let (solution_model, mut compiled) =
-            self.compile_dir_cached(&dir).await.map_err(|diags| {
-                let all: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
-                format!("its stored files no longer compile: {}", all.join("; "))
-            })?;
-        drop(solution_model);
+        let (_, mut compiled) = self.compile_dir_cached(&dir).await.map_err(|diags| {
+            let all: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
+            format!("its stored files no longer compile: {}", all.join("; "))
+        })?;
         if compiled.name != solution {
             return Err(format!(
                 "its stored files declare solution '{}'",
