@@ -19,6 +19,7 @@
 //! the start and end of steps, which are INTEGER microseconds (fast steps take well under a
 //! millisecond); JSON values are TEXT, job ids are 16-byte UUID BLOBs.
 
+mod encode;
 mod error;
 mod postgres;
 mod sqlite;

@@ -30,7 +30,7 @@ use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use self::rows::{job_from_row, pg_job_cols, step_from_row, STEP_COLS};
-use self::writer::{ClaimRow, Counters, InsertRow, Msg};
+use self::writer::{Counters, InsertRow, Msg};
 use crate::sqlite::rows::{dur_ms, from_ms, to_ms, to_us};
 use crate::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, MinuteCount,
@@ -485,32 +485,7 @@ impl Store for PgStore {
             return Err(StoreError::Closed);
         }
         let now = now_ms();
-        let claims = job
-            .claims
-            .into_iter()
-            .map(|c| {
-                Ok(ClaimRow {
-                    value: serde_json::to_string(&c.value)?,
-                    ns: c.ns,
-                    key: c.key,
-                    expires_at: c.ttl.map(|t| now.saturating_add(dur_ms(t))),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let row = InsertRow {
-            id: job.id,
-            solution: job.solution,
-            runbook: job.runbook,
-            trigger_output: serde_json::to_string(&job.trigger_output)?,
-            context_id: job.context_id,
-            concurrency_key: job.concurrency_key,
-            dedup_key: job.dedup_key,
-            state: serde_json::to_string(&job.state)?,
-            solution_version: job.solution_version,
-            test: job.test,
-            now,
-            claims,
-        };
+        let row = InsertRow::encode(job, now)?;
         let (tx, rx) = oneshot::channel();
         self.inner
             .tx

@@ -19,7 +19,7 @@ use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, to_us, JOB_COLS, STEP_COLS};
-use self::writer::{CheckpointRow, ClaimRow, Counters, InsertRow, Msg, Op, Reply, StepRow};
+use self::writer::{CheckpointRow, Counters, InsertRow, Msg, Op, Reply, StepRow};
 use crate::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, MinuteCount,
     NewJob, RunbookFailures, StepRecord, Store, StoreError, StoreOptions,
@@ -362,32 +362,7 @@ const INDEX_ENTRY_ADVANTAGE: i64 = 4;
 impl Store for SqliteStore {
     async fn insert_job(&self, job: NewJob) -> Result<InsertOutcome, StoreError> {
         let now = now_ms();
-        let claims = job
-            .claims
-            .into_iter()
-            .map(|c| {
-                Ok(ClaimRow {
-                    value: serde_json::to_string(&c.value)?,
-                    ns: c.ns,
-                    key: c.key,
-                    expires_at: c.ttl.map(|t| now.saturating_add(dur_ms(t))),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let row = InsertRow {
-            id: job.id,
-            solution: job.solution,
-            runbook: job.runbook,
-            trigger_output: serde_json::to_string(&job.trigger_output)?,
-            context_id: job.context_id,
-            concurrency_key: job.concurrency_key,
-            dedup_key: job.dedup_key,
-            state: serde_json::to_string(&job.state)?,
-            solution_version: job.solution_version,
-            test: job.test,
-            now,
-            claims,
-        };
+        let row = InsertRow::encode(job, now)?;
         match self.write(Op::Insert(row)).await? {
             Reply::Insert(outcome) => Ok(outcome),
             other => Err(unexpected(&other)),

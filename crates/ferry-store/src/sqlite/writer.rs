@@ -29,30 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::rows::{job_cols, job_from_row};
 use crate::{InsertOutcome, JobId, JobRecord, StoreError};
 
-/// A job insert, with JSON already encoded by the caller.
-pub(crate) struct InsertRow {
-    pub id: JobId,
-    pub solution: String,
-    pub runbook: String,
-    pub trigger_output: String,
-    pub context_id: Option<String>,
-    pub concurrency_key: Option<String>,
-    pub dedup_key: Option<String>,
-    pub state: String,
-    pub solution_version: Option<String>,
-    pub test: bool,
-    pub now: i64,
-    /// Key/value claims made in the same transaction, before the job.
-    pub claims: Vec<ClaimRow>,
-}
-
-/// A key/value claim of a job insert, with its value encoded.
-pub(crate) struct ClaimRow {
-    pub ns: String,
-    pub key: String,
-    pub value: String,
-    pub expires_at: Option<i64>,
-}
+pub(crate) use crate::encode::{ClaimRow, InsertRow};
 
 /// A step to append, with JSON already encoded.
 pub(crate) struct StepRow {
