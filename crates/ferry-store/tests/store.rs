@@ -1421,17 +1421,20 @@ async fn a_large_wal_file_is_cut_back_once_writes_stop() {
         .expect("open store");
     let wal = dir.path().join("data/ferry.db-wal");
     let big = "x".repeat(32 * 1024);
+    // The largest size seen: on a loaded machine a pause between two inserts can already let
+    // the checkpointer cut the file back before the loop ends.
+    let mut grown = 0;
     for _ in 0..2_500 {
         let mut j = job("s", "r");
         j.trigger_output = json!({ "big": big });
         insert(&store, j).await;
+        grown = grown.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
     }
-    let grown = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert!(
         grown > 64 * 1024 * 1024,
         "the WAL grew to {grown} bytes only"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         if len < 1024 * 1024 {
