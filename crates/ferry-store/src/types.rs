@@ -268,7 +268,9 @@ pub struct Checkpoint {
     pub owner: Option<String>,
 }
 
-/// Filter and paging for [`crate::Store::list_jobs`]. Results are newest first.
+/// Filter and paging for [`crate::Store::list_jobs`]. Results are newest first: by `seq`, or by
+/// (`created_at`, `seq`) when a creation time range (`created_from` / `created_to`) is given
+/// (creation times follow `seq` only roughly: clock steps, several nodes).
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
     /// Only this solution.
@@ -281,7 +283,9 @@ pub struct JobFilter {
     pub context_id: Option<String>,
     /// Page size; 0 means the default of 50, values above 500 are capped at 500.
     pub limit: u32,
-    /// Paging: only jobs with `seq < before_seq`.
+    /// Paging: only jobs after the job with this seq in the list's order (`seq < before_seq`
+    /// without a time range; with one, older in (`created_at`, `seq`) than that job or, if it has
+    /// been deleted since, from the nearest older job still stored).
     pub before_seq: Option<i64>,
     /// Only jobs created at or after this time.
     pub created_from: Option<DateTime<Utc>>,

@@ -1522,6 +1522,131 @@ async fn solution_version_and_test_flag_round_trip_on_every_insert_path(h: Harne
     store.close().await;
 }
 
+/// Creation times follow seq only roughly (a clock step back, several nodes): a page of a time
+/// range is ordered by (created_at, seq), newest first, and paging through it with the seq
+/// cursor yields every job of the range exactly once, also when the cursor's job was deleted.
+async fn list_jobs_pages_a_time_range_by_creation_time_exactly(h: Harness) {
+    let store = h.open().await;
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        ids.push(insert(&store, job("s", "a")).await);
+    }
+    let mut seqs = Vec::new();
+    for id in &ids {
+        seqs.push(store.get_job(*id).await.unwrap().unwrap().seq);
+    }
+    store.close().await;
+    // Creation times (ms) of the jobs in seq order: not monotonic, with ties.
+    let created = [1_000i64, 3_000, 2_000, 2_000, 5_000, 4_000, 2_000];
+    let set = |seq: i64, ms: i64| format!("UPDATE jobs SET created_at = {ms} WHERE seq = {seq}");
+    match &h {
+        Harness::Sqlite(dir) => {
+            use sqlx::Connection;
+            let url = format!("sqlite:{}", dir.path().join("data/ferry.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            for (seq, ms) in seqs.iter().zip(created) {
+                sqlx::query(&set(*seq, ms))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+        Harness::Postgres(url) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            for (seq, ms) in seqs.iter().zip(created) {
+                sqlx::query(&set(*seq, ms))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+    }
+    let store = h.open().await;
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+    let page_through = |from: Option<i64>, to: Option<i64>, first: Option<i64>| {
+        let store = &store;
+        async move {
+            let mut seen = Vec::new();
+            let mut before = first;
+            loop {
+                let page = store
+                    .list_jobs(&JobFilter {
+                        created_from: from.map(at),
+                        created_to: to.map(at),
+                        limit: 2,
+                        before_seq: before,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                assert!(page.jobs.len() <= 2);
+                seen.extend(page.jobs.iter().map(|j| j.id));
+                match page.next_before_seq {
+                    Some(b) => before = Some(b),
+                    None => break,
+                }
+            }
+            seen
+        }
+    };
+    let j = |i: usize| ids[i];
+    // [2000, 5000): newest first by creation time, ties newest seq first.
+    assert_eq!(
+        page_through(Some(2_000), Some(5_000), None).await,
+        vec![j(5), j(1), j(6), j(3), j(2)]
+    );
+    assert_eq!(
+        page_through(None, Some(2_001), None).await,
+        vec![j(6), j(3), j(2), j(0)]
+    );
+    assert_eq!(
+        page_through(Some(3_000), None, None).await,
+        vec![j(4), j(5), j(1)]
+    );
+    assert!(page_through(Some(6_000), None, None).await.is_empty());
+    // Without a time range the list stays in seq order.
+    let all = store.list_jobs(&JobFilter::default()).await.unwrap();
+    let rev: Vec<_> = ids.iter().rev().copied().collect();
+    assert_eq!(all.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), rev);
+    // The cursor's job deleted since: the list goes on from the nearest older job still stored.
+    store.close().await;
+    let delete = format!("DELETE FROM jobs WHERE seq = {}", seqs[6]);
+    match &h {
+        Harness::Sqlite(dir) => {
+            use sqlx::Connection;
+            let url = format!("sqlite:{}", dir.path().join("data/ferry.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(&delete).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        Harness::Postgres(url) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(&delete).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+    let store = h.open().await;
+    let page = store
+        .list_jobs(&JobFilter {
+            created_from: Some(at(2_000)),
+            created_to: Some(at(5_000)),
+            before_seq: Some(seqs[6]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Stand-in: job 5 (4000 ms), itself included.
+    assert_eq!(
+        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![j(5), j(1), j(3), j(2)]
+    );
+    store.close().await;
+}
+
 both_stores!(
     acknowledged_writes_are_on_disk_without_close,
     acknowledged_inserts_survive_kill_9,
@@ -1555,6 +1680,7 @@ both_stores!(
     concurrent_inserts_claiming_one_key_store_exactly_one_job,
     solution_version_and_test_flag_round_trip_on_every_insert_path,
     list_jobs_filters_by_creation_time_and_counts_recent_activity,
+    list_jobs_pages_a_time_range_by_creation_time_exactly,
 );
 
 /// PostgreSQL: a database that lacks migrations is refused unless the store may migrate it

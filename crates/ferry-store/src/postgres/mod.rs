@@ -587,17 +587,52 @@ impl Store for PgStore {
         if let Some(c) = &filter.context_id {
             qb.push(" AND context_id = ").push_bind(c.clone());
         }
-        if let Some(b) = filter.before_seq {
-            qb.push(" AND seq < ").push_bind(b);
-        }
         if let Some(t) = filter.created_from {
             qb.push(" AND created_at >= ").push_bind(to_ms(t));
         }
         if let Some(t) = filter.created_to {
             qb.push(" AND created_at < ").push_bind(to_ms(t));
         }
-        qb.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(i64::from(limit) + 1);
+        // With a time range the page comes newest first by (created_at, seq) straight from the
+        // `jobs_created_seq` index: creation times follow seq only roughly (clock steps, several
+        // nodes), so ordering by seq would read the whole range to find a page.
+        let by_time = filter.created_from.is_some() || filter.created_to.is_some();
+        match filter.before_seq {
+            None => {}
+            Some(b) if !by_time => {
+                qb.push(" AND seq < ").push_bind(b);
+            }
+            // Jobs before the cursor's job (the previous page's last) in (created_at, seq)
+            // order or, if it has been deleted since (retention), from the nearest older job
+            // still stored, that one included; no such job: an empty page.
+            Some(b) => {
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT created_at, seq FROM jobs WHERE seq <= $1 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(b)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(db)?;
+                let Some((c, s)) = row else {
+                    return Ok(JobPage {
+                        jobs: Vec::new(),
+                        next_before_seq: None,
+                    });
+                };
+                let s = if s == b { s } else { s + 1 };
+                qb.push(" AND (created_at, seq) < (")
+                    .push_bind(c)
+                    .push(", ")
+                    .push_bind(s)
+                    .push(")");
+            }
+        }
+        qb.push(if by_time {
+            " ORDER BY created_at DESC, seq DESC LIMIT "
+        } else {
+            " ORDER BY seq DESC LIMIT "
+        })
+        .push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.inner.pool).await.map_err(db)?;
         let mut jobs = rows
             .iter()

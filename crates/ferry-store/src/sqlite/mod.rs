@@ -272,91 +272,31 @@ fn now_ms() -> i64 {
     to_ms(Utc::now())
 }
 
-/// How [`SqliteStore::list_jobs`] reads a page filtered by creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TimePlan {
-    /// SQLite's own choice (no time range, or other filters whose indexes it uses).
-    Planner,
-    /// Walk `seq` down from the newest job, checking the creation time of each.
-    WalkSeq,
-    /// The page's seqs from the `created_at` index range, then their rows.
-    IndexRange,
-}
-
-fn push_time_range(qb: &mut QueryBuilder<'_, Sqlite>, filter: &JobFilter, prefix: &str) {
+fn push_time_range(qb: &mut QueryBuilder<'_, Sqlite>, filter: &JobFilter) {
     if let Some(t) = filter.created_from {
-        qb.push(format!(" AND {prefix}created_at >= "))
-            .push_bind(to_ms(t));
+        qb.push(" AND created_at >= ").push_bind(to_ms(t));
     }
     if let Some(t) = filter.created_to {
-        qb.push(format!(" AND {prefix}created_at < "))
-            .push_bind(to_ms(t));
+        qb.push(" AND created_at < ").push_bind(to_ms(t));
     }
 }
 
 impl SqliteStore {
-    /// The plan of a page filtered by creation time alone with an upper bound (both plans give
-    /// the exact answer; only their cost differs): walking `seq` down costs the jobs newer than
-    /// the range, the index range costs the jobs in it (index entries only, cheaper per job).
-    /// Both counts are estimated from the seqs at the range's ends (creation times follow
-    /// insertion order closely).
-    async fn time_plan(&self, filter: &JobFilter) -> Result<TimePlan, StoreError> {
-        let time_only = filter.solution.is_none()
-            && filter.runbook.is_none()
-            && filter.status.is_none()
-            && filter.context_id.is_none();
-        let Some(to) = filter.created_to else {
-            return Ok(if time_only && filter.created_from.is_some() {
-                TimePlan::WalkSeq
-            } else {
-                TimePlan::Planner
-            });
-        };
-        if !time_only {
-            return Ok(TimePlan::Planner);
-        }
-        let read = &self.inner.read;
-        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM jobs")
-            .fetch_one(read)
-            .await?;
-        let seq_to: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM jobs INDEXED BY jobs_created WHERE created_at < ?1 \
-             ORDER BY created_at DESC LIMIT 1",
+    /// Where a page of a list ordered by creation time continues: the creation time and seq of
+    /// the job the cursor names (the previous page's last job) or, if that job has been deleted
+    /// since (retention), of the nearest older job still stored; `None` if there is none.
+    async fn time_cursor(&self, before_seq: i64) -> Result<Option<(i64, i64)>, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT created_at, seq FROM jobs WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1",
         )
-        .bind(to_ms(to))
-        .fetch_optional(read)
+        .bind(before_seq)
+        .fetch_optional(&self.inner.read)
         .await?;
-        let Some(seq_to) = seq_to else {
-            // Nothing was created before the range's end: the index range is empty.
-            return Ok(TimePlan::IndexRange);
-        };
-        let seq_from: i64 = match filter.created_from {
-            None => 0,
-            Some(from) => sqlx::query_scalar(
-                "SELECT seq FROM jobs INDEXED BY jobs_created WHERE created_at >= ?1 \
-                 ORDER BY created_at LIMIT 1",
-            )
-            .bind(to_ms(from))
-            .fetch_optional(read)
-            .await?
-            .unwrap_or(seq_to),
-        };
-        let upper = match filter.before_seq {
-            Some(b) => newest.unwrap_or(0).min(b),
-            None => newest.unwrap_or(0),
-        };
-        let newer = (upper - seq_to).max(0);
-        let inside = (seq_to.min(upper) - seq_from).max(0);
-        Ok(if inside <= newer.saturating_mul(INDEX_ENTRY_ADVANTAGE) {
-            TimePlan::IndexRange
-        } else {
-            TimePlan::WalkSeq
-        })
+        // Jobs strictly before the cursor's job; a stand-in job (the cursor's was deleted) is
+        // itself on the page.
+        Ok(row.map(|(c, s)| (c, if s == before_seq { s } else { s + 1 })))
     }
 }
-
-/// How many `created_at` index entries cost about as much as one job row walked.
-const INDEX_ENTRY_ADVANTAGE: i64 = 4;
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
@@ -435,29 +375,12 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let limit = filter.effective_limit();
-        let plan = self.time_plan(filter).await?;
+        // With a time range the page comes newest first by (created_at, seq) straight from the
+        // `jobs_created` index (it ends in the rowid, seq): creation times follow seq only
+        // roughly (clock steps), so ordering by seq would read the whole range to find a page.
+        let by_time = filter.created_from.is_some() || filter.created_to.is_some();
         let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {JOB_COLS} FROM jobs"));
-        match plan {
-            TimePlan::Planner => {
-                qb.push(" WHERE 1 = 1");
-            }
-            TimePlan::WalkSeq => {
-                qb.push(" NOT INDEXED WHERE 1 = 1");
-            }
-            TimePlan::IndexRange => {
-                // Only the time range filters: the newest seqs of the range straight from the
-                // `created_at` index (it holds the seq: no row is read), then those rows.
-                qb.push(" WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_created WHERE 1 = 1");
-                push_time_range(&mut qb, filter, "");
-                if let Some(b) = filter.before_seq {
-                    qb.push(" AND seq < ").push_bind(b);
-                }
-                qb.push(" ORDER BY seq DESC LIMIT ")
-                    .push_bind(i64::from(limit) + 1)
-                    .push(")");
-            }
-        }
+            QueryBuilder::new(format!("SELECT {JOB_COLS} FROM jobs WHERE 1 = 1"));
         if let Some(s) = &filter.solution {
             qb.push(" AND solution = ").push_bind(s.clone());
         }
@@ -470,19 +393,37 @@ impl Store for SqliteStore {
         if let Some(c) = &filter.context_id {
             qb.push(" AND context_id = ").push_bind(c.clone());
         }
-        if plan != TimePlan::IndexRange {
-            if let Some(b) = filter.before_seq {
+        push_time_range(&mut qb, filter);
+        match filter.before_seq {
+            None => {}
+            Some(b) if !by_time => {
                 qb.push(" AND seq < ").push_bind(b);
             }
-            // Jobs since a time are the newest ones: walking `seq` down finds a page at once,
-            // where the `created_at` index would sort everything since then (the unary `+`
-            // keeps SQLite off that index).
-            let walk = plan == TimePlan::WalkSeq
-                || (filter.created_from.is_some() && filter.created_to.is_none());
-            push_time_range(&mut qb, filter, if walk { "+" } else { "" });
+            Some(b) => match self.time_cursor(b).await? {
+                // (created_at, seq) < (c, s), written so the index range ends at c.
+                Some((c, s)) => {
+                    qb.push(" AND created_at <= ")
+                        .push_bind(c)
+                        .push(" AND (created_at < ")
+                        .push_bind(c)
+                        .push(" OR seq < ")
+                        .push_bind(s)
+                        .push(")");
+                }
+                None => {
+                    return Ok(JobPage {
+                        jobs: Vec::new(),
+                        next_before_seq: None,
+                    })
+                }
+            },
         }
-        qb.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(i64::from(limit) + 1);
+        qb.push(if by_time {
+            " ORDER BY created_at DESC, seq DESC LIMIT "
+        } else {
+            " ORDER BY seq DESC LIMIT "
+        })
+        .push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.inner.read).await?;
         let mut jobs = rows
             .iter()
