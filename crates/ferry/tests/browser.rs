@@ -98,8 +98,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A chromedriver process (in its own process group, with the Chromium it starts) and a
-/// WebDriver session on a fresh profile. Dropping it kills the whole group.
+/// A chromedriver process and a WebDriver session (Chromium on a fresh profile). `quit` ends
+/// the session, which makes chromedriver quit Chromium; dropping it kills chromedriver.
 struct Browser {
     client: Option<Client>,
     driver: Child,
@@ -110,7 +110,6 @@ struct Browser {
 
 impl Browser {
     async fn start(chromium: &Path, chromedriver: &Path, artefacts: PathBuf) -> Result<Browser> {
-        use std::os::unix::process::CommandExt;
         let profile = tempfile::tempdir()?;
         let port = free_port();
         let log = std::fs::File::create(artefacts.join("chromedriver.log"))?;
@@ -120,7 +119,6 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", chromedriver.display()))?;
         let mut browser = Browser {
@@ -303,12 +301,6 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The driver leads its own process group, which the Chromium it started is in too.
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.driver.id()))
-            .stderr(Stdio::null())
-            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
