@@ -353,10 +353,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             engine.mode(&sol.name).as_str()
         ));
         for rb in sol.runbooks.values() {
-            lines.push(format!(
-                "  trigger {}/{}: POST {public_url}/inbound/{}/{}",
-                sol.name, rb.name, sol.name, rb.name
-            ));
+            // An internal trigger (a schedule) has no inbound endpoint: it is not listed as one.
+            if rb.trigger.internal_only() {
+                lines.push(format!(
+                    "  runbook {}/{}: started by its schedule (ferry schedules list)",
+                    sol.name, rb.name
+                ));
+            } else {
+                lines.push(format!(
+                    "  trigger {}/{}: POST {public_url}/inbound/{}/{}",
+                    sol.name, rb.name, sol.name, rb.name
+                ));
+            }
         }
     }
     crate::output::banner(&lines);

@@ -314,6 +314,13 @@ async fn a_0230_tick_on_the_day_without_0230_runs_once() {
     set_clock(&clock, "2026-03-28T12:00:00Z");
     let server = Server::start(&data, &[&dir], &[("FERRY_TEST_CLOCK_FILE", &clock_s)]);
     wait_started(&server).await;
+    // A schedule has no inbound endpoint, and the start-up banner offers none.
+    let logs = server.logs();
+    assert!(
+        logs.contains("runbook sched/nightly: started by its schedule"),
+        "{logs}"
+    );
+    assert!(!logs.contains("/inbound/sched/nightly"), "{logs}");
     let list = schedules(&server).await;
     for rb in ["nightly", "cron"] {
         assert_eq!(
