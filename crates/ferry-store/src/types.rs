@@ -337,6 +337,24 @@ pub struct JobPage {
     pub next_before_seq: Option<i64>,
 }
 
+impl JobPage {
+    /// The page of at most `limit` jobs from `jobs`, read with `LIMIT limit + 1`: the extra job
+    /// only tells that another page follows.
+    pub(crate) fn from_overfetched(mut jobs: Vec<JobRecord>, limit: u32) -> JobPage {
+        let more = jobs.len() > limit as usize;
+        jobs.truncate(limit as usize);
+        let next_before_seq = if more {
+            jobs.last().map(|j| j.seq)
+        } else {
+            None
+        };
+        JobPage {
+            jobs,
+            next_before_seq,
+        }
+    }
+}
+
 /// Options of [`crate::SqliteStore::open`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

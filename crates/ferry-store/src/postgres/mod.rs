@@ -634,21 +634,11 @@ impl Store for PgStore {
         })
         .push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.inner.pool).await.map_err(db)?;
-        let mut jobs = rows
+        let jobs = rows
             .iter()
             .map(job_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = jobs.len() > limit as usize;
-        jobs.truncate(limit as usize);
-        let next_before_seq = if more {
-            jobs.last().map(|j| j.seq)
-        } else {
-            None
-        };
-        Ok(JobPage {
-            jobs,
-            next_before_seq,
-        })
+        Ok(JobPage::from_overfetched(jobs, limit))
     }
 
     async fn job_steps(&self, id: JobId) -> Result<Vec<StepRecord>, StoreError> {
