@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A database error.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// A database error on the SQLite store's write connection.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Applying the schema migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -58,6 +61,18 @@ impl StoreError {
             StoreError::Db(e) => e
                 .as_database_error()
                 .is_some_and(|d| !matches!(d.kind(), sqlx::error::ErrorKind::Other)),
+            // The constraint violations sqlx reports as such (not a trigger's RAISE, which the
+            // writer turns into its own error first).
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error().map(|f| f.extended_code),
+                Some(
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_CHECK
+                )
+            ),
             StoreError::Migrate(_)
             | StoreError::Io(_)
             | StoreError::Closed

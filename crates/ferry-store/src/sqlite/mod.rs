@@ -19,7 +19,7 @@ use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use self::rows::{dur_ms, from_ms, job_from_row, step_from_row, to_ms, to_us, JOB_COLS, STEP_COLS};
-use self::writer::{CheckpointRow, Counters, InsertRow, Msg, Op, Reply, StepRow};
+use self::writer::{CheckpointRow, Counters, InsertRow, Msg, Op, Reply, StepRow, WriterConfig};
 use crate::{
     Checkpoint, InsertOutcome, JobFilter, JobId, JobPage, JobRecord, JobStatus, MinuteCount,
     NewJob, RunbookFailures, StepRecord, Store, StoreError, StoreOptions,
@@ -66,7 +66,7 @@ pub struct SqliteStore {
 struct Inner {
     tx: mpsc::Sender<Msg>,
     read: SqlitePool,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
     counters: Arc<Counters>,
 }
@@ -140,6 +140,31 @@ async fn checkpointer(
     }
 }
 
+/// Open the write connection on a thread of its own and run the group-commit writer there;
+/// returns once the connection is open (or with the reason it could not be opened).
+async fn spawn_writer(
+    cfg: WriterConfig,
+    rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let handle = std::thread::Builder::new()
+        .name("ferry-store-writer".into())
+        .spawn(move || match writer::open(&cfg) {
+            Ok(conn) => {
+                let _ = ready_tx.send(Ok(()));
+                writer::run(conn, rx, max_batch, counters);
+            }
+            Err(e) => {
+                tracing::error!(path = %cfg.path.display(), error = %e, "opening the store's write connection failed");
+                let _ = ready_tx.send(Err(e));
+            }
+        })?;
+    ready_rx.await.map_err(|_| StoreError::Closed)??;
+    Ok(handle)
+}
+
 /// Group-commit statistics of a [`SqliteStore`] since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WriterStats {
@@ -178,16 +203,9 @@ impl SqliteStore {
         // over while passive checkpoints lag behind, so once it is large the writer runs a
         // RESTART checkpoint between two batches (only the small un-copied tail is left then).
         // The writer's own auto-checkpoint is a high backstop only.
-        let mut conn: SqliteConnection = base
-            .clone()
-            .create_if_missing(true)
-            .pragma(
-                "wal_autocheckpoint",
-                WRITER_AUTOCHECKPOINT_PAGES.to_string(),
-            )
-            .connect()
-            .await?;
+        let mut conn: SqliteConnection = base.clone().create_if_missing(true).connect().await?;
         sqlx::migrate!().run(&mut conn).await?;
+        conn.close().await?;
         let ckpt_conn: SqliteConnection = base.clone().connect().await?;
 
         let read = SqlitePoolOptions::new()
@@ -199,7 +217,18 @@ impl SqliteStore {
 
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(Counters::default());
-        let handle = tokio::spawn(writer::run(conn, rx, opts.max_batch, counters.clone()));
+        let handle = spawn_writer(
+            WriterConfig {
+                path: path.to_path_buf(),
+                sync_full: opts.sync_full,
+                busy_timeout: BUSY_TIMEOUT,
+                autocheckpoint_pages: WRITER_AUTOCHECKPOINT_PAGES,
+            },
+            rx,
+            opts.max_batch,
+            counters.clone(),
+        )
+        .await?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let ckpt = tokio::spawn(checkpointer(ckpt_conn, Arc::downgrade(&counters), stop_rx));
         tracing::debug!(path = %path.display(), sync_full = opts.sync_full, "store opened");
@@ -222,8 +251,11 @@ impl SqliteStore {
             let _ = ack_rx.await;
         }
         if let Some(handle) = self.inner.writer.lock().await.take() {
-            if let Err(e) = handle.await {
-                tracing::warn!(error = %e, "store writer task ended abnormally");
+            // The thread has answered the shutdown (or is gone): joining does not wait long.
+            match tokio::task::spawn_blocking(move || handle.join()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tracing::error!("the store's writer thread panicked"),
+                Err(e) => tracing::warn!(error = %e, "joining the store's writer thread failed"),
             }
         }
         if let Some((stop, handle)) = self.inner.checkpointer.lock().await.take() {

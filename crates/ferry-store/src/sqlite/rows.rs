@@ -57,30 +57,91 @@ fn json(text: &str) -> Result<Value, StoreError> {
     Ok(serde_json::from_str(text)?)
 }
 
-pub(crate) fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
-    let status: String = row.try_get("status")?;
+/// Typed column access, so that one function builds a [`JobRecord`] from a row of the read
+/// pool (sqlx, by column name) and from a row the writer thread returns (rusqlite, by the
+/// position in [`JOB_COLS`]).
+pub(crate) trait Cols {
+    fn int(&self, i: usize, name: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize, name: &str) -> Result<Option<i64>, StoreError>;
+    fn text(&self, i: usize, name: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, i: usize, name: &str) -> Result<Option<String>, StoreError>;
+    fn uuid(&self, i: usize, name: &str) -> Result<uuid::Uuid, StoreError>;
+    /// A JSON document stored as text.
+    fn json(&self, i: usize, name: &str) -> Result<Value, StoreError>;
+}
+
+impl Cols for SqliteRow {
+    fn int(&self, _: usize, name: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_int(&self, _: usize, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn text(&self, _: usize, name: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_text(&self, _: usize, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn uuid(&self, _: usize, name: &str) -> Result<uuid::Uuid, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn json(&self, _: usize, name: &str) -> Result<Value, StoreError> {
+        json(self.try_get(name)?)
+    }
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn int(&self, i: usize, _: &str) -> Result<i64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize, _: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize, _: &str) -> Result<String, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize, _: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn uuid(&self, i: usize, _: &str) -> Result<uuid::Uuid, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn json(&self, i: usize, _: &str) -> Result<Value, StoreError> {
+        json(self.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+    }
+}
+
+/// A [`JobRecord`] from a row holding [`JOB_COLS`] (in that order).
+pub(crate) fn job_from<R: Cols>(row: &R) -> Result<JobRecord, StoreError> {
+    let status = row.text(4, "status")?;
     let status = JobStatus::parse(&status)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown job status {status:?}")))?;
     Ok(JobRecord {
-        id: row.try_get("id")?,
-        seq: row.try_get("seq")?,
-        solution: row.try_get("solution")?,
-        runbook: row.try_get("runbook")?,
+        id: row.uuid(0, "id")?,
+        seq: row.int(1, "seq")?,
+        solution: row.text(2, "solution")?,
+        runbook: row.text(3, "runbook")?,
         status,
-        trigger_output: json(row.try_get("trigger_output")?)?,
-        context_id: row.try_get("context_id")?,
-        concurrency_key: row.try_get("concurrency_key")?,
-        state: json(row.try_get("state")?)?,
-        error: row.try_get("error")?,
-        attempts: row.try_get("attempts")?,
-        created_at: from_ms(row.try_get("created_at")?)?,
-        updated_at: from_ms(row.try_get("updated_at")?)?,
-        started_at: opt_from_ms(row.try_get("started_at")?)?,
-        finished_at: opt_from_ms(row.try_get("finished_at")?)?,
-        next_run_at: opt_from_ms(row.try_get("next_run_at")?)?,
-        solution_version: row.try_get("solution_version")?,
-        test: row.try_get::<i64, _>("test")? != 0,
+        trigger_output: row.json(5, "trigger_output")?,
+        context_id: row.opt_text(6, "context_id")?,
+        concurrency_key: row.opt_text(7, "concurrency_key")?,
+        state: row.json(8, "state")?,
+        error: row.opt_text(9, "error")?,
+        attempts: row.int(10, "attempts")?,
+        created_at: from_ms(row.int(11, "created_at")?)?,
+        updated_at: from_ms(row.int(12, "updated_at")?)?,
+        started_at: opt_from_ms(row.opt_int(13, "started_at")?)?,
+        finished_at: opt_from_ms(row.opt_int(14, "finished_at")?)?,
+        next_run_at: opt_from_ms(row.opt_int(15, "next_run_at")?)?,
+        solution_version: row.opt_text(16, "solution_version")?,
+        test: row.int(17, "test")? != 0,
     })
+}
+
+/// A [`JobRecord`] from a row of the read pool.
+pub(crate) fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+    job_from(row)
 }
 
 pub(crate) fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {

@@ -1,5 +1,10 @@
-//! The group-commit writer: one task owns the write connection and runs every queued write
+//! The group-commit writer: one thread owns the write connection and runs every queued write
 //! command of a batch in one transaction.
+//!
+//! The writer is a plain OS thread that drives SQLite synchronously (rusqlite, over the same
+//! `libsqlite3-sys` build as sqlx's read pool): a command costs one hand-off from the caller's
+//! task to the thread and one back, not one per statement as with an async driver that runs
+//! its own worker thread behind each connection. Statements are prepared once and cached.
 //!
 //! Failure isolation: every command performs exactly one writing SQL statement (except the
 //! purge of expired entries, whose two deletes are independent and idempotent, and a job insert
@@ -22,11 +27,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::Connection;
+use rusqlite::types::ToSql;
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::rows::{job_cols, job_from_row};
+use super::rows::{job_cols, job_from};
 use crate::{InsertOutcome, JobId, JobRecord, StoreError};
 
 pub(crate) use crate::encode::{ClaimRow, InsertRow};
@@ -128,7 +133,7 @@ pub(crate) enum Reply {
 
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, StoreError>>;
 
-/// A message to the writer task.
+/// A message to the writer thread.
 // Commands are the hot path and Shutdown happens once: boxing commands would cost more.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
@@ -137,7 +142,7 @@ pub(crate) enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Counters kept by the writer task.
+/// Counters kept by the writer thread.
 #[derive(Default)]
 pub(crate) struct Counters {
     pub batches: AtomicU64,
@@ -147,9 +152,45 @@ pub(crate) struct Counters {
     pub restart_wal: AtomicBool,
 }
 
-/// The writer task body.
-pub(crate) async fn run(
-    mut conn: SqliteConnection,
+/// How the write connection is opened.
+pub(crate) struct WriterConfig {
+    pub path: std::path::PathBuf,
+    pub sync_full: bool,
+    pub busy_timeout: std::time::Duration,
+    pub autocheckpoint_pages: u32,
+}
+
+/// Statements kept prepared (the handful of fixed ones plus the multi-row variants).
+const STATEMENT_CACHE: usize = 64;
+
+/// Open the write connection with the store's settings (the database exists and is migrated).
+pub(crate) fn open(cfg: &WriterConfig) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        &cfg.path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(cfg.busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "the database could not be put into WAL mode (journal mode {journal})"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = {};",
+        if cfg.sync_full { "FULL" } else { "NORMAL" },
+        cfg.autocheckpoint_pages
+    ))?;
+    Ok(conn)
+}
+
+/// The writer thread's body: batches of queued commands, each batch in one transaction, until
+/// the queue is closed or a shutdown is asked for.
+pub(crate) fn run(
+    conn: Connection,
     mut rx: mpsc::Receiver<Msg>,
     max_batch: usize,
     counters: Arc<Counters>,
@@ -158,7 +199,7 @@ pub(crate) async fn run(
     let mut batch: Vec<(Op, ReplyTx)> = Vec::with_capacity(max_batch);
     loop {
         let mut shutdown = None;
-        match rx.recv().await {
+        match rx.blocking_recv() {
             None => break,
             Some(Msg::Shutdown(ack)) => shutdown = Some(ack),
             Some(Msg::Cmd(op, tx)) => {
@@ -180,10 +221,10 @@ pub(crate) async fn run(
             counters.batches.fetch_add(1, Ordering::Relaxed);
             counters.commands.fetch_add(n, Ordering::Relaxed);
             counters.largest.fetch_max(n, Ordering::Relaxed);
-            run_batch(&mut conn, &mut batch).await;
+            run_batch(&conn, &mut batch);
             if counters.restart_wal.swap(false, Ordering::Relaxed) {
                 let t = std::time::Instant::now();
-                if let Err(e) = exec_sql(&mut conn, "PRAGMA wal_checkpoint(RESTART)").await {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "WAL restart checkpoint failed");
                 }
                 tracing::debug!(took = ?t.elapsed(), "WAL restarted");
@@ -192,35 +233,36 @@ pub(crate) async fn run(
         if let Some(ack) = shutdown {
             // Refuse whatever arrived after the shutdown request.
             rx.close();
-            while let Some(msg) = rx.recv().await {
+            while let Some(msg) = rx.blocking_recv() {
                 if let Msg::Cmd(_, tx) = msg {
                     let _ = tx.send(Err(StoreError::Closed));
                 }
             }
-            close(conn).await;
+            close(conn);
             let _ = ack.send(());
             return;
         }
     }
-    close(conn).await;
+    close(conn);
 }
 
-async fn close(conn: SqliteConnection) {
-    if let Err(e) = conn.close().await {
+fn close(conn: Connection) {
+    if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the store's write connection failed");
     }
 }
 
-async fn exec_sql(conn: &mut SqliteConnection, sql: &str) -> Result<(), StoreError> {
-    sqlx::query(sql).execute(&mut *conn).await?;
+/// Run a statement that returns no rows (prepared once).
+fn exec_sql(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 
 /// Run a batch in one transaction and answer every caller.
-async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<(Op, ReplyTx)>) {
+fn run_batch(conn: &Connection, batch: &mut Vec<(Op, ReplyTx)>) {
     if batch.len() == 1 {
         if let Some((op, tx)) = batch.pop() {
-            let res = run_single(conn, &op).await;
+            let res = run_single(conn, &op);
             let _ = tx.send(res);
         }
         return;
@@ -228,28 +270,27 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<(Op, ReplyTx)>) 
     tracing::trace!(size = batch.len(), "group commit");
     let mut results: Vec<Result<Reply, StoreError>> = Vec::new();
     let mut broken: Option<StoreError> = None;
-    match exec_sql(conn, "BEGIN IMMEDIATE").await {
+    match exec_sql(conn, "BEGIN IMMEDIATE") {
         Err(e) => broken = Some(e),
         Ok(()) => {
-            match exec_all(conn, batch).await {
+            match exec_all(conn, batch) {
                 Ok(r) => results = r,
                 Err(e) => broken = Some(e),
             }
             if broken.is_none() {
-                if let Err(e) = exec_sql(conn, "COMMIT").await {
+                if let Err(e) = exec_sql(conn, "COMMIT") {
                     broken = Some(e);
                 }
             }
-
             if broken.is_some() {
-                let _ = exec_sql(conn, "ROLLBACK").await;
+                let _ = exec_sql(conn, "ROLLBACK");
             }
         }
     }
     if let Some(e) = broken {
         tracing::warn!(error = %e, size = batch.len(), "group commit failed; retrying each command alone");
         for (op, tx) in batch.drain(..) {
-            let res = run_isolated(conn, &op).await;
+            let res = run_isolated(conn, &op);
             let _ = tx.send(res);
         }
         return;
@@ -270,8 +311,8 @@ type Outcome = Result<Result<Reply, StoreError>, StoreError>;
 /// Execute every command of a batch inside the open transaction. Returns the per-command results,
 /// or the first error that is not local to its command (the batch must then be rolled back).
 /// Consecutive job inserts go through [`insert_run`].
-async fn exec_all(
-    conn: &mut SqliteConnection,
+fn exec_all(
+    conn: &Connection,
     batch: &[(Op, ReplyTx)],
 ) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
     let mut results = Vec::with_capacity(batch.len());
@@ -285,16 +326,15 @@ async fn exec_all(
             })
             .collect();
         if rows.is_empty() {
-            results.push(exec_local(conn, &batch[i].0).await?);
+            results.push(exec_local(conn, &batch[i].0)?);
             i += 1;
         } else {
             i += rows.len();
-            results.extend(insert_run(conn, &rows).await?);
+            results.extend(insert_run(conn, &rows)?);
         }
     }
     Ok(results)
 }
-
 /// Insert consecutive jobs, each as if alone and in order: first the key/value claims of all of
 /// them — one multi-row upsert when each claims at most one key (a key claimed by an earlier
 /// insert of the run is held for the later ones), else insert by insert —, then the jobs whose
@@ -302,8 +342,8 @@ async fn exec_all(
 /// INSERTs of 2, 4, ... 64 rows (one statement instead of one per job). If such a statement
 /// fails for a command-local reason (a duplicate), SQLite backs out the whole statement and its
 /// rows are inserted one by one, so each caller gets its own outcome.
-async fn insert_run(
-    conn: &mut SqliteConnection,
+fn insert_run(
+    conn: &Connection,
     rows: &[&InsertRow],
 ) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
     let mut outcomes: Vec<Option<Result<Reply, StoreError>>> =
@@ -331,7 +371,7 @@ async fn insert_run(
         }
         if !claims.is_empty() {
             let now = rows.iter().map(|r| r.now).max().unwrap_or_default();
-            let made = claim_keys(conn, &claims, now).await?;
+            let made = claim_keys(conn, &claims, now)?;
             for (j, made) in owners.into_iter().zip(made) {
                 if !made {
                     outcomes[j] = Some(taken(rows[j], 0));
@@ -341,7 +381,7 @@ async fn insert_run(
     } else {
         let mut made_by = HashMap::new();
         for (j, row) in rows.iter().enumerate() {
-            match claim_row(conn, row).await? {
+            match claim_row(conn, row)? {
                 None => {
                     for c in &row.claims {
                         made_by.insert((c.ns.as_str(), c.key.as_str()), j);
@@ -369,7 +409,7 @@ async fn insert_run(
         p += chunk;
         if chunk >= 2 {
             let many: Vec<&InsertRow> = part.iter().map(|&j| rows[j]).collect();
-            match insert_many(conn, &many).await {
+            match insert_many(conn, &many) {
                 Ok(()) => {
                     for &j in part {
                         outcomes[j] = Some(Ok(Reply::Insert(InsertOutcome::Created)));
@@ -381,7 +421,7 @@ async fn insert_run(
             }
         }
         for &j in part {
-            outcomes[j] = Some(insert_one(conn, rows[j]).await?);
+            outcomes[j] = Some(insert_one(conn, rows[j])?);
         }
     }
     // Rare: an insert that made a claim failed (and released it), so the later inserts of the
@@ -389,8 +429,8 @@ async fn insert_run(
     for j in 0..rows.len() {
         if let Some(owner) = claimed_before[j] {
             if matches!(outcomes[owner], Some(Err(_))) {
-                outcomes[j] = Some(match claim_row(conn, rows[j]).await? {
-                    None => insert_one(conn, rows[j]).await?,
+                outcomes[j] = Some(match claim_row(conn, rows[j])? {
+                    None => insert_one(conn, rows[j])?,
                     Some(index) => taken(rows[j], index),
                 });
             }
@@ -413,12 +453,12 @@ fn taken(row: &InsertRow, index: usize) -> Result<Reply, StoreError> {
 }
 
 /// Make all claims of one insert, or none: returns the position of the first key that is held.
-async fn claim_row(
-    conn: &mut SqliteConnection,
+fn claim_row(
+    conn: &Connection,
     row: &InsertRow,
 ) -> Result<Option<usize>, StoreError> {
     let claims: Vec<&ClaimRow> = row.claims.iter().collect();
-    let made = claim_keys(conn, &claims, row.now).await?;
+    let made = claim_keys(conn, &claims, row.now)?;
     let Some(index) = made.iter().position(|m| !m) else {
         return Ok(None);
     };
@@ -427,19 +467,19 @@ async fn claim_row(
         .zip(&made)
         .filter_map(|(c, m)| m.then_some(c))
         .collect();
-    release_claims(conn, &held).await?;
+    release_claims(conn, &held)?;
     Ok(Some(index))
 }
 
 /// Insert one job whose claims are made; if that fails for a command-local reason, delete the
 /// claims again.
-async fn insert_one(conn: &mut SqliteConnection, row: &InsertRow) -> Outcome {
-    match insert(conn, row).await {
+fn insert_one(conn: &Connection, row: &InsertRow) -> Outcome {
+    match insert(conn, row) {
         Ok(outcome) => Ok(Ok(Reply::Insert(outcome))),
         Err(e) if !e.is_command_local() => Err(e),
         Err(e) => {
             let claims: Vec<&ClaimRow> = row.claims.iter().collect();
-            release_claims(conn, &claims).await?;
+            release_claims(conn, &claims)?;
             Ok(Err(e))
         }
     }
@@ -467,8 +507,8 @@ fn claim_sql(n: usize) -> &'static str {
 
 /// Write each key that is absent or expired at `now` (a key listed twice is claimed once, and
 /// both get its result). Returns, per claim, whether it was written.
-async fn claim_keys(
-    conn: &mut SqliteConnection,
+fn claim_keys(
+    conn: &Connection,
     claims: &[&ClaimRow],
     now: i64,
 ) -> Result<Vec<bool>, StoreError> {
@@ -488,12 +528,17 @@ async fn claim_keys(
     let mut done = 0;
     while done < unique.len() {
         let chunk = (1usize << (unique.len() - done).ilog2()).min(MULTI_INSERT_MAX);
-        let mut q = sqlx::query_as::<_, (String, String)>(claim_sql(chunk));
+        let mut stmt = conn.prepare_cached(claim_sql(chunk))?;
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk * 4 + 1);
         for c in &unique[done..done + chunk] {
-            q = q.bind(&c.ns).bind(&c.key).bind(&c.value).bind(c.expires_at);
+            params.extend([&c.ns as &dyn ToSql, &c.key, &c.value, &c.expires_at]);
         }
-        for (ns, key) in q.bind(now).fetch_all(&mut *conn).await? {
-            if let Some(&u) = position.get(&(ns.as_str(), key.as_str())) {
+        params.push(&now);
+        let mut rows = stmt.query(&*params)?;
+        while let Some(row) = rows.next()? {
+            let ns = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let key = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            if let Some(&u) = position.get(&(ns, key)) {
                 made[u] = true;
             }
         }
@@ -503,26 +548,153 @@ async fn claim_keys(
 }
 
 /// Delete claims made in this transaction (their job was not stored).
-async fn release_claims(
-    conn: &mut SqliteConnection,
-    claims: &[&ClaimRow],
-) -> Result<(), StoreError> {
+fn release_claims(conn: &Connection, claims: &[&ClaimRow]) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached("DELETE FROM kv WHERE ns = ?1 AND key = ?2")?;
     for c in claims {
-        sqlx::query("DELETE FROM kv WHERE ns = ?1 AND key = ?2")
-            .bind(&c.ns)
-            .bind(&c.key)
-            .execute(&mut *conn)
-            .await?;
+        stmt.execute((&c.ns, &c.key))?;
     }
     Ok(())
 }
 
+fn insert_many(conn: &Connection, rows: &[&InsertRow]) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(multi_insert_sql(rows.len()))?;
+    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(rows.len() * 11);
+    for r in rows {
+        params.extend([
+            &r.id as &dyn ToSql,
+            &r.solution,
+            &r.runbook,
+            &r.trigger_output,
+            &r.context_id,
+            &r.dedup_key,
+            &r.state,
+            &r.now,
+            &r.now,
+            &r.solution_version,
+            &r.test,
+        ]);
+    }
+    stmt.execute(&*params)?;
+    Ok(())
+}
+
+/// Run one writing statement; the number of rows it changed.
+fn exec_count<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> Result<u64, StoreError> {
+    Ok(conn.prepare_cached(sql)?.execute(params)? as u64)
+}
+
+/// Execute one command (inside the batch transaction, or alone in autocommit mode).
+fn exec_op(conn: &Connection, op: &Op) -> Result<Reply, StoreError> {
+    match op {
+        Op::Insert(row) => insert_run(conn, &[row])?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("a job insert got no outcome".into()))),
+        Op::Claim {
+            worker,
+            now,
+            lease_until,
+        } => claim(conn, worker, *now, *lease_until).map(|job| Reply::Claim(job.map(Box::new))),
+        Op::Checkpoint(cp) => checkpoint(conn, cp).map(|()| Reply::Unit),
+        Op::Recover { now } => exec_count(
+            conn,
+            "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
+             updated_at = ?1 WHERE status = 'running'",
+            [now],
+        )
+        .map(Reply::Count),
+        Op::Requeue { id, state, now } => requeue(conn, *id, state, *now).map(|()| Reply::Unit),
+        Op::KvPut {
+            ns,
+            key,
+            value,
+            expires_at,
+        } => exec_count(
+            conn,
+            "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            (ns, key, value, expires_at),
+        )
+        .map(|_| Reply::Unit),
+        Op::KvPutNew {
+            ns,
+            key,
+            value,
+            now,
+            expires_at,
+        } => exec_count(
+            conn,
+            "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
+             WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?5",
+            (ns, key, value, expires_at, now),
+        )
+        .map(|n| Reply::Bool(n > 0)),
+        Op::KvDelete { ns, key } => exec_count(
+            conn,
+            "DELETE FROM kv WHERE ns = ?1 AND key = ?2",
+            (ns, key),
+        )
+        .map(|_| Reply::Unit),
+        Op::LockAcquire {
+            key,
+            token,
+            now,
+            expires_at,
+        } => exec_count(
+            conn,
+            "INSERT INTO locks (key, token, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at \
+             WHERE locks.expires_at <= ?4 OR locks.token = excluded.token",
+            (key, token, expires_at, now),
+        )
+        .map(|n| Reply::Bool(n > 0)),
+        Op::RenewLease {
+            id,
+            worker,
+            lease_until,
+        } => exec_count(
+            conn,
+            "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
+            (id, worker, lease_until),
+        )
+        .map(|n| Reply::Bool(n > 0)),
+        // Steps go with their job (ON DELETE CASCADE).
+        Op::PurgeFinished { before, limit } => exec_count(
+            conn,
+            "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_finished \
+             WHERE status IN ('finished', 'failed') AND finished_at < ?1 \
+             ORDER BY finished_at LIMIT ?2)",
+            (before, limit),
+        )
+        .map(Reply::Count),
+        Op::Purge { now } => {
+            let kv = exec_count(
+                conn,
+                "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                [now],
+            )?;
+            let locks = exec_count(conn, "DELETE FROM locks WHERE expires_at <= ?1", [now])?;
+            Ok(Reply::Count(kv + locks))
+        }
+        Op::LockRelease { key, token } => exec_count(
+            conn,
+            "DELETE FROM locks WHERE key = ?1 AND token = ?2",
+            (key, token),
+        )
+        .map(|n| Reply::Bool(n > 0)),
+    }
+}
+
 /// Execute one command; `Err` only for errors that are not local to the command.
-async fn exec_local(
-    conn: &mut SqliteConnection,
+fn exec_local(
+    conn: &Connection,
     op: &Op,
 ) -> Result<Result<Reply, StoreError>, StoreError> {
-    match exec_op(conn, op).await {
+    match exec_op(conn, op) {
         Err(e) if !e.is_command_local() => Err(e),
         r => Ok(r),
     }
@@ -548,202 +720,32 @@ fn multi_insert_sql(n: usize) -> &'static str {
     all.get(n.ilog2() as usize).map_or("", String::as_str)
 }
 
-async fn insert_many(conn: &mut SqliteConnection, rows: &[&InsertRow]) -> Result<(), StoreError> {
-    let mut q = sqlx::query(multi_insert_sql(rows.len()));
-    for r in rows {
-        q = q
-            .bind(r.id)
-            .bind(&r.solution)
-            .bind(&r.runbook)
-            .bind(&r.trigger_output)
-            .bind(&r.context_id)
-            .bind(&r.dedup_key)
-            .bind(&r.state)
-            .bind(r.now)
-            .bind(r.now)
-            .bind(&r.solution_version)
-            .bind(r.test);
-    }
-    q.execute(&mut *conn).await?;
-    Ok(())
-}
-
 /// Run one command on its own. Every command but a job insert with claims performs a single
 /// writing statement, so it runs in autocommit mode: the statement is its own (durable,
 /// atomic) transaction. A job insert with claims runs in an explicit transaction.
-async fn run_single(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
+fn run_single(conn: &Connection, op: &Op) -> Result<Reply, StoreError> {
     match op {
-        Op::Insert(row) if !row.claims.is_empty() => run_isolated(conn, op).await,
-        _ => exec_op(conn, op).await,
+        Op::Insert(row) if !row.claims.is_empty() => run_isolated(conn, op),
+        _ => exec_op(conn, op),
     }
 }
 
 /// Run one command in an explicit transaction. Used after a failed batch: should the failed
 /// batch have left a transaction open, BEGIN fails and the caller gets an error instead of a
 /// success that was never committed.
-async fn run_isolated(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
-    exec_sql(conn, "BEGIN IMMEDIATE").await?;
-    match exec_op(conn, op).await {
-        Ok(reply) => match exec_sql(conn, "COMMIT").await {
+fn run_isolated(conn: &Connection, op: &Op) -> Result<Reply, StoreError> {
+    exec_sql(conn, "BEGIN IMMEDIATE")?;
+    match exec_op(conn, op) {
+        Ok(reply) => match exec_sql(conn, "COMMIT") {
             Ok(()) => Ok(reply),
             Err(e) => {
-                let _ = exec_sql(conn, "ROLLBACK").await;
+                let _ = exec_sql(conn, "ROLLBACK");
                 Err(e)
             }
         },
         Err(e) => {
-            let _ = exec_sql(conn, "ROLLBACK").await;
+            let _ = exec_sql(conn, "ROLLBACK");
             Err(e)
-        }
-    }
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation))
-}
-
-/// Execute one command (inside the batch transaction, or alone in autocommit mode).
-async fn exec_op(conn: &mut SqliteConnection, op: &Op) -> Result<Reply, StoreError> {
-    match op {
-        Op::Insert(row) => insert_run(conn, &[row])
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Corrupt("a job insert got no outcome".into()))),
-        Op::Claim {
-            worker,
-            now,
-            lease_until,
-        } => claim(conn, worker, *now, *lease_until)
-            .await
-            .map(|job| Reply::Claim(job.map(Box::new))),
-        Op::Checkpoint(cp) => checkpoint(conn, cp).await.map(|()| Reply::Unit),
-        Op::Recover { now } => {
-            let res = sqlx::query(
-                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
-                 updated_at = ?1 WHERE status = 'running'",
-            )
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Reply::Count(res.rows_affected()))
-        }
-        Op::Requeue { id, state, now } => {
-            requeue(conn, *id, state, *now).await.map(|()| Reply::Unit)
-        }
-        Op::KvPut {
-            ns,
-            key,
-            value,
-            expires_at,
-        } => {
-            sqlx::query(
-                "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-            )
-            .bind(ns)
-            .bind(key)
-            .bind(value)
-            .bind(expires_at)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Reply::Unit)
-        }
-        Op::KvPutNew {
-            ns,
-            key,
-            value,
-            now,
-            expires_at,
-        } => {
-            let res = sqlx::query(
-                "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
-                 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?5",
-            )
-            .bind(ns)
-            .bind(key)
-            .bind(value)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Reply::Bool(res.rows_affected() > 0))
-        }
-        Op::KvDelete { ns, key } => {
-            sqlx::query("DELETE FROM kv WHERE ns = ?1 AND key = ?2")
-                .bind(ns)
-                .bind(key)
-                .execute(&mut *conn)
-                .await?;
-            Ok(Reply::Unit)
-        }
-        Op::LockAcquire {
-            key,
-            token,
-            now,
-            expires_at,
-        } => {
-            let res = sqlx::query(
-                "INSERT INTO locks (key, token, expires_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at \
-                 WHERE locks.expires_at <= ?4 OR locks.token = excluded.token",
-            )
-            .bind(key)
-            .bind(token)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Reply::Bool(res.rows_affected() > 0))
-        }
-        Op::RenewLease {
-            id,
-            worker,
-            lease_until,
-        } => {
-            let res = sqlx::query(
-                "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
-            )
-            .bind(id)
-            .bind(worker)
-            .bind(lease_until)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Reply::Bool(res.rows_affected() > 0))
-        }
-        Op::PurgeFinished { before, limit } => {
-            // Steps go with their job (ON DELETE CASCADE).
-            let res = sqlx::query(
-                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_finished \
-                 WHERE status IN ('finished', 'failed') AND finished_at < ?1 \
-                 ORDER BY finished_at LIMIT ?2)",
-            )
-            .bind(before)
-            .bind(limit)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Reply::Count(res.rows_affected()))
-        }
-        Op::Purge { now } => {
-            let kv =
-                sqlx::query("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1")
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-            let locks = sqlx::query("DELETE FROM locks WHERE expires_at <= ?1")
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            Ok(Reply::Count(kv.rows_affected() + locks.rows_affected()))
-        }
-        Op::LockRelease { key, token } => {
-            let res = sqlx::query("DELETE FROM locks WHERE key = ?1 AND token = ?2")
-                .bind(key)
-                .bind(token)
-                .execute(&mut *conn)
-                .await?;
-            Ok(Reply::Bool(res.rows_affected() > 0))
         }
     }
 }
@@ -757,35 +759,31 @@ const INSERT_SQL: &str = "INSERT INTO jobs (id, solution, runbook, status, trigg
          WHERE concurrency_key = ?6 \
          AND blocked = 0 AND status IN ('queued', 'running', 'waiting')) END, ?9, ?9, ?10, ?11)";
 
-async fn insert(conn: &mut SqliteConnection, row: &InsertRow) -> Result<InsertOutcome, StoreError> {
-    let res = sqlx::query(INSERT_SQL)
-        .bind(row.id)
-        .bind(&row.solution)
-        .bind(&row.runbook)
-        .bind(&row.trigger_output)
-        .bind(&row.context_id)
-        .bind(&row.concurrency_key)
-        .bind(&row.dedup_key)
-        .bind(&row.state)
-        .bind(row.now)
-        .bind(&row.solution_version)
-        .bind(row.test)
-        .execute(&mut *conn)
-        .await;
+
+fn insert(conn: &Connection, row: &InsertRow) -> Result<InsertOutcome, StoreError> {
+    let res = conn.prepare_cached(INSERT_SQL)?.execute((
+        &row.id,
+        &row.solution,
+        &row.runbook,
+        &row.trigger_output,
+        &row.context_id,
+        &row.concurrency_key,
+        &row.dedup_key,
+        &row.state,
+        &row.now,
+        &row.solution_version,
+        &row.test,
+    ));
     match res {
         Ok(_) => Ok(InsertOutcome::Created),
         Err(e) if is_unique_violation(&e) => {
             if let Some(dedup) = &row.dedup_key {
-                let existing: Option<JobId> = sqlx::query_scalar(
+                let mut stmt = conn.prepare_cached(
                     "SELECT id FROM jobs WHERE solution = ?1 AND runbook = ?2 AND dedup_key = ?3",
-                )
-                .bind(&row.solution)
-                .bind(&row.runbook)
-                .bind(dedup)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if let Some(existing) = existing {
-                    return Ok(InsertOutcome::Duplicate { existing });
+                )?;
+                let mut rows = stmt.query((&row.solution, &row.runbook, dedup))?;
+                if let Some(r) = rows.next()? {
+                    return Ok(InsertOutcome::Duplicate { existing: r.get(0)? });
                 }
             }
             Err(StoreError::Conflict(format!(
@@ -797,6 +795,13 @@ async fn insert(conn: &mut SqliteConnection, row: &InsertRow) -> Result<InsertOu
     }
 }
 
+/// True for a UNIQUE or PRIMARY KEY constraint violation.
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error().map(|f| f.extended_code),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
+}
 /// Claim: a due Waiting job (earliest first), else a Running job whose lease expired (its
 /// worker or node is gone or stalled; earliest expiry first), else the oldest Queued job that
 /// holds or needs no concurrency key. Each sub-select is served by a partial index
@@ -816,19 +821,19 @@ const CLAIM_SQL: &str = concat!(
     job_cols!()
 );
 
-async fn claim(
-    conn: &mut SqliteConnection,
+
+fn claim(
+    conn: &Connection,
     worker: &str,
     now: i64,
     lease_until: i64,
 ) -> Result<Option<JobRecord>, StoreError> {
-    let row = sqlx::query(CLAIM_SQL)
-        .bind(worker)
-        .bind(lease_until)
-        .bind(now)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.as_ref().map(job_from_row).transpose()
+    let mut stmt = conn.prepare_cached(CLAIM_SQL)?;
+    let mut rows = stmt.query((worker, lease_until, now))?;
+    match rows.next()? {
+        Some(row) => job_from(row).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Message raised by the checkpoint trigger for an unknown job.
@@ -836,82 +841,66 @@ const JOB_NOT_FOUND: &str = "ferry: job not found";
 /// Message raised by the checkpoint trigger when the writer no longer holds the job's lease.
 const LEASE_LOST: &str = "ferry: lease lost";
 
-async fn checkpoint(conn: &mut SqliteConnection, cp: &CheckpointRow) -> Result<(), StoreError> {
+fn checkpoint(conn: &Connection, cp: &CheckpointRow) -> Result<(), StoreError> {
     // One statement (see the `job_checkpoint` view and its trigger in the migrations).
     let step = cp.step.as_ref();
-    let res = sqlx::query(
+    let mut stmt = conn.prepare_cached(
         "INSERT INTO job_checkpoint (job_id, state, status, error, now, next_run_at, terminal, \
          has_step, step_id, invocation, step_status, input, outputs, logs, step_error, started_at, \
          finished_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(cp.job_id)
-    .bind(&cp.state)
-    .bind(cp.status)
-    .bind(&cp.error)
-    .bind(cp.now)
-    .bind(cp.next_run_at)
-    .bind(cp.terminal)
-    .bind(step.is_some())
-    .bind(step.map(|s| s.step_id.as_str()))
-    .bind(step.map(|s| s.invocation))
-    .bind(step.map(|s| s.status))
-    .bind(step.map(|s| s.input.as_str()))
-    .bind(step.map(|s| s.outputs.as_str()))
-    .bind(step.map(|s| s.logs.as_str()))
-    .bind(step.and_then(|s| s.error.as_deref()))
-    .bind(step.map(|s| s.started_at))
-    .bind(step.map(|s| s.finished_at))
-    .bind(cp.owner.as_deref())
-    .execute(&mut *conn)
-    .await;
-    match res {
+    )?;
+    let params: [&dyn ToSql; 18] = [
+        &cp.job_id,
+        &cp.state,
+        &cp.status,
+        &cp.error,
+        &cp.now,
+        &cp.next_run_at,
+        &cp.terminal,
+        &step.is_some(),
+        &step.map(|s| s.step_id.as_str()),
+        &step.map(|s| s.invocation),
+        &step.map(|s| s.status),
+        &step.map(|s| s.input.as_str()),
+        &step.map(|s| s.outputs.as_str()),
+        &step.map(|s| s.logs.as_str()),
+        &step.and_then(|s| s.error.as_deref()),
+        &step.map(|s| s.started_at),
+        &step.map(|s| s.finished_at),
+        &cp.owner.as_deref(),
+    ];
+    match stmt.execute(params.as_slice()) {
         Ok(_) => Ok(()),
-        Err(e)
-            if e.as_database_error()
-                .is_some_and(|d| d.message().contains(JOB_NOT_FOUND)) =>
-        {
+        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains(JOB_NOT_FOUND) => {
             Err(StoreError::NotFound)
         }
-        Err(e)
-            if e.as_database_error()
-                .is_some_and(|d| d.message().contains(LEASE_LOST)) =>
-        {
+        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains(LEASE_LOST) => {
             Err(StoreError::LeaseLost)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-async fn requeue(
-    conn: &mut SqliteConnection,
-    id: JobId,
-    state: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+fn requeue(conn: &Connection, id: JobId, state: &str, now: i64) -> Result<(), StoreError> {
     let sql = "UPDATE jobs SET status = 'queued', state = ?2, error = NULL, started_at = NULL, \
          finished_at = NULL, next_run_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?3, \
          blocked = CASE WHEN concurrency_key IS NULL THEN 0 ELSE EXISTS (SELECT 1 FROM jobs k \
            WHERE k.concurrency_key = jobs.concurrency_key AND k.seq <> jobs.seq AND k.blocked = 0 \
            AND k.status IN ('queued', 'running', 'waiting')) END \
          WHERE id = ?1 AND status = 'failed'";
-    let res = sqlx::query(sql)
-        .bind(id)
-        .bind(state)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    if res.rows_affected() > 0 {
+    if exec_count(conn, sql, (&id, state, now))? > 0 {
         return Ok(());
     }
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match status {
+    let mut stmt = conn.prepare_cached("SELECT status FROM jobs WHERE id = ?1")?;
+    let mut rows = stmt.query([&id])?;
+    match rows.next()? {
         None => Err(StoreError::NotFound),
-        Some(s) => Err(StoreError::Conflict(format!(
-            "job {id} is {s}, only failed jobs can be re-run"
-        ))),
+        Some(r) => {
+            let s: String = r.get(0)?;
+            Err(StoreError::Conflict(format!(
+                "job {id} is {s}, only failed jobs can be re-run"
+            )))
+        }
     }
 }
 
