@@ -42,7 +42,7 @@ pub enum StoreError {
     /// The database schema does not fit this build (newer than it knows, or not migrated).
     #[error("database schema: {0}")]
     Schema(String),
-    /// The store has been closed (or its writer task has stopped).
+    /// The store has been closed (or its writer has stopped).
     #[error("store is closed")]
     Closed,
 }

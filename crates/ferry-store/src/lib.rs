@@ -5,10 +5,11 @@
 //! a namespaced key/value store with TTL and single-flight locks. It is object safe
 //! (`Arc<dyn Store>`), so other back ends (PostgreSQL) can be added without touching callers.
 //!
-//! [`SqliteStore`] is the embedded implementation (SQLite in WAL mode through `sqlx`). All writes
-//! are **group-committed**: a single writer task owns the write connection, drains every queued
-//! write command (up to [`StoreOptions::max_batch`]), runs them in one transaction and answers each
-//! caller only after `COMMIT`. Reads use a separate pool of read-only connections.
+//! [`SqliteStore`] is the embedded implementation (SQLite in WAL mode). All writes are
+//! **group-committed**: a single writer thread owns the write connection (`rusqlite`), drains
+//! every queued write command (up to [`StoreOptions::max_batch`]), runs them in one transaction
+//! and answers each caller only after `COMMIT`. Reads use a separate pool of read-only
+//! connections (`sqlx`).
 //!
 //! [`PgStore`] is the PostgreSQL implementation that several `ferry serve` nodes share
 //! (claims with `FOR UPDATE SKIP LOCKED`, concurrency keys ordered by advisory locks, idle

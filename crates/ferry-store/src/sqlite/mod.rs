@@ -178,7 +178,7 @@ pub struct WriterStats {
 
 impl SqliteStore {
     /// Open (creating the file and its parent directories if needed) and migrate the database at
-    /// `path`, and start the writer task. Must be called inside a Tokio runtime.
+    /// `path`, and start the writer thread. Must be called inside a Tokio runtime.
     pub async fn open(path: &Path, opts: StoreOptions) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {

@@ -187,6 +187,15 @@ pub(crate) fn open(cfg: &WriterConfig) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Under concurrent load (the previous batch held more than one command) the writer waits up
+/// to this long for a batch as large as the previous one before it commits: every transaction
+/// rewrites the pages that all inserts append to (the jobs table and its time-ordered indexes),
+/// so a batch of ten costs far less per command than ten batches of one. A lone caller (a
+/// job's checkpoints one after the other) never waits.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+/// How long the writer sleeps between two looks at the queue while it lingers.
+const LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// The writer thread's body: batches of queued commands, each batch in one transaction, until
 /// the queue is closed or a shutdown is asked for.
 pub(crate) fn run(
@@ -197,6 +206,8 @@ pub(crate) fn run(
 ) {
     let max_batch = max_batch.max(1);
     let mut batch: Vec<(Op, ReplyTx)> = Vec::with_capacity(max_batch);
+    // Size of the previous batch: more than one command means concurrent callers.
+    let mut previous = 0usize;
     loop {
         let mut shutdown = None;
         match rx.blocking_recv() {
@@ -204,18 +215,31 @@ pub(crate) fn run(
             Some(Msg::Shutdown(ack)) => shutdown = Some(ack),
             Some(Msg::Cmd(op, tx)) => {
                 batch.push((op, tx));
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(Msg::Cmd(op, tx)) => batch.push((op, tx)),
-                        Ok(Msg::Shutdown(ack)) => {
-                            shutdown = Some(ack);
-                            break;
+                let linger = (previous > 1).then(|| std::time::Instant::now() + LINGER);
+                'gather: loop {
+                    while batch.len() < max_batch {
+                        match rx.try_recv() {
+                            Ok(Msg::Cmd(op, tx)) => batch.push((op, tx)),
+                            Ok(Msg::Shutdown(ack)) => {
+                                shutdown = Some(ack);
+                                break 'gather;
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
+                    }
+                    match linger {
+                        Some(until)
+                            if batch.len() < previous.min(max_batch)
+                                && std::time::Instant::now() < until =>
+                        {
+                            std::thread::sleep(LINGER_STEP);
+                        }
+                        _ => break,
                     }
                 }
             }
         }
+        previous = batch.len();
         if !batch.is_empty() {
             let n = batch.len() as u64;
             counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -453,10 +477,7 @@ fn taken(row: &InsertRow, index: usize) -> Result<Reply, StoreError> {
 }
 
 /// Make all claims of one insert, or none: returns the position of the first key that is held.
-fn claim_row(
-    conn: &Connection,
-    row: &InsertRow,
-) -> Result<Option<usize>, StoreError> {
+fn claim_row(conn: &Connection, row: &InsertRow) -> Result<Option<usize>, StoreError> {
     let claims: Vec<&ClaimRow> = row.claims.iter().collect();
     let made = claim_keys(conn, &claims, row.now)?;
     let Some(index) = made.iter().position(|m| !m) else {
@@ -507,11 +528,7 @@ fn claim_sql(n: usize) -> &'static str {
 
 /// Write each key that is absent or expired at `now` (a key listed twice is claimed once, and
 /// both get its result). Returns, per claim, whether it was written.
-fn claim_keys(
-    conn: &Connection,
-    claims: &[&ClaimRow],
-    now: i64,
-) -> Result<Vec<bool>, StoreError> {
+fn claim_keys(conn: &Connection, claims: &[&ClaimRow], now: i64) -> Result<Vec<bool>, StoreError> {
     let mut position: HashMap<(&str, &str), usize> = HashMap::with_capacity(claims.len());
     let mut unique: Vec<&ClaimRow> = Vec::with_capacity(claims.len());
     let mut slots = Vec::with_capacity(claims.len());
@@ -690,10 +707,7 @@ fn exec_op(conn: &Connection, op: &Op) -> Result<Reply, StoreError> {
 }
 
 /// Execute one command; `Err` only for errors that are not local to the command.
-fn exec_local(
-    conn: &Connection,
-    op: &Op,
-) -> Result<Result<Reply, StoreError>, StoreError> {
+fn exec_local(conn: &Connection, op: &Op) -> Result<Result<Reply, StoreError>, StoreError> {
     match exec_op(conn, op) {
         Err(e) if !e.is_command_local() => Err(e),
         r => Ok(r),
@@ -759,7 +773,6 @@ const INSERT_SQL: &str = "INSERT INTO jobs (id, solution, runbook, status, trigg
          WHERE concurrency_key = ?6 \
          AND blocked = 0 AND status IN ('queued', 'running', 'waiting')) END, ?9, ?9, ?10, ?11)";
 
-
 fn insert(conn: &Connection, row: &InsertRow) -> Result<InsertOutcome, StoreError> {
     let res = conn.prepare_cached(INSERT_SQL)?.execute((
         &row.id,
@@ -783,7 +796,9 @@ fn insert(conn: &Connection, row: &InsertRow) -> Result<InsertOutcome, StoreErro
                 )?;
                 let mut rows = stmt.query((&row.solution, &row.runbook, dedup))?;
                 if let Some(r) = rows.next()? {
-                    return Ok(InsertOutcome::Duplicate { existing: r.get(0)? });
+                    return Ok(InsertOutcome::Duplicate {
+                        existing: r.get(0)?,
+                    });
                 }
             }
             Err(StoreError::Conflict(format!(
@@ -820,7 +835,6 @@ const CLAIM_SQL: &str = concat!(
      RETURNING ",
     job_cols!()
 );
-
 
 fn claim(
     conn: &Connection,
