@@ -10,11 +10,22 @@ use ferry_store::{
     Checkpoint, JobStatus, SqliteStore, StepRecord, StepStatus, Store, StoreOptions,
 };
 use serde_json::json;
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 
 /// The first migration that is not applied before the upgrade.
 const STEPS_ROWID: i64 = 20261130000006;
+
+/// A connection to the database at `db` (created if missing).
+async fn connect(db: &Path) -> SqliteConnection {
+    SqliteConnectOptions::from_str("sqlite://")
+        .unwrap()
+        .filename(db)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap()
+}
 
 /// Apply the crate's migrations older than `before` to a new database at `db`.
 async fn migrate_until(db: &Path, before: i64) {
@@ -28,13 +39,7 @@ async fn migrate_until(db: &Path, before: i64) {
             std::fs::copy(&path, older.path().join(&name)).unwrap();
         }
     }
-    let mut conn = SqliteConnectOptions::from_str("sqlite://")
-        .unwrap()
-        .filename(db)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = connect(db).await;
     sqlx::migrate::Migrator::new(older.path())
         .await
         .unwrap()
@@ -56,12 +61,7 @@ async fn steps_survive_the_move_to_a_rowid_table() {
     let other = uuid::Uuid::now_v7();
     let big = "x".repeat(40_000);
     {
-        let mut conn = SqliteConnectOptions::from_str("sqlite://")
-            .unwrap()
-            .filename(&db)
-            .connect()
-            .await
-            .unwrap();
+        let mut conn = connect(&db).await;
         for id in [job, other] {
             sqlx::query(
                 "INSERT INTO jobs (id, solution, runbook, status, trigger_output, state, \
@@ -145,12 +145,7 @@ async fn steps_survive_the_move_to_a_rowid_table() {
     assert_eq!((steps[3].seq, steps[3].step_id.as_str()), (4, "log"));
 
     // The unique (job_id, seq) index holds, and a job's steps still go with it.
-    let mut conn = SqliteConnectOptions::from_str("sqlite://")
-        .unwrap()
-        .filename(&db)
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = connect(&db).await;
     // The new layout: a rowid table, its key in a unique index of its own.
     let table: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'steps'")
         .fetch_one(&mut conn)
