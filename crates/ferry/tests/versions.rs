@@ -960,9 +960,15 @@ steps:
             .find(|h| h["id"] == hook["id"] && h["disabled"] == true)
     })
     .await;
-    assert!(server
-        .logs()
-        .contains("deprovisioned: the reloaded solution no longer has it"));
+    // The server logs the outcome after the Webhooks API call returns, so the emulator can show
+    // the disabled webhook a moment before the log line is written.
+    wait_until("the deprovisioning to be logged", &server, || async {
+        server
+            .logs()
+            .contains("deprovisioned: the reloaded solution no longer has it")
+            .then_some(())
+    })
+    .await;
     let info = solution_info(&server, "xw").await;
     assert!(
         !info["provisioning"]
