@@ -187,12 +187,16 @@ pub(crate) fn open(cfg: &WriterConfig) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Under concurrent load (the previous batch held more than one command) the writer waits up
-/// to this long for a batch as large as the previous one before it commits: every transaction
-/// rewrites the pages that all inserts append to (the jobs table and its time-ordered indexes),
-/// so a batch of ten costs far less per command than ten batches of one. A lone caller (a
-/// job's checkpoints one after the other) never waits.
+/// Under concurrent load (the previous batch held at least [`LINGER_FROM`] commands) the writer
+/// waits up to this long for a batch as large as the previous one before it commits: every
+/// transaction rewrites the pages that all inserts append to (the jobs table and its
+/// time-ordered indexes), so a batch of thirty costs far less per command than ten batches of
+/// three. A lone caller (a job's checkpoints one after the other) never waits.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+/// The smallest previous batch that makes the writer wait for more (see [`LINGER`]).
+/// Two: a fast writer keeps batches small (about three at 32 callers), so a higher threshold
+/// would never be reached once the batches are small.
+const LINGER_FROM: usize = 2;
 /// How long the writer sleeps between two looks at the queue while it lingers.
 const LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(50);
 
@@ -206,7 +210,7 @@ pub(crate) fn run(
 ) {
     let max_batch = max_batch.max(1);
     let mut batch: Vec<(Op, ReplyTx)> = Vec::with_capacity(max_batch);
-    // Size of the previous batch: more than one command means concurrent callers.
+    // Size of the previous batch: many commands mean many concurrent callers.
     let mut previous = 0usize;
     loop {
         let mut shutdown = None;
@@ -215,7 +219,7 @@ pub(crate) fn run(
             Some(Msg::Shutdown(ack)) => shutdown = Some(ack),
             Some(Msg::Cmd(op, tx)) => {
                 batch.push((op, tx));
-                let linger = (previous > 1).then(|| std::time::Instant::now() + LINGER);
+                let linger = (previous >= LINGER_FROM).then(|| std::time::Instant::now() + LINGER);
                 'gather: loop {
                     while batch.len() < max_batch {
                         match rx.try_recv() {
