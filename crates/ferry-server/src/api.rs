@@ -460,6 +460,7 @@ pub fn job_detail(job: &JobRecord, steps: &[StepRecord]) -> api::JobDetail {
         (status = 400, description = "A parameter is invalid (the message names it)", body = api::ErrorBody),
         (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
         (status = 500, description = "The store failed", body = api::ErrorBody),
+        (status = 503, description = "The store is unreachable (the database is down); try again after `Retry-After`", body = api::ErrorBody),
     )
 )]
 async fn list_jobs(
@@ -531,6 +532,7 @@ async fn find_job(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
         (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
         (status = 404, description = "No such job", body = api::ErrorBody),
         (status = 500, description = "The store failed", body = api::ErrorBody),
+        (status = 503, description = "The store is unreachable (the database is down); try again after `Retry-After`", body = api::ErrorBody),
     )
 )]
 async fn get_job(
@@ -561,6 +563,7 @@ async fn get_job(
         (status = 404, description = "No such job", body = api::ErrorBody),
         (status = 409, description = "The job is not failed, or its runbook is not loaded", body = api::ErrorBody),
         (status = 500, description = "The store failed", body = api::ErrorBody),
+        (status = 503, description = "The store is unreachable (the database is down); try again after `Retry-After`", body = api::ErrorBody),
     )
 )]
 async fn rerun_job(

@@ -114,6 +114,7 @@ async fn set_mode(
         (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
         (status = 404, description = "No such solution", body = api::ErrorBody),
         (status = 500, description = "The store failed", body = api::ErrorBody),
+        (status = 503, description = "The store is unreachable (the database is down); try again after `Retry-After`", body = api::ErrorBody),
     )
 )]
 pub(crate) async fn promote(
@@ -134,6 +135,7 @@ pub(crate) async fn promote(
         (status = 401, description = "Missing or wrong token", body = api::ErrorBody),
         (status = 404, description = "No such solution", body = api::ErrorBody),
         (status = 500, description = "The store failed", body = api::ErrorBody),
+        (status = 503, description = "The store is unreachable (the database is down); try again after `Retry-After`", body = api::ErrorBody),
     )
 )]
 pub(crate) async fn demote(

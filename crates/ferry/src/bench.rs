@@ -103,8 +103,13 @@ enum Which {
         /// Open loop instead: deliveries arrive at this many per second, each independently
         /// of the answers (as webhooks arrive); latency counts from each delivery's scheduled
         /// arrival, so queueing behind a slow answer is included.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "http")]
         rate: Option<u32>,
+        /// Through HTTP instead: a `ferry serve` process (no job workers) takes the deliveries
+        /// on `POST /inbound/…` over `--concurrency` keep-alive loopback connections from this
+        /// process, which shares the machine's cores with it.
+        #[arg(long)]
+        http: bool,
     },
     /// Introspecting and caching a connection's full Xurrent schema (the emulator's, on a
     /// loopback port) and the cached lookup a step pays, through the connector's schema cache.
@@ -228,7 +233,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             events,
             concurrency,
             rate,
-        } => crate::bench_xurrent::xurrent_webhook(events, concurrency, rate).await?,
+            http,
+        } => crate::bench_xurrent::xurrent_webhook(events, concurrency, rate, http).await?,
         Which::XurrentSchema { rounds, lookups } => {
             crate::bench_schema::xurrent_schema(rounds, lookups).await?
         }

@@ -1,6 +1,7 @@
 //! `ferry bench xurrent-webhook`: ES256-signed Xurrent webhook deliveries through the
 //! `xurrent.webhook` trigger — verification, the `jti` replay window in the shared store, and a
-//! durable job — with the engine in-process on a fresh data directory (no HTTP layer).
+//! durable job — with the engine in-process on a fresh data directory (no HTTP layer), or
+//! with `--http` through a `ferry serve` process over loopback.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +80,7 @@ pub async fn xurrent_webhook(
     events: usize,
     concurrency: usize,
     rate: Option<u32>,
+    http: bool,
 ) -> anyhow::Result<()> {
     let key = PolicyKey::generate(JwtAlg::Es256)?;
     let pem = key.public_key_pem.clone().context("no public key")?;
@@ -115,6 +117,10 @@ pub async fn xurrent_webhook(
         "name: hook\ntrigger:\n  connector: xurrent\n  type: webhook\n  connection: xurrent_in\n\
          steps:\n  - { id: log, action: debug.log_message, input: { message: \"{{ trigger.event }}\" } }\n",
     )?;
+    if http {
+        let server = crate::bench::Server::start_in(dir, &sol, 0)?;
+        return over_http(&server, &key, events, concurrency).await;
+    }
     let (engine, store) = crate::bench::engine_with(&dir.path().join("data"), &sol).await?;
 
     // Sign every delivery before measuring (each with its own jti and delivery id).
@@ -179,6 +185,100 @@ pub async fn xurrent_webhook(
         },
     )?;
     tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}
+
+/// `--http`: the deliveries, signed beforehand, posted to a `ferry serve` process over
+/// `concurrency` keep-alive loopback connections (closed loop); latency per request, the
+/// server's CPU and this process's CPU (the load generator) reported apart.
+async fn over_http(
+    server: &crate::bench::Server,
+    key: &PolicyKey,
+    events: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use http_body_util::{BodyExt, Full};
+
+    let now = chrono::Utc::now().timestamp();
+    let mut deliveries = Vec::with_capacity(events);
+    for i in 0..events {
+        let body =
+            bytes::Bytes::from(json!({ "jwt": key.sign(None, &claims(now, i))? }).to_string());
+        deliveries.push((body, uuid::Uuid::new_v4().to_string()));
+    }
+    let per_conn = events.div_ceil(concurrency.max(1));
+    let server_cpu0 = crate::bench::cpu_seconds(server.child.id());
+    let own_cpu0 = crate::bench::cpu_seconds(std::process::id());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut rest = deliveries;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per_conn.min(rest.len()));
+        let chunk = std::mem::replace(&mut rest, tail);
+        let addr = server.addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await?;
+            stream.set_nodelay(true)?;
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(conn);
+            let mut latencies = Vec::with_capacity(chunk.len());
+            let mut errors = Vec::new();
+            for (body, delivery) in chunk {
+                let req = hyper::Request::post(format!("http://{addr}/inbound/xw/hook"))
+                    .header("host", addr.as_str())
+                    .header("content-type", "application/json; charset=utf-8")
+                    .header("x-xurrent-delivery", delivery)
+                    .body(Full::new(body))?;
+                let t = Instant::now();
+                sender.ready().await?;
+                let resp = sender.send_request(req).await?;
+                let status = resp.status();
+                let answer = resp.into_body().collect().await?.to_bytes();
+                latencies.push(t.elapsed().as_micros() as u64);
+                if status != hyper::StatusCode::OK {
+                    errors.push(format!("{status}: {}", String::from_utf8_lossy(&answer)));
+                }
+            }
+            anyhow::Ok((latencies, errors))
+        }));
+    }
+    let mut latencies = Vec::with_capacity(events);
+    let mut errors = Vec::new();
+    for t in tasks {
+        let (l, e) = t.await??;
+        latencies.extend(l);
+        errors.extend(e);
+    }
+    let elapsed = start.elapsed();
+    let server_cpu = crate::bench::cpu_seconds(server.child.id()) - server_cpu0;
+    let own_cpu = crate::bench::cpu_seconds(std::process::id()) - own_cpu0;
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    };
+    let ok = latencies.len() - errors.len();
+    println!(
+        "xurrent-webhook: {ok} ES256-signed deliveries over HTTP from {concurrency} keep-alive connections verified, replay-checked and stored as jobs by `ferry serve` in {:.2} s = {:.0} events/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+    );
+    println!(
+        "xurrent-webhook: CPU (user + system): server {server_cpu:.2} s = {:.0} µs per event, load generator {own_cpu:.2} s = {:.0} µs per event, on {} cores",
+        server_cpu * 1e6 / events.max(1) as f64,
+        own_cpu * 1e6 / events.max(1) as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    if let Some(first) = errors.first() {
+        bail!(
+            "{} deliveries were not accepted, e.g. {first}",
+            errors.len()
+        );
+    }
     Ok(())
 }
 

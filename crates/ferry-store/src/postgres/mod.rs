@@ -465,8 +465,9 @@ const CLAIM_SQL: &str = concat!(
     pg_job_cols!()
 );
 
-/// Map errors of a pooled call: a closed store is [`StoreError::Closed`], no connection in
-/// time is [`StoreError::Unavailable`].
+/// Map errors of a pooled call: a closed store is [`StoreError::Closed`]; no connection in
+/// time, a broken connection, or the server ending connections (SQLSTATE class 08, and 57P01–03:
+/// shutting down or starting up) is [`StoreError::Unavailable`].
 fn db(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolClosed => StoreError::Closed,
@@ -474,6 +475,13 @@ fn db(e: sqlx::Error) -> StoreError {
             StoreError::Unavailable("no database connection (timed out)".into())
         }
         sqlx::Error::Io(e) => StoreError::Unavailable(format!("database connection: {e}")),
+        sqlx::Error::Database(d)
+            if d.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+            }) =>
+        {
+            StoreError::Unavailable(format!("database connection: {}", d.message()))
+        }
         other => StoreError::Db(other),
     }
 }
