@@ -44,6 +44,7 @@ pub(crate) async fn list(
             caption.visually-hidden { "Loaded solutions" }
             thead { tr {
                 th scope="col" { "Solution" } th scope="col" { "Description" }
+                th scope="col" { "Version" } th scope="col" { "Mode" }
                 th scope="col" { "Runbooks" } th scope="col" { "Connections" }
             } }
             tbody {
@@ -51,6 +52,8 @@ pub(crate) async fn list(
                     tr data-solution=(sol.name) {
                         th scope="row" { a href={ "/ui/solutions/" (seg(&sol.name)) } { (sol.name) } }
                         td { (sol.description.as_deref().unwrap_or("")) }
+                        td { (version_cell(sol)) }
+                        td { (mode_badge(&console, sol)) }
                         td {
                             ul.plain {
                                 @for rb in sol.runbooks.values() {
@@ -65,6 +68,27 @@ pub(crate) async fn list(
         }
     };
     layout::page("Solutions", Nav::Solutions, Some(&session), main)
+}
+
+/// A solution's version: its id, and the git commit it was loaded from (shortened; "with
+/// uncommitted changes" when the folder differed from it).
+fn version_cell(sol: &CompiledSolution) -> Markup {
+    let v = &sol.version;
+    html! {
+        code.version data-version=(v.id) { (v.id) }
+        @if let Some(git) = &v.git {
+            " " span.muted {
+                "git " code title=(git.commit) { (git.commit.get(..10).unwrap_or(&git.commit)) }
+                @if git.dirty { " with uncommitted changes" }
+            }
+        }
+    }
+}
+
+/// How a solution is served, as a badge (`live` or `draft`).
+fn mode_badge(console: &Console, sol: &CompiledSolution) -> Markup {
+    let mode = console.app.engine.mode(&sol.name).as_str();
+    html! { span data-mode=(mode) { (layout::badge(mode)) } }
 }
 
 fn not_found(session: &Session, what: String) -> Response {
@@ -174,6 +198,19 @@ pub(crate) async fn solution(
         nav aria-label="Breadcrumb" { a href="/ui/solutions" { "Solutions" } " / " }
         h1 { "Solution " code { (sol.name) } }
         @if let Some(d) = &sol.description { p { (d) } }
+        dl #version-info data-testid="version-info" {
+            dt { "Version" } dd { (version_cell(&sol)) }
+            dt { "Loaded" } dd { (opt_time(sol.version.loaded_at)) }
+            dt { "Mode" } dd {
+                (mode_badge(&console, &sol))
+                @if console.app.engine.mode(&sol.name) == ferry_engine::versions::Mode::Draft {
+                    " " span.hint {
+                        "Only requests with " code { "x-ferry-test: 1" } " are taken, and schedules do not fire; "
+                        code { "ferry promote " (sol.name) } " serves it live."
+                    }
+                }
+            }
+        }
         h2 { "Runbooks" }
         table #runbooks data-testid="runbooks" {
             thead { tr {

@@ -821,8 +821,52 @@ async fn overview_and_runbook_pages_show_what_is_loaded_and_what_ran() {
     assert!(body.contains("[secret]"));
     assert!(!body.contains(secret));
 
+    // The version the solution is served at, and its mode, as the API reports them.
+    let (code, list) = server.api("/solutions").await;
+    assert_eq!(code, 200, "{list}");
+    let version = list["solutions"][0]["version"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(version.len(), 16, "{list}");
+    let solutions = b.get("/ui/solutions").await.body;
+    let row = solutions.split("<tr data-solution=\"s\">").nth(1).unwrap();
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains(&format!("data-version=\"{version}\"")),
+        "{row}"
+    );
+    assert!(row.contains("data-mode=\"live\""), "{row}");
+
     let solution_page = b.get("/ui/solutions/s").await.body;
     assert!(!solution_page.contains(secret));
+    let info = solution_page.split(" id=\"version-info\"").nth(1).unwrap();
+    let info = &info[..info.find("</dl>").unwrap()];
+    assert!(
+        info.contains(&format!("data-version=\"{version}\"")),
+        "{info}"
+    );
+    assert!(info.contains("data-mode=\"live\""), "{info}");
+    assert!(info.contains("<time datetime="), "loaded at: {info}");
+    // Demoted to draft: the badge says so, with what draft means and how to go live again.
+    let demoted = reqwest::Client::new()
+        .post(server.url("/api/v1/solutions/s/demote"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demoted.status(), StatusCode::OK);
+    let draft_page = b.get("/ui/solutions/s").await.body;
+    let info = draft_page.split(" id=\"version-info\"").nth(1).unwrap();
+    let info = &info[..info.find("</dl>").unwrap()];
+    assert!(info.contains("data-mode=\"draft\""), "{info}");
+    assert!(info.contains("x-ferry-test: 1"), "{info}");
+    assert!(info.contains("ferry promote s"), "{info}");
+    assert!(b
+        .get("/ui/solutions")
+        .await
+        .body
+        .contains("data-mode=\"draft\""));
     let schedules = solution_page.split(" id=\"schedules\"").nth(1).unwrap();
     assert!(
         schedules.contains("data-runbook=\"nightly\""),
