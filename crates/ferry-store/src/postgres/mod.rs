@@ -583,24 +583,7 @@ impl Store for PgStore {
         let limit = filter.effective_limit();
         let mut qb: QueryBuilder<Postgres> =
             QueryBuilder::new(concat!("SELECT ", pg_job_cols!(), " FROM jobs WHERE true"));
-        if let Some(s) = &filter.solution {
-            qb.push(" AND solution = ").push_bind(s.clone());
-        }
-        if let Some(r) = &filter.runbook {
-            qb.push(" AND runbook = ").push_bind(r.clone());
-        }
-        if let Some(st) = filter.status {
-            qb.push(" AND status = ").push_bind(st.as_str());
-        }
-        if let Some(c) = &filter.context_id {
-            qb.push(" AND context_id = ").push_bind(c.clone());
-        }
-        if let Some(t) = filter.created_from {
-            qb.push(" AND created_at >= ").push_bind(to_ms(t));
-        }
-        if let Some(t) = filter.created_to {
-            qb.push(" AND created_at < ").push_bind(to_ms(t));
-        }
+        crate::encode::push_job_filters(&mut qb, filter);
         // With a time range the page comes newest first by (created_at, seq) straight from the
         // `jobs_created_seq` index: creation times follow seq only roughly (clock steps, several
         // nodes), so ordering by seq would read the whole range to find a page.
@@ -675,16 +658,7 @@ impl Store for PgStore {
         .fetch_optional(&self.inner.pool)
         .await
         .map_err(db)?;
-        outputs
-            .map(|o| {
-                serde_json::from_str(&o).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "the outputs of step '{step_id}' (invocation {invocation}) of job {id} \
-                         are not JSON: {e}"
-                    ))
-                })
-            })
-            .transpose()
+        crate::encode::step_outputs(outputs, id, step_id, invocation)
     }
 
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
@@ -747,15 +721,7 @@ impl Store for PgStore {
                 .fetch_all(&self.inner.pool)
                 .await
                 .map_err(db)?;
-        let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
-        for (status, n) in rows {
-            let status = JobStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown job status {status:?}")))?;
-            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
-                slot.1 = n;
-            }
-        }
-        Ok(counts)
+        crate::encode::status_counts(rows)
     }
 
     async fn jobs_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
@@ -767,14 +733,7 @@ impl Store for PgStore {
         .fetch_all(&self.inner.pool)
         .await
         .map_err(db)?;
-        rows.into_iter()
-            .map(|(m, jobs)| {
-                Ok(MinuteCount {
-                    minute: from_ms(m * 60_000)?,
-                    jobs,
-                })
-            })
-            .collect()
+        crate::encode::minute_counts(rows)
     }
 
     async fn failed_by_runbook(

@@ -320,15 +320,6 @@ fn now_ms() -> i64 {
     to_ms(Utc::now())
 }
 
-fn push_time_range(qb: &mut QueryBuilder<'_, Sqlite>, filter: &JobFilter) {
-    if let Some(t) = filter.created_from {
-        qb.push(" AND created_at >= ").push_bind(to_ms(t));
-    }
-    if let Some(t) = filter.created_to {
-        qb.push(" AND created_at < ").push_bind(to_ms(t));
-    }
-}
-
 impl SqliteStore {
     /// Where a page of a list ordered by creation time continues: the creation time and seq of
     /// the job the cursor names (the previous page's last job) or, if that job has been deleted
@@ -429,19 +420,7 @@ impl Store for SqliteStore {
         let by_time = filter.created_from.is_some() || filter.created_to.is_some();
         let mut qb: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("SELECT {JOB_COLS} FROM jobs WHERE 1 = 1"));
-        if let Some(s) = &filter.solution {
-            qb.push(" AND solution = ").push_bind(s.clone());
-        }
-        if let Some(r) = &filter.runbook {
-            qb.push(" AND runbook = ").push_bind(r.clone());
-        }
-        if let Some(st) = filter.status {
-            qb.push(" AND status = ").push_bind(st.as_str());
-        }
-        if let Some(c) = &filter.context_id {
-            qb.push(" AND context_id = ").push_bind(c.clone());
-        }
-        push_time_range(&mut qb, filter);
+        crate::encode::push_job_filters(&mut qb, filter);
         match filter.before_seq {
             None => {}
             Some(b) if !by_time => {
@@ -504,16 +483,7 @@ impl Store for SqliteStore {
         .bind(invocation)
         .fetch_optional(&self.inner.read)
         .await?;
-        outputs
-            .map(|o| {
-                serde_json::from_str(&o).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "the outputs of step '{step_id}' (invocation {invocation}) of job {id} \
-                         are not JSON: {e}"
-                    ))
-                })
-            })
-            .transpose()
+        crate::encode::step_outputs(outputs, id, step_id, invocation)
     }
 
     async fn recover_interrupted(&self) -> Result<u64, StoreError> {
@@ -549,40 +519,22 @@ impl Store for SqliteStore {
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) FROM jobs GROUP BY status")
-            .fetch_all(&self.inner.read)
-            .await?;
-        let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
-        for row in rows {
-            let status: String = row.try_get(0)?;
-            let n: i64 = row.try_get(1)?;
-            let status = JobStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown job status {status:?}")))?;
-            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
-                slot.1 = n;
-            }
-        }
-        Ok(counts)
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+                .fetch_all(&self.inner.read)
+                .await?;
+        crate::encode::status_counts(rows)
     }
 
     async fn jobs_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT created_at / 60000 AS m, COUNT(*) FROM jobs INDEXED BY jobs_created \
              WHERE created_at >= ?1 GROUP BY m ORDER BY m",
         )
         .bind(to_ms(since))
         .fetch_all(&self.inner.read)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let m: i64 = row.try_get(0)?;
-                let jobs: i64 = row.try_get(1)?;
-                Ok(MinuteCount {
-                    minute: from_ms(m * 60_000)?,
-                    jobs,
-                })
-            })
-            .collect()
+        crate::encode::minute_counts(rows)
     }
 
     async fn failed_by_runbook(
