@@ -29,7 +29,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
-use self::rows::{job_from_row, pg_job_cols, step_from_row, STEP_COLS};
+use self::rows::{job_cols, job_from_row, step_from_row, STEP_COLS};
 use self::writer::{Counters, InsertRow, Msg};
 use crate::sqlite::rows::{dur_ms, from_ms, to_ms, to_us};
 use crate::{
@@ -462,7 +462,7 @@ const CLAIM_SQL: &str = concat!(
        (SELECT seq FROM jobs WHERE status = 'queued' AND NOT blocked \
         ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)) \
      RETURNING ",
-    pg_job_cols!()
+    job_cols!()
 );
 
 /// Map errors of a pooled call: a closed store is [`StoreError::Closed`]; no connection in
@@ -567,22 +567,18 @@ impl Store for PgStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            pg_job_cols!(),
-            " FROM jobs WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.inner.pool)
-        .await
-        .map_err(db)?;
+        let row = sqlx::query(concat!("SELECT ", job_cols!(), " FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(job_from_row).transpose()
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let limit = filter.effective_limit();
         let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new(concat!("SELECT ", pg_job_cols!(), " FROM jobs WHERE true"));
+            QueryBuilder::new(concat!("SELECT ", job_cols!(), " FROM jobs WHERE true"));
         crate::encode::push_job_filters(&mut qb, filter);
         // With a time range the page comes newest first by (created_at, seq) straight from the
         // `jobs_created_seq` index: creation times follow seq only roughly (clock steps, several

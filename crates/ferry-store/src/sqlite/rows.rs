@@ -57,9 +57,9 @@ fn json(text: &str) -> Result<Value, StoreError> {
     Ok(serde_json::from_str(text)?)
 }
 
-/// Typed column access, so that one function builds a [`JobRecord`] from a row of the read
-/// pool (sqlx, by column name) and from a row the writer thread returns (rusqlite, by the
-/// position in [`JOB_COLS`]).
+/// Typed column access, so that one function builds a [`JobRecord`] (and a [`StepRecord`])
+/// from a row of SQLite's read pool (sqlx, by column name), from a row the SQLite writer thread
+/// returns (rusqlite, by the position in [`JOB_COLS`]) and from a PostgreSQL row.
 pub(crate) trait Cols {
     fn int(&self, i: usize, name: &str) -> Result<i64, StoreError>;
     fn opt_int(&self, i: usize, name: &str) -> Result<Option<i64>, StoreError>;
@@ -68,6 +68,10 @@ pub(crate) trait Cols {
     fn uuid(&self, i: usize, name: &str) -> Result<uuid::Uuid, StoreError>;
     /// A JSON document stored as text.
     fn json(&self, i: usize, name: &str) -> Result<Value, StoreError>;
+    /// A boolean (an integer 0/1 in SQLite).
+    fn flag(&self, i: usize, name: &str) -> Result<bool, StoreError> {
+        Ok(self.int(i, name)? != 0)
+    }
 }
 
 impl Cols for SqliteRow {
@@ -135,7 +139,7 @@ pub(crate) fn job_from<R: Cols>(row: &R) -> Result<JobRecord, StoreError> {
         finished_at: opt_from_ms(row.opt_int(14, "finished_at")?)?,
         next_run_at: opt_from_ms(row.opt_int(15, "next_run_at")?)?,
         solution_version: row.opt_text(16, "solution_version")?,
-        test: row.int(17, "test")? != 0,
+        test: row.flag(17, "test")?,
     })
 }
 
@@ -144,22 +148,28 @@ pub(crate) fn job_from_row(row: &SqliteRow) -> Result<JobRecord, StoreError> {
     job_from(row)
 }
 
-pub(crate) fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
-    let status: String = row.try_get("status")?;
+/// A [`StepRecord`] from a row holding [`STEP_COLS`] (read by name).
+pub(crate) fn step_from<R: Cols>(row: &R) -> Result<StepRecord, StoreError> {
+    let status = row.text(4, "status")?;
     let status = StepStatus::parse(&status)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown step status {status:?}")))?;
-    let logs: Vec<LogLine> = serde_json::from_str(row.try_get("logs")?)?;
+    let logs: Vec<LogLine> = serde_json::from_value(row.json(7, "logs")?)?;
     Ok(StepRecord {
-        job_id: row.try_get("job_id")?,
-        seq: row.try_get("seq")?,
-        step_id: row.try_get("step_id")?,
-        invocation: row.try_get("invocation")?,
+        job_id: row.uuid(0, "job_id")?,
+        seq: row.int(1, "seq")?,
+        step_id: row.text(2, "step_id")?,
+        invocation: row.int(3, "invocation")?,
         status,
-        input: json(row.try_get("input")?)?,
-        outputs: json(row.try_get("outputs")?)?,
+        input: row.json(5, "input")?,
+        outputs: row.json(6, "outputs")?,
         logs,
-        error: row.try_get("error")?,
-        started_at: from_us(row.try_get("started_at")?)?,
-        finished_at: from_us(row.try_get("finished_at")?)?,
+        error: row.opt_text(8, "error")?,
+        started_at: from_us(row.int(9, "started_at")?)?,
+        finished_at: from_us(row.int(10, "finished_at")?)?,
     })
+}
+
+/// A [`StepRecord`] from a row of the read pool.
+pub(crate) fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
+    step_from(row)
 }
