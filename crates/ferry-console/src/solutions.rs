@@ -52,7 +52,7 @@ pub(crate) async fn list(
                     tr data-solution=(sol.name) {
                         th scope="row" { a href={ "/ui/solutions/" (seg(&sol.name)) } { (sol.name) } }
                         td { (sol.description.as_deref().unwrap_or("")) }
-                        td { (version_cell(sol)) }
+                        td { (version_cell(&served_version(&console, sol))) }
                         td { (mode_badge(&console, sol)) }
                         td {
                             ul.plain {
@@ -70,10 +70,22 @@ pub(crate) async fn list(
     layout::page("Solutions", Nav::Solutions, Some(&session), main)
 }
 
+/// The version a solution is served with, as the API reports it (`Engine::served_version`: the
+/// git state as of the last load or reload).
+fn served_version(
+    console: &Console,
+    sol: &CompiledSolution,
+) -> ferry_engine::versions::SolutionVersion {
+    console
+        .app
+        .engine
+        .served_version(&sol.name)
+        .unwrap_or_else(|| sol.version.clone())
+}
+
 /// A solution's version: its id, and the git commit it was loaded from (shortened; "with
 /// uncommitted changes" when the folder differed from it).
-fn version_cell(sol: &CompiledSolution) -> Markup {
-    let v = &sol.version;
+fn version_cell(v: &ferry_engine::versions::SolutionVersion) -> Markup {
     html! {
         code.version data-version=(v.id) { (v.id) }
         @if let Some(git) = &v.git {
@@ -194,13 +206,14 @@ pub(crate) async fn solution(
         .iter()
         .map(ferry_server::provision_view)
         .collect();
+    let version = served_version(&console, &sol);
     let main = html! {
         nav aria-label="Breadcrumb" { a href="/ui/solutions" { "Solutions" } " / " }
         h1 { "Solution " code { (sol.name) } }
         @if let Some(d) = &sol.description { p { (d) } }
         dl #version-info data-testid="version-info" {
-            dt { "Version" } dd { (version_cell(&sol)) }
-            dt { "Loaded" } dd { (opt_time(sol.version.loaded_at)) }
+            dt { "Version" } dd { (version_cell(&version)) }
+            dt { "Loaded" } dd { (opt_time(version.loaded_at)) }
             dt { "Mode" } dd {
                 (mode_badge(&console, &sol))
                 @if console.app.engine.mode(&sol.name) == ferry_engine::versions::Mode::Draft {

@@ -301,6 +301,25 @@ pub enum ModeError {
     Store(String),
 }
 
+/// A version's metadata as stored with its files (git state, load time; what is missing or
+/// unreadable is left out).
+fn stored_version(id: &str, stored: &Value) -> SolutionVersion {
+    SolutionVersion {
+        id: id.to_string(),
+        git: stored.get("git").and_then(|g| {
+            Some(GitInfo {
+                commit: g.get("commit")?.as_str()?.to_string(),
+                dirty: g.get("dirty")?.as_bool()?,
+            })
+        }),
+        loaded_at: stored
+            .get("loaded_at")
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    }
+}
+
 /// The engine's deployment state: solution folders, older compiled versions, modes.
 #[derive(Default)]
 pub struct Deployments {
@@ -529,20 +548,7 @@ impl Engine {
                 compiled.name
             ));
         }
-        compiled.version = SolutionVersion {
-            id: version.to_string(),
-            git: stored.get("git").and_then(|g| {
-                Some(GitInfo {
-                    commit: g.get("commit")?.as_str()?.to_string(),
-                    dirty: g.get("dirty")?.as_bool()?,
-                })
-            }),
-            loaded_at: stored
-                .get("loaded_at")
-                .and_then(Value::as_str)
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&Utc)),
-        };
+        compiled.version = stored_version(version, &stored);
         Ok(Arc::new(compiled))
     }
 
@@ -571,20 +577,7 @@ impl Engine {
             versions_namespace(solution),
         );
         let stored = kv.get(version).await.ok().flatten()?;
-        Some(SolutionVersion {
-            id: version.to_string(),
-            git: stored.get("git").and_then(|g| {
-                Some(GitInfo {
-                    commit: g.get("commit")?.as_str()?.to_string(),
-                    dirty: g.get("dirty")?.as_bool()?,
-                })
-            }),
-            loaded_at: stored
-                .get("loaded_at")
-                .and_then(Value::as_str)
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&Utc)),
-        })
+        Some(stored_version(version, &stored))
     }
 
     /// Changes whenever a reload changes the served versions (the scheduler rebuilds its
