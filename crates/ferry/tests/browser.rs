@@ -13,12 +13,11 @@ mod common;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use common::{solution, Server, TOKEN};
+use common::{flaky_downstream, solution, Server, TOKEN};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -335,29 +334,6 @@ where
     eprintln!("{test}: screenshots in {}", artefacts.display());
 }
 
-/// A downstream that answers 500 until `healthy` is set, then 200.
-async fn downstream() -> (String, Arc<AtomicBool>) {
-    let healthy = Arc::new(AtomicBool::new(false));
-    let h = healthy.clone();
-    let app = axum::Router::new().route(
-        "/status",
-        axum::routing::get(move || {
-            let h = h.clone();
-            async move {
-                if h.load(Ordering::SeqCst) {
-                    (axum::http::StatusCode::OK, "up")
-                } else {
-                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), healthy)
-}
-
 /// `sync` fails while the downstream answers 500 (a condition on its answer); `greet`
 /// always finishes.
 fn console_solution(root: &Path, downstream: &str) -> PathBuf {
@@ -427,7 +403,7 @@ async fn console_in_chromium_login_diagram_filter_failed_job_rerun_logout() {
     let Some(tools) = tools_or_skip("console_in_chromium") else {
         return;
     };
-    let (base, healthy) = downstream().await;
+    let (base, healthy) = flaky_downstream().await;
     let tmp = tempfile::tempdir().unwrap();
     let sol = console_solution(tmp.path(), &base);
     let server = Server::start(&tmp.path().join("data"), &[&sol], &[]);

@@ -6,11 +6,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{solution, Server, TOKEN};
+use common::{flaky_downstream, solution, Server, TOKEN};
 use ferry_console::{Access, ROUTES};
 use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{redirect, StatusCode};
@@ -488,29 +487,6 @@ async fn jobs_list_filters_searches_and_pages() {
     assert_eq!(row_ids(&fragment.body).len(), 15);
 }
 
-/// A downstream that answers 500 until `healthy` is set, then 200.
-async fn flaky_downstream() -> (String, Arc<AtomicUsize>) {
-    let healthy = Arc::new(AtomicUsize::new(0));
-    let h = healthy.clone();
-    let app = axum::Router::new().route(
-        "/status",
-        axum::routing::get(move || {
-            let h = h.clone();
-            async move {
-                if h.load(Ordering::SeqCst) == 0 {
-                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
-                } else {
-                    (axum::http::StatusCode::OK, "up")
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), healthy)
-}
-
 #[tokio::test]
 async fn a_failed_job_shows_its_error_and_a_rerun_finishes_it() {
     let (base, healthy) = flaky_downstream().await;
@@ -593,7 +569,7 @@ steps:
     assert!(!body.contains("data-live="));
 
     // The downstream is back: re-run from the page.
-    healthy.store(1, Ordering::SeqCst);
+    healthy.store(true, Ordering::SeqCst);
     let csrf = page.hidden("rerun-form", "csrf");
     let rerun = b
         .post(&format!("/ui/jobs/{id}/rerun"), &[("csrf", &csrf)])

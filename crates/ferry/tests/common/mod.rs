@@ -323,3 +323,30 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A downstream HTTP server on a loopback port whose `GET /status` answers 500 ("down") until
+/// the returned flag is set, then 200 ("up"): a dependency that fails and later recovers.
+pub async fn flaky_downstream() -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let app = axum::Router::new().route(
+        "/status",
+        axum::routing::get(move || {
+            let h = h.clone();
+            async move {
+                if h.load(Ordering::SeqCst) {
+                    (axum::http::StatusCode::OK, "up")
+                } else {
+                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the downstream");
+    let addr = listener.local_addr().expect("downstream address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), healthy)
+}
