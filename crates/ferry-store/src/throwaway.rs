@@ -21,6 +21,22 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Unavailable(pub String);
 
+/// Run a PostgreSQL tool to completion; a failure names the tool (`what`) and its stderr.
+fn run_tool(cmd: &mut Command, what: &str) -> Result<(), Unavailable> {
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Unavailable(format!("running {what}: {e}")))?;
+    if !out.status.success() {
+        return Err(Unavailable(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for Unavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -145,21 +161,16 @@ impl Throwaway {
             watchdog: None,
         };
         let mut initdb = pg.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(pg.data())
-            .args(["-U", "ferry", "-A", "trust", "-E", "UTF8", "--no-sync"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let out = initdb
-            .output()
-            .map_err(|e| Unavailable(format!("running initdb: {e}")))?;
-        if !out.status.success() {
-            return Err(Unavailable(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        initdb.arg("-D").arg(pg.data()).args([
+            "-U",
+            "ferry",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        run_tool(&mut initdb, "initdb")?;
         pg.port = free_port().map_err(|e| Unavailable(format!("finding a free port: {e}")))?;
         pg.launch()?;
         Ok(pg)
@@ -275,27 +286,17 @@ done
 
     /// Create a new, empty database and return its URL.
     pub fn create_database(&self, name: &str) -> Result<String, Unavailable> {
-        let out = self
-            .command("createdb")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "ferry",
-                name,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| Unavailable(format!("running createdb: {e}")))?;
-        if !out.status.success() {
-            return Err(Unavailable(format!(
-                "createdb {name} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        let mut createdb = self.command("createdb");
+        createdb.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "ferry",
+            name,
+        ]);
+        run_tool(&mut createdb, &format!("createdb {name}"))?;
         Ok(self.url(name))
     }
 
